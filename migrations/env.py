@@ -1,0 +1,59 @@
+"""Alembic environment of starpod_session.
+
+Used both by the ``alembic`` command in a checkout and by the library itself
+(which passes an open connection in ``config.attributes["connection"]``).
+"""
+
+from __future__ import annotations
+
+import os
+
+from alembic import context
+
+from starpod_session.engine import create_storage_engine, to_url
+from starpod_session.models import Base
+
+config = context.config
+
+
+def include_object(obj, name, type_, reflected, compare_to):  # noqa: ANN001, ANN201
+    """Compare only what this library owns.
+
+    Databases adopted from the Rust crate also hold ``_sqlx_migrations``, tables of
+    other Starpod crates and extra columns such as ``is_archived``: they are left
+    untouched, so migrations and ``alembic check`` ignore them.
+    """
+    if reflected and compare_to is None and type_ in ("table", "column"):
+        return False
+    return True
+
+
+def run_with(connection) -> None:  # noqa: ANN001
+    context.configure(
+        connection=connection,
+        target_metadata=Base.metadata,
+        render_as_batch=connection.dialect.name == "sqlite",
+        include_object=include_object,
+        compare_type=True,
+    )
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+def database_target() -> str:
+    target = context.get_x_argument(as_dictionary=True).get("db") or os.environ.get("STARPOD_SESSION_DB")
+    if not target:
+        raise SystemExit("say which database: alembic -x db=PATH_OR_URL ... (or set STARPOD_SESSION_DB)")
+    return target
+
+
+connection = config.attributes.get("connection")
+if connection is not None:
+    run_with(connection)
+else:
+    engine = create_storage_engine(to_url(database_target()))
+    try:
+        with engine.begin() as connection:
+            run_with(connection)
+    finally:
+        engine.dispose()

@@ -1,0 +1,119 @@
+"""Baseline: the four tables exactly as the Rust crate ``starpod-session`` creates them.
+
+A Rust-era SQLite file (recognised by its ``_sqlx_migrations`` table) already holds
+this schema and is stamped at this revision instead of running it.
+
+Revision ID: 0001
+Revises:
+Create Date: 2026-11-24
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+from starpod_session import types as st
+
+revision: str = "0001"
+down_revision: str | None = None
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+MARIADB_TABLE_OPTIONS = {"mysql_charset": "utf8mb4", "mysql_collate": "utf8mb4_bin"}
+
+
+def upgrade() -> None:
+    op.create_table(
+        "session_metadata",
+        sa.Column("id", st.ShortText, nullable=False),
+        sa.Column("created_at", st.UtcTimestamp(), nullable=False),
+        sa.Column("last_message_at", st.UtcTimestamp(), nullable=False),
+        sa.Column("is_closed", st.IntBoolean(), server_default=sa.false(), nullable=False),
+        sa.Column("summary", st.LongText, nullable=True),
+        sa.Column("message_count", st.Count, server_default=sa.text("0"), nullable=False),
+        sa.Column("channel", st.ChannelText, server_default=sa.text("'main'"), nullable=False),
+        sa.Column("channel_session_key", st.ShortText, nullable=True),
+        sa.Column("title", st.ShortText, nullable=True),
+        sa.Column("user_id", st.ShortText, server_default=sa.text("'admin'"), nullable=False),
+        sa.Column("is_read", st.IntBoolean(), server_default=sa.true(), nullable=False),
+        sa.Column("triggered_by", st.ShortText, nullable=True),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_session_metadata")),
+        **MARIADB_TABLE_OPTIONS,
+    )
+    op.create_index(
+        "idx_session_channel_key",
+        "session_metadata",
+        ["channel", "channel_session_key", "is_closed", sa.literal_column("last_message_at DESC")],
+    )
+    op.create_index(
+        "idx_session_user_channel", "session_metadata", ["user_id", "channel", "channel_session_key"]
+    )
+
+    op.create_table(
+        "session_messages",
+        sa.Column("id", st.Count, autoincrement=True, nullable=False),
+        sa.Column("session_id", st.ShortText, nullable=False),
+        sa.Column("role", st.ShortText, nullable=False),
+        sa.Column("content", st.LongText, nullable=False),
+        sa.Column("timestamp", st.UtcTimestamp(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["session_id"],
+            ["session_metadata.id"],
+            name=op.f("fk_session_messages_session_id_session_metadata"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_session_messages")),
+        sqlite_autoincrement=True,
+        **MARIADB_TABLE_OPTIONS,
+    )
+    op.create_index("idx_session_messages_session", "session_messages", ["session_id", "id"])
+
+    op.create_table(
+        "usage_stats",
+        sa.Column("id", st.Count, autoincrement=True, nullable=False),
+        sa.Column("session_id", st.ShortText, nullable=False),
+        sa.Column("turn", st.Count, nullable=False),
+        sa.Column("input_tokens", st.Count, server_default=sa.text("0"), nullable=False),
+        sa.Column("output_tokens", st.Count, server_default=sa.text("0"), nullable=False),
+        sa.Column("cache_read", st.Count, server_default=sa.text("0"), nullable=False),
+        sa.Column("cache_write", st.Count, server_default=sa.text("0"), nullable=False),
+        sa.Column("cost_usd", st.Money, server_default=sa.text("0.0"), nullable=False),
+        sa.Column("model", st.ShortText, nullable=True),
+        sa.Column("timestamp", st.UtcTimestamp(), nullable=False),
+        sa.Column("user_id", st.ShortText, server_default=sa.text("'admin'"), nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_usage_stats")),
+        sqlite_autoincrement=True,
+        **MARIADB_TABLE_OPTIONS,
+    )
+    op.create_index("idx_usage_stats_user", "usage_stats", ["user_id", "timestamp"])
+
+    op.create_table(
+        "compaction_log",
+        sa.Column("id", st.Count, autoincrement=True, nullable=False),
+        sa.Column("session_id", st.ShortText, nullable=False),
+        sa.Column("timestamp", st.UtcTimestamp(), nullable=False),
+        sa.Column("trigger", st.ShortText, server_default=sa.text("'auto'"), nullable=False),
+        sa.Column("pre_tokens", st.Count, nullable=False),
+        sa.Column("summary", st.LongText, nullable=False),
+        sa.Column("messages_compacted", st.Count, server_default=sa.text("0"), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["session_id"],
+            ["session_metadata.id"],
+            name=op.f("fk_compaction_log_session_id_session_metadata"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_compaction_log")),
+        sqlite_autoincrement=True,
+        **MARIADB_TABLE_OPTIONS,
+    )
+    op.create_index("idx_compaction_log_session", "compaction_log", ["session_id"])
+
+
+def downgrade() -> None:
+    op.drop_table("compaction_log")
+    op.drop_table("usage_stats")
+    op.drop_table("session_messages")
+    op.drop_table("session_metadata")

@@ -1,0 +1,54 @@
+"""starpod_session: channel-aware session lifecycle, message store and cost accounting for AI agents.
+
+Start with :class:`SessionManager`.
+"""
+
+from .channels import Channel, ChannelResolver, ExplicitResolver, TimeGapResolver
+from .decisions import Continue, New, SessionDecision
+from .errors import (
+    InvalidInput,
+    SchemaOutdated,
+    SchemaTooNew,
+    SessionNotFound,
+    StarpodSessionError,
+    StorageBusy,
+    StorageError,
+)
+from .manager import AUTO_CLOSE_SUMMARY, SessionManager
+from .records import (
+    CostOverview,
+    ModelCostSummary,
+    SessionMessage,
+    SessionMeta,
+    UsageRecord,
+    UsageSummary,
+    UserCostSummary,
+)
+from .retry import RetryPolicy
+
+__all__ = [
+    "AUTO_CLOSE_SUMMARY",
+    "Channel",
+    "ChannelResolver",
+    "Continue",
+    "CostOverview",
+    "ExplicitResolver",
+    "InvalidInput",
+    "ModelCostSummary",
+    "New",
+    "RetryPolicy",
+    "SchemaOutdated",
+    "SchemaTooNew",
+    "SessionDecision",
+    "SessionManager",
+    "SessionMessage",
+    "SessionMeta",
+    "SessionNotFound",
+    "StarpodSessionError",
+    "StorageBusy",
+    "StorageError",
+    "TimeGapResolver",
+    "UsageRecord",
+    "UsageSummary",
+    "UserCostSummary",
+]

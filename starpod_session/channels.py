@@ -1,0 +1,111 @@
+"""Channels and their resolvers: the policy that decides when an open session continues.
+
+A new kind of channel is one class with an ``is_stale`` method, registered under a
+name in :class:`ChannelRegistry`.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from datetime import datetime, timedelta
+from typing import Protocol
+
+import attrs
+
+from .errors import InvalidInput
+
+__all__ = [
+    "Channel",
+    "ChannelResolver",
+    "ExplicitResolver",
+    "TimeGapResolver",
+    "ChannelRegistry",
+    "TELEGRAM_GAP_MINUTES",
+]
+
+#: The Telegram inactivity threshold of the original crate: 6 hours.
+TELEGRAM_GAP_MINUTES = 360
+
+
+class Channel(str, enum.Enum):
+    """The built-in channels; their values are what the ``channel`` column stores."""
+
+    #: Explicit sessions (web, REPL, CLI): continue for as long as they are open.
+    MAIN = "main"
+    #: Time-gap sessions: a new one starts after a period of inactivity.
+    TELEGRAM = "telegram"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class ChannelResolver(Protocol):
+    """Decides whether an open session of a channel has gone stale."""
+
+    def is_stale(self, last_message_at: datetime, now: datetime, gap_minutes: int | None) -> bool:
+        """True when the session last active at ``last_message_at`` must be closed at ``now``.
+
+        ``gap_minutes`` is the caller's per-call override, or ``None``.
+        """
+        ...
+
+
+@attrs.frozen
+class ExplicitResolver:
+    """Sessions that continue however old they are, until closed by hand (``main``)."""
+
+    def is_stale(self, last_message_at: datetime, now: datetime, gap_minutes: int | None) -> bool:
+        """Never stale."""
+        return False
+
+
+@attrs.frozen
+class TimeGapResolver:
+    """Sessions that end after ``gap_minutes`` of inactivity (``telegram``).
+
+    A session continues while ``now - last_message_at`` is strictly less than the
+    gap; a ``last_message_at`` in the future always continues.
+    """
+
+    gap_minutes: int = TELEGRAM_GAP_MINUTES
+
+    def is_stale(self, last_message_at: datetime, now: datetime, gap_minutes: int | None) -> bool:
+        """True once the inactivity reaches the gap (the override wins over the configured one)."""
+        gap = self.gap_minutes if gap_minutes is None else gap_minutes
+        return now - last_message_at >= timedelta(minutes=gap)
+
+
+def check_gap_minutes(value: object, field: str = "gap_minutes") -> int:
+    """A gap is a non-negative whole number of minutes."""
+    if type(value) is not int or value < 0:
+        raise InvalidInput(field, f"expected a non-negative int of minutes, got {value!r}")
+    return value
+
+
+class ChannelRegistry:
+    """The channels a manager knows, by name, each with its resolver."""
+
+    def __init__(self, resolvers: Mapping[str, ChannelResolver] | None = None) -> None:
+        self._resolvers: dict[str, ChannelResolver] = {
+            Channel.MAIN.value: ExplicitResolver(),
+            Channel.TELEGRAM.value: TimeGapResolver(),
+        }
+        self._resolvers.update(resolvers or {})
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """The registered channel names."""
+        return tuple(self._resolvers)
+
+    def channel_name(self, channel: object) -> str:
+        """The stored name of ``channel`` (a :class:`Channel` or a registered name)."""
+        name = channel.value if isinstance(channel, Channel) else channel
+        if not isinstance(name, str) or name not in self._resolvers:
+            known = ", ".join(sorted(self._resolvers))
+            raise InvalidInput("channel", f"unknown channel {channel!r}; known channels: {known}")
+        return name
+
+    def resolver(self, channel_name: str) -> ChannelResolver:
+        """The resolver of a name returned by :meth:`channel_name`."""
+        return self._resolvers[channel_name]

@@ -1,0 +1,50 @@
+"""The exceptions this library raises: all derive from :class:`StarpodSessionError`."""
+
+from __future__ import annotations
+
+__all__ = [
+    "StarpodSessionError",
+    "SessionNotFound",
+    "InvalidInput",
+    "StorageBusy",
+    "StorageError",
+    "SchemaOutdated",
+    "SchemaTooNew",
+]
+
+
+class StarpodSessionError(Exception):
+    """Base class of every exception raised by ``starpod_session``."""
+
+
+class SessionNotFound(StarpodSessionError, LookupError):
+    """A write named a session id that does not exist."""
+
+    def __init__(self, session_id: str) -> None:
+        super().__init__(f"session not found: {session_id!r}")
+        self.session_id = session_id
+
+
+class InvalidInput(StarpodSessionError, ValueError):
+    """An argument was rejected before anything was written; ``field`` names it."""
+
+    def __init__(self, field: str, reason: str) -> None:
+        super().__init__(f"invalid {field}: {reason}")
+        self.field = field
+        self.reason = reason
+
+
+class StorageBusy(StarpodSessionError):
+    """The database stayed locked or kept aborting the transaction after every retry."""
+
+
+class StorageError(StarpodSessionError):
+    """The database failed in a way the library cannot recover from (the driver error is chained)."""
+
+
+class SchemaOutdated(StarpodSessionError):
+    """The database schema is older than this library and automatic upgrade is off."""
+
+
+class SchemaTooNew(StarpodSessionError):
+    """The database was migrated by a newer release of this library than the one installed."""

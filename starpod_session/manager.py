@@ -1,0 +1,346 @@
+"""``SessionManager``: the synchronous facade, one transaction per public call."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+from typing import TypeVar
+
+from sqlalchemy import Engine
+from sqlalchemy.engine import URL
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
+
+from ._clock import utc_now
+from .channels import Channel, ChannelRegistry, ChannelResolver, check_gap_minutes
+from .decisions import Continue, New, SessionDecision
+from .engine import READ_ONLY, create_storage_engine, to_url
+from .errors import InvalidInput, SessionNotFound, StarpodSessionError, StorageBusy, StorageError
+from .records import CostOverview, SessionMessage, SessionMeta, UsageRecord, UsageSummary
+from .repositories import CompactionRepository, MessageRepository, SessionRepository, UsageRepository
+from .retry import RetryPolicy, is_transient
+from .schema import ensure_schema
+from .timestamps import coerce_instant
+from .titles import shorten_title
+from .validation import check_count, check_flag, check_session_id, check_short_text, check_text
+
+__all__ = ["SessionManager", "AUTO_CLOSE_SUMMARY"]
+
+#: The summary of a session closed because its channel's gap passed.
+AUTO_CLOSE_SUMMARY = "Auto-closed: inactivity"
+
+T = TypeVar("T")
+Work = Callable[[Session], T]
+
+
+class SessionManager:
+    """Keeps an agent's sessions, messages, usage and compactions in one database.
+
+    ``db_path`` is a file path (SQLite, created with its folders if missing) or a
+    SQLAlchemy URL (``postgresql+psycopg://...``, ``mysql+pymysql://...``). On open
+    the schema is brought to this release's head unless ``auto_upgrade=False``.
+
+    One manager is meant to be shared by every thread of a process; each public
+    call is one transaction, retried on transient lock errors, and returns frozen
+    records. Use it as a context manager or call :meth:`close`.
+    """
+
+    def __init__(
+        self,
+        db_path: str | os.PathLike[str] | URL,
+        sessions_dir: str | os.PathLike[str] | None = None,
+        *,
+        auto_upgrade: bool = True,
+        sqlite_synchronous: str = "NORMAL",
+        channels: dict[str, ChannelResolver] | None = None,
+        retry: RetryPolicy | None = None,
+    ) -> None:
+        self._url = to_url(db_path)
+        self._channels = ChannelRegistry(channels)
+        self._retry = retry or RetryPolicy()
+        self.sessions_dir = None if sessions_dir is None else Path(sessions_dir)
+        if self.sessions_dir is not None:
+            self.sessions_dir.mkdir(parents=True, exist_ok=True)
+        self._engine: Engine = create_storage_engine(self._url, sqlite_synchronous=sqlite_synchronous)
+        try:
+            self._guard(lambda: ensure_schema(self._engine, auto_upgrade=auto_upgrade, target=self.target))
+        except BaseException:
+            self._engine.dispose()
+            raise
+        self._writes = sessionmaker(self._engine, expire_on_commit=False)
+        self._reads = sessionmaker(
+            self._engine.execution_options(**{READ_ONLY: True}), expire_on_commit=False
+        )
+
+    # -- lifecycle -------------------------------------------------------
+
+    @property
+    def target(self) -> str:
+        """The database, as a path for SQLite or a URL with the password hidden."""
+        if self._url.get_backend_name() == "sqlite":
+            return str(self._url.database)
+        return self._url.render_as_string(hide_password=True)
+
+    def close(self) -> None:
+        """Release every pooled connection. The manager is unusable afterwards."""
+        self._engine.dispose()
+
+    def __enter__(self) -> SessionManager:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"SessionManager({self.target!r})"
+
+    # -- sessions --------------------------------------------------------
+
+    def resolve_session(
+        self,
+        channel: Channel | str,
+        key: str,
+        gap_minutes: int | None = None,
+        *,
+        user_id: str = "admin",
+    ) -> SessionDecision:
+        """Decide whether a message on ``(channel, key, user_id)`` continues a session.
+
+        Returns ``Continue(id)`` for the open session, or ``New(closed_session_id)``
+        when there is none or it went stale; in the latter case the stale session is
+        closed with ``"Auto-closed: inactivity"`` and its id is reported to exactly
+        one of any racing callers. ``gap_minutes`` overrides the channel's gap for
+        this call (``main`` has none).
+        """
+        name = self._channels.channel_name(channel)
+        key = check_short_text("key", key)
+        user_id = check_short_text("user_id", user_id)
+        if gap_minutes is not None:
+            gap_minutes = check_gap_minutes(gap_minutes)
+        resolver = self._channels.resolver(name)
+
+        def work(s: Session) -> SessionDecision:
+            sessions = SessionRepository(s)
+            found = sessions.find_open_by_key(name, key, user_id)
+            if found is None:
+                return New(closed_session_id=None)
+            session_id, last_message_at = found
+            if not resolver.is_stale(last_message_at, utc_now(), gap_minutes):
+                return Continue(session_id)
+            closed_here = sessions.close_if_open(session_id, AUTO_CLOSE_SUMMARY)
+            return New(closed_session_id=session_id if closed_here else None)
+
+        return self._write(work)
+
+    def create_session(
+        self,
+        channel: Channel | str,
+        key: str,
+        *,
+        user_id: str = "admin",
+        triggered_by: str | None = None,
+    ) -> str:
+        """Create an open, read session for ``(channel, key, user_id)`` and return its id.
+
+        ``triggered_by`` names the job or trigger that opened it, if any.
+        """
+        name = self._channels.channel_name(channel)
+        key = check_short_text("key", key)
+        user_id = check_short_text("user_id", user_id)
+        if triggered_by is not None:
+            triggered_by = check_short_text("triggered_by", triggered_by)
+        session_id = str(uuid.uuid4())
+
+        def work(s: Session) -> str:
+            SessionRepository(s).insert(
+                session_id=session_id,
+                channel=name,
+                key=key,
+                user_id=user_id,
+                triggered_by=triggered_by,
+                now=utc_now(),
+            )
+            return session_id
+
+        return self._write(work)
+
+    def touch_session(self, session_id: str) -> None:
+        """Mark activity now: ``last_message_at = now`` and ``message_count += 1``."""
+        session_id = check_session_id(session_id)
+
+        def work(s: Session) -> None:
+            if not SessionRepository(s).touch(session_id, utc_now()):
+                raise SessionNotFound(session_id)
+
+        self._write(work)
+
+    def set_title_if_empty(self, session_id: str, title: str) -> None:
+        """Store ``title`` if the session has none (cut to 100 UTF-8 bytes plus ``"..."``)."""
+        session_id = check_session_id(session_id)
+        title = shorten_title(check_text("title", title, allow_empty=False))
+
+        def work(s: Session) -> None:
+            sessions = SessionRepository(s)
+            if not sessions.set_title_if_null(session_id, title) and not sessions.exists(session_id):
+                raise SessionNotFound(session_id)
+
+        self._write(work)
+
+    def close_session(self, session_id: str, summary: str) -> None:
+        """Close the session with ``summary`` (closing a closed session replaces its summary)."""
+        session_id = check_session_id(session_id)
+        summary = check_text("summary", summary)
+
+        def work(s: Session) -> None:
+            if not SessionRepository(s).close(session_id, summary):
+                raise SessionNotFound(session_id)
+
+        self._write(work)
+
+    def mark_read(self, session_id: str, is_read: bool) -> None:
+        """Mark the session read (``True``) or unread (``False``); new sessions are read."""
+        session_id = check_session_id(session_id)
+        is_read = check_flag("is_read", is_read)
+
+        def work(s: Session) -> None:
+            if not SessionRepository(s).set_read(session_id, is_read):
+                raise SessionNotFound(session_id)
+
+        self._write(work)
+
+    def get_session(self, session_id: str) -> SessionMeta | None:
+        """The session's metadata, or ``None`` if there is no such session."""
+        session_id = check_session_id(session_id)
+        return self._read(lambda s: SessionRepository(s).get(session_id))
+
+    def list_sessions(self, limit: int) -> list[SessionMeta]:
+        """Up to ``limit`` sessions of all users, open and closed, most recently active first.
+
+        Ties on ``last_message_at`` are broken by ``created_at``, then id, both descending.
+        """
+        if type(limit) is not int or limit < 0:
+            raise InvalidInput("limit", f"expected a non-negative int, got {limit!r}")
+        return self._read(lambda s: SessionRepository(s).list_recent(limit))
+
+    # -- messages --------------------------------------------------------
+
+    def save_message(self, session_id: str, role: str, content: str) -> int:
+        """Append a message and return its id; a ``user`` message also titles an untitled session."""
+        session_id = check_session_id(session_id)
+        role = check_short_text("role", role)
+        content = check_text("content", content)
+        title = shorten_title(content) if role == "user" and content.strip() else None
+
+        def work(s: Session) -> int:
+            sessions = SessionRepository(s)
+            if not sessions.exists(session_id):
+                raise SessionNotFound(session_id)
+            message_id = MessageRepository(s).append(session_id, role, content, utc_now())
+            if title is not None:
+                sessions.set_title_if_null(session_id, title)
+            return message_id
+
+        return self._write(work)
+
+    def get_messages(self, session_id: str) -> list[SessionMessage]:
+        """Every message of the session in insertion order (``[]`` for an unknown id)."""
+        session_id = check_session_id(session_id)
+        return self._read(lambda s: MessageRepository(s).list_for_session(session_id))
+
+    # -- usage and compactions ---------------------------------------------
+
+    def record_usage(self, session_id: str, usage_record: UsageRecord, turn: int) -> None:
+        """Store the token usage and cost of one turn of the session."""
+        session_id = check_session_id(session_id)
+        if not isinstance(usage_record, UsageRecord):
+            raise InvalidInput("usage_record", f"expected a UsageRecord, got {type(usage_record).__name__}")
+        turn = check_count("turn", turn)
+
+        def work(s: Session) -> None:
+            if not SessionRepository(s).exists(session_id):
+                raise SessionNotFound(session_id)
+            UsageRepository(s).append(session_id, turn, usage_record, utc_now())
+
+        self._write(work)
+
+    def session_usage(self, session_id: str) -> UsageSummary:
+        """Totals over the session's usage rows (zeros for none or an unknown id)."""
+        session_id = check_session_id(session_id)
+        return self._read(lambda s: UsageRepository(s).session_summary(session_id))
+
+    def cost_overview(self, since: str | datetime | None = None) -> CostOverview:
+        """Totals over every usage row with ``timestamp >= since`` (all rows if ``None``).
+
+        ``since`` is an aware datetime or an RFC 3339 string (``Z`` or any offset).
+        ``by_user`` and ``by_model`` are ordered by cost descending, then name; rows
+        without a model count as ``"unknown"``.
+        """
+        instant = None if since is None else coerce_instant(since, "since")
+        return self._read(lambda s: UsageRepository(s).overview(instant))
+
+    def record_compaction(
+        self,
+        session_id: str,
+        trigger: str,
+        pre_tokens: int,
+        summary: str,
+        messages_compacted: int,
+    ) -> None:
+        """Log one context compaction of the session."""
+        session_id = check_session_id(session_id)
+        trigger = check_short_text("trigger", trigger)
+        pre_tokens = check_count("pre_tokens", pre_tokens)
+        summary = check_text("summary", summary)
+        messages_compacted = check_count("messages_compacted", messages_compacted)
+
+        def work(s: Session) -> None:
+            if not SessionRepository(s).exists(session_id):
+                raise SessionNotFound(session_id)
+            CompactionRepository(s).append(
+                session_id,
+                trigger=trigger,
+                pre_tokens=pre_tokens,
+                summary=summary,
+                messages_compacted=messages_compacted,
+                now=utc_now(),
+            )
+
+        self._write(work)
+
+    # -- transactions ----------------------------------------------------
+
+    def _write(self, work: Work[T]) -> T:
+        return self._transaction(self._writes, work)
+
+    def _read(self, work: Work[T]) -> T:
+        return self._transaction(self._reads, work)
+
+    def _transaction(self, maker: sessionmaker[Session], work: Work[T]) -> T:
+        def attempt() -> T:
+            with maker.begin() as s:
+                return work(s)
+
+        return self._guard(attempt)
+
+    def _guard(self, call: Callable[[], T]) -> T:
+        """Run ``call``, retrying transient lock errors; never let a driver error out raw."""
+        failures = 0
+        while True:
+            try:
+                return call()
+            except StarpodSessionError:
+                raise
+            except DBAPIError as error:
+                if not is_transient(error):
+                    raise StorageError(f"database error on {self.target}: {error.orig}") from error
+                failures += 1
+                if failures >= self._retry.attempts:
+                    raise StorageBusy(
+                        f"{self.target} stayed locked through {failures} attempts: {error.orig}"
+                    ) from error
+                self._retry.pause(failures)
+            except SQLAlchemyError as error:
+                raise StorageError(f"database error on {self.target}: {error}") from error

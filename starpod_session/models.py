@@ -1,0 +1,129 @@
+"""The four tables, with the Rust crate's table, column and index names.
+
+A SQLite file written by the Rust crate opens as it is; Alembic migrations are
+generated from (and checked against) this metadata.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import ForeignKey, Index, MetaData, false, text, true
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from .types import ChannelText, Count, IntBoolean, LongText, Money, ShortText, UtcTimestamp
+
+__all__ = ["Base", "SessionRow", "MessageRow", "UsageRow", "CompactionRow", "NAMING_CONVENTION"]
+
+#: Stable constraint names on every backend, so migrations can name what they drop.
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+#: utf8mb4 for 4-byte characters, binary collation so keys compare exactly as
+#: they do on SQLite and PostgreSQL (case and normalisation variants stay distinct).
+_MARIADB_TABLE_OPTIONS = {"mysql_charset": "utf8mb4", "mysql_collate": "utf8mb4_bin"}
+
+
+class Base(DeclarativeBase):
+    """Declarative base carrying the shared :data:`NAMING_CONVENTION`."""
+
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class SessionRow(Base):
+    """``session_metadata``: one row per conversation session."""
+
+    __tablename__ = "session_metadata"
+
+    id: Mapped[str] = mapped_column(ShortText, primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(UtcTimestamp)
+    last_message_at: Mapped[datetime] = mapped_column(UtcTimestamp)
+    is_closed: Mapped[bool] = mapped_column(IntBoolean, server_default=false())
+    summary: Mapped[str | None] = mapped_column(LongText)
+    message_count: Mapped[int] = mapped_column(Count, server_default=text("0"))
+    channel: Mapped[str] = mapped_column(ChannelText, server_default=text("'main'"))
+    channel_session_key: Mapped[str | None] = mapped_column(ShortText)
+    title: Mapped[str | None] = mapped_column(ShortText)
+    user_id: Mapped[str] = mapped_column(ShortText, server_default=text("'admin'"))
+    is_read: Mapped[bool] = mapped_column(IntBoolean, server_default=true())
+    triggered_by: Mapped[str | None] = mapped_column(ShortText)
+
+    __table_args__ = (
+        Index(
+            "idx_session_channel_key",
+            "channel",
+            "channel_session_key",
+            "is_closed",
+            last_message_at.desc(),
+        ),
+        Index("idx_session_user_channel", "user_id", "channel", "channel_session_key"),
+        _MARIADB_TABLE_OPTIONS,
+    )
+
+
+class MessageRow(Base):
+    """``session_messages``: the transcript, in insertion (id) order."""
+
+    __tablename__ = "session_messages"
+
+    id: Mapped[int] = mapped_column(Count, primary_key=True, autoincrement=True)
+    session_id: Mapped[str] = mapped_column(
+        ShortText, ForeignKey("session_metadata.id", ondelete="CASCADE")
+    )
+    role: Mapped[str] = mapped_column(ShortText)
+    content: Mapped[str] = mapped_column(LongText)
+    timestamp: Mapped[datetime] = mapped_column(UtcTimestamp)
+
+    __table_args__ = (
+        Index("idx_session_messages_session", "session_id", "id"),
+        {"sqlite_autoincrement": True, **_MARIADB_TABLE_OPTIONS},
+    )
+
+
+class UsageRow(Base):
+    """``usage_stats``: tokens and cost of one turn. No foreign key: usage outlives sessions."""
+
+    __tablename__ = "usage_stats"
+
+    id: Mapped[int] = mapped_column(Count, primary_key=True, autoincrement=True)
+    session_id: Mapped[str] = mapped_column(ShortText)
+    turn: Mapped[int] = mapped_column(Count)
+    input_tokens: Mapped[int] = mapped_column(Count, server_default=text("0"))
+    output_tokens: Mapped[int] = mapped_column(Count, server_default=text("0"))
+    cache_read: Mapped[int] = mapped_column(Count, server_default=text("0"))
+    cache_write: Mapped[int] = mapped_column(Count, server_default=text("0"))
+    cost_usd: Mapped[float] = mapped_column(Money, server_default=text("0.0"))
+    model: Mapped[str | None] = mapped_column(ShortText)
+    timestamp: Mapped[datetime] = mapped_column(UtcTimestamp)
+    user_id: Mapped[str] = mapped_column(ShortText, server_default=text("'admin'"))
+
+    __table_args__ = (
+        Index("idx_usage_stats_user", "user_id", "timestamp"),
+        {"sqlite_autoincrement": True, **_MARIADB_TABLE_OPTIONS},
+    )
+
+
+class CompactionRow(Base):
+    """``compaction_log``: one row per context compaction of a session."""
+
+    __tablename__ = "compaction_log"
+
+    id: Mapped[int] = mapped_column(Count, primary_key=True, autoincrement=True)
+    session_id: Mapped[str] = mapped_column(
+        ShortText, ForeignKey("session_metadata.id", ondelete="CASCADE")
+    )
+    timestamp: Mapped[datetime] = mapped_column(UtcTimestamp)
+    trigger: Mapped[str] = mapped_column(ShortText, server_default=text("'auto'"))
+    pre_tokens: Mapped[int] = mapped_column(Count)
+    summary: Mapped[str] = mapped_column(LongText)
+    messages_compacted: Mapped[int] = mapped_column(Count, server_default=text("0"))
+
+    __table_args__ = (
+        Index("idx_compaction_log_session", "session_id"),
+        {"sqlite_autoincrement": True, **_MARIADB_TABLE_OPTIONS},
+    )

@@ -1,0 +1,137 @@
+"""Frozen value records returned to callers (no ORM object ever leaves a transaction)."""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime
+
+import attrs
+
+from .errors import InvalidInput
+from .validation import MAX_COUNT, check_count, check_short_text
+
+__all__ = [
+    "SessionMeta",
+    "SessionMessage",
+    "UsageRecord",
+    "UsageSummary",
+    "CostOverview",
+    "UserCostSummary",
+    "ModelCostSummary",
+    "MAX_COUNT",
+]
+
+@attrs.frozen
+class SessionMeta:
+    """Metadata of one session, as stored in ``session_metadata``."""
+
+    id: str
+    created_at: datetime
+    last_message_at: datetime
+    is_closed: bool
+    summary: str | None
+    title: str | None
+    message_count: int
+    channel: str
+    channel_session_key: str | None
+    user_id: str
+    is_read: bool
+    triggered_by: str | None = None
+
+
+@attrs.frozen
+class SessionMessage:
+    """One stored message of a session's transcript."""
+
+    id: int
+    session_id: str
+    role: str
+    content: str
+    timestamp: datetime
+
+
+def _validated(check, field: str):  # noqa: ANN001, ANN202 - adapts a check to attrs
+    def validator(_instance: object, _attribute: attrs.Attribute, value: object) -> None:
+        check(field, value)
+
+    return validator
+
+
+def _check_optional_model(field: str, value: object) -> None:
+    if value is not None:
+        check_short_text(field, value)
+
+
+def _check_cost(field: str, value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise InvalidInput(field, f"expected a float, got {type(value).__name__}")
+    if not math.isfinite(value) or value < 0:
+        raise InvalidInput(field, f"{value!r} is not a finite, non-negative amount")
+
+
+@attrs.frozen
+class UsageRecord:
+    """Token usage and cost of one agent turn; validated when constructed.
+
+    Counts must be ints in 0..2**63-1, ``cost_usd`` a finite non-negative number;
+    anything else raises :class:`~starpod_session.InvalidInput` naming the field.
+    A ``model`` of ``None`` is reported as ``"unknown"`` by :meth:`cost_overview`.
+    """
+
+    input_tokens: int = attrs.field(default=0, validator=_validated(check_count, "input_tokens"))
+    output_tokens: int = attrs.field(default=0, validator=_validated(check_count, "output_tokens"))
+    cache_read: int = attrs.field(default=0, validator=_validated(check_count, "cache_read"))
+    cache_write: int = attrs.field(default=0, validator=_validated(check_count, "cache_write"))
+    cost_usd: float = attrs.field(default=0.0, validator=_validated(_check_cost, "cost_usd"))
+    model: str | None = attrs.field(default=None, validator=_validated(_check_optional_model, "model"))
+    user_id: str = attrs.field(default="admin", validator=_validated(check_short_text, "user_id"))
+
+
+@attrs.frozen
+class UsageSummary:
+    """Totals over one session's usage rows (all zero when it has none).
+
+    ``total_input_tokens`` counts ``input_tokens`` only; cache reads and writes are
+    reported apart. ``total_turns`` is the number of usage rows.
+    """
+
+    total_input_tokens: int = 0
+    total_output_tokens: int = 0
+    total_cache_read: int = 0
+    total_cache_write: int = 0
+    total_cost_usd: float = 0.0
+    total_turns: int = 0
+
+
+@attrs.frozen
+class UserCostSummary:
+    """Usage totals of one user."""
+
+    user_id: str
+    total_cost_usd: float
+    total_input_tokens: int
+    total_output_tokens: int
+    total_turns: int
+
+
+@attrs.frozen
+class ModelCostSummary:
+    """Usage totals of one model (``"unknown"`` for rows recorded without one)."""
+
+    model: str
+    total_cost_usd: float
+    total_input_tokens: int
+    total_output_tokens: int
+    total_turns: int
+
+
+@attrs.frozen
+class CostOverview:
+    """Usage totals over all sessions, with breakdowns ordered by cost (descending), then name."""
+
+    total_cost_usd: float
+    total_input_tokens: int
+    total_output_tokens: int
+    total_turns: int
+    by_user: tuple[UserCostSummary, ...]
+    by_model: tuple[ModelCostSummary, ...]

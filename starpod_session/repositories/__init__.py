@@ -1,0 +1,12 @@
+"""One repository per aggregate; all SQL of the library lives here.
+
+Repositories take an open SQLAlchemy ``Session`` and never commit: the facade owns
+the transaction. They return plain records, never ORM objects.
+"""
+
+from .compactions import CompactionRepository
+from .messages import MessageRepository
+from .sessions import SessionRepository
+from .usage import UsageRepository
+
+__all__ = ["SessionRepository", "MessageRepository", "UsageRepository", "CompactionRepository"]

@@ -1,0 +1,49 @@
+"""Which database errors are transient, and how long to wait before trying again."""
+
+from __future__ import annotations
+
+import random
+import time
+
+import attrs
+from sqlalchemy.exc import DBAPIError
+
+__all__ = ["RetryPolicy", "is_transient"]
+
+# PostgreSQL SQLSTATEs: serialization_failure, deadlock_detected, lock_not_available.
+_POSTGRES_TRANSIENT = frozenset({"40001", "40P01", "55P03"})
+# MariaDB error numbers: lock wait timeout, deadlock.
+_MARIADB_TRANSIENT = frozenset({1205, 1213})
+
+
+def is_transient(error: DBAPIError) -> bool:
+    """True for lock contention and serialisation failures that succeed when retried."""
+    original = error.orig
+    sqlstate = getattr(original, "sqlstate", None) or getattr(original, "pgcode", None)
+    if sqlstate in _POSTGRES_TRANSIENT:
+        return True
+    args = getattr(original, "args", ())
+    if args and isinstance(args[0], int) and args[0] in _MARIADB_TRANSIENT:
+        return True
+    if type(original).__module__.startswith("sqlite3"):
+        message = str(original).lower()
+        return "database is locked" in message or "database is busy" in message or "busy" in message
+    return False
+
+
+@attrs.frozen
+class RetryPolicy:
+    """Bounded exponential backoff with full jitter.
+
+    ``attempts`` counts every try, the first included; the waits between them grow
+    from ``base_delay`` to at most ``max_delay`` seconds.
+    """
+
+    attempts: int = 8
+    base_delay: float = 0.01
+    max_delay: float = 0.5
+
+    def pause(self, failed_attempts: int) -> None:
+        """Sleep before the next try, after ``failed_attempts`` failures."""
+        ceiling = min(self.max_delay, self.base_delay * 2 ** (failed_attempts - 1))
+        time.sleep(random.uniform(0, ceiling))

@@ -1,0 +1,71 @@
+"""RFC 3339 timestamps in the exact shape the Rust crate writes to SQLite.
+
+``2026-03-20T12:34:56+00:00``: a fraction of 3 or 6 digits only when non-zero,
+offset always ``+00:00``. In that shape string order equals time order, which is
+what lets SQLite compare and index timestamps stored as TEXT.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, timedelta, timezone
+
+from .errors import InvalidInput
+
+_RFC3339 = re.compile(
+    r"(?P<date>\d{4}-\d{2}-\d{2})[Tt ](?P<time>\d{2}:\d{2}:\d{2})"
+    r"(?:\.(?P<fraction>\d{1,9}))?"
+    r"(?P<offset>[Zz]|[+-]\d{2}:\d{2})"
+)
+
+
+def format_rfc3339(moment: datetime) -> str:
+    """Render an aware datetime as the Rust crate's UTC RFC 3339 text."""
+    moment = moment.astimezone(timezone.utc)
+    text = moment.strftime("%Y-%m-%dT%H:%M:%S")
+    micros = moment.microsecond
+    if micros % 1000 == 0 and micros:
+        text += f".{micros // 1000:03d}"
+    elif micros:
+        text += f".{micros:06d}"
+    return text + "+00:00"
+
+
+def parse_rfc3339(text: str) -> datetime:
+    """Parse RFC 3339 text (``Z`` or any offset, 0-9 fraction digits) to an aware UTC datetime.
+
+    Fractions finer than a microsecond (the Rust crate can write nanoseconds) are
+    truncated. Raises ``ValueError`` on anything else.
+    """
+    match = _RFC3339.fullmatch(text)
+    if match is None:
+        raise ValueError(f"not an RFC 3339 timestamp with offset: {text!r}")
+    fraction = (match["fraction"] or "").ljust(6, "0")[:6]
+    offset = match["offset"]
+    if offset in ("Z", "z"):
+        tz = timezone.utc
+    else:
+        sign = -1 if offset[0] == "-" else 1
+        tz = timezone(sign * timedelta(hours=int(offset[1:3]), minutes=int(offset[4:6])))
+    naive = datetime.fromisoformat(f"{match['date']}T{match['time']}")
+    return naive.replace(microsecond=int(fraction), tzinfo=tz).astimezone(timezone.utc)
+
+
+def coerce_instant(value: object, field: str) -> datetime:
+    """Accept an aware datetime or an RFC 3339 string; return an aware UTC datetime.
+
+    Raises :class:`InvalidInput` naming ``field`` for naive datetimes, unparseable
+    strings and other types.
+    """
+    if isinstance(value, datetime):
+        if value.tzinfo is None or value.tzinfo.utcoffset(value) is None:
+            raise InvalidInput(field, "naive datetime; pass an aware datetime (e.g. tzinfo=timezone.utc)")
+        return value.astimezone(timezone.utc)
+    if isinstance(value, str):
+        try:
+            return parse_rfc3339(value.strip())
+        except ValueError:
+            raise InvalidInput(
+                field, f"{value!r} is not an RFC 3339 timestamp such as 2026-03-01T00:00:00Z"
+            ) from None
+    raise InvalidInput(field, f"expected an aware datetime or an RFC 3339 string, got {type(value).__name__}")

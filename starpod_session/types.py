@@ -1,0 +1,99 @@
+"""Column types that store the same Python values identically on SQLite, PostgreSQL and MariaDB."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+from sqlalchemy import BigInteger, Boolean, DateTime, Double, Integer, String, Text
+from sqlalchemy.dialects import sqlite
+from sqlalchemy.dialects import mysql
+from sqlalchemy.engine import Dialect
+from sqlalchemy.types import TypeDecorator, TypeEngine
+
+from .timestamps import format_rfc3339, parse_rfc3339
+
+__all__ = ["UtcTimestamp", "IntBoolean", "ChannelText", "ShortText", "LongText", "Count", "Money"]
+
+#: Identifiers, keys, roles and model names. MariaDB cannot index TEXT, so it gets
+#: VARCHAR(255); the library rejects longer values on every backend alike.
+SHORT_TEXT_LENGTH = 255
+ShortText: TypeEngine[str] = Text().with_variant(String(SHORT_TEXT_LENGTH), "mysql", "mariadb")
+
+#: Channel names, kept short so MariaDB's 3072-byte index limit fits the
+#: (channel, key, user_id) indexes.
+CHANNEL_NAME_LENGTH = 64
+ChannelText: TypeEngine[str] = Text().with_variant(String(CHANNEL_NAME_LENGTH), "mysql", "mariadb")
+
+#: Message bodies and summaries: MariaDB's TEXT stops at 64 KiB, LONGTEXT at 4 GiB.
+LongText: TypeEngine[str] = Text().with_variant(mysql.LONGTEXT(), "mysql", "mariadb")
+
+#: Token counts up to 2**63-1. SQLite's INTEGER is already 64-bit (and is what the
+#: Rust crate declared).
+Count: TypeEngine[int] = BigInteger().with_variant(Integer(), "sqlite")
+
+#: Costs in USD: an IEEE double everywhere (REAL, as the Rust crate declared, on SQLite).
+Money: TypeEngine[float] = Double().with_variant(sqlite.REAL(), "sqlite")
+
+
+class UtcTimestamp(TypeDecorator[datetime]):
+    """An aware UTC ``datetime`` in Python, stored natively where the backend can.
+
+    * SQLite: TEXT in the Rust crate's RFC 3339 shape (SQLite has no time type, and
+      SQLAlchemy's ``DateTime(timezone=True)`` would silently drop the offset).
+    * PostgreSQL: ``TIMESTAMP WITH TIME ZONE`` (microseconds).
+    * MariaDB: ``DATETIME(6)`` holding UTC (its ``TIMESTAMP`` ends in 2038).
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        if dialect.name == "sqlite":
+            return dialect.type_descriptor(Text())
+        if dialect.name in ("mysql", "mariadb"):
+            return dialect.type_descriptor(mysql.DATETIME(fsp=6))
+        return dialect.type_descriptor(DateTime(timezone=True))
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> Any:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime reached the database layer")
+        if dialect.name == "sqlite":
+            return format_rfc3339(value)
+        utc = value.astimezone(timezone.utc)
+        if dialect.name in ("mysql", "mariadb"):
+            return utc.replace(tzinfo=None)
+        return utc
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if isinstance(value, str):
+            return parse_rfc3339(value)
+        if value.tzinfo is None:
+            return value.replace(tzinfo=timezone.utc)
+        return value.astimezone(timezone.utc)
+
+
+class IntBoolean(TypeDecorator[bool]):
+    """A ``bool`` in Python; INTEGER 0/1 on SQLite (as the Rust crate declared it), BOOLEAN elsewhere."""
+
+    impl = Boolean(create_constraint=False)
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        if dialect.name == "sqlite":
+            return dialect.type_descriptor(Integer())
+        return dialect.type_descriptor(Boolean(create_constraint=False))
+
+    def process_bind_param(self, value: bool | None, dialect: Dialect) -> Any:
+        if value is None:
+            return None
+        if dialect.name == "sqlite":
+            return 1 if value else 0
+        return bool(value)
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> bool | None:
+        return None if value is None else bool(value)

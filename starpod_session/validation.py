@@ -1,0 +1,60 @@
+"""Argument checks shared by the facade: each raises :class:`InvalidInput` naming the field."""
+
+from __future__ import annotations
+
+from .errors import InvalidInput
+from .types import SHORT_TEXT_LENGTH
+
+__all__ = [
+    "check_text",
+    "check_short_text",
+    "check_session_id",
+    "check_count",
+    "check_flag",
+]
+
+#: The largest token count a row can hold (a signed 64-bit integer on every backend).
+MAX_COUNT = 2**63 - 1
+
+
+def check_text(field: str, value: object, *, max_chars: int | None = None, allow_empty: bool = True) -> str:
+    """A ``str`` that every backend can store: no NUL, no lone surrogates, within ``max_chars``."""
+    if not isinstance(value, str):
+        raise InvalidInput(field, f"expected a str, got {type(value).__name__}")
+    if not allow_empty and not value:
+        raise InvalidInput(field, "must not be empty")
+    if max_chars is not None and len(value) > max_chars:
+        raise InvalidInput(field, f"{len(value)} characters, at most {max_chars} allowed")
+    if "\x00" in value:
+        raise InvalidInput(field, "contains a NUL character, which PostgreSQL cannot store")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidInput(field, "contains a lone surrogate and is not valid Unicode text") from None
+    return value
+
+
+def check_short_text(field: str, value: object) -> str:
+    """A non-empty identifier-like ``str`` (key, user id, role, model) of at most 255 characters."""
+    return check_text(field, value, max_chars=SHORT_TEXT_LENGTH, allow_empty=False)
+
+
+def check_session_id(value: object) -> str:
+    """A session id as a caller passes it (the lookup itself decides whether it exists)."""
+    return check_text("session_id", value, max_chars=SHORT_TEXT_LENGTH)
+
+
+def check_count(field: str, value: object) -> int:
+    """An ``int`` (not a bool) in 0..2**63-1."""
+    if type(value) is not int:
+        raise InvalidInput(field, f"expected an int, got {type(value).__name__}")
+    if not 0 <= value <= MAX_COUNT:
+        raise InvalidInput(field, f"{value} is outside 0..2**63-1")
+    return value
+
+
+def check_flag(field: str, value: object) -> bool:
+    """A real ``bool`` (``1`` or ``"yes"`` are refused rather than guessed at)."""
+    if not isinstance(value, bool):
+        raise InvalidInput(field, f"expected a bool, got {type(value).__name__}")
+    return value
