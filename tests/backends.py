@@ -1,0 +1,93 @@
+"""Which database backends the suite runs against, and how to give each test a clean one.
+
+SQLite always runs (a fresh file per test). PostgreSQL and MariaDB run when their
+URLs are listed in ``STARPOD_SESSION_TEST_URLS`` (comma-separated SQLAlchemy
+URLs); a listed server that cannot be reached fails the run instead of skipping.
+"""
+
+from __future__ import annotations
+
+import os
+
+from sqlalchemy import MetaData, create_engine, delete, inspect, text
+from sqlalchemy.engine import URL, Engine, make_url
+
+from starpod_session.engine import create_storage_engine
+from starpod_session.models import Base
+from starpod_session.schema import current_revision, head_revision, upgrade_schema
+
+URLS_VARIABLE = "STARPOD_SESSION_TEST_URLS"
+SERVER_BACKENDS = ("postgresql", "mariadb")
+ALL_BACKENDS = ("sqlite", *SERVER_BACKENDS)
+
+EXAMPLE_URLS = {
+    "postgresql": "postgresql+psycopg://postgres@127.0.0.1:5432/test",
+    "mariadb": "mysql+pymysql://root@127.0.0.1:3306/test",
+}
+
+
+def backend_of(url: URL) -> str:
+    name = url.get_backend_name()
+    return "mariadb" if name in ("mysql", "mariadb") else name
+
+
+def configured_server_urls() -> dict[str, URL]:
+    """Backend name → URL, from the environment variable."""
+    urls: dict[str, URL] = {}
+    for raw in os.environ.get(URLS_VARIABLE, "").split(","):
+        if raw.strip():
+            url = make_url(raw.strip())
+            urls[backend_of(url)] = url
+    unknown = set(urls) - set(SERVER_BACKENDS)
+    if unknown:
+        raise ValueError(f"{URLS_VARIABLE} names unsupported backends: {', '.join(sorted(unknown))}")
+    return urls
+
+
+def skip_reason(backend: str) -> str:
+    return (
+        f"{backend} not configured: set {URLS_VARIABLE}={EXAMPLE_URLS[backend]} "
+        "(comma-separate several) to run the suite against it"
+    )
+
+
+def check_reachable(url: URL) -> None:
+    """Raise with a clear message when the server cannot be reached."""
+    engine = create_engine(url)
+    try:
+        with engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+    finally:
+        engine.dispose()
+
+
+class ServerDatabase:
+    """A server database reused by every test of one run, emptied between tests."""
+
+    def __init__(self, url: URL) -> None:
+        self.url = url
+        self._engine: Engine = create_storage_engine(url)
+
+    def drop_everything(self) -> None:
+        """Leave the database with no table at all (for migration tests)."""
+        with self._engine.begin() as connection:
+            reflected = MetaData()
+            reflected.reflect(connection)
+            reflected.drop_all(connection)
+
+    def migrated_and_empty(self) -> str:
+        """The URL of the database at head with every table emptied."""
+        with self._engine.connect() as connection:
+            at_head = current_revision(connection) == head_revision()
+        if not at_head:
+            self.drop_everything()
+            upgrade_schema(self._engine)
+        with self._engine.begin() as connection:
+            present = set(inspect(connection).get_table_names())
+            for table in reversed(Base.metadata.sorted_tables):
+                if table.name in present:
+                    connection.execute(delete(table))
+        return self.url.render_as_string(hide_password=False)
+
+    def dispose(self) -> None:
+        self._engine.dispose()
