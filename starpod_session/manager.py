@@ -71,9 +71,12 @@ class SessionManager:
             self._engine.dispose()
             raise
         self._writes = sessionmaker(self._engine, expire_on_commit=False)
-        self._reads = sessionmaker(
-            self._engine.execution_options(**{READ_ONLY: True}), expire_on_commit=False
-        )
+        read_options: dict[str, object] = {READ_ONLY: True}
+        if self._url.get_backend_name() != "sqlite":
+            # Reports run several queries; they must see one snapshot (SQLite's
+            # read transactions already do).
+            read_options["isolation_level"] = "REPEATABLE READ"
+        self._reads = sessionmaker(self._engine.execution_options(**read_options), expire_on_commit=False)
 
     # -- lifecycle -------------------------------------------------------
 
