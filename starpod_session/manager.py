@@ -173,46 +173,30 @@ class SessionManager:
     def touch_session(self, session_id: str) -> None:
         """Mark activity now: ``last_message_at = now`` and ``message_count += 1``."""
         session_id = check_session_id(session_id)
-
-        def work(s: Session) -> None:
-            if not SessionRepository(s).touch(session_id, utc_now()):
-                raise SessionNotFound(session_id)
-
-        self._write(work)
+        self._update_session(session_id, lambda sessions: sessions.touch(session_id, utc_now()))
 
     def set_title_if_empty(self, session_id: str, title: str) -> None:
         """Store ``title`` if the session has none (cut to 100 UTF-8 bytes plus ``"..."``)."""
         session_id = check_session_id(session_id)
         title = shorten_title(check_text("title", title, allow_empty=False))
 
-        def work(s: Session) -> None:
-            sessions = SessionRepository(s)
-            if not sessions.set_title_if_null(session_id, title) and not sessions.exists(session_id):
-                raise SessionNotFound(session_id)
-
-        self._write(work)
+        self._update_session(
+            session_id,
+            # No row updated is fine when the session already has a title.
+            lambda sessions: sessions.set_title_if_null(session_id, title) or sessions.exists(session_id),
+        )
 
     def close_session(self, session_id: str, summary: str) -> None:
         """Close the session with ``summary`` (closing a closed session replaces its summary)."""
         session_id = check_session_id(session_id)
         summary = check_text("summary", summary)
-
-        def work(s: Session) -> None:
-            if not SessionRepository(s).close(session_id, summary):
-                raise SessionNotFound(session_id)
-
-        self._write(work)
+        self._update_session(session_id, lambda sessions: sessions.close(session_id, summary))
 
     def mark_read(self, session_id: str, is_read: bool) -> None:
         """Mark the session read (``True``) or unread (``False``); new sessions are read."""
         session_id = check_session_id(session_id)
         is_read = check_flag("is_read", is_read)
-
-        def work(s: Session) -> None:
-            if not SessionRepository(s).set_read(session_id, is_read):
-                raise SessionNotFound(session_id)
-
-        self._write(work)
+        self._update_session(session_id, lambda sessions: sessions.set_read(session_id, is_read))
 
     def get_session(self, session_id: str) -> SessionMeta | None:
         """The session's metadata, or ``None`` if there is no such session."""
@@ -239,8 +223,7 @@ class SessionManager:
 
         def work(s: Session) -> int:
             sessions = SessionRepository(s)
-            if not sessions.exists(session_id):
-                raise SessionNotFound(session_id)
+            _require_session(sessions, session_id)
             message_id = MessageRepository(s).append(session_id, role, content, utc_now())
             if title is not None:
                 sessions.set_title_if_null(session_id, title)
@@ -263,8 +246,7 @@ class SessionManager:
         turn = check_count("turn", turn)
 
         def work(s: Session) -> None:
-            if not SessionRepository(s).exists(session_id):
-                raise SessionNotFound(session_id)
+            _require_session(SessionRepository(s), session_id)
             UsageRepository(s).append(session_id, turn, usage_record, utc_now())
 
         self._write(work)
@@ -300,8 +282,7 @@ class SessionManager:
         messages_compacted = check_count("messages_compacted", messages_compacted)
 
         def work(s: Session) -> None:
-            if not SessionRepository(s).exists(session_id):
-                raise SessionNotFound(session_id)
+            _require_session(SessionRepository(s), session_id)
             CompactionRepository(s).append(
                 session_id,
                 trigger=trigger,
@@ -314,6 +295,15 @@ class SessionManager:
         self._write(work)
 
     # -- transactions ----------------------------------------------------
+
+    def _update_session(self, session_id: str, change: Callable[[SessionRepository], bool]) -> None:
+        """Apply ``change`` in a write transaction; it returns False when the id is unknown."""
+
+        def work(s: Session) -> None:
+            if not change(SessionRepository(s)):
+                raise SessionNotFound(session_id)
+
+        self._write(work)
 
     def _write(self, work: Work[T]) -> T:
         return self._transaction(self._writes, work)
@@ -347,3 +337,8 @@ class SessionManager:
                 self._retry.pause(failures)
             except SQLAlchemyError as error:
                 raise StorageError(f"database error on {self.target}: {error}") from error
+
+
+def _require_session(sessions: SessionRepository, session_id: str) -> None:
+    if not sessions.exists(session_id):
+        raise SessionNotFound(session_id)
