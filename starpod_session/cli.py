@@ -1,4 +1,9 @@
-"""The ``starpod-session`` command (also ``python -m starpod_session``)."""
+"""The ``starpod-session`` command (also ``python -m starpod_session``).
+
+Each group of subcommands lives in its own module and registers itself here:
+it adds its parsers and sets ``run`` (a function of the parsed arguments that
+returns the exit status) with ``set_defaults``.
+"""
 
 from __future__ import annotations
 
@@ -10,12 +15,18 @@ from .demo import run_demo
 from .errors import StarpodSessionError
 
 
+def _run_demo(args: argparse.Namespace) -> int:
+    run_demo(args.db)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The command-line grammar."""
-    parser = argparse.ArgumentParser(prog="starpod-session", description=__doc__)
+    parser = argparse.ArgumentParser(prog="starpod-session", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
     demo = commands.add_parser("demo", help="walk through the API on a temporary SQLite file")
     demo.add_argument("--db", type=Path, help="use (and keep) this SQLite file instead of a temporary one")
+    demo.set_defaults(run=_run_demo)
     return parser
 
 
@@ -23,9 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
     args = build_parser().parse_args(argv)
     try:
-        if args.command == "demo":
-            run_demo(args.db)
+        return args.run(args)
     except StarpodSessionError as error:
         print(f"starpod-session: {error}", file=sys.stderr)
         return 1
-    return 0
