@@ -4,7 +4,7 @@ Start with :class:`SessionManager`.
 """
 
 from .channels import Channel, ChannelResolver, ExplicitResolver, TimeGapResolver
-from .decisions import Continue, New, SessionDecision
+from .decisions import Continue, New, OpenedSession, SessionDecision
 from .errors import (
     InvalidInput,
     SchemaOutdated,
@@ -36,6 +36,7 @@ __all__ = [
     "InvalidInput",
     "ModelCostSummary",
     "New",
+    "OpenedSession",
     "RetryPolicy",
     "SchemaOutdated",
     "SchemaTooNew",

@@ -1,10 +1,10 @@
-"""The outcome of :meth:`SessionManager.resolve_session`: ``Continue(id)`` or ``New(closed_session_id)``."""
+"""Outcomes of resolving a key: ``Continue(id)`` / ``New(closed_session_id)``, and :class:`OpenedSession`."""
 
 from __future__ import annotations
 
 import attrs
 
-__all__ = ["SessionDecision", "Continue", "New"]
+__all__ = ["SessionDecision", "Continue", "New", "OpenedSession"]
 
 
 @attrs.frozen
@@ -28,6 +28,20 @@ class New(SessionDecision):
     """Start a new session; ``closed_session_id`` is the stale session this call auto-closed, if any."""
 
     closed_session_id: str | None = None
+
+
+@attrs.frozen
+class OpenedSession:
+    """The outcome of :meth:`SessionManager.open_session`.
+
+    ``session_id`` is the key's open session; ``created`` says whether this call
+    created it; ``closed_session_id`` is the stale session this call auto-closed
+    (reported to exactly one caller), if any.
+    """
+
+    session_id: str
+    closed_session_id: str | None
+    created: bool
 
 
 SessionDecision.Continue = Continue  # type: ignore[attr-defined]

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from ._clock import utc_now
 from .channels import Channel, ChannelRegistry, ChannelResolver, check_gap_minutes
-from .decisions import Continue, New, SessionDecision
+from .decisions import Continue, New, OpenedSession, SessionDecision
 from .engine import READ_ONLY, create_storage_engine, to_url
 from .errors import InvalidInput, SessionNotFound, StarpodSessionError, StorageBusy, StorageError
 from .records import CostOverview, SessionMessage, SessionMeta, UsageRecord, UsageSummary
@@ -34,6 +34,8 @@ AUTO_CLOSE_SUMMARY = "Auto-closed: inactivity"
 
 T = TypeVar("T")
 Work = Callable[[Session], T]
+#: Whether a session last active at the given time is stale for this resolution.
+StalenessTest = Callable[[datetime], bool]
 
 
 class SessionManager:
@@ -70,12 +72,16 @@ class SessionManager:
         except BaseException:
             self._engine.dispose()
             raise
-        self._writes = sessionmaker(self._engine, expire_on_commit=False)
         read_options: dict[str, object] = {READ_ONLY: True}
+        write_options: dict[str, object] = {}
         if self._url.get_backend_name() != "sqlite":
             # Reports run several queries; they must see one snapshot (SQLite's
             # read transactions already do).
             read_options["isolation_level"] = "REPEATABLE READ"
+            # A write that lost a race on the unique index re-reads the winner's
+            # row; MariaDB's default REPEATABLE READ would hide it.
+            write_options["isolation_level"] = "READ COMMITTED"
+        self._writes = sessionmaker(self._engine.execution_options(**write_options), expire_on_commit=False)
         self._reads = sessionmaker(self._engine.execution_options(**read_options), expire_on_commit=False)
 
     # -- lifecycle -------------------------------------------------------
@@ -116,25 +122,52 @@ class SessionManager:
         when there is none or it went stale; in the latter case the stale session is
         closed with ``"Auto-closed: inactivity"`` and its id is reported to exactly
         one of any racing callers. ``gap_minutes`` overrides the channel's gap for
-        this call (``main`` has none).
+        this call (``main`` has none). Prefer :meth:`open_session`, which also
+        creates the new session in the same transaction.
         """
-        name = self._channels.channel_name(channel)
-        key = check_short_text("key", key)
-        user_id = check_short_text("user_id", user_id)
-        if gap_minutes is not None:
-            gap_minutes = check_gap_minutes(gap_minutes)
-        resolver = self._channels.resolver(name)
+        name, key, user_id, is_stale = self._resolution(channel, key, gap_minutes, user_id)
 
         def work(s: Session) -> SessionDecision:
+            open_id, closed_id = _close_if_stale(SessionRepository(s), name, key, user_id, is_stale)
+            return New(closed_session_id=closed_id) if open_id is None else Continue(open_id)
+
+        return self._write(work)
+
+    def open_session(
+        self,
+        channel: Channel | str,
+        key: str,
+        gap_minutes: int | None = None,
+        *,
+        user_id: str = "admin",
+        triggered_by: str | None = None,
+    ) -> OpenedSession:
+        """Resolve ``(channel, key, user_id)`` and create its session if needed, in one transaction.
+
+        The same decision as :meth:`resolve_session` followed by
+        :meth:`create_session` on ``New``, but atomic: racing callers all get the
+        one open session, and a stale session's id comes back as
+        ``closed_session_id`` to exactly one of them.
+        """
+        name, key, user_id, is_stale = self._resolution(channel, key, gap_minutes, user_id)
+        if triggered_by is not None:
+            triggered_by = check_short_text("triggered_by", triggered_by)
+        new_id = str(uuid.uuid4())
+
+        def work(s: Session) -> OpenedSession:
             sessions = SessionRepository(s)
-            found = sessions.find_open_by_key(name, key, user_id)
-            if found is None:
-                return New(closed_session_id=None)
-            session_id, last_message_at = found
-            if not resolver.is_stale(last_message_at, utc_now(), gap_minutes):
-                return Continue(session_id)
-            closed_here = sessions.close_if_open(session_id, AUTO_CLOSE_SUMMARY)
-            return New(closed_session_id=session_id if closed_here else None)
+            open_id, closed_id = _close_if_stale(sessions, name, key, user_id, is_stale)
+            if open_id is not None:
+                return OpenedSession(open_id, closed_id, created=False)
+            session_id, created = sessions.insert_unless_open(
+                session_id=new_id,
+                channel=name,
+                key=key,
+                user_id=user_id,
+                triggered_by=triggered_by,
+                now=utc_now(),
+            )
+            return OpenedSession(session_id, closed_id, created=created)
 
         return self._write(work)
 
@@ -148,18 +181,20 @@ class SessionManager:
     ) -> str:
         """Create an open, read session for ``(channel, key, user_id)`` and return its id.
 
-        ``triggered_by`` names the job or trigger that opened it, if any.
+        Idempotent while the key has an open session: that session's id is returned
+        and nothing is written (so two callers racing after ``New`` share one
+        session). ``triggered_by`` names the job or trigger that opened it, if any.
         """
         name = self._channels.channel_name(channel)
         key = check_short_text("key", key)
         user_id = check_short_text("user_id", user_id)
         if triggered_by is not None:
             triggered_by = check_short_text("triggered_by", triggered_by)
-        session_id = str(uuid.uuid4())
+        new_id = str(uuid.uuid4())
 
         def work(s: Session) -> str:
-            SessionRepository(s).insert(
-                session_id=session_id,
+            session_id, _created = SessionRepository(s).insert_unless_open(
+                session_id=new_id,
                 channel=name,
                 key=key,
                 user_id=user_id,
@@ -296,6 +331,18 @@ class SessionManager:
 
     # -- transactions ----------------------------------------------------
 
+    def _resolution(
+        self, channel: Channel | str, key: str, gap_minutes: int | None, user_id: str
+    ) -> tuple[str, str, str, StalenessTest]:
+        """Validate the arguments of a resolution; returns (channel name, key, user_id, staleness test)."""
+        name = self._channels.channel_name(channel)
+        key = check_short_text("key", key)
+        user_id = check_short_text("user_id", user_id)
+        if gap_minutes is not None:
+            gap_minutes = check_gap_minutes(gap_minutes)
+        resolver = self._channels.resolver(name)
+        return name, key, user_id, lambda last: resolver.is_stale(last, utc_now(), gap_minutes)
+
     def _update_session(self, session_id: str, change: Callable[[SessionRepository], bool]) -> None:
         """Apply ``change`` in a write transaction; it returns False when the id is unknown."""
 
@@ -337,6 +384,24 @@ class SessionManager:
                 self._retry.pause(failures)
             except SQLAlchemyError as error:
                 raise StorageError(f"database error on {self.target}: {error}") from error
+
+
+def _close_if_stale(
+    sessions: SessionRepository, channel: str, key: str, user_id: str, is_stale: StalenessTest
+) -> tuple[str | None, str | None]:
+    """Find the key's open session and auto-close it if stale.
+
+    Returns ``(open id, None)`` when the session continues, else ``(None, closed id)``
+    where the closed id is set only for the one caller whose update closed it.
+    """
+    found = sessions.find_open_by_key(channel, key, user_id)
+    if found is None:
+        return None, None
+    session_id, last_message_at = found
+    if not is_stale(last_message_at):
+        return session_id, None
+    closed_here = sessions.close_if_open(session_id, AUTO_CLOSE_SUMMARY)
+    return None, session_id if closed_here else None
 
 
 def _require_session(sessions: SessionRepository, session_id: str) -> None:

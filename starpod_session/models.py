@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, Index, MetaData, false, text, true
+from sqlalchemy import Computed, ForeignKey, Index, Integer, MetaData, false, text, true
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from .types import ChannelText, Count, IntBoolean, LongText, Money, ShortText, UtcTimestamp
@@ -27,6 +27,9 @@ NAMING_CONVENTION = {
 #: utf8mb4 for 4-byte characters, binary collation so keys compare exactly as
 #: they do on SQLite and PostgreSQL (case and normalisation variants stay distinct).
 _MARIADB_TABLE_OPTIONS = {"mysql_charset": "utf8mb4", "mysql_collate": "utf8mb4_bin"}
+
+#: The expression behind ``session_metadata.open_slot``.
+OPEN_SLOT_SQL = "CASE WHEN is_closed THEN NULL ELSE 1 END"
 
 
 class Base(DeclarativeBase):
@@ -52,8 +55,22 @@ class SessionRow(Base):
     user_id: Mapped[str] = mapped_column(ShortText, server_default=text("'admin'"))
     is_read: Mapped[bool] = mapped_column(IntBoolean, server_default=true())
     triggered_by: Mapped[str | None] = mapped_column(ShortText)
+    #: 1 while the session is open, NULL once closed; derived by the database itself.
+    #: The unique index below admits any number of NULLs, so it allows one open
+    #: session per (channel, key, user_id) and any number of closed ones. (MariaDB
+    #: has no partial indexes, hence a generated column on every backend alike.)
+    open_slot: Mapped[int | None] = mapped_column(Integer, Computed(OPEN_SLOT_SQL))
 
     __table_args__ = (
+        Index(
+            "uq_session_one_open_per_key",
+            "channel",
+            "channel_session_key",
+            "user_id",
+            "open_slot",
+            unique=True,
+        ),
+        Index("idx_session_recent", "last_message_at", "created_at", "id"),
         Index(
             "idx_session_channel_key",
             "channel",
@@ -104,6 +121,8 @@ class UsageRow(Base):
 
     __table_args__ = (
         Index("idx_usage_stats_user", "user_id", "timestamp"),
+        Index("idx_usage_stats_timestamp", "timestamp"),
+        Index("idx_usage_stats_session", "session_id"),
         {"sqlite_autoincrement": True, **_MARIADB_TABLE_OPTIONS},
     )
 

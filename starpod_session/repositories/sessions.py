@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from sqlalchemy import exists, false, insert, select, true, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from ..models import SessionRow
@@ -67,19 +68,57 @@ class SessionRepository:
         )
 
     def find_open_by_key(self, channel: str, key: str, user_id: str) -> OpenSession | None:
-        """The open session of (channel, key, user_id) as ``(id, last_message_at)``, newest first."""
+        """The open session of (channel, key, user_id) as ``(id, last_message_at)``, if any.
+
+        There is at most one: ``uq_session_one_open_per_key`` guarantees it, and
+        serves this lookup.
+        """
         row = self._s.execute(
-            select(_t.c.id, _t.c.last_message_at)
-            .where(
-                _t.c.user_id == user_id,
+            select(_t.c.id, _t.c.last_message_at).where(
                 _t.c.channel == channel,
                 _t.c.channel_session_key == key,
-                _t.c.is_closed == false(),
+                _t.c.user_id == user_id,
+                _t.c.open_slot == 1,
             )
-            .order_by(*_RECENT_FIRST)
-            .limit(1)
         ).first()
         return None if row is None else (row[0], row[1])
+
+    def insert_unless_open(
+        self,
+        *,
+        session_id: str,
+        channel: str,
+        key: str,
+        user_id: str,
+        triggered_by: str | None,
+        now: datetime,
+    ) -> tuple[str, bool]:
+        """Insert a new open session unless the key already has one.
+
+        Returns ``(id of the key's open session, whether it was inserted here)``.
+        A concurrent transaction may insert first: the unique index then rejects
+        our row, the savepoint undoes just that insert, and the winner's session
+        (committed by then, as the index made us wait for it) is returned.
+        """
+        found = self.find_open_by_key(channel, key, user_id)
+        if found is not None:
+            return found[0], False
+        try:
+            with self._s.begin_nested():
+                self.insert(
+                    session_id=session_id,
+                    channel=channel,
+                    key=key,
+                    user_id=user_id,
+                    triggered_by=triggered_by,
+                    now=now,
+                )
+        except IntegrityError:
+            found = self.find_open_by_key(channel, key, user_id)
+            if found is None:
+                raise
+            return found[0], False
+        return session_id, True
 
     def get(self, session_id: str) -> SessionMeta | None:
         """The session's metadata, or ``None``."""
