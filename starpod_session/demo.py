@@ -19,11 +19,9 @@ def run_demo(db_path: Path | None = None, echo: Callable[[str], None] = print) -
         with SessionManager(path, Path(scratch) / "sessions") as manager:
             echo(f"database: {path}")
 
-            decision = manager.resolve_session(Channel.TELEGRAM, "chat-42", user_id="alice")
-            echo(f"1. resolve telegram/chat-42 -> {decision}")
-            assert isinstance(decision, New)
-            session_id = manager.create_session(Channel.TELEGRAM, "chat-42", user_id="alice")
-            echo(f"   created session {session_id}")
+            opened = manager.open_session(Channel.TELEGRAM, "chat-42", user_id="alice")
+            echo(f"1. open telegram/chat-42 -> {opened}")
+            session_id = opened.session_id
 
             manager.save_message(session_id, "user", "Plan a weekend in Lisbon, please")
             manager.save_message(session_id, "assistant", "Day 1: Alfama and the castle...")
@@ -56,6 +54,7 @@ def run_demo(db_path: Path | None = None, echo: Callable[[str], None] = print) -
 
             decision = manager.resolve_session(Channel.TELEGRAM, "chat-42", gap_minutes=0, user_id="alice")
             echo(f"6. resolve with a 0-minute gap -> {decision} (the stale session was auto-closed)")
+            assert isinstance(decision, New) and decision.closed_session_id == session_id
 
             overview = manager.cost_overview(since="2000-01-01T00:00:00Z")
             echo(f"7. cost overview: ${overview.total_cost_usd:.4f} over {overview.total_turns} turns")
