@@ -11,7 +11,13 @@ from sqlalchemy.engine import URL, make_url
 
 from .errors import InvalidInput
 
-__all__ = ["create_storage_engine", "to_url", "READ_ONLY", "SQLITE_SYNCHRONOUS_MODES"]
+__all__ = [
+    "create_storage_engine",
+    "to_url",
+    "READ_ONLY",
+    "SQLITE_SYNCHRONOUS_MODES",
+    "MYSQL_MAX_ALLOWED_PACKET",
+]
 
 #: Execution option marking a transaction that only reads (SQLite then takes no write lock).
 READ_ONLY = "starpod_read_only"
@@ -20,6 +26,10 @@ SQLITE_SYNCHRONOUS_MODES = ("OFF", "NORMAL", "FULL", "EXTRA")
 
 #: How long a SQLite connection waits for another writer before reporting "busy".
 SQLITE_BUSY_TIMEOUT_MS = 5_000
+
+#: The packet size the MariaDB client allows, and the server's ``max_allowed_packet``
+#: this library needs: a message of 16 MiB plus its statement must fit in one packet.
+MYSQL_MAX_ALLOWED_PACKET = 64 * 1024 * 1024
 
 
 def to_url(target: str | os.PathLike[str] | URL) -> URL:
@@ -53,6 +63,11 @@ def create_storage_engine(url: URL, *, sqlite_synchronous: str = "NORMAL", **eng
     engine_options.setdefault("pool_pre_ping", True)
     if url.get_backend_name() in ("mysql", "mariadb"):
         url = url.update_query_dict({"charset": "utf8mb4"})
+        if url.get_driver_name() == "pymysql":
+            engine_options["connect_args"] = {
+                "max_allowed_packet": MYSQL_MAX_ALLOWED_PACKET,
+                **engine_options.get("connect_args", {}),
+            }
     return create_engine(url, **engine_options)
 
 

@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from ._clock import utc_now
 from .channels import Channel, ChannelRegistry, ChannelResolver, check_gap_minutes
 from .decisions import Continue, New, OpenedSession, SessionDecision
-from .engine import READ_ONLY, create_storage_engine, to_url
+from .engine import MYSQL_MAX_ALLOWED_PACKET, READ_ONLY, create_storage_engine, to_url
 from .errors import InvalidInput, SessionNotFound, StarpodSessionError, StorageBusy, StorageError
 from .records import CostOverview, SessionMessage, SessionMeta, UsageRecord, UsageSummary
 from .repositories import CompactionRepository, MessageRepository, SessionRepository, UsageRepository
@@ -25,7 +25,14 @@ from .retry import RetryPolicy, is_transient
 from .schema import ensure_schema
 from .timestamps import coerce_instant
 from .titles import shorten_title
-from .validation import check_count, check_flag, check_session_id, check_short_text, check_text
+from .validation import (
+    MAX_CONTENT_BYTES,
+    check_count,
+    check_flag,
+    check_session_id,
+    check_short_text,
+    check_text,
+)
 
 __all__ = ["SessionManager", "AUTO_CLOSE_SUMMARY"]
 
@@ -250,10 +257,13 @@ class SessionManager:
     # -- messages --------------------------------------------------------
 
     def save_message(self, session_id: str, role: str, content: str) -> int:
-        """Append a message and return its id; a ``user`` message also titles an untitled session."""
+        """Append a message and return its id; a ``user`` message also titles an untitled session.
+
+        ``content`` may hold up to 16 MiB of UTF-8 (``InvalidInput`` above that).
+        """
         session_id = check_session_id(session_id)
         role = check_short_text("role", role)
-        content = check_text("content", content)
+        content = check_text("content", content, max_bytes=MAX_CONTENT_BYTES)
         title = shorten_title(content) if role == "user" and content.strip() else None
 
         def work(s: Session) -> int:
@@ -375,7 +385,9 @@ class SessionManager:
                 raise
             except DBAPIError as error:
                 if not is_transient(error):
-                    raise StorageError(f"database error on {self.target}: {error.orig}") from error
+                    raise StorageError(
+                        f"database error on {self.target}: {error.orig}{_packet_hint(error)}"
+                    ) from error
                 failures += 1
                 if failures >= self._retry.attempts:
                     raise StorageBusy(
@@ -402,6 +414,23 @@ def _close_if_stale(
         return session_id, None
     closed_here = sessions.close_if_open(session_id, AUTO_CLOSE_SUMMARY)
     return None, session_id if closed_here else None
+
+
+#: MariaDB error numbers of a statement larger than the server's max_allowed_packet:
+#: the server refuses it (1153) or drops the connection while it is being sent (2006, 2013).
+_PACKET_TOO_LARGE_ERRORS = frozenset({1153, 2006, 2013})
+
+
+def _packet_hint(error: DBAPIError) -> str:
+    """Name the likely cause when MariaDB refused or dropped a large statement."""
+    args = getattr(error.orig, "args", ())
+    if not args or args[0] not in _PACKET_TOO_LARGE_ERRORS:
+        return ""
+    return (
+        f" (if the statement carried a large value: the server's max_allowed_packet must be at least "
+        f"{MYSQL_MAX_ALLOWED_PACKET} bytes; an administrator sets it with "
+        f"SET GLOBAL max_allowed_packet = {MYSQL_MAX_ALLOWED_PACKET})"
+    )
 
 
 def _require_session(sessions: SessionRepository, session_id: str) -> None:

@@ -16,9 +16,20 @@ __all__ = [
 #: The largest token count a row can hold (a signed 64-bit integer on every backend).
 MAX_COUNT = 2**63 - 1
 
+#: The largest message content, in UTF-8 bytes (MariaDB needs a server
+#: ``max_allowed_packet`` of at least ``engine.MYSQL_MAX_ALLOWED_PACKET`` to store it).
+MAX_CONTENT_BYTES = 16 * 1024 * 1024
 
-def check_text(field: str, value: object, *, max_chars: int | None = None, allow_empty: bool = True) -> str:
-    """A ``str`` that every backend can store: no NUL, no lone surrogates, within ``max_chars``."""
+
+def check_text(
+    field: str,
+    value: object,
+    *,
+    max_chars: int | None = None,
+    max_bytes: int | None = None,
+    allow_empty: bool = True,
+) -> str:
+    """A ``str`` every backend can store: no NUL, no lone surrogate, within ``max_chars`` and ``max_bytes``."""
     if not isinstance(value, str):
         raise InvalidInput(field, f"expected a str, got {type(value).__name__}")
     if not allow_empty and not value:
@@ -28,9 +39,11 @@ def check_text(field: str, value: object, *, max_chars: int | None = None, allow
     if "\x00" in value:
         raise InvalidInput(field, "contains a NUL character, which PostgreSQL cannot store")
     try:
-        value.encode("utf-8")
+        size = len(value.encode("utf-8"))
     except UnicodeEncodeError:
         raise InvalidInput(field, "contains a lone surrogate and is not valid Unicode text") from None
+    if max_bytes is not None and size > max_bytes:
+        raise InvalidInput(field, f"{size} bytes of UTF-8, at most {max_bytes} allowed")
     return value
 
 

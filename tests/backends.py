@@ -12,7 +12,7 @@ import os
 from sqlalchemy import MetaData, create_engine, delete, inspect, text
 from sqlalchemy.engine import URL, Engine, make_url
 
-from starpod_session.engine import create_storage_engine
+from starpod_session.engine import MYSQL_MAX_ALLOWED_PACKET, create_storage_engine
 from starpod_session.models import Base
 from starpod_session.schema import current_revision, head_revision, upgrade_schema
 
@@ -67,6 +67,18 @@ class ServerDatabase:
     def __init__(self, url: URL) -> None:
         self.url = url
         self._engine: Engine = create_storage_engine(url)
+        if backend_of(url) == "mariadb":
+            self._ensure_max_allowed_packet()
+
+    def _ensure_max_allowed_packet(self) -> None:
+        """Let the server take 16 MiB messages (needs an account allowed to SET GLOBAL, as CI's root).
+
+        Only connections opened afterwards see the new value, so this runs before any manager opens.
+        """
+        with self._engine.connect() as connection:
+            current = connection.execute(text("SELECT @@GLOBAL.max_allowed_packet")).scalar_one()
+            if current < MYSQL_MAX_ALLOWED_PACKET:
+                connection.execute(text(f"SET GLOBAL max_allowed_packet = {MYSQL_MAX_ALLOWED_PACKET}"))
 
     def drop_everything(self) -> None:
         """Leave the database with no table at all (for migration tests)."""
