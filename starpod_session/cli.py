@@ -11,6 +11,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from .cli_db import add_db_commands
 from .demo import run_demo
 from .errors import StarpodSessionError
 
@@ -27,6 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo = commands.add_parser("demo", help="walk through the API on a temporary SQLite file")
     demo.add_argument("--db", type=Path, help="use (and keep) this SQLite file instead of a temporary one")
     demo.set_defaults(run=_run_demo)
+    add_db_commands(commands)
     return parser
 
 

@@ -4,16 +4,29 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from collections import defaultdict
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+import pytest
+import sqlalchemy as sa
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import inspect
 
-from starpod_session import SessionManager
+from starpod_session import SessionManager, UsageRecord
 from starpod_session.engine import create_storage_engine, to_url
 from starpod_session.models import Base
-from starpod_session.schema import alembic_config, current_revision, head_revision, upgrade_schema
+from starpod_session.schema import (
+    BASELINE_REVISION,
+    alembic_config,
+    current_revision,
+    head_revision,
+    schema_drift,
+    upgrade_schema,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 OUR_TABLES = {"session_metadata", "session_messages", "usage_stats", "compaction_log", "alembic_version"}
@@ -53,10 +66,12 @@ def test_opening_a_new_database_brings_it_to_head(empty_db_target, tmp_path):
     assert schema_differences(empty_db_target) == []
 
 
-def test_there_is_a_single_head():
-    from alembic.script import ScriptDirectory
-
-    assert len(ScriptDirectory.from_config(alembic_config()).get_heads()) == 1
+def test_there_is_a_single_head_and_one_line_of_revisions_from_the_baseline():
+    scripts = ScriptDirectory.from_config(alembic_config())
+    assert scripts.get_heads() == [head_revision()]
+    assert scripts.get_bases() == [BASELINE_REVISION]
+    order = revisions_in_order()
+    assert (order[0], order[-1]) == (BASELINE_REVISION, head_revision())
 
 
 def test_alembic_command_line_upgrades_an_empty_file(tmp_path):
@@ -71,3 +86,206 @@ def test_alembic_command_line_upgrades_an_empty_file(tmp_path):
         assert result.returncode == 0, result.stderr
     assert "No new upgrade operations detected" in result.stdout + result.stderr
     assert schema_differences(str(db)) == []
+
+
+# -- every revision, on every backend ------------------------------------------
+
+T0 = datetime(2026, 3, 1, 9, 0, 0, 123456, tzinfo=timezone.utc)
+OUR_DATA_TABLES = ("session_metadata", "session_messages", "usage_stats", "compaction_log")
+
+
+def at(minutes: int) -> datetime:
+    return T0 + timedelta(minutes=minutes)
+
+
+def revisions_in_order() -> list[str]:
+    """Every revision of the script directory, baseline first."""
+    scripts = ScriptDirectory.from_config(alembic_config())
+    return [script.revision for script in reversed(list(scripts.walk_revisions()))]
+
+
+def downgrade_schema(engine: sa.Engine, revision: str) -> None:
+    with engine.begin() as connection:
+        command.downgrade(alembic_config(connection), revision)
+
+
+def revision_of(engine: sa.Engine) -> str | None:
+    with engine.connect() as connection:
+        return current_revision(connection)
+
+
+SESSIONS = [
+    # id, channel, key, user, closed, summary, created, last message
+    ("s-main", "main", "main", "admin", False, None, at(0), at(50)),
+    ("s-dup-old", "telegram", "777", "bob", False, None, at(1), at(2)),
+    ("s-dup-new", "telegram", "777", "bob", False, None, at(1), at(3)),
+    ("s-dup-other-user", "telegram", "777", "alice", False, None, at(4), at(5)),
+    ("s-closed", "telegram", "555", "admin", True, "Auto-closed: inactivity", at(6), at(7)),
+]
+MESSAGES = [
+    ("s-main", "user", "Plan a weekend in Lisbon 🇵🇹"),
+    ("s-main", "assistant", "Day 1: Alfama…\n" + "x" * 20_000),
+    ("s-dup-old", "user", "first"),
+    ("s-dup-new", "user", "second"),
+    ("s-closed", "tool_use", '{"type": "tool_use", "id": "tu_1"}'),
+]
+USAGE = [
+    # session, turn, input, output, cache read, cache write, cost, model, user
+    ("s-main", 1, 1200, 300, 4000, 100, 0.0123, "claude-sonnet-4-5", "admin"),
+    ("s-dup-new", 1, 800, 200, 0, 0, 0.004, None, "bob"),
+    ("session-deleted-long-ago", 1, 10, 10, 0, 0, 0.001, "claude-haiku-4-5", "carol"),
+]
+COMPACTIONS = [("s-main", "auto", 150_000, "Earlier: Lisbon plans.", 12)]
+#: Open sessions sharing (channel, key, user_id) with a more recent open one → that one.
+DUPLICATES = {"s-dup-old": "s-dup-new"}
+
+
+def tables_as_they_are(connection: sa.Connection) -> dict[str, sa.TableClause]:
+    """Our tables with the columns the database has now, typed as the models type them."""
+    tables = {}
+    for name in OUR_DATA_TABLES:
+        model = Base.metadata.tables[name]
+        columns = [sa.column(c["name"], model.c[c["name"]].type) for c in inspect(connection).get_columns(name)]
+        tables[name] = sa.table(name, *columns)
+    return tables
+
+
+def populate(engine: sa.Engine) -> None:
+    """Rows as the Rust crate could have left them, two open sessions for one key included."""
+    with engine.begin() as connection:
+        t = tables_as_they_are(connection)
+        connection.execute(
+            sa.insert(t["session_metadata"]),
+            [
+                dict(id=i, channel=ch, channel_session_key=k, user_id=u, is_closed=closed, summary=summary,
+                     created_at=created, last_message_at=last, message_count=3, title=f"title of {i}",
+                     is_read=True, triggered_by=None)
+                for i, ch, k, u, closed, summary, created, last in SESSIONS
+            ],
+        )  # fmt: skip
+        connection.execute(
+            sa.insert(t["session_messages"]),
+            [dict(session_id=s, role=r, content=c, timestamp=at(10 + n)) for n, (s, r, c) in enumerate(MESSAGES)],
+        )
+        connection.execute(
+            sa.insert(t["usage_stats"]),
+            [
+                dict(session_id=s, turn=turn, input_tokens=i, output_tokens=o, cache_read=cr, cache_write=cw,
+                     cost_usd=cost, model=model, user_id=user, timestamp=at(20 + n))
+                for n, (s, turn, i, o, cr, cw, cost, model, user) in enumerate(USAGE)
+            ],
+        )  # fmt: skip
+        connection.execute(
+            sa.insert(t["compaction_log"]),
+            [
+                dict(session_id=s, trigger=tr, pre_tokens=pre, summary=text, messages_compacted=n, timestamp=at(30))
+                for s, tr, pre, text, n in COMPACTIONS
+            ],
+        )
+
+
+def row_counts(engine: sa.Engine) -> dict[str, int]:
+    with engine.connect() as connection:
+        return {
+            name: connection.execute(sa.select(sa.func.count()).select_from(sa.table(name))).scalar_one()
+            for name in OUR_DATA_TABLES
+        }
+
+
+def compaction_rows(engine: sa.Engine) -> list[tuple]:
+    with engine.connect() as connection:
+        t = tables_as_they_are(connection)["compaction_log"]
+        query = sa.select(t.c.session_id, t.c.trigger, t.c.pre_tokens, t.c.summary, t.c.messages_compacted)
+        return [tuple(row) for row in connection.execute(query.order_by(t.c.id))]
+
+
+def check_every_row_through_the_api(target: str, tmp_path: Path) -> None:
+    with SessionManager(target, tmp_path / "sessions", auto_upgrade=False) as manager:
+        for session_id, channel, key, user, closed, summary, created, last in SESSIONS:
+            meta = manager.get_session(session_id)
+            assert (meta.channel, meta.channel_session_key, meta.user_id) == (channel, key, user)
+            assert (meta.created_at, meta.last_message_at) == (created, last)
+            assert (meta.title, meta.message_count, meta.is_read, meta.triggered_by) == (
+                f"title of {session_id}", 3, True, None
+            )
+            if session_id in DUPLICATES:
+                assert meta.is_closed and DUPLICATES[session_id] in meta.summary
+            else:
+                assert (meta.is_closed, meta.summary) == (closed, summary)
+
+        transcripts: dict[str, list] = defaultdict(list)
+        for n, (session_id, role, content) in enumerate(MESSAGES):
+            transcripts[session_id].append((role, content, at(10 + n)))
+        for session_id, *_ in SESSIONS:
+            assert [(m.role, m.content, m.timestamp) for m in manager.get_messages(session_id)] == transcripts[session_id]
+
+        for session_id in {row[0] for row in USAGE}:
+            rows = [row for row in USAGE if row[0] == session_id]
+            summary = manager.session_usage(session_id)
+            assert (summary.total_input_tokens, summary.total_output_tokens, summary.total_cache_read,
+                    summary.total_cache_write, summary.total_turns) == (
+                sum(r[2] for r in rows), sum(r[3] for r in rows), sum(r[4] for r in rows),
+                sum(r[5] for r in rows), len(rows),
+            )  # fmt: skip
+            assert summary.total_cost_usd == pytest.approx(sum(r[6] for r in rows))
+        overview = manager.cost_overview()
+        assert overview.total_turns == len(USAGE)
+        assert overview.total_cost_usd == pytest.approx(sum(r[6] for r in USAGE))
+        assert {m.model for m in overview.by_model} == {"claude-sonnet-4-5", "claude-haiku-4-5", "unknown"}
+
+        # Usable at head, not only readable.
+        assert manager.open_session("main", "main").session_id == "s-main"
+        manager.save_message("s-dup-new", "user", "after the upgrade")
+        manager.record_usage("s-dup-new", UsageRecord(1, 1), turn=2)
+
+
+def test_every_revision_upgrades_a_database_holding_data(empty_db_target, tmp_path):
+    engine = create_storage_engine(to_url(empty_db_target))
+    try:
+        upgrade_schema(engine, BASELINE_REVISION)
+        populate(engine)
+        counts = row_counts(engine)
+        for revision in revisions_in_order()[1:]:
+            upgrade_schema(engine, revision)
+            assert revision_of(engine) == revision
+            assert row_counts(engine) == counts, f"revision {revision} lost or added rows"
+        assert compaction_rows(engine) == COMPACTIONS
+    finally:
+        engine.dispose()
+    check_every_row_through_the_api(empty_db_target, tmp_path)
+
+
+def test_head_to_base_to_head_round_trips_without_drift(empty_db_target):
+    engine = create_storage_engine(to_url(empty_db_target))
+    try:
+        upgrade_schema(engine, BASELINE_REVISION)
+        populate(engine)
+        upgrade_schema(engine)
+        for revision in reversed(revisions_in_order()[:-1]):
+            downgrade_schema(engine, revision)  # one revision at a time, with rows in the tables
+            assert revision_of(engine) == revision
+            assert row_counts(engine)["session_messages"] == len(MESSAGES)
+        downgrade_schema(engine, "base")
+        assert revision_of(engine) is None
+        with engine.connect() as connection:
+            assert set(inspect(connection).get_table_names()) <= {"alembic_version"}
+        upgrade_schema(engine)
+        assert revision_of(engine) == head_revision()
+        assert schema_drift(engine) == []
+    finally:
+        engine.dispose()
+    assert schema_differences(empty_db_target) == []
+
+
+def test_the_drift_check_passes_at_head_and_names_a_missing_index(empty_db_target):
+    engine = create_storage_engine(to_url(empty_db_target))
+    try:
+        upgrade_schema(engine)
+        assert schema_drift(engine) == []
+        with engine.begin() as connection:
+            index = Base.metadata.tables["usage_stats"].indexes
+            [dropped] = [i for i in index if i.name == "idx_usage_stats_session"]
+            dropped.drop(connection)
+        assert schema_drift(engine) == ["add_index idx_usage_stats_session"]
+    finally:
+        engine.dispose()

@@ -1,4 +1,4 @@
-"""SQLite connection settings, thread sharing, schema version checks and error mapping."""
+"""SQLite connection settings, thread sharing and error mapping (schema versions: test_schema_versions.py)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,6 @@ import pytest
 
 from starpod_session import (
     Channel,
-    SchemaOutdated,
-    SchemaTooNew,
     SessionManager,
     StarpodSessionError,
     StorageError,
@@ -97,33 +95,3 @@ def test_memory_databases_are_refused(tmp_path):
     with pytest.raises(InvalidInput) as raised:
         SessionManager(":memory:")
     assert raised.value.field == "db_path"
-
-
-def test_an_outdated_schema_names_the_command_to_run_when_auto_upgrade_is_off(tmp_path):
-    path = tmp_path / "old.db"
-    sqlite3.connect(path).close()
-    with pytest.raises(SchemaOutdated) as raised:
-        SessionManager(path, auto_upgrade=False)
-    assert f"starpod-session db upgrade {path}" in str(raised.value)
-    with sqlite3.connect(path) as raw:
-        assert raw.execute("SELECT name FROM sqlite_master").fetchall() == []
-
-
-def test_a_schema_from_a_newer_release_is_refused_untouched(tmp_path):
-    path = tmp_path / "future.db"
-    SessionManager(path).close()
-    with sqlite3.connect(path) as raw:
-        raw.execute("UPDATE alembic_version SET version_num = 'ffff_from_the_future'")
-    with pytest.raises(SchemaTooNew) as raised:
-        SessionManager(path)
-    assert "Upgrade the package" in str(raised.value)
-    with sqlite3.connect(path) as raw:
-        assert raw.execute("SELECT version_num FROM alembic_version").fetchall() == [("ffff_from_the_future",)]
-
-
-def test_reopening_an_up_to_date_database_keeps_its_rows(db_target, tmp_path):
-    with SessionManager(db_target) as first:
-        session_id = first.create_session(Channel.TELEGRAM, "k")
-        first.save_message(session_id, "user", "kept")
-    with SessionManager(db_target) as second:
-        assert [m.content for m in second.get_messages(session_id)] == ["kept"]

@@ -1,0 +1,211 @@
+"""Opening a database checks its schema version: upgrade once under races, or refuse without writing."""
+
+from __future__ import annotations
+
+import multiprocessing
+import shutil
+import sqlite3
+import stat
+import threading
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy import event, inspect
+
+from starpod_session import Channel, SchemaOutdated, SchemaTooNew, SessionManager
+from starpod_session.engine import create_storage_engine, to_url
+from starpod_session.schema import BASELINE_REVISION, head_revision, upgrade_schema
+
+from .conftest import FIXTURES
+
+OPENERS = 4
+FUTURE_REVISION = "ffff_from_the_future"
+
+
+def snapshot(target: str) -> object:
+    """Everything a test can see in the database: a full SQL dump for SQLite, counts and stamp on servers."""
+    url = to_url(target)
+    if url.get_backend_name() == "sqlite":
+        with sqlite3.connect(f"file:{url.database}?mode=ro", uri=True) as raw:
+            return list(raw.iterdump())
+    engine = create_storage_engine(url)
+    try:
+        with engine.connect() as connection:
+            tables = sorted(inspect(connection).get_table_names())
+            counts = {t: connection.execute(sa.select(sa.func.count()).select_from(sa.table(t))).scalar_one() for t in tables}
+            stamp = connection.execute(sa.text("SELECT version_num FROM alembic_version")).all() if "alembic_version" in tables else None
+            return tables, counts, stamp
+    finally:
+        engine.dispose()
+
+
+def stamps(target: str) -> list[str]:
+    engine = create_storage_engine(to_url(target))
+    try:
+        with engine.connect() as connection:
+            return [row[0] for row in connection.execute(sa.text("SELECT version_num FROM alembic_version"))]
+    finally:
+        engine.dispose()
+
+
+def at_revision(target: str, revision: str) -> None:
+    engine = create_storage_engine(to_url(target))
+    try:
+        upgrade_schema(engine, revision)
+    finally:
+        engine.dispose()
+
+
+def command_target(target: str) -> str:
+    """How the library names the database in its messages (password hidden)."""
+    url = to_url(target)
+    return str(url.database) if url.get_backend_name() == "sqlite" else url.render_as_string(hide_password=True)
+
+
+# -- racing openers ----------------------------------------------------------------
+
+
+def open_at_the_barrier(target: str, barrier: multiprocessing.synchronize.Barrier, outcomes) -> None:  # noqa: ANN001
+    """Child process: wait for every sibling, then open the database (which migrates it)."""
+    barrier.wait()
+    try:
+        SessionManager(target).close()
+        outcomes.put("ok")
+    except BaseException as error:  # reported to the parent
+        outcomes.put(f"{type(error).__name__}: {error}")
+
+
+def check_migrated_once(target: str, tmp_path: Path) -> None:
+    assert stamps(target) == [head_revision()]
+    with SessionManager(target, auto_upgrade=False) as manager:
+        session_id = manager.create_session(Channel.MAIN, "after the race")
+        assert manager.get_session(session_id) is not None
+
+
+def test_processes_opening_a_new_database_at_once_all_succeed(empty_db_target, tmp_path):
+    context = multiprocessing.get_context("spawn")
+    barrier = context.Barrier(OPENERS)
+    outcomes = context.Queue()
+    workers = [
+        context.Process(target=open_at_the_barrier, args=(empty_db_target, barrier, outcomes)) for _ in range(OPENERS)
+    ]
+    for worker in workers:
+        worker.start()
+    results = [outcomes.get(timeout=300) for _ in workers]
+    for worker in workers:
+        worker.join()
+    assert results == ["ok"] * OPENERS
+    assert [worker.exitcode for worker in workers] == [0] * OPENERS
+    check_migrated_once(empty_db_target, tmp_path)
+
+
+def test_threads_opening_a_new_database_at_once_all_succeed(empty_db_target, tmp_path):
+    barrier = threading.Barrier(OPENERS)
+    failures: list[BaseException] = []
+
+    def opener() -> None:
+        barrier.wait()
+        try:
+            SessionManager(empty_db_target).close()
+        except BaseException as error:  # reported below
+            failures.append(error)
+
+    threads = [threading.Thread(target=opener) for _ in range(OPENERS)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert failures == []
+    check_migrated_once(empty_db_target, tmp_path)
+
+
+@pytest.mark.parametrize("engine_kind", ["storage engine", "plain engine"])
+def test_a_sqlite_upgrade_holds_the_write_lock_from_its_first_statement(tmp_path, engine_kind):
+    path = tmp_path / "locked.db"
+    sqlite3.connect(path).close()
+    engine = create_storage_engine(to_url(path)) if engine_kind == "storage engine" else sa.create_engine(f"sqlite:///{path}")
+    other_writer_got_in: list[str] = []
+
+    @event.listens_for(engine, "before_cursor_execute")
+    def try_to_write_alongside(_conn, _cursor, statement, *_args) -> None:  # noqa: ANN001
+        if statement.lstrip().upper().startswith("BEGIN"):
+            return
+        competitor = sqlite3.connect(path, timeout=0, isolation_level=None)
+        try:
+            competitor.execute("BEGIN IMMEDIATE")
+            competitor.execute("ROLLBACK")
+            other_writer_got_in.append(statement)
+        except sqlite3.OperationalError as error:
+            assert "locked" in str(error)
+        finally:
+            competitor.close()
+
+    try:
+        upgrade_schema(engine)
+    finally:
+        engine.dispose()
+    assert other_writer_got_in == []
+    assert stamps(str(path)) == [head_revision()]
+
+
+# -- refusing without writing -----------------------------------------------------
+
+
+def test_an_empty_database_is_outdated_when_auto_upgrade_is_off(empty_db_target):
+    if to_url(empty_db_target).get_backend_name() == "sqlite":
+        sqlite3.connect(empty_db_target).close()
+    before = snapshot(empty_db_target)
+    with pytest.raises(SchemaOutdated) as raised:
+        SessionManager(empty_db_target, auto_upgrade=False)
+    assert f"Run: starpod-session db upgrade {command_target(empty_db_target)}" in str(raised.value)
+    assert snapshot(empty_db_target) == before
+
+
+def test_a_database_behind_the_code_is_outdated_and_left_as_it_is(empty_db_target):
+    at_revision(empty_db_target, BASELINE_REVISION)
+    before = snapshot(empty_db_target)
+    with pytest.raises(SchemaOutdated) as raised:
+        SessionManager(empty_db_target, auto_upgrade=False)
+    message = str(raised.value)
+    assert f"Run: starpod-session db upgrade {command_target(empty_db_target)}" in message
+    assert BASELINE_REVISION in message and head_revision() in message
+    assert snapshot(empty_db_target) == before
+    assert stamps(empty_db_target) == [BASELINE_REVISION]
+
+
+def test_a_rust_era_file_is_outdated_and_not_even_stamped_when_auto_upgrade_is_off(tmp_path):
+    path = tmp_path / "rust.sqlite"
+    shutil.copyfile(FIXTURES / "rust-core-db-0.3.sqlite", path)
+    path.chmod(path.stat().st_mode | stat.S_IWUSR)
+    before = snapshot(str(path))
+    with pytest.raises(SchemaOutdated) as raised:
+        SessionManager(path, auto_upgrade=False)
+    assert f"starpod-session db upgrade {path}" in str(raised.value)
+    assert snapshot(str(path)) == before
+
+
+@pytest.mark.parametrize("auto_upgrade", [True, False])
+def test_a_database_ahead_of_the_code_is_refused_untouched(db_target, auto_upgrade):
+    with SessionManager(db_target) as manager:
+        manager.create_session(Channel.MAIN, "written by the newer release")
+    engine = create_storage_engine(to_url(db_target))
+    try:
+        with engine.begin() as connection:
+            connection.execute(sa.text("UPDATE alembic_version SET version_num = :v"), {"v": FUTURE_REVISION})
+    finally:
+        engine.dispose()
+    before = snapshot(db_target)
+    with pytest.raises(SchemaTooNew) as raised:
+        SessionManager(db_target, auto_upgrade=auto_upgrade)
+    assert FUTURE_REVISION in str(raised.value)
+    assert "Upgrade the package" in str(raised.value)
+    assert snapshot(db_target) == before
+
+
+def test_reopening_an_up_to_date_database_keeps_its_rows(db_target):
+    with SessionManager(db_target) as first:
+        session_id = first.create_session(Channel.TELEGRAM, "k")
+        first.save_message(session_id, "user", "kept")
+    with SessionManager(db_target, auto_upgrade=False) as second:
+        assert [m.content for m in second.get_messages(session_id)] == ["kept"]

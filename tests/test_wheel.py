@@ -1,0 +1,77 @@
+"""The built wheel carries its migrations: an installed package upgrades a database with no checkout around."""
+
+from __future__ import annotations
+
+import importlib.util
+import sqlite3
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+import pytest
+
+from starpod_session.schema import head_revision
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run(*command: object, cwd: Path) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run([str(part) for part in command], cwd=cwd, capture_output=True, text=True)
+    assert result.returncode == 0, f"{command}\n{result.stdout}\n{result.stderr}"
+    return result
+
+
+@pytest.fixture(scope="module")
+def installed_python(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The Python of a fresh virtual environment holding only the built wheel (dependencies from the system)."""
+    assert importlib.util.find_spec("hatchling"), "building the wheel offline needs hatchling: pip install -e '.[test]'"
+    scratch = tmp_path_factory.mktemp("wheel")
+    run(sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-w", scratch / "dist", ROOT, cwd=scratch)
+    [wheel] = (scratch / "dist").glob("starpod_session-*.whl")
+    environment = scratch / "venv"
+    venv.EnvBuilder(system_site_packages=True, with_pip=False).create(environment)
+    python = environment / "bin" / "python"
+    run(sys.executable, "-m", "pip", "--python", python, "install", "--no-deps", "--no-index", wheel, cwd=scratch)
+    return python
+
+
+def test_the_installed_package_is_the_wheel_and_ships_its_migrations(installed_python, tmp_path):
+    probe = (
+        "import starpod_session, starpod_session.schema as s; "
+        "print(starpod_session.__file__); print(s.migrations_dir()); print(s.head_revision())"
+    )
+    package_file, migrations, head = run(installed_python, "-c", probe, cwd=tmp_path).stdout.split()
+    environment = installed_python.parents[1]
+    assert Path(package_file).is_relative_to(environment)
+    assert Path(migrations).is_relative_to(environment) and Path(migrations).name == "_migrations"
+    assert head == head_revision()
+    assert sorted(path.name for path in (Path(migrations) / "versions").glob("*.py")) == sorted(
+        path.name for path in (ROOT / "migrations" / "versions").glob("*.py")
+    )
+
+
+def test_the_installed_command_upgrades_an_empty_database(installed_python, tmp_path):
+    database = tmp_path / "fresh.db"
+    upgraded = run(installed_python, "-m", "starpod_session", "db", "upgrade", database, cwd=tmp_path)
+    assert upgraded.stdout.strip() == f"{database}: upgraded from none to {head_revision()}"
+    run(installed_python, "-m", "starpod_session", "db", "check", database, cwd=tmp_path)
+    with sqlite3.connect(database) as raw:
+        assert raw.execute("SELECT version_num FROM alembic_version").fetchall() == [(head_revision(),)]
+
+    script = installed_python.parent / "starpod-session"
+    assert script.exists()
+    current = run(script, "db", "current", database, cwd=tmp_path)
+    assert current.stdout.strip() == f"{head_revision()} (head)"
+
+
+def test_the_installed_library_migrates_when_it_opens_a_database(installed_python, tmp_path):
+    database = tmp_path / "opened.db"
+    program = (
+        "import sys; from starpod_session import SessionManager\n"
+        "with SessionManager(sys.argv[1]) as m: print(m.create_session('main', 'k'))\n"
+    )
+    run(installed_python, "-c", program, database, cwd=tmp_path)
+    with sqlite3.connect(database) as raw:
+        assert raw.execute("SELECT version_num FROM alembic_version").fetchall() == [(head_revision(),)]
+        assert raw.execute("SELECT count(*) FROM session_metadata").fetchone() == (1,)
