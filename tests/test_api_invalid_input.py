@@ -1,0 +1,237 @@
+"""Bad input is refused with InvalidInput naming the field, unknown ids with SessionNotFound; nothing is written.
+
+Hostile but valid values (SQL text, normalisation variants) are stored verbatim.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import pytest
+from sqlalchemy import func, select
+
+from starpod_session import Channel, Continue, InvalidInput, SessionNotFound, UsageRecord
+from starpod_session.engine import create_storage_engine, to_url
+from starpod_session.models import Base
+
+UNKNOWN_ID = "00000000-0000-4000-8000-000000000000"
+MIB = 1024 * 1024
+TOO_LONG = "k" * 256
+HUGE_KEY = "k" * MIB
+
+
+def usage(**fields):
+    return lambda m, sid: m.record_usage(sid, UsageRecord(**fields), 1)
+
+
+# (case id, call(manager, existing session id), expected InvalidInput.field). Values are built
+# inside the lambdas, so the large ones exist only while their case runs.
+INVALID = [
+    # channels
+    ("channel-unknown", lambda m, sid: m.resolve_session("slack", "k"), "channel"),
+    ("channel-none", lambda m, sid: m.resolve_session(None, "k"), "channel"),
+    ("channel-int", lambda m, sid: m.create_session(1, "k"), "channel"),
+    ("create-channel-unknown", lambda m, sid: m.create_session("Main", "k"), "channel"),
+    ("open-channel-unknown", lambda m, sid: m.open_session("sms", "k"), "channel"),
+    # keys and user ids
+    ("key-none", lambda m, sid: m.resolve_session(Channel.MAIN, None), "key"),
+    ("key-int", lambda m, sid: m.create_session(Channel.MAIN, 42), "key"),
+    ("key-empty", lambda m, sid: m.create_session(Channel.MAIN, ""), "key"),
+    ("key-256-chars", lambda m, sid: m.create_session(Channel.MAIN, TOO_LONG), "key"),
+    ("key-1-mib", lambda m, sid: m.resolve_session(Channel.MAIN, HUGE_KEY), "key"),
+    ("key-nul", lambda m, sid: m.create_session(Channel.MAIN, "a\x00b"), "key"),
+    ("key-lone-surrogate", lambda m, sid: m.create_session(Channel.MAIN, "a\ud800"), "key"),
+    ("key-bytes", lambda m, sid: m.open_session(Channel.MAIN, b"k"), "key"),
+    ("user-id-empty", lambda m, sid: m.create_session(Channel.MAIN, "k", user_id=""), "user_id"),
+    ("user-id-none", lambda m, sid: m.resolve_session(Channel.MAIN, "k", user_id=None), "user_id"),
+    ("user-id-256-chars", lambda m, sid: m.open_session(Channel.MAIN, "k", user_id=TOO_LONG), "user_id"),
+    ("user-id-nul", lambda m, sid: m.create_session(Channel.MAIN, "k", user_id="\x00"), "user_id"),
+    ("triggered-by-empty", lambda m, sid: m.create_session(Channel.MAIN, "k", triggered_by=""), "triggered_by"),
+    ("triggered-by-256", lambda m, sid: m.open_session(Channel.MAIN, "k", triggered_by=TOO_LONG), "triggered_by"),
+    ("triggered-by-int", lambda m, sid: m.create_session(Channel.MAIN, "k", triggered_by=7), "triggered_by"),
+    # gaps
+    ("gap-negative", lambda m, sid: m.resolve_session(Channel.TELEGRAM, "k", -1), "gap_minutes"),
+    ("gap-float", lambda m, sid: m.resolve_session(Channel.TELEGRAM, "k", 5.0), "gap_minutes"),
+    ("gap-bool", lambda m, sid: m.open_session(Channel.TELEGRAM, "k", True), "gap_minutes"),
+    ("gap-str", lambda m, sid: m.resolve_session(Channel.TELEGRAM, "k", "5"), "gap_minutes"),
+    # session ids
+    ("session-id-none", lambda m, sid: m.touch_session(None), "session_id"),
+    ("session-id-int", lambda m, sid: m.get_session(1), "session_id"),
+    ("session-id-nul", lambda m, sid: m.get_messages(sid + "\x00"), "session_id"),
+    ("session-id-1-mib", lambda m, sid: m.session_usage(HUGE_KEY), "session_id"),
+    ("session-id-surrogate", lambda m, sid: m.mark_read("\udfff", True), "session_id"),
+    # titles and summaries
+    ("title-none", lambda m, sid: m.set_title_if_empty(sid, None), "title"),
+    ("title-empty", lambda m, sid: m.set_title_if_empty(sid, ""), "title"),
+    ("title-nul", lambda m, sid: m.set_title_if_empty(sid, "ti\x00tle"), "title"),
+    ("title-surrogate", lambda m, sid: m.set_title_if_empty(sid, "\ud800"), "title"),
+    ("summary-none", lambda m, sid: m.close_session(sid, None), "summary"),
+    ("summary-nul", lambda m, sid: m.close_session(sid, "done\x00"), "summary"),
+    ("summary-surrogate", lambda m, sid: m.close_session(sid, "\ud83d"), "summary"),
+    # read flag
+    ("is-read-int", lambda m, sid: m.mark_read(sid, 1), "is_read"),
+    ("is-read-str", lambda m, sid: m.mark_read(sid, "yes"), "is_read"),
+    ("is-read-none", lambda m, sid: m.mark_read(sid, None), "is_read"),
+    # messages
+    ("role-empty", lambda m, sid: m.save_message(sid, "", "hi"), "role"),
+    ("role-none", lambda m, sid: m.save_message(sid, None, "hi"), "role"),
+    ("role-256-chars", lambda m, sid: m.save_message(sid, TOO_LONG, "hi"), "role"),
+    ("role-nul", lambda m, sid: m.save_message(sid, "us\x00er", "hi"), "role"),
+    ("content-none", lambda m, sid: m.save_message(sid, "user", None), "content"),
+    ("content-bytes", lambda m, sid: m.save_message(sid, "user", b"hi"), "content"),
+    ("content-nul", lambda m, sid: m.save_message(sid, "user", "hi\x00there"), "content"),
+    ("content-surrogate", lambda m, sid: m.save_message(sid, "user", "hi \ud800"), "content"),
+    ("content-16-mib-plus-1-byte", lambda m, sid: m.save_message(sid, "user", "a" * (16 * MIB + 1)), "content"),
+    ("content-16-mib-plus-multibyte", lambda m, sid: m.save_message(sid, "user", "é" * (8 * MIB) + "é"), "content"),
+    # usage
+    ("usage-record-none", lambda m, sid: m.record_usage(sid, None, 1), "usage_record"),
+    ("usage-record-dict", lambda m, sid: m.record_usage(sid, {"input_tokens": 1}, 1), "usage_record"),
+    ("turn-negative", lambda m, sid: m.record_usage(sid, UsageRecord(), -1), "turn"),
+    ("turn-bool", lambda m, sid: m.record_usage(sid, UsageRecord(), True), "turn"),
+    ("turn-float", lambda m, sid: m.record_usage(sid, UsageRecord(), 1.0), "turn"),
+    ("turn-2-pow-63", lambda m, sid: m.record_usage(sid, UsageRecord(), 2**63), "turn"),
+    ("input-tokens-negative", usage(input_tokens=-1), "input_tokens"),
+    ("input-tokens-2-pow-63", usage(input_tokens=2**63), "input_tokens"),
+    ("output-tokens-bool", usage(output_tokens=True), "output_tokens"),
+    ("output-tokens-float", usage(output_tokens=1.5), "output_tokens"),
+    ("cache-read-none", usage(cache_read=None), "cache_read"),
+    ("cache-write-str", usage(cache_write="10"), "cache_write"),
+    ("cost-nan", usage(cost_usd=float("nan")), "cost_usd"),
+    ("cost-inf", usage(cost_usd=float("inf")), "cost_usd"),
+    ("cost-negative", usage(cost_usd=-0.01), "cost_usd"),
+    ("cost-str", usage(cost_usd="0.1"), "cost_usd"),
+    ("cost-bool", usage(cost_usd=True), "cost_usd"),
+    ("model-empty", usage(model=""), "model"),
+    ("model-256-chars", usage(model=TOO_LONG), "model"),
+    ("model-nul", usage(model="opus\x00"), "model"),
+    ("usage-user-id-empty", usage(user_id=""), "user_id"),
+    ("usage-user-id-none", usage(user_id=None), "user_id"),
+    # compactions
+    ("trigger-empty", lambda m, sid: m.record_compaction(sid, "", 1, "s", 1), "trigger"),
+    ("trigger-none", lambda m, sid: m.record_compaction(sid, None, 1, "s", 1), "trigger"),
+    ("pre-tokens-negative", lambda m, sid: m.record_compaction(sid, "auto", -1, "s", 1), "pre_tokens"),
+    ("pre-tokens-2-pow-63", lambda m, sid: m.record_compaction(sid, "auto", 2**63, "s", 1), "pre_tokens"),
+    ("pre-tokens-bool", lambda m, sid: m.record_compaction(sid, "auto", False, "s", 1), "pre_tokens"),
+    ("compaction-summary-nul", lambda m, sid: m.record_compaction(sid, "auto", 1, "\x00", 1), "summary"),
+    ("messages-compacted-float", lambda m, sid: m.record_compaction(sid, "auto", 1, "s", 1.0), "messages_compacted"),
+    ("messages-compacted-negative", lambda m, sid: m.record_compaction(sid, "auto", 1, "s", -3), "messages_compacted"),
+    # reports
+    ("since-naive-datetime", lambda m, sid: m.cost_overview(datetime(2026, 3, 1)), "since"),
+    ("since-garbage", lambda m, sid: m.cost_overview("last tuesday"), "since"),
+    ("since-no-offset", lambda m, sid: m.cost_overview("2026-03-01T00:00:00"), "since"),
+    ("since-int", lambda m, sid: m.cost_overview(1_700_000_000), "since"),
+    ("limit-negative", lambda m, sid: m.list_sessions(-1), "limit"),
+    ("limit-float", lambda m, sid: m.list_sessions(2.0), "limit"),
+    ("limit-bool", lambda m, sid: m.list_sessions(True), "limit"),
+    ("limit-none", lambda m, sid: m.list_sessions(None), "limit"),
+]
+
+# Writes naming a well-formed id that does not exist.
+NOT_FOUND = [
+    ("touch_session", lambda m: m.touch_session(UNKNOWN_ID)),
+    ("set_title_if_empty", lambda m: m.set_title_if_empty(UNKNOWN_ID, "Title")),
+    ("close_session", lambda m: m.close_session(UNKNOWN_ID, "summary")),
+    ("mark_read", lambda m: m.mark_read(UNKNOWN_ID, False)),
+    ("save_message", lambda m: m.save_message(UNKNOWN_ID, "user", "Hello")),
+    ("record_usage", lambda m: m.record_usage(UNKNOWN_ID, UsageRecord(1, 1, 1, 1, 0.1, "m"), 1)),
+    ("record_compaction", lambda m: m.record_compaction(UNKNOWN_ID, "auto", 1, "s", 1)),
+]
+
+
+@pytest.fixture
+def row_counts(db_target):
+    """A function returning the row count of every table of the test's database."""
+    engine = create_storage_engine(to_url(db_target))
+
+    def counts() -> dict[str, int]:
+        with engine.connect() as connection:
+            return {
+                table.name: connection.execute(select(func.count()).select_from(table)).scalar_one()
+                for table in Base.metadata.sorted_tables
+            }
+
+    yield counts
+    engine.dispose()
+
+
+@pytest.fixture
+def populated(manager):
+    """A session with one row in every table, so a stray write or delete would show in the counts."""
+    session_id = manager.create_session(Channel.TELEGRAM, "k")
+    manager.save_message(session_id, "user", "hello")
+    manager.record_usage(session_id, UsageRecord(1, 1, 0, 0, 0.5, "m"), 1)
+    manager.record_compaction(session_id, "auto", 10, "s", 1)
+    return session_id
+
+
+@pytest.mark.parametrize(("call", "field"), [case[1:] for case in INVALID], ids=[case[0] for case in INVALID])
+def test_invalid_input_is_refused_naming_the_field_and_writes_nothing(
+    manager, populated, row_counts, call, field
+):
+    before = row_counts()
+    meta_before = manager.get_session(populated)
+    with pytest.raises(InvalidInput) as raised:
+        call(manager, populated)
+    assert raised.value.field == field
+    assert row_counts() == before
+    assert manager.get_session(populated) == meta_before
+
+
+@pytest.mark.parametrize("call", [case[1] for case in NOT_FOUND], ids=[case[0] for case in NOT_FOUND])
+def test_a_write_to_an_unknown_session_raises_session_not_found_and_writes_nothing(
+    manager, populated, row_counts, call
+):
+    before = row_counts()
+    with pytest.raises(SessionNotFound) as raised:
+        call(manager)
+    assert raised.value.session_id == UNKNOWN_ID
+    assert row_counts() == before
+
+
+SQL_TEXT = "'; DROP TABLE session_metadata; --"
+
+
+def test_sql_text_in_keys_and_content_is_stored_verbatim(manager, row_counts):
+    session_id = manager.create_session(Channel.MAIN, SQL_TEXT, user_id=SQL_TEXT + '"')
+    content = SQL_TEXT + " \\' \\\\ %s %(x)s ? $1"
+    manager.save_message(session_id, "user", content)
+    manager.save_message(session_id, SQL_TEXT, content)
+    manager.record_usage(session_id, UsageRecord(model=SQL_TEXT, user_id=SQL_TEXT), 1)
+    meta = manager.get_session(session_id)
+    assert (meta.channel_session_key, meta.user_id, meta.title) == (SQL_TEXT, SQL_TEXT + '"', content)
+    assert [(m.role, m.content) for m in manager.get_messages(session_id)] == [("user", content), (SQL_TEXT, content)]
+    assert manager.cost_overview().by_model[0].model == SQL_TEXT
+    assert manager.resolve_session(Channel.MAIN, SQL_TEXT, user_id=SQL_TEXT + '"') == Continue(session_id)
+    assert row_counts()["session_metadata"] == 1
+
+
+@pytest.mark.parametrize(
+    ("one", "other"),
+    [
+        ("\u00e9", "e\u0301"),  # NFC vs NFD
+        ("Key", "key"),
+        ("ß", "ss"),
+        ("k", "k "),  # trailing space
+        ("ﬁ", "fi"),  # compatibility ligature
+    ],
+    ids=["nfc-vs-nfd", "case", "sharp-s", "trailing-space", "ligature"],
+)
+def test_keys_that_differ_only_in_normalisation_case_or_padding_are_distinct_sessions(
+    backend, manager, one, other
+):
+    if backend == "mariadb" and other == one + " ":
+        pytest.xfail("utf8mb4_bin is a PAD SPACE collation on MariaDB: 'k' = 'k ' (needs utf8mb4_nopad_bin)")
+    first = manager.create_session(Channel.MAIN, one)
+    second = manager.create_session(Channel.MAIN, other)
+    assert first != second
+    assert manager.get_session(first).channel_session_key == one
+    assert manager.get_session(second).channel_session_key == other
+    assert manager.resolve_session(Channel.MAIN, one) == Continue(first)
+    assert manager.resolve_session(Channel.MAIN, other) == Continue(second)
+
+
+def test_a_key_of_255_four_byte_characters_is_accepted(manager):
+    key = "🛒" * 255
+    session_id = manager.create_session(Channel.MAIN, key, user_id="👤" * 255)
+    assert manager.get_session(session_id).channel_session_key == key
+    assert manager.resolve_session(Channel.MAIN, key, user_id="👤" * 255) == Continue(session_id)
