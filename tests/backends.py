@@ -62,12 +62,20 @@ def check_reachable(url: URL) -> None:
 
 
 class ServerDatabase:
-    """A server database reused by every test of one run, emptied between tests."""
+    """A scratch database of this test run on a configured server, emptied between tests.
 
-    def __init__(self, url: URL) -> None:
-        self.url = url
-        self._engine: Engine = create_storage_engine(url)
-        if backend_of(url) == "mariadb":
+    The run creates its own database beside the configured one (``test`` →
+    ``test_run<pid>``) and drops it at the end, so several runs against one server
+    (two checkouts, a developer beside CI) never empty each other's tables. The
+    configured account must be allowed to create databases.
+    """
+
+    def __init__(self, configured: URL) -> None:
+        self._admin: Engine = create_engine(configured, isolation_level="AUTOCOMMIT")
+        self.url = configured.set(database=f"{configured.database}_run{os.getpid()}")
+        self._create_scratch_database()
+        self._engine: Engine = create_storage_engine(self.url)
+        if backend_of(self.url) == "mariadb":
             self._ensure_max_allowed_packet()
 
     def _ensure_max_allowed_packet(self) -> None:
@@ -101,5 +109,19 @@ class ServerDatabase:
                     connection.execute(delete(table))
         return self.url.render_as_string(hide_password=False)
 
+    def _create_scratch_database(self) -> None:
+        name = self._quoted_name()
+        with self._admin.connect() as connection:
+            connection.execute(text(f"DROP DATABASE IF EXISTS {name}"))
+            connection.execute(text(f"CREATE DATABASE {name}"))
+
+    def _quoted_name(self) -> str:
+        return self._admin.dialect.identifier_preparer.quote_identifier(self.url.database)
+
     def dispose(self) -> None:
+        """Close this run's connections and drop its scratch database."""
         self._engine.dispose()
+        force = " WITH (FORCE)" if backend_of(self.url) == "postgresql" else ""
+        with self._admin.connect() as connection:
+            connection.execute(text(f"DROP DATABASE IF EXISTS {self._quoted_name()}{force}"))
+        self._admin.dispose()

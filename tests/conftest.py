@@ -35,7 +35,13 @@ def pytest_sessionstart(session: pytest.Session) -> None:
                 f"{URLS_VARIABLE} names {backend} at {url.render_as_string(hide_password=True)}, "
                 f"which cannot be reached: {error}"
             ) from error
-        _servers[backend] = ServerDatabase(url)
+        try:
+            _servers[backend] = ServerDatabase(url)
+        except Exception as error:
+            raise pytest.UsageError(
+                f"could not create this run's scratch database on {backend} "
+                f"({url.render_as_string(hide_password=True)}): {error}"
+            ) from error
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

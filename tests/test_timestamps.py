@@ -1,0 +1,107 @@
+"""Timestamps: the Rust crate's RFC 3339 text on SQLite, microsecond-exact UTC everywhere."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from freezegun import freeze_time
+from sqlalchemy import create_engine, text
+
+from starpod_session import Channel, UsageRecord
+from starpod_session.timestamps import format_rfc3339, parse_rfc3339
+
+
+@pytest.mark.parametrize(
+    ("moment", "stored"),
+    [
+        (datetime(2026, 3, 20, 12, 34, 56, tzinfo=timezone.utc), "2026-03-20T12:34:56+00:00"),
+        (datetime(2026, 3, 20, 12, 34, 56, 123000, tzinfo=timezone.utc), "2026-03-20T12:34:56.123+00:00"),
+        (datetime(2026, 3, 20, 12, 34, 56, 123456, tzinfo=timezone.utc), "2026-03-20T12:34:56.123456+00:00"),
+        (datetime(2026, 3, 20, 12, 34, 56, 100, tzinfo=timezone.utc), "2026-03-20T12:34:56.000100+00:00"),
+        # Any offset is rendered in UTC.
+        (
+            datetime(2026, 3, 20, 14, 34, 56, tzinfo=timezone(timedelta(hours=2))),
+            "2026-03-20T12:34:56+00:00",
+        ),
+    ],
+)
+def test_instants_are_written_in_the_rust_crates_shape(moment, stored):
+    assert format_rfc3339(moment) == stored
+    assert parse_rfc3339(stored) == moment
+
+
+@pytest.mark.parametrize(
+    ("written", "instant"),
+    [
+        ("2026-03-20T12:34:56Z", datetime(2026, 3, 20, 12, 34, 56, tzinfo=timezone.utc)),
+        ("2026-03-20T12:34:56.5+00:00", datetime(2026, 3, 20, 12, 34, 56, 500000, tzinfo=timezone.utc)),
+        # Nanoseconds (the Rust crate can write them) are truncated to microseconds.
+        (
+            "2026-03-20T12:34:56.123456789+00:00",
+            datetime(2026, 3, 20, 12, 34, 56, 123456, tzinfo=timezone.utc),
+        ),
+        ("2026-03-20T07:34:56-05:00", datetime(2026, 3, 20, 12, 34, 56, tzinfo=timezone.utc)),
+    ],
+)
+def test_every_rfc3339_spelling_reads_as_the_same_utc_instant(written, instant):
+    parsed = parse_rfc3339(written)
+    assert parsed == instant
+    assert parsed.utcoffset() == timedelta(0)
+
+
+@pytest.mark.parametrize("written", ["2026-03-20T12:34:56", "2026-03-20", "yesterday", "2026-03-20T12:34:56+0000"])
+def test_text_without_a_full_rfc3339_offset_is_refused(written):
+    with pytest.raises(ValueError):
+        parse_rfc3339(written)
+
+
+def test_stored_text_sorts_in_time_order():
+    base = datetime(2026, 3, 20, 12, 34, 56, tzinfo=timezone.utc)
+    moments = [base + timedelta(microseconds=step) for step in (0, 1, 1000, 100_000, 999_999, 1_000_000)]
+    assert sorted(format_rfc3339(m) for m in moments) == [format_rfc3339(m) for m in moments]
+
+
+def test_sqlite_rows_hold_the_crates_text(tmp_path):
+    from starpod_session import SessionManager
+
+    path = tmp_path / "sessions.db"
+    moment = datetime(2026, 3, 20, 12, 34, 56, 123000, tzinfo=timezone.utc)
+    with SessionManager(path) as manager, freeze_time(moment):
+        session_id = manager.create_session(Channel.MAIN, "k")
+        manager.save_message(session_id, "user", "hi")
+        manager.record_usage(session_id, UsageRecord(input_tokens=1), turn=1)
+        manager.record_compaction(session_id, "auto", 10, "s", 1)
+    engine = create_engine(f"sqlite:///{path}")
+    with engine.connect() as connection:
+        stored = connection.execute(
+            text(
+                "SELECT created_at FROM session_metadata UNION ALL SELECT last_message_at FROM session_metadata"
+                " UNION ALL SELECT timestamp FROM session_messages UNION ALL SELECT timestamp FROM usage_stats"
+                " UNION ALL SELECT timestamp FROM compaction_log"
+            )
+        ).scalars().all()
+    engine.dispose()
+    assert stored == ["2026-03-20T12:34:56.123+00:00"] * 5
+
+
+def test_instants_round_trip_to_the_microsecond_as_aware_utc(manager):
+    moment = datetime(2026, 3, 20, 12, 34, 56, 654321, tzinfo=timezone.utc)
+    with freeze_time(moment):
+        session_id = manager.create_session(Channel.MAIN, "k")
+        manager.save_message(session_id, "user", "hi")
+    meta = manager.get_session(session_id)
+    (message,) = manager.get_messages(session_id)
+    for value in (meta.created_at, meta.last_message_at, message.timestamp):
+        assert value == moment
+        assert value.utcoffset() == timedelta(0)
+
+
+def test_since_compares_to_the_microsecond_on_every_backend(manager):
+    moment = datetime(2026, 3, 20, 12, 34, 56, 654321, tzinfo=timezone.utc)
+    session_id = manager.create_session(Channel.MAIN, "k")
+    with freeze_time(moment):
+        manager.record_usage(session_id, UsageRecord(input_tokens=1, cost_usd=1.0), turn=1)
+    assert manager.cost_overview(since=moment).total_turns == 1
+    assert manager.cost_overview(since=moment + timedelta(microseconds=1)).total_turns == 0
+    assert manager.cost_overview(since="2026-03-20T14:34:56.654321+02:00").total_turns == 1
