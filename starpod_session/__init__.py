@@ -17,6 +17,7 @@ from .errors import (
 from .manager import AUTO_CLOSE_SUMMARY, SessionManager
 from .records import (
     CostOverview,
+    DailyModelCost,
     ModelCostSummary,
     SessionMessage,
     SessionMeta,
@@ -32,6 +33,7 @@ __all__ = [
     "ChannelResolver",
     "Continue",
     "CostOverview",
+    "DailyModelCost",
     "ExplicitResolver",
     "InvalidInput",
     "ModelCostSummary",

@@ -21,6 +21,7 @@ from .engine import MYSQL_MAX_ALLOWED_PACKET, READ_ONLY, create_storage_engine, 
 from .errors import InvalidInput, SessionNotFound, StarpodSessionError, StorageBusy, StorageError
 from .records import CostOverview, SessionMessage, SessionMeta, UsageRecord, UsageSummary
 from .repositories import CompactionRepository, MessageRepository, SessionRepository, UsageRepository
+from .repositories.sessions import SessionFilter
 from .retry import RetryPolicy, is_transient
 from .schema import ensure_schema
 from .timestamps import coerce_instant
@@ -29,6 +30,7 @@ from .validation import (
     MAX_CONTENT_BYTES,
     check_count,
     check_flag,
+    check_limit,
     check_session_id,
     check_short_text,
     check_text,
@@ -245,14 +247,30 @@ class SessionManager:
         session_id = check_session_id(session_id)
         return self._read(lambda s: SessionRepository(s).get(session_id))
 
-    def list_sessions(self, limit: int) -> list[SessionMeta]:
-        """Up to ``limit`` sessions of all users, open and closed, most recently active first.
+    def list_sessions(
+        self,
+        limit: int,
+        *,
+        user_id: str | None = None,
+        channel: Channel | str | None = None,
+        is_closed: bool | None = None,
+        is_read: bool | None = None,
+    ) -> list[SessionMeta]:
+        """Up to ``limit`` sessions, most recently active first.
 
-        Ties on ``last_message_at`` are broken by ``created_at``, then id, both descending.
+        Without filters: all users, open and closed. ``user_id`` and ``channel``
+        keep that user's or channel's sessions, ``is_closed`` and ``is_read`` those
+        with that flag; ``None`` does not filter. Ties on ``last_message_at`` are
+        broken by ``created_at``, then id, both descending.
         """
-        if type(limit) is not int or limit < 0:
-            raise InvalidInput("limit", f"expected a non-negative int, got {limit!r}")
-        return self._read(lambda s: SessionRepository(s).list_recent(limit))
+        limit = check_limit("limit", limit)
+        filters = SessionFilter(
+            user_id=None if user_id is None else check_short_text("user_id", user_id),
+            channel=None if channel is None else self._channels.channel_name(channel),
+            is_closed=None if is_closed is None else check_flag("is_closed", is_closed),
+            is_read=None if is_read is None else check_flag("is_read", is_read),
+        )
+        return self._read(lambda s: SessionRepository(s).list_recent(limit, filters))
 
     # -- messages --------------------------------------------------------
 
@@ -276,10 +294,22 @@ class SessionManager:
 
         return self._write(work)
 
-    def get_messages(self, session_id: str) -> list[SessionMessage]:
-        """Every message of the session in insertion order (``[]`` for an unknown id)."""
+    def get_messages(
+        self, session_id: str, limit: int | None = None, before_id: int | None = None
+    ) -> list[SessionMessage]:
+        """The session's messages in insertion (id) order (``[]`` for an unknown id).
+
+        Keyset paging for long sessions: ``before_id`` keeps messages with a smaller
+        id, ``limit`` the newest ``limit`` of those; the page still comes back in
+        ascending id order. Pass the first message's id of a page as ``before_id``
+        to get the page before it.
+        """
         session_id = check_session_id(session_id)
-        return self._read(lambda s: MessageRepository(s).list_for_session(session_id))
+        if limit is not None:
+            limit = check_limit("limit", limit)
+        if before_id is not None:
+            before_id = check_count("before_id", before_id)
+        return self._read(lambda s: MessageRepository(s).list_for_session(session_id, limit, before_id))
 
     # -- usage and compactions ---------------------------------------------
 
@@ -301,15 +331,22 @@ class SessionManager:
         session_id = check_session_id(session_id)
         return self._read(lambda s: UsageRepository(s).session_summary(session_id))
 
-    def cost_overview(self, since: str | datetime | None = None) -> CostOverview:
-        """Totals over every usage row with ``timestamp >= since`` (all rows if ``None``).
+    def cost_overview(
+        self, since: str | datetime | None = None, until: str | datetime | None = None
+    ) -> CostOverview:
+        """Totals over every usage row with ``since <= timestamp < until`` (a ``None`` bound is open).
 
-        ``since`` is an aware datetime or an RFC 3339 string (``Z`` or any offset).
-        ``by_user`` and ``by_model`` are ordered by cost descending, then name; rows
-        without a model count as ``"unknown"``.
+        ``since`` and ``until`` are aware datetimes or RFC 3339 strings (``Z`` or
+        any offset); ``until`` must not be before ``since``. ``by_user`` and
+        ``by_model`` are ordered by cost descending, then name; rows without a
+        model count as ``"unknown"``. ``by_day`` has one entry per UTC day and
+        model, ordered by day, then cost descending, then model.
         """
-        instant = None if since is None else coerce_instant(since, "since")
-        return self._read(lambda s: UsageRepository(s).overview(instant))
+        start = None if since is None else coerce_instant(since, "since")
+        end = None if until is None else coerce_instant(until, "until")
+        if start is not None and end is not None and end < start:
+            raise InvalidInput("until", f"{end.isoformat()} is before since ({start.isoformat()})")
+        return self._read(lambda s: UsageRepository(s).overview(start, end))
 
     def record_compaction(
         self,

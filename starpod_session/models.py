@@ -79,6 +79,9 @@ class SessionRow(Base):
             last_message_at.desc(),
         ),
         Index("idx_session_user_channel", "user_id", "channel", "channel_session_key"),
+        # list_sessions(user_id=...) and list_sessions(channel=...), in recency order.
+        Index("idx_session_user_recent", "user_id", "last_message_at", "created_at", "id"),
+        Index("idx_session_channel_recent", "channel", "last_message_at", "created_at", "id"),
         _MARIADB_TABLE_OPTIONS,
     )
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from datetime import datetime
+from datetime import date, datetime
 
 import attrs
 
@@ -18,6 +18,7 @@ __all__ = [
     "CostOverview",
     "UserCostSummary",
     "ModelCostSummary",
+    "DailyModelCost",
     "MAX_COUNT",
 ]
 
@@ -105,13 +106,15 @@ class UsageSummary:
 
 @attrs.frozen
 class UserCostSummary:
-    """Usage totals of one user."""
+    """Usage totals of one user (cache reads and writes apart from ``total_input_tokens``)."""
 
     user_id: str
     total_cost_usd: float
     total_input_tokens: int
     total_output_tokens: int
     total_turns: int
+    total_cache_read: int = 0
+    total_cache_write: int = 0
 
 
 @attrs.frozen
@@ -123,11 +126,24 @@ class ModelCostSummary:
     total_input_tokens: int
     total_output_tokens: int
     total_turns: int
+    total_cache_read: int = 0
+    total_cache_write: int = 0
+
+
+@attrs.frozen
+class DailyModelCost(ModelCostSummary):
+    """Usage totals of one model on one UTC calendar day (``day``, a keyword-only ``date``)."""
+
+    day: date = attrs.field(kw_only=True)
 
 
 @attrs.frozen
 class CostOverview:
-    """Usage totals over all sessions, with breakdowns ordered by cost (descending), then name."""
+    """Usage totals over all sessions, with breakdowns ordered by cost (descending), then name.
+
+    ``by_day`` holds one entry per (UTC day, model), ordered by day, then cost
+    descending, then model name.
+    """
 
     total_cost_usd: float
     total_input_tokens: int
@@ -135,3 +151,6 @@ class CostOverview:
     total_turns: int
     by_user: tuple[UserCostSummary, ...]
     by_model: tuple[ModelCostSummary, ...]
+    total_cache_read: int = 0
+    total_cache_write: int = 0
+    by_day: tuple[DailyModelCost, ...] = ()

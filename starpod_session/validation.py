@@ -11,6 +11,7 @@ __all__ = [
     "check_session_id",
     "check_count",
     "check_flag",
+    "check_limit",
 ]
 
 #: The largest token count a row can hold (a signed 64-bit integer on every backend).
@@ -70,4 +71,11 @@ def check_flag(field: str, value: object) -> bool:
     """A real ``bool`` (``1`` or ``"yes"`` are refused rather than guessed at)."""
     if not isinstance(value, bool):
         raise InvalidInput(field, f"expected a bool, got {type(value).__name__}")
+    return value
+
+
+def check_limit(field: str, value: object) -> int:
+    """A row limit: an ``int`` (not a bool) of at least 0."""
+    if type(value) is not int or value < 0:
+        raise InvalidInput(field, f"expected a non-negative int, got {value!r}")
     return value

@@ -28,11 +28,21 @@ class MessageRepository:
         )
         return result.inserted_primary_key[0]
 
-    def list_for_session(self, session_id: str) -> list[SessionMessage]:
-        """Every message of the session, oldest (lowest id) first."""
-        rows = self._s.execute(
-            select(_t.c.id, _t.c.session_id, _t.c.role, _t.c.content, _t.c.timestamp)
-            .where(_t.c.session_id == session_id)
-            .order_by(_t.c.id)
+    def list_for_session(
+        self, session_id: str, limit: int | None = None, before_id: int | None = None
+    ) -> list[SessionMessage]:
+        """The session's messages with ``id < before_id`` (all if None), oldest first.
+
+        With ``limit``, only the newest ``limit`` of them, still returned oldest
+        first: a page of a long transcript, read backwards through the
+        ``(session_id, id)`` index.
+        """
+        query = select(_t.c.id, _t.c.session_id, _t.c.role, _t.c.content, _t.c.timestamp).where(
+            _t.c.session_id == session_id
         )
-        return [SessionMessage(*row) for row in rows]
+        if before_id is not None:
+            query = query.where(_t.c.id < before_id)
+        if limit is None:
+            return [SessionMessage(*row) for row in self._s.execute(query.order_by(_t.c.id))]
+        newest_first = self._s.execute(query.order_by(_t.c.id.desc()).limit(limit))
+        return [SessionMessage(*row) for row in reversed(newest_first.all())]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
+import attrs
 from sqlalchemy import exists, false, insert, select, true, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -11,7 +12,7 @@ from sqlalchemy.orm import Session
 from ..models import SessionRow
 from ..records import SessionMeta
 
-__all__ = ["SessionRepository", "OpenSession"]
+__all__ = ["SessionRepository", "SessionFilter", "OpenSession"]
 
 _t = SessionRow.__table__
 _META_COLUMNS = (
@@ -33,6 +34,16 @@ _META_COLUMNS = (
 _RECENT_FIRST = (_t.c.last_message_at.desc(), _t.c.created_at.desc(), _t.c.id.desc())
 
 OpenSession = tuple[str, datetime]
+
+
+@attrs.frozen
+class SessionFilter:
+    """Which sessions :meth:`SessionRepository.list_recent` returns; ``None`` matches any value."""
+
+    user_id: str | None = None
+    channel: str | None = None
+    is_closed: bool | None = None
+    is_read: bool | None = None
 
 
 class SessionRepository:
@@ -129,9 +140,23 @@ class SessionRepository:
         """Whether a session with this id exists (open or closed)."""
         return bool(self._s.execute(select(exists().where(_t.c.id == session_id))).scalar())
 
-    def list_recent(self, limit: int) -> list[SessionMeta]:
-        """Up to ``limit`` sessions of every user, most recently active first."""
-        rows = self._s.execute(select(*_META_COLUMNS).order_by(*_RECENT_FIRST).limit(limit))
+    def list_recent(self, limit: int, filters: SessionFilter | None = None) -> list[SessionMeta]:
+        """Up to ``limit`` sessions matching ``filters`` (every session if None), most recently active first.
+
+        A ``user_id`` or ``channel`` filter walks ``idx_session_user_recent`` or
+        ``idx_session_channel_recent`` in order; the flags filter the rows walked.
+        """
+        filters = filters or SessionFilter()
+        where = []
+        if filters.user_id is not None:
+            where.append(_t.c.user_id == filters.user_id)
+        if filters.channel is not None:
+            where.append(_t.c.channel == filters.channel)
+        if filters.is_closed is not None:
+            where.append(_t.c.is_closed == (true() if filters.is_closed else false()))
+        if filters.is_read is not None:
+            where.append(_t.c.is_read == (true() if filters.is_read else false()))
+        rows = self._s.execute(select(*_META_COLUMNS).where(*where).order_by(*_RECENT_FIRST).limit(limit))
         return [SessionMeta(*row) for row in rows]
 
     def touch(self, session_id: str, now: datetime) -> bool:

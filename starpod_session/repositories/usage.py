@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
+from typing import Any
 
-from sqlalchemy import ColumnElement, func, insert, literal, select
+from sqlalchemy import ColumnElement, Date, func, insert, literal, select
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.functions import FunctionElement
 
 from ..models import UsageRow
-from ..records import CostOverview, ModelCostSummary, UsageRecord, UsageSummary, UserCostSummary
+from ..records import (
+    CostOverview,
+    DailyModelCost,
+    ModelCostSummary,
+    UsageRecord,
+    UsageSummary,
+    UserCostSummary,
+)
 
 __all__ = ["UsageRepository", "UNKNOWN_MODEL"]
 
@@ -26,7 +37,41 @@ _cost = func.coalesce(func.sum(_t.c.cost_usd), 0.0).label("cost")
 _input = _total(_t.c.input_tokens).label("input")
 _output = _total(_t.c.output_tokens).label("output")
 _turns = func.count().label("turns")
+_cache_read = _total(_t.c.cache_read).label("cache_read")
+_cache_write = _total(_t.c.cache_write).label("cache_write")
 _model_name = func.coalesce(_t.c.model, literal(UNKNOWN_MODEL)).label("name")
+#: The columns of every breakdown row after its name, in the order the records take them.
+_BREAKDOWN = (_cost, _input, _output, _turns, _cache_read, _cache_write)
+
+
+class utc_day(FunctionElement):  # noqa: N801 - reads like the SQL function it stands for
+    """The UTC calendar day of a timestamp column, computed by the database."""
+
+    type = Date()
+    inherit_cache = True
+
+
+@compiles(utc_day, "sqlite")
+def _utc_day_sqlite(element: utc_day, compiler: SQLCompiler, **kw: Any) -> str:
+    # RFC 3339 text in UTC: the first ten characters are the day.
+    return f"substr({compiler.process(element.clauses, **kw)}, 1, 10)"
+
+
+@compiles(utc_day, "postgresql")
+def _utc_day_postgresql(element: utc_day, compiler: SQLCompiler, **kw: Any) -> str:
+    # A bare ::date would use the connection's TimeZone setting.
+    return f"CAST(timezone('UTC', {compiler.process(element.clauses, **kw)}) AS DATE)"
+
+
+@compiles(utc_day)
+def _utc_day_default(element: utc_day, compiler: SQLCompiler, **kw: Any) -> str:
+    # MariaDB: DATETIME(6) already holds UTC.
+    return f"DATE({compiler.process(element.clauses, **kw)})"
+
+
+def _as_date(value: date | str) -> date:
+    """SQLite hands the day back as ``YYYY-MM-DD`` text, the servers as a ``date``."""
+    return date.fromisoformat(value) if isinstance(value, str) else value
 
 
 class UsageRepository:
@@ -73,34 +118,45 @@ class UsageRepository:
             total_turns=int(row[5]),
         )
 
-    def overview(self, since: datetime | None) -> CostOverview:
-        """Totals, per user and per model, over rows with ``timestamp >= since`` (all if None)."""
-        where = [] if since is None else [_t.c.timestamp >= since]
-        totals = self._s.execute(select(_cost, _input, _output, _turns).where(*where)).one()
+    def overview(self, since: datetime | None, until: datetime | None = None) -> CostOverview:
+        """Totals, per user, per model and per (UTC day, model), over rows with
+        ``since <= timestamp < until`` (either bound may be None)."""
+        where = []
+        if since is not None:
+            where.append(_t.c.timestamp >= since)
+        if until is not None:
+            where.append(_t.c.timestamp < until)
+        totals = self._s.execute(select(*_BREAKDOWN).where(*where)).one()
         by_user = self._s.execute(
-            select(_t.c.user_id, _cost, _input, _output, _turns)
+            select(_t.c.user_id, *_BREAKDOWN)
             .where(*where)
             .group_by(_t.c.user_id)
             .order_by(_cost.desc(), self._binary(_t.c.user_id))
         )
         by_model = self._s.execute(
-            select(_model_name, _cost, _input, _output, _turns)
+            select(_model_name, *_BREAKDOWN)
             .where(*where)
             .group_by(_model_name)
             .order_by(_cost.desc(), self._binary(_model_name))
+        )
+        day = utc_day(_t.c.timestamp).label("day")
+        by_day = self._s.execute(
+            select(day, _model_name, *_BREAKDOWN)
+            .where(*where)
+            .group_by(day, _model_name)
+            .order_by(day, _cost.desc(), self._binary(_model_name))
         )
         return CostOverview(
             total_cost_usd=float(totals.cost),
             total_input_tokens=int(totals.input),
             total_output_tokens=int(totals.output),
             total_turns=int(totals.turns),
-            by_user=tuple(
-                UserCostSummary(name, float(cost), int(inp), int(out), int(turns))
-                for name, cost, inp, out, turns in by_user
-            ),
-            by_model=tuple(
-                ModelCostSummary(name, float(cost), int(inp), int(out), int(turns))
-                for name, cost, inp, out, turns in by_model
+            by_user=tuple(UserCostSummary(name, *_breakdown(row)) for name, *row in by_user),
+            by_model=tuple(ModelCostSummary(name, *_breakdown(row)) for name, *row in by_model),
+            total_cache_read=int(totals.cache_read),
+            total_cache_write=int(totals.cache_write),
+            by_day=tuple(
+                DailyModelCost(name, *_breakdown(row), day=_as_date(day_value)) for day_value, name, *row in by_day
             ),
         )
 
@@ -109,3 +165,9 @@ class UsageRepository:
         if self._s.get_bind().dialect.name == "postgresql":
             return expression.collate("C")
         return expression
+
+
+def _breakdown(row: list[Any]) -> tuple[float, int, int, int, int, int]:
+    """The values of :data:`_BREAKDOWN` as Python numbers (drivers return Decimals for sums)."""
+    cost, inp, out, turns, cache_read, cache_write = row
+    return float(cost), int(inp), int(out), int(turns), int(cache_read), int(cache_write)
