@@ -3,9 +3,11 @@
 Start with :class:`SessionManager`.
 """
 
-from .channels import Channel, ChannelResolver, ExplicitResolver, TimeGapResolver
+from .channels import Channel, ChannelResolver, DailyResetResolver, ExplicitResolver, TimeGapResolver
+from .config import AgentConfig, ChannelConfig
 from .decisions import Continue, New, OpenedSession, SessionDecision
 from .errors import (
+    ConfigError,
     InvalidInput,
     SchemaOutdated,
     SchemaTooNew,
@@ -29,11 +31,15 @@ from .retry import RetryPolicy
 
 __all__ = [
     "AUTO_CLOSE_SUMMARY",
+    "AgentConfig",
     "Channel",
+    "ChannelConfig",
     "ChannelResolver",
+    "ConfigError",
     "Continue",
     "CostOverview",
     "DailyModelCost",
+    "DailyResetResolver",
     "ExplicitResolver",
     "InvalidInput",
     "ModelCostSummary",

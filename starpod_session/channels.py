@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Mapping
-from datetime import datetime, timedelta
+from datetime import datetime, time, timedelta, timezone
 from typing import Protocol
+from zoneinfo import ZoneInfo
 
 import attrs
 
@@ -20,6 +21,7 @@ __all__ = [
     "ChannelResolver",
     "ExplicitResolver",
     "TimeGapResolver",
+    "DailyResetResolver",
     "ChannelRegistry",
     "TELEGRAM_GAP_MINUTES",
 ]
@@ -74,6 +76,36 @@ class TimeGapResolver:
         """True once the inactivity reaches the gap (the override wins over the configured one)."""
         gap = self.gap_minutes if gap_minutes is None else gap_minutes
         return now - last_message_at >= timedelta(minutes=gap)
+
+
+@attrs.frozen
+class DailyResetResolver:
+    """Another resolver's sessions, also ended every day at ``reset_at_hour`` local time in ``tz``.
+
+    A session last active before the most recent reset boundary (the latest local
+    ``reset_at_hour:00`` at or before now) is stale, whatever ``inner`` says. The
+    boundary is computed with ``zoneinfo``: on the day clocks spring forward past
+    the hour, it is the instant the clocks jump; on the day they fall back over it,
+    it is the hour's first occurrence.
+    """
+
+    inner: ChannelResolver
+    reset_at_hour: int
+    tz: ZoneInfo
+
+    def is_stale(self, last_message_at: datetime, now: datetime, gap_minutes: int | None) -> bool:
+        """Stale for ``inner``, or last active before the most recent reset."""
+        return last_message_at < self.last_reset(now) or self.inner.is_stale(last_message_at, now, gap_minutes)
+
+    def last_reset(self, now: datetime) -> datetime:
+        """The most recent reset boundary at or before ``now``, in UTC."""
+        today = now.astimezone(self.tz).date()
+        for day in (today, today - timedelta(days=1)):
+            # Compare in UTC: aware datetimes sharing a tzinfo compare by wall time.
+            boundary = datetime.combine(day, time(self.reset_at_hour), self.tz).astimezone(timezone.utc)
+            if boundary <= now:
+                return boundary
+        raise AssertionError("a reset hour lies within the last two local days")  # pragma: no cover
 
 
 def check_gap_minutes(value: object, field: str = "gap_minutes") -> int:

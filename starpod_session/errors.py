@@ -6,6 +6,7 @@ __all__ = [
     "StarpodSessionError",
     "SessionNotFound",
     "InvalidInput",
+    "ConfigError",
     "StorageBusy",
     "StorageError",
     "SchemaOutdated",
@@ -31,6 +32,24 @@ class InvalidInput(StarpodSessionError, ValueError):
     def __init__(self, field: str, reason: str) -> None:
         super().__init__(f"invalid {field}: {reason}")
         self.field = field
+        self.reason = reason
+
+
+class ConfigError(StarpodSessionError, ValueError):
+    """The agent configuration was rejected; ``path``, ``section`` and ``key`` say where.
+
+    ``section`` and ``key`` are ``None`` when the whole file is at fault (missing,
+    unreadable, not TOML).
+    """
+
+    def __init__(self, path: str, section: str | None, key: str | None, reason: str) -> None:
+        where = path if section is None else f"{path}: [{section}]"
+        if key is not None:
+            where += f" {key}"
+        super().__init__(f"invalid configuration in {where}: {reason}")
+        self.path = path
+        self.section = section
+        self.key = key
         self.reason = reason
 
 

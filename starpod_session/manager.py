@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from ._clock import utc_now
 from .channels import Channel, ChannelRegistry, ChannelResolver, check_gap_minutes
+from .config import AgentConfig, load_config
 from .decisions import Continue, New, OpenedSession, SessionDecision
 from .engine import MYSQL_MAX_ALLOWED_PACKET, READ_ONLY, create_storage_engine, to_url
 from .errors import InvalidInput, SessionNotFound, StarpodSessionError, StorageBusy, StorageError
@@ -54,6 +55,11 @@ class SessionManager:
     SQLAlchemy URL (``postgresql+psycopg://...``, ``mysql+pymysql://...``). On open
     the schema is brought to this release's head unless ``auto_upgrade=False``.
 
+    ``config`` is an :class:`AgentConfig` or the path of an ``agent.toml`` whose
+    ``[channels.NAME]`` sections set gaps, add time-gap channels and daily resets
+    (:class:`ConfigError` if it is wrong); ``channels`` maps further names to
+    resolvers of your own and wins over the configuration.
+
     One manager is meant to be shared by every thread of a process; each public
     call is one transaction, retried on transient lock errors, and returns frozen
     records. Use it as a context manager or call :meth:`close`.
@@ -66,11 +72,14 @@ class SessionManager:
         *,
         auto_upgrade: bool = True,
         sqlite_synchronous: str = "NORMAL",
+        config: AgentConfig | str | os.PathLike[str] | None = None,
         channels: dict[str, ChannelResolver] | None = None,
         retry: RetryPolicy | None = None,
     ) -> None:
         self._url = to_url(db_path)
-        self._channels = ChannelRegistry(channels)
+        #: The agent configuration in force (channels from ``agent.toml``).
+        self.config = load_config(config)
+        self._channels = ChannelRegistry({**self.config.resolvers(), **(channels or {})})
         self._retry = retry or RetryPolicy()
         self.sessions_dir = None if sessions_dir is None else Path(sessions_dir)
         if self.sessions_dir is not None:
