@@ -296,10 +296,12 @@ class SessionManager:
         def work(s: Session) -> int:
             sessions = SessionRepository(s)
             _require_session(sessions, session_id)
-            message_id = MessageRepository(s).append(session_id, role, content, utc_now())
             if title is not None:
+                # Before the insert: on MariaDB the insert's foreign-key check share-locks
+                # the session row, and racing writers that then upgrade it to update the
+                # title deadlock each other.
                 sessions.set_title_if_null(session_id, title)
-            return message_id
+            return MessageRepository(s).append(session_id, role, content, utc_now())
 
         return self._write(work)
 
