@@ -8,6 +8,7 @@ from .config import AgentConfig, ChannelConfig
 from .decisions import Continue, New, OpenedSession, SessionDecision
 from .errors import (
     ConfigError,
+    ExportError,
     InvalidInput,
     SchemaOutdated,
     SchemaTooNew,
@@ -41,6 +42,7 @@ __all__ = [
     "DailyModelCost",
     "DailyResetResolver",
     "ExplicitResolver",
+    "ExportError",
     "InvalidInput",
     "ModelCostSummary",
     "New",

@@ -7,6 +7,7 @@ __all__ = [
     "SessionNotFound",
     "InvalidInput",
     "ConfigError",
+    "ExportError",
     "StorageBusy",
     "StorageError",
     "SchemaOutdated",
@@ -51,6 +52,10 @@ class ConfigError(StarpodSessionError, ValueError):
         self.section = section
         self.key = key
         self.reason = reason
+
+
+class ExportError(StarpodSessionError):
+    """A transcript cannot be exported: the session is still open, or no ``sessions_dir`` was given."""
 
 
 class StorageBusy(StarpodSessionError):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import uuid
 from collections.abc import Callable
@@ -19,7 +20,7 @@ from .channels import Channel, ChannelRegistry, ChannelResolver, check_gap_minut
 from .config import AgentConfig, load_config
 from .decisions import Continue, New, OpenedSession, SessionDecision
 from .engine import MYSQL_MAX_ALLOWED_PACKET, READ_ONLY, create_storage_engine, to_url
-from .errors import InvalidInput, SessionNotFound, StarpodSessionError, StorageBusy, StorageError
+from .errors import ExportError, InvalidInput, SessionNotFound, StarpodSessionError, StorageBusy, StorageError
 from .records import CostOverview, SessionMessage, SessionMeta, UsageRecord, UsageSummary
 from .repositories import CompactionRepository, MessageRepository, SessionRepository, UsageRepository
 from .repositories.sessions import SessionFilter
@@ -27,6 +28,7 @@ from .retry import RetryPolicy, is_transient
 from .schema import ensure_schema
 from .timestamps import coerce_instant
 from .titles import shorten_title
+from .transcripts import render_transcript, transcript_filename, write_if_changed
 from .validation import (
     MAX_CONTENT_BYTES,
     check_count,
@@ -46,6 +48,10 @@ T = TypeVar("T")
 Work = Callable[[Session], T]
 #: Whether a session last active at the given time is stale for this resolution.
 StalenessTest = Callable[[datetime], bool]
+#: Called with the metadata of each session a call auto-closed, after the commit.
+CloseCallback = Callable[[SessionMeta], object]
+
+_log = logging.getLogger("starpod_session")
 
 
 class SessionManager:
@@ -59,6 +65,14 @@ class SessionManager:
     ``[channels.NAME]`` sections set gaps, add time-gap channels and daily resets
     (:class:`ConfigError` if it is wrong); ``channels`` maps further names to
     resolvers of your own and wins over the configuration.
+
+    ``sessions_dir`` is where :meth:`export_transcript` writes Markdown
+    transcripts. ``on_close`` is called with the :class:`SessionMeta` of every
+    session auto-closed by :meth:`resolve_session` or :meth:`open_session`: once
+    per session (by the one call whose transaction closed it), after that
+    transaction commits. An exception from it is logged on the
+    ``starpod_session`` logger and swallowed: the session stays closed and the
+    call returns its result as usual.
 
     One manager is meant to be shared by every thread of a process; each public
     call is one transaction, retried on transient lock errors, and returns frozen
@@ -75,8 +89,12 @@ class SessionManager:
         config: AgentConfig | str | os.PathLike[str] | None = None,
         channels: dict[str, ChannelResolver] | None = None,
         retry: RetryPolicy | None = None,
+        on_close: CloseCallback | None = None,
     ) -> None:
         self._url = to_url(db_path)
+        if on_close is not None and not callable(on_close):
+            raise InvalidInput("on_close", f"expected a callable, got {type(on_close).__name__}")
+        self._on_close = on_close
         #: The agent configuration in force (channels from ``agent.toml``).
         self.config = load_config(config)
         self._channels = ChannelRegistry({**self.config.resolvers(), **(channels or {})})
@@ -149,7 +167,10 @@ class SessionManager:
             open_id, closed_id = _close_if_stale(SessionRepository(s), name, key, user_id, is_stale)
             return New(closed_session_id=closed_id) if open_id is None else Continue(open_id)
 
-        return self._write(work)
+        decision = self._write(work)
+        if isinstance(decision, New):
+            self._report_auto_close(decision.closed_session_id)
+        return decision
 
     def open_session(
         self,
@@ -187,7 +208,9 @@ class SessionManager:
             )
             return OpenedSession(session_id, closed_id, created=created)
 
-        return self._write(work)
+        opened = self._write(work)
+        self._report_auto_close(opened.closed_session_id)
+        return opened
 
     def create_session(
         self,
@@ -322,6 +345,33 @@ class SessionManager:
             before_id = check_count("before_id", before_id)
         return self._read(lambda s: MessageRepository(s).list_for_session(session_id, limit, before_id))
 
+    def export_transcript(self, session_id: str) -> Path:
+        """Write the closed session's Markdown transcript to ``sessions_dir``; returns its path.
+
+        The file is ``<title slug>-<id prefix>.md``: a header (title, id, dates,
+        channel, user, message count, summary), then every message. Exporting
+        again rewrites nothing when the content is unchanged, and replaces the
+        file atomically when it changed (e.g. a new summary). ``ExportError`` for
+        an open session or a manager without ``sessions_dir``; ``SessionNotFound``
+        for an unknown id.
+        """
+        session_id = check_session_id(session_id)
+        if self.sessions_dir is None:
+            raise ExportError("no sessions_dir: pass SessionManager(db, sessions_dir) to export transcripts")
+        meta, messages = self._read(
+            lambda s: (SessionRepository(s).get(session_id), MessageRepository(s).list_for_session(session_id))
+        )
+        if meta is None:
+            raise SessionNotFound(session_id)
+        if not meta.is_closed:
+            raise ExportError(f"session {session_id!r} is still open: close it before exporting its transcript")
+        path = self.sessions_dir / transcript_filename(meta)
+        try:
+            write_if_changed(path, render_transcript(meta, messages))
+        except OSError as error:
+            raise ExportError(f"cannot write {path}: {error.strerror or error}") from error
+        return path
+
     # -- usage and compactions ---------------------------------------------
 
     def record_usage(self, session_id: str, usage_record: UsageRecord, turn: int) -> None:
@@ -400,6 +450,17 @@ class SessionManager:
             gap_minutes = check_gap_minutes(gap_minutes)
         resolver = self._channels.resolver(name)
         return name, key, user_id, lambda last: resolver.is_stale(last, utc_now(), gap_minutes)
+
+    def _report_auto_close(self, closed_session_id: str | None) -> None:
+        """Hand a session this call auto-closed (and committed) to ``on_close``; never raises."""
+        if closed_session_id is None or self._on_close is None:
+            return
+        try:
+            meta = self.get_session(closed_session_id)
+            if meta is not None:
+                self._on_close(meta)
+        except Exception:
+            _log.exception("on_close failed for auto-closed session %s (it stays closed)", closed_session_id)
 
     def _update_session(self, session_id: str, change: Callable[[SessionRepository], bool]) -> None:
         """Apply ``change`` in a write transaction; it returns False when the id is unknown."""

@@ -1,0 +1,90 @@
+"""Markdown transcripts of closed sessions, written to a folder without ever half-writing a file."""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+import unicodedata
+from collections.abc import Sequence
+from datetime import datetime
+from pathlib import Path
+
+from .records import SessionMessage, SessionMeta
+
+__all__ = ["transcript_filename", "render_transcript", "write_if_changed"]
+
+#: How many characters of the title make the file name (the id prefix follows).
+_SLUG_LENGTH = 60
+#: How many characters of the session id end the file name.
+_ID_PREFIX_LENGTH = 8
+
+
+def _slug(text: str | None) -> str:
+    """Lower-case ASCII words joined by ``-`` (``"session"`` when nothing is left)."""
+    ascii_text = unicodedata.normalize("NFKD", text or "").encode("ascii", "ignore").decode("ascii")
+    words = re.sub(r"[^a-z0-9]+", "-", ascii_text.lower()).strip("-")
+    return words[:_SLUG_LENGTH].rstrip("-") or "session"
+
+
+def transcript_filename(meta: SessionMeta) -> str:
+    """``<title slug>-<id prefix>.md``, e.g. ``plan-a-weekend-in-lisbon-3f2a9c1d.md``."""
+    return f"{_slug(meta.title)}-{meta.id[:_ID_PREFIX_LENGTH]}.md"
+
+
+def _utc(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def render_transcript(meta: SessionMeta, messages: Sequence[SessionMessage]) -> str:
+    """The Markdown transcript: a header (date, channel, message count, summary), then each message."""
+    lines = [
+        f"# {meta.title or 'Untitled session'}",
+        "",
+        f"- Session: `{meta.id}`",
+        f"- Date: {_utc(meta.created_at)} to {_utc(meta.last_message_at)}",
+        f"- Channel: {meta.channel}" + (f" (key `{meta.channel_session_key}`)" if meta.channel_session_key else ""),
+        f"- User: {meta.user_id}",
+        f"- Messages: {len(messages)}",
+        f"- Summary: {meta.summary or '(none)'}",
+    ]
+    for message in messages:
+        lines += ["", "---", "", f"## {message.role} · {_utc(message.timestamp)}", "", message.content]
+    return "\n".join(lines) + "\n"
+
+
+def write_if_changed(path: Path, text: str) -> None:
+    """Make ``path`` hold ``text``: untouched if it already does, else replaced atomically.
+
+    The text goes to a temporary file in the same folder, is flushed to disk, then
+    renamed over ``path``: a reader sees the old file or the new one, never half of
+    one, and a failure leaves no temporary file behind.
+    """
+    data = text.encode("utf-8")
+    try:
+        if path.read_bytes() == data:
+            return
+    except FileNotFoundError:
+        pass
+    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(descriptor, "wb") as file:
+            file.write(data)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    _fsync_folder(path.parent)
+
+
+def _fsync_folder(folder: Path) -> None:
+    """Make the rename itself durable (POSIX; Windows cannot open a folder)."""
+    if os.name != "posix":
+        return
+    descriptor = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
