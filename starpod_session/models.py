@@ -11,7 +11,7 @@ from datetime import datetime
 from sqlalchemy import Computed, ForeignKey, Index, Integer, MetaData, false, text, true
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from .types import ChannelText, Count, IntBoolean, LongText, Money, ShortText, UtcTimestamp
+from .types import Count, ExactChannelText, ExactShortText, IntBoolean, LongText, Money, ShortText, UtcTimestamp
 
 __all__ = ["Base", "SessionRow", "MessageRow", "UsageRow", "CompactionRow", "NAMING_CONVENTION"]
 
@@ -25,7 +25,8 @@ NAMING_CONVENTION = {
 }
 
 #: utf8mb4 for 4-byte characters, binary collation so keys compare exactly as
-#: they do on SQLite and PostgreSQL (case and normalisation variants stay distinct).
+#: they do on SQLite and PostgreSQL (case and normalisation variants stay distinct);
+#: the columns compared by value also ignore no trailing spaces (``Exact*`` types).
 _MARIADB_TABLE_OPTIONS = {"mysql_charset": "utf8mb4", "mysql_collate": "utf8mb4_bin"}
 
 #: The expression behind ``session_metadata.open_slot``.
@@ -49,10 +50,10 @@ class SessionRow(Base):
     is_closed: Mapped[bool] = mapped_column(IntBoolean, server_default=false())
     summary: Mapped[str | None] = mapped_column(LongText)
     message_count: Mapped[int] = mapped_column(Count, server_default=text("0"))
-    channel: Mapped[str] = mapped_column(ChannelText, server_default=text("'main'"))
-    channel_session_key: Mapped[str | None] = mapped_column(ShortText)
+    channel: Mapped[str] = mapped_column(ExactChannelText, server_default=text("'main'"))
+    channel_session_key: Mapped[str | None] = mapped_column(ExactShortText)
     title: Mapped[str | None] = mapped_column(ShortText)
-    user_id: Mapped[str] = mapped_column(ShortText, server_default=text("'admin'"))
+    user_id: Mapped[str] = mapped_column(ExactShortText, server_default=text("'admin'"))
     is_read: Mapped[bool] = mapped_column(IntBoolean, server_default=true())
     triggered_by: Mapped[str | None] = mapped_column(ShortText)
     #: 1 while the session is open, NULL once closed; derived by the database itself.
@@ -118,9 +119,9 @@ class UsageRow(Base):
     cache_read: Mapped[int] = mapped_column(Count, server_default=text("0"))
     cache_write: Mapped[int] = mapped_column(Count, server_default=text("0"))
     cost_usd: Mapped[float] = mapped_column(Money, server_default=text("0.0"))
-    model: Mapped[str | None] = mapped_column(ShortText)
+    model: Mapped[str | None] = mapped_column(ExactShortText)
     timestamp: Mapped[datetime] = mapped_column(UtcTimestamp)
-    user_id: Mapped[str] = mapped_column(ShortText, server_default=text("'admin'"))
+    user_id: Mapped[str] = mapped_column(ExactShortText, server_default=text("'admin'"))
 
     __table_args__ = (
         Index("idx_usage_stats_user", "user_id", "timestamp"),

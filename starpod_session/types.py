@@ -13,7 +13,17 @@ from sqlalchemy.types import TypeDecorator, TypeEngine
 
 from .timestamps import format_rfc3339, parse_rfc3339
 
-__all__ = ["UtcTimestamp", "IntBoolean", "ChannelText", "ShortText", "LongText", "Count", "Money"]
+__all__ = [
+    "UtcTimestamp",
+    "IntBoolean",
+    "ChannelText",
+    "ShortText",
+    "ExactChannelText",
+    "ExactShortText",
+    "LongText",
+    "Count",
+    "Money",
+]
 
 #: Identifiers, keys, roles and model names. MariaDB cannot index TEXT, so it gets
 #: VARCHAR(255); the library rejects longer values on every backend alike.
@@ -24,6 +34,17 @@ ShortText: TypeEngine[str] = Text().with_variant(String(SHORT_TEXT_LENGTH), "mys
 #: (channel, key, user_id) indexes.
 CHANNEL_NAME_LENGTH = 64
 ChannelText: TypeEngine[str] = Text().with_variant(String(CHANNEL_NAME_LENGTH), "mysql", "mariadb")
+
+#: MariaDB's ``utf8mb4_bin`` is a PAD SPACE collation (``'k' = 'k '``); values the
+#: library looks up or groups by (channels, keys, user ids, models) use the NO PAD
+#: binary collation there, so they compare exactly as on SQLite and PostgreSQL.
+EXACT_MARIADB_COLLATION = "utf8mb4_nopad_bin"
+ExactShortText: TypeEngine[str] = Text().with_variant(
+    String(SHORT_TEXT_LENGTH, collation=EXACT_MARIADB_COLLATION), "mysql", "mariadb"
+)
+ExactChannelText: TypeEngine[str] = Text().with_variant(
+    String(CHANNEL_NAME_LENGTH, collation=EXACT_MARIADB_COLLATION), "mysql", "mariadb"
+)
 
 #: Message bodies and summaries: MariaDB's TEXT stops at 64 KiB, LONGTEXT at 4 GiB.
 LongText: TypeEngine[str] = Text().with_variant(mysql.LONGTEXT(), "mysql", "mariadb")

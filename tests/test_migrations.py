@@ -289,3 +289,93 @@ def test_the_drift_check_passes_at_head_and_names_a_missing_index(empty_db_targe
         assert schema_drift(engine) == ["add_index idx_usage_stats_session"]
     finally:
         engine.dispose()
+
+
+# -- 0004: keys compare exactly on MariaDB ---------------------------------------------------------
+
+EXACT_KEYS_REVISION = "0004"
+EXACT_COLUMNS = [
+    ("session_metadata", "channel"),
+    ("session_metadata", "channel_session_key"),
+    ("session_metadata", "user_id"),
+    ("usage_stats", "model"),
+    ("usage_stats", "user_id"),
+]
+
+
+def mariadb_collations(engine: sa.Engine) -> set[str]:
+    """The collations of the columns compared by value (MariaDB only)."""
+    query = sa.text(
+        "SELECT collation_name FROM information_schema.columns "
+        "WHERE table_schema = DATABASE() AND table_name = :table AND column_name = :column"
+    )
+    with engine.connect() as connection:
+        return {
+            connection.execute(query, {"table": table, "column": column}).scalar_one()
+            for table, column in EXACT_COLUMNS
+        }
+
+
+def open_session_ids(engine: sa.Engine) -> dict[str, tuple[bool, str | None]]:
+    with engine.connect() as connection:
+        t = tables_as_they_are(connection)["session_metadata"]
+        return {row.id: (row.is_closed, row.summary) for row in connection.execute(sa.select(t))}
+
+
+def test_keys_differing_in_trailing_spaces_stay_apart_from_0004_on_and_a_downgrade_keeps_one_open(
+    backend, empty_db_target, tmp_path
+):
+    before = ScriptDirectory.from_config(alembic_config()).get_revision(EXACT_KEYS_REVISION).down_revision
+    engine = create_storage_engine(to_url(empty_db_target))
+    try:
+        upgrade_schema(engine, before)
+        with engine.begin() as connection:
+            t = tables_as_they_are(connection)
+            session = dict(channel="main", user_id="u", created_at=at(0), message_count=1, is_read=True)
+            connection.execute(
+                sa.insert(t["session_metadata"]),
+                [
+                    dict(session, id="s-k", channel_session_key="k", is_closed=False, summary=None, last_message_at=at(1)),
+                    dict(session, id="s-k-space", channel_session_key="k ", is_closed=True, summary="done",
+                         last_message_at=at(2)),
+                ],
+            )  # fmt: skip
+            connection.execute(
+                sa.insert(t["usage_stats"]),
+                [
+                    dict(session_id="s-k", turn=1, cost_usd=1.0, model="m", user_id="bob", timestamp=at(3)),
+                    dict(session_id="s-k", turn=2, cost_usd=2.0, model="m ", user_id="bob ", timestamp=at(4)),
+                ],
+            )
+        if backend == "mariadb":
+            assert mariadb_collations(engine) == {"utf8mb4_bin"}
+
+        upgrade_schema(engine, EXACT_KEYS_REVISION)
+        assert (row_counts(engine)["session_metadata"], row_counts(engine)["usage_stats"]) == (2, 2)
+        if backend == "mariadb":
+            assert mariadb_collations(engine) == {"utf8mb4_nopad_bin"}
+        upgrade_schema(engine)
+        with SessionManager(empty_db_target, tmp_path / "sessions", auto_upgrade=False) as manager:
+            padded = manager.open_session("main", "k ", user_id="u")
+            assert padded.created and padded.session_id not in ("s-k", "s-k-space")
+            assert manager.open_session("main", "k", user_id="u").session_id == "s-k"
+            overview = manager.cost_overview()
+            assert [(u.user_id, u.total_cost_usd) for u in overview.by_user] == [("bob ", 2.0), ("bob", 1.0)]
+            assert [(m.model, m.total_cost_usd) for m in overview.by_model] == [("m ", 2.0), ("m", 1.0)]
+
+        downgrade_schema(engine, before)
+        states = open_session_ids(engine)
+        assert states["s-k-space"] == (True, "done") and states[padded.session_id] == (False, None)
+        if backend == "mariadb":
+            # Padded alike again: the older of the two open sessions is closed, naming the one kept.
+            assert states["s-k"][0] and padded.session_id in states["s-k"][1]
+            assert mariadb_collations(engine) == {"utf8mb4_bin"}
+        else:
+            assert states["s-k"] == (False, None)
+        assert row_counts(engine)["session_metadata"] == 3
+
+        upgrade_schema(engine)
+        assert schema_drift(engine) == []
+    finally:
+        engine.dispose()
+    assert schema_differences(empty_db_target) == []
