@@ -11,7 +11,9 @@ import argparse
 import sys
 from pathlib import Path
 
+from .cli_costs import add_costs_command
 from .cli_db import add_db_commands
+from .cli_sessions import add_sessions_commands
 from .demo import run_demo
 from .errors import StarpodSessionError
 
@@ -29,6 +31,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--db", type=Path, help="use (and keep) this SQLite file instead of a temporary one")
     demo.set_defaults(run=_run_demo)
     add_db_commands(commands)
+    add_sessions_commands(commands)
+    add_costs_command(commands)
     return parser
 
 

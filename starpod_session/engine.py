@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+import sqlite3
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import DBAPIError
 
 from .errors import InvalidInput
 
@@ -95,6 +97,11 @@ def _sqlite_engine(url: URL, synchronous: str, engine_options: dict[str, Any]) -
     @event.listens_for(engine, "begin")
     def begin_transaction(connection: Any) -> None:
         read_only = connection.get_execution_options().get(READ_ONLY, False)
-        connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
+        statement = "BEGIN" if read_only else "BEGIN IMMEDIATE"
+        # On the driver's connection: a Core execution would cost more than the BEGIN itself.
+        try:
+            connection.connection.dbapi_connection.execute(statement)
+        except sqlite3.Error as error:
+            raise DBAPIError.instance(statement, (), error, sqlite3.Error, dialect=connection.dialect) from error
 
     return engine

@@ -279,6 +279,16 @@ class SessionManager:
         session_id = check_session_id(session_id)
         return self._read(lambda s: SessionRepository(s).get(session_id))
 
+    def session_ids_starting_with(self, prefix: str, limit: int = 2) -> list[str]:
+        """Up to ``limit`` ids of sessions whose id begins with ``prefix``, in id order.
+
+        Lets people type a short id (as ``starpod-session sessions show`` does): one
+        result means the prefix is unambiguous.
+        """
+        prefix = check_text("prefix", prefix, max_chars=255, allow_empty=False)
+        limit = check_limit("limit", limit)
+        return self._read(lambda s: SessionRepository(s).ids_starting_with(prefix, limit))
+
     def list_sessions(
         self,
         limit: int,

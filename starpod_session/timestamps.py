@@ -18,6 +18,10 @@ _RFC3339 = re.compile(
     r"(?P<offset>[Zz]|[+-]\d{2}:\d{2})"
 )
 
+#: The shapes :func:`format_rfc3339` writes: no fraction, 3 or 6 digits, ``+00:00``.
+_CANONICAL_SHAPE = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d{3}|\.\d{6})?\+00:00")
+_CANONICAL_LENGTHS = frozenset({25, 29, 32})
+
 
 def format_rfc3339(moment: datetime) -> str:
     """Render an aware datetime as the Rust crate's UTC RFC 3339 text."""
@@ -37,6 +41,9 @@ def parse_rfc3339(text: str) -> datetime:
     Fractions finer than a microsecond (the Rust crate can write nanoseconds) are
     truncated. Raises ``ValueError`` on anything else.
     """
+    if len(text) in _CANONICAL_LENGTHS and text.endswith("+00:00") and _CANONICAL_SHAPE.fullmatch(text):
+        # What this library writes (most reads): the C parser takes it as it is.
+        return datetime.fromisoformat(text)
     match = _RFC3339.fullmatch(text)
     if match is None:
         raise ValueError(f"not an RFC 3339 timestamp with offset: {text!r}")

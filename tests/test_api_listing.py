@@ -181,3 +181,14 @@ def test_a_page_reads_the_message_index_backwards_on_sqlite(make_manager, backen
     manager = make_manager()
     [plan] = query_plans(manager, lambda: manager.get_messages("some-id", limit=20, before_id=1000))
     assert "idx_session_messages_session" in plan and "TEMP B-TREE" not in plan
+
+
+def test_session_ids_starting_with_finds_short_ids_literally(manager):
+    ids = sorted(manager.create_session(Channel.MAIN, f"k{n}") for n in range(3))
+    assert manager.session_ids_starting_with(ids[0][:8]) == [ids[0]]
+    assert manager.session_ids_starting_with(ids[0]) == [ids[0]]
+    assert manager.session_ids_starting_with("%") == []  # LIKE wildcards are matched literally
+    assert manager.session_ids_starting_with("_") == []
+    with pytest.raises(InvalidInput) as raised:
+        manager.session_ids_starting_with("")
+    assert raised.value.field == "prefix"

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import insert
-from sqlalchemy.orm import Session
+from sqlalchemy import Connection, insert
 
 from ..models import CompactionRow
 
@@ -17,7 +16,7 @@ _t = CompactionRow.__table__
 class CompactionRepository:
     """Appends to the log of context compactions."""
 
-    def __init__(self, session: Session) -> None:
+    def __init__(self, session: Connection) -> None:
         self._s = session
 
     def append(

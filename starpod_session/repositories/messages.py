@@ -4,29 +4,38 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import insert, select
-from sqlalchemy.orm import Session
+import functools
+
+from sqlalchemy import Connection, Integer, bindparam, insert, select
 
 from ..models import MessageRow
 from ..records import SessionMessage
+from ._prepared import Prepared
 
 __all__ = ["MessageRepository"]
 
 _t = MessageRow.__table__
+_COLUMNS = (_t.c.id, _t.c.session_id, _t.c.role, _t.c.content, _t.c.timestamp)
+_APPEND = Prepared(
+    insert(_t).values(
+        session_id=bindparam("session_id"),
+        role=bindparam("role"),
+        content=bindparam("content"),
+        timestamp=bindparam("now"),
+    ),
+    id_column=_t.c.id,
+)
 
 
 class MessageRepository:
     """Appends to and reads session transcripts."""
 
-    def __init__(self, session: Session) -> None:
+    def __init__(self, session: Connection) -> None:
         self._s = session
 
     def append(self, session_id: str, role: str, content: str, now: datetime) -> int:
         """Store one message; returns its id (ids ascend in insertion order)."""
-        result = self._s.execute(
-            insert(_t).values(session_id=session_id, role=role, content=content, timestamp=now)
-        )
-        return result.inserted_primary_key[0]
+        return _APPEND.insert(self._s, session_id=session_id, role=role, content=content, now=now)
 
     def list_for_session(
         self, session_id: str, limit: int | None = None, before_id: int | None = None
@@ -37,12 +46,20 @@ class MessageRepository:
         first: a page of a long transcript, read backwards through the
         ``(session_id, id)`` index.
         """
-        query = select(_t.c.id, _t.c.session_id, _t.c.role, _t.c.content, _t.c.timestamp).where(
-            _t.c.session_id == session_id
+        rows = _page(limit is not None, before_id is not None).rows(
+            self._s, session_id=session_id, limit=limit, before_id=before_id
         )
-        if before_id is not None:
-            query = query.where(_t.c.id < before_id)
-        if limit is None:
-            return [SessionMessage(*row) for row in self._s.execute(query.order_by(_t.c.id))]
-        newest_first = self._s.execute(query.order_by(_t.c.id.desc()).limit(limit))
-        return [SessionMessage(*row) for row in reversed(newest_first.all())]
+        if limit is not None:
+            rows.reverse()
+        return [SessionMessage(*row) for row in rows]
+
+
+@functools.cache
+def _page(limited: bool, before: bool) -> Prepared:
+    """The transcript statement: all of it (oldest first), or a page read newest first."""
+    query = select(*_COLUMNS).where(_t.c.session_id == bindparam("session_id"))
+    if before:
+        query = query.where(_t.c.id < bindparam("before_id"))
+    if not limited:
+        return Prepared(query.order_by(_t.c.id))
+    return Prepared(query.order_by(_t.c.id.desc()).limit(bindparam("limit", type_=Integer)))

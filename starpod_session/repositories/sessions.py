@@ -140,6 +140,17 @@ class SessionRepository:
         """Whether a session with this id exists (open or closed)."""
         return bool(self._s.execute(select(exists().where(_t.c.id == session_id))).scalar())
 
+    def ids_starting_with(self, prefix: str, limit: int) -> list[str]:
+        """Up to ``limit`` session ids beginning with ``prefix``, in id order.
+
+        For ids typed by people (the operator command line), not a hot path: a
+        ``LIKE`` that may scan the table.
+        """
+        rows = self._s.execute(
+            select(_t.c.id).where(_t.c.id.startswith(prefix, autoescape=True)).order_by(_t.c.id).limit(limit)
+        )
+        return [row[0] for row in rows]
+
     def list_recent(self, limit: int, filters: SessionFilter | None = None) -> list[SessionMeta]:
         """Up to ``limit`` sessions matching ``filters`` (every session if None), most recently active first.
 

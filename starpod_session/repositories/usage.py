@@ -5,9 +5,8 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Date, func, insert, literal, select
+from sqlalchemy import ColumnElement, Connection, Date, bindparam, func, insert, literal, select
 from sqlalchemy.ext.compiler import compiles
-from sqlalchemy.orm import Session
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.functions import FunctionElement
 
@@ -20,6 +19,7 @@ from ..records import (
     UsageSummary,
     UserCostSummary,
 )
+from ._prepared import Prepared
 
 __all__ = ["UsageRepository", "UNKNOWN_MODEL"]
 
@@ -73,28 +73,36 @@ def _as_date(value: date | str) -> date:
     """SQLite hands the day back as ``YYYY-MM-DD`` text, the servers as a ``date``."""
     return date.fromisoformat(value) if isinstance(value, str) else value
 
+_APPEND = Prepared(
+    insert(_t).values(
+        {name: bindparam(name) for name in (
+            "session_id", "turn", "input_tokens", "output_tokens", "cache_read", "cache_write",
+            "cost_usd", "model", "user_id", "timestamp",
+        )}  # fmt: skip
+    )
+)
+
 
 class UsageRepository:
     """Records usage rows and aggregates them in SQL."""
 
-    def __init__(self, session: Session) -> None:
+    def __init__(self, session: Connection) -> None:
         self._s = session
 
     def append(self, session_id: str, turn: int, record: UsageRecord, now: datetime) -> None:
         """Store the usage of one turn of ``session_id``."""
-        self._s.execute(
-            insert(_t).values(
-                session_id=session_id,
-                turn=turn,
-                input_tokens=record.input_tokens,
-                output_tokens=record.output_tokens,
-                cache_read=record.cache_read,
-                cache_write=record.cache_write,
-                cost_usd=float(record.cost_usd),
-                model=record.model,
-                user_id=record.user_id,
-                timestamp=now,
-            )
+        _APPEND.rowcount(
+            self._s,
+            session_id=session_id,
+            turn=turn,
+            input_tokens=record.input_tokens,
+            output_tokens=record.output_tokens,
+            cache_read=record.cache_read,
+            cache_write=record.cache_write,
+            cost_usd=float(record.cost_usd),
+            model=record.model,
+            user_id=record.user_id,
+            timestamp=now,
         )
 
     def session_summary(self, session_id: str) -> UsageSummary:
@@ -162,7 +170,7 @@ class UsageRepository:
 
     def _binary(self, expression: ColumnElement) -> ColumnElement:
         """Order names by code point on every backend (PostgreSQL would use its locale)."""
-        if self._s.get_bind().dialect.name == "postgresql":
+        if self._s.dialect.name == "postgresql":
             return expression.collate("C")
         return expression
 

@@ -1,0 +1,134 @@
+"""``starpod-session sessions list | show``: what the agent's sessions are, and what was said."""
+
+from __future__ import annotations
+
+import argparse
+
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from .cli_options import add_common_options, jsonable, open_manager, print_json
+from .errors import StarpodSessionError
+from .manager import SessionManager
+from .records import SessionMessage, SessionMeta, UsageSummary
+
+__all__ = ["add_sessions_commands"]
+
+_TIME = "%Y-%m-%d %H:%M:%S"
+_SHORT_TIME = "%Y-%m-%d %H:%M"
+#: How many characters of an id the listing shows (``show`` takes any unambiguous start).
+_SHORT_ID = 8
+
+
+def add_sessions_commands(subparsers: argparse._SubParsersAction) -> None:
+    """Register the ``sessions`` group (``list``, ``show``) on the top-level parser."""
+    sessions = subparsers.add_parser("sessions", help="list sessions or show one with its transcript")
+    commands = sessions.add_subparsers(dest="sessions_command", required=True)
+
+    listing = commands.add_parser("list", help="most recently active sessions first")
+    add_common_options(listing)
+    listing.add_argument("--limit", type=int, default=20, help="at most this many (default: 20)")
+    listing.add_argument("--user", help="only this user's sessions")
+    listing.add_argument("--channel", help="only this channel's sessions")
+    state = listing.add_mutually_exclusive_group()
+    state.add_argument("--open", dest="is_closed", action="store_false", default=None, help="only open sessions")
+    state.add_argument("--closed", dest="is_closed", action="store_true", help="only closed sessions")
+    listing.add_argument("--unread", action="store_true", help="only sessions marked unread")
+    listing.set_defaults(run=_run_list)
+
+    show = commands.add_parser("show", help="a session's metadata, usage and transcript")
+    add_common_options(show)
+    show.add_argument("session_id", metavar="ID", help="the session id, or an unambiguous start of it")
+    show.add_argument("--last", type=int, metavar="N", help="only the last N messages")
+    show.set_defaults(run=_run_show)
+
+
+def _run_list(args: argparse.Namespace) -> int:
+    with open_manager(args) as manager:
+        found = manager.list_sessions(
+            args.limit,
+            user_id=args.user,
+            channel=args.channel,
+            is_closed=args.is_closed,
+            is_read=False if args.unread else None,
+        )
+    if args.json:
+        print_json(jsonable(found))
+        return 0
+    table = Table(title=f"{len(found)} session(s); --json for full ids", title_justify="left")
+    for header in ("id", "last active (UTC)", "channel/key", "user", "state", "reqs", "title"):
+        table.add_column(header, no_wrap=header in ("id", "last active (UTC)", "state", "reqs"), overflow="fold")
+    for meta in found:
+        table.add_row(
+            meta.id[:_SHORT_ID],
+            meta.last_message_at.strftime(_SHORT_TIME),
+            Text(f"{meta.channel}/{meta.channel_session_key or ''}"),
+            Text(meta.user_id),
+            _state(meta),
+            str(meta.message_count),
+            Text(meta.title or ""),
+        )
+    Console().print(table)
+    return 0
+
+
+def _state(meta: SessionMeta) -> str:
+    state = "closed" if meta.is_closed else "open"
+    return state if meta.is_read else f"{state}, unread"
+
+
+def _run_show(args: argparse.Namespace) -> int:
+    with open_manager(args) as manager:
+        meta = manager.get_session(_full_id(manager, args.session_id))
+        if meta is None:
+            raise StarpodSessionError(f"no session with id {args.session_id!r}")
+        messages = manager.get_messages(meta.id, limit=args.last)
+        usage = manager.session_usage(meta.id)
+    if args.json:
+        print_json({"session": jsonable(meta), "usage": jsonable(usage), "messages": jsonable(messages)})
+        return 0
+    console = Console()
+    console.print(_metadata_table(meta, usage))
+    for message in messages:
+        _print_message(console, message)
+    return 0
+
+
+def _full_id(manager: SessionManager, typed: str) -> str:
+    """The id ``typed`` stands for: itself, or the one session id it begins."""
+    matches = manager.session_ids_starting_with(typed)
+    if typed in matches or len(matches) != 1:
+        if len(matches) > 1 and typed not in matches:
+            raise StarpodSessionError(f"{typed!r} is the start of several session ids; type more of it")
+        return typed
+    return matches[0]
+
+
+def _metadata_table(meta: SessionMeta, usage: UsageSummary) -> Table:
+    table = Table(show_header=False, title=Text(meta.title or "Untitled session"), title_justify="left")
+    table.add_column(style="bold", no_wrap=True)
+    table.add_column()
+    rows = [
+        ("id", meta.id),
+        ("channel", meta.channel + (f" (key {meta.channel_session_key})" if meta.channel_session_key else "")),
+        ("user", meta.user_id),
+        ("created", meta.created_at.strftime(_TIME) + " UTC"),
+        ("last active", meta.last_message_at.strftime(_TIME) + " UTC"),
+        ("state", _state(meta)),
+        ("requests", str(meta.message_count)),
+        ("summary", meta.summary or ""),
+        ("triggered by", meta.triggered_by or ""),
+        ("usage", f"${usage.total_cost_usd:.4f} over {usage.total_turns} turns, "
+                  f"{usage.total_input_tokens} in / {usage.total_output_tokens} out tokens, "
+                  f"{usage.total_cache_read} cache read / {usage.total_cache_write} cache write"),
+    ]  # fmt: skip
+    for name, value in rows:
+        table.add_row(name, Text(value))
+    return table
+
+
+def _print_message(console: Console, message: SessionMessage) -> None:
+    console.print()
+    console.print(Text(f"{message.role} · {message.timestamp.strftime(_TIME)} UTC · #{message.id}", style="bold"))
+    console.print(Text(message.content))

@@ -1,0 +1,170 @@
+"""Statements of the hot paths, compiled once per dialect and run on the driver's cursor.
+
+SQLAlchemy builds, caches and executes a Core statement in some 40 µs, several
+times what SQLite itself needs for a primary-key lookup. The repositories' hot
+statements are therefore written once, with named bind parameters, as Core
+statements (so they stay portable and typed), compiled once per dialect, and
+run directly on the DBAPI connection of the transaction the facade opened,
+with the same bind and result processing the column types define. Driver
+errors are wrapped as SQLAlchemy's ``DBAPIError`` exactly as a Core execution
+would wrap them, so the facade's retry and error mapping see no difference,
+and ``before_cursor_execute`` / ``after_cursor_execute`` listeners still fire.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from sqlalchemy import Connection, Insert
+from sqlalchemy.engine import Dialect
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.sql import ColumnElement
+from sqlalchemy.sql.expression import Executable
+
+__all__ = ["Prepared"]
+
+Processor = Callable[[Any], Any]
+
+
+class _Compiled:
+    """One statement compiled for one dialect."""
+
+    __slots__ = ("sql", "names", "positional", "binds", "results", "returning")
+
+    def __init__(self, statement: Executable, dialect: Dialect, id_column: ColumnElement | None) -> None:
+        self.returning = id_column is not None and not dialect.postfetch_lastrowid
+        if self.returning:
+            assert isinstance(statement, Insert) and id_column is not None
+            statement = statement.returning(id_column)
+        compiled = statement.compile(dialect=dialect)
+        self.sql: str = compiled.string
+        self.positional: bool = compiled.positional
+        by_name = {name: bind for bind, name in compiled.bind_names.items()}
+        self.names: tuple[str, ...] = tuple(compiled.positiontup or ()) if self.positional else tuple(
+            compiled.escaped_bind_names.get(name, name) for name in by_name
+        )
+        # Per rendered parameter: the caller's key (None for a literal the statement
+        # carries, such as the 1 of ``count + 1``), that literal, and the type's processor.
+        self.binds: tuple[tuple[str | None, Any, Processor | None], ...] = tuple(
+            (
+                bind.key if bind.required else None,
+                None if bind.required else bind.effective_value,
+                bind.type.dialect_impl(dialect).bind_processor(dialect),
+            )
+            for bind in map(by_name.__getitem__, compiled.positiontup or by_name)
+        )
+        columns = getattr(statement, "selected_columns", ())
+        self.results: tuple[tuple[int, Processor], ...] = tuple(
+            (index, processor)
+            for index, column in enumerate(columns)
+            if (processor := column.type.dialect_impl(dialect).result_processor(dialect, None)) is not None
+        )
+
+    def parameters(self, values: dict[str, Any]) -> Sequence[Any] | dict[str, Any]:
+        processed = [
+            (values[key] if key is not None else literal) if process is None
+            else process(values[key] if key is not None else literal)
+            for key, literal, process in self.binds
+        ]  # fmt: skip
+        return processed if self.positional else dict(zip(self.names, processed))
+
+
+class Prepared:
+    """A Core statement with named ``bindparam``s, run on the current transaction's DBAPI cursor.
+
+    ``id_column``: for an INSERT, the generated key to hand back from :meth:`insert`
+    (read from ``lastrowid``, or with ``RETURNING`` where the driver has no such thing).
+    """
+
+    def __init__(self, statement: Executable, *, id_column: ColumnElement | None = None) -> None:
+        self._statement = statement
+        self._id_column = id_column
+        self._by_dialect: dict[Dialect, _Compiled] = {}
+        self._lock = threading.Lock()
+
+    def _compiled(self, dialect: Dialect) -> _Compiled:
+        compiled = self._by_dialect.get(dialect)
+        if compiled is None:
+            with self._lock:
+                compiled = self._by_dialect.setdefault(dialect, _Compiled(self._statement, dialect, self._id_column))
+        return compiled
+
+    def _run(self, connection: Connection, values: dict[str, Any], fetch: Callable[[Any, _Compiled], Any]) -> Any:
+        dialect = connection.dialect
+        compiled = self._compiled(dialect)
+        parameters = compiled.parameters(values)
+        dbapi_connection = connection.connection.dbapi_connection
+        assert dbapi_connection is not None
+        cursor = dbapi_connection.cursor()
+        dispatch = connection.dispatch
+        try:
+            # Listeners (logging, tracing, tests) still see every statement; there
+            # is no execution context to hand them.
+            dispatch.before_cursor_execute(connection, cursor, compiled.sql, parameters, None, False)
+            cursor.execute(compiled.sql, parameters)
+            dispatch.after_cursor_execute(connection, cursor, compiled.sql, parameters, None, False)
+            return fetch(cursor, compiled)
+        except dialect.loaded_dbapi.Error as error:
+            invalidated = dialect.is_disconnect(error, dbapi_connection, cursor)
+            if invalidated:
+                connection.invalidate(error)
+            raise DBAPIError.instance(
+                compiled.sql,
+                parameters,
+                error,
+                dialect.loaded_dbapi.Error,
+                connection_invalidated=invalidated,
+                dialect=dialect,
+            ) from error
+        finally:
+            cursor.close()
+
+    def rows(self, connection: Connection, **values: Any) -> list[Any]:
+        """Every result row, as tuples with the column types' result processing applied."""
+        return self._run(connection, values, _fetch_all)
+
+    def first(self, connection: Connection, **values: Any) -> Any | None:
+        """The first result row (processed), or ``None``."""
+        return self._run(connection, values, _fetch_first)
+
+    def rowcount(self, connection: Connection, **values: Any) -> int:
+        """How many rows an UPDATE or DELETE matched."""
+        return self._run(connection, values, _rowcount)
+
+    def insert(self, connection: Connection, **values: Any) -> int:
+        """Run an INSERT and return the generated ``id_column`` value."""
+        return self._run(connection, values, _inserted_id)
+
+
+def _process(row: Sequence[Any], results: tuple[tuple[int, Processor], ...]) -> tuple[Any, ...]:
+    values = list(row)
+    for index, processor in results:
+        values[index] = processor(values[index])
+    return tuple(values)
+
+
+def _fetch_all(cursor: Any, compiled: _Compiled) -> list[Any]:
+    rows = cursor.fetchall()
+    results = compiled.results
+    if not results:
+        return [tuple(row) for row in rows]
+    return [_process(row, results) for row in rows]
+
+
+def _fetch_first(cursor: Any, compiled: _Compiled) -> Any | None:
+    row = cursor.fetchone()
+    if row is None:
+        return None
+    return _process(row, compiled.results) if compiled.results else tuple(row)
+
+
+def _rowcount(cursor: Any, _compiled: _Compiled) -> int:
+    return cursor.rowcount
+
+
+def _inserted_id(cursor: Any, compiled: _Compiled) -> int:
+    if compiled.returning:
+        return cursor.fetchone()[0]
+    return cursor.lastrowid
