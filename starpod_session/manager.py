@@ -10,10 +10,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import TypeVar
 
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
-from sqlalchemy.orm import Session, sessionmaker
 
 from ._clock import utc_now
 from .channels import Channel, ChannelRegistry, ChannelResolver, check_gap_minutes
@@ -45,7 +44,7 @@ __all__ = ["SessionManager", "AUTO_CLOSE_SUMMARY"]
 AUTO_CLOSE_SUMMARY = "Auto-closed: inactivity"
 
 T = TypeVar("T")
-Work = Callable[[Session], T]
+Work = Callable[[Connection], T]
 #: Whether a session last active at the given time is stale for this resolution.
 StalenessTest = Callable[[datetime], bool]
 #: Called with the metadata of each session a call auto-closed, after the commit.
@@ -117,8 +116,9 @@ class SessionManager:
             # A write that lost a race on the unique index re-reads the winner's
             # row; MariaDB's default REPEATABLE READ would hide it.
             write_options["isolation_level"] = "READ COMMITTED"
-        self._writes = sessionmaker(self._engine.execution_options(**write_options), expire_on_commit=False)
-        self._reads = sessionmaker(self._engine.execution_options(**read_options), expire_on_commit=False)
+        # Core connections: an ORM Session would add its own bookkeeping to every call.
+        self._writes = self._engine.execution_options(**write_options)
+        self._reads = self._engine.execution_options(**read_options)
 
     # -- lifecycle -------------------------------------------------------
 
@@ -163,7 +163,7 @@ class SessionManager:
         """
         name, key, user_id, is_stale = self._resolution(channel, key, gap_minutes, user_id)
 
-        def work(s: Session) -> SessionDecision:
+        def work(s: Connection) -> SessionDecision:
             open_id, closed_id = _close_if_stale(SessionRepository(s), name, key, user_id, is_stale)
             return New(closed_session_id=closed_id) if open_id is None else Continue(open_id)
 
@@ -193,7 +193,7 @@ class SessionManager:
             triggered_by = check_short_text("triggered_by", triggered_by)
         new_id = str(uuid.uuid4())
 
-        def work(s: Session) -> OpenedSession:
+        def work(s: Connection) -> OpenedSession:
             sessions = SessionRepository(s)
             open_id, closed_id = _close_if_stale(sessions, name, key, user_id, is_stale)
             if open_id is not None:
@@ -233,7 +233,7 @@ class SessionManager:
             triggered_by = check_short_text("triggered_by", triggered_by)
         new_id = str(uuid.uuid4())
 
-        def work(s: Session) -> str:
+        def work(s: Connection) -> str:
             session_id, _created = SessionRepository(s).insert_unless_open(
                 session_id=new_id,
                 channel=name,
@@ -326,7 +326,7 @@ class SessionManager:
         content = check_text("content", content, max_bytes=MAX_CONTENT_BYTES)
         title = shorten_title(content) if role == "user" and content.strip() else None
 
-        def work(s: Session) -> int:
+        def work(s: Connection) -> int:
             sessions = SessionRepository(s)
             _require_session(sessions, session_id)
             if title is not None:
@@ -391,7 +391,7 @@ class SessionManager:
             raise InvalidInput("usage_record", f"expected a UsageRecord, got {type(usage_record).__name__}")
         turn = check_count("turn", turn)
 
-        def work(s: Session) -> None:
+        def work(s: Connection) -> None:
             _require_session(SessionRepository(s), session_id)
             UsageRepository(s).append(session_id, turn, usage_record, utc_now())
 
@@ -434,7 +434,7 @@ class SessionManager:
         summary = check_text("summary", summary)
         messages_compacted = check_count("messages_compacted", messages_compacted)
 
-        def work(s: Session) -> None:
+        def work(s: Connection) -> None:
             _require_session(SessionRepository(s), session_id)
             CompactionRepository(s).append(
                 session_id,
@@ -475,7 +475,7 @@ class SessionManager:
     def _update_session(self, session_id: str, change: Callable[[SessionRepository], bool]) -> None:
         """Apply ``change`` in a write transaction; it returns False when the id is unknown."""
 
-        def work(s: Session) -> None:
+        def work(s: Connection) -> None:
             if not change(SessionRepository(s)):
                 raise SessionNotFound(session_id)
 
@@ -487,10 +487,10 @@ class SessionManager:
     def _read(self, work: Work[T]) -> T:
         return self._transaction(self._reads, work)
 
-    def _transaction(self, maker: sessionmaker[Session], work: Work[T]) -> T:
+    def _transaction(self, engine: Engine, work: Work[T]) -> T:
         def attempt() -> T:
-            with maker.begin() as s:
-                return work(s)
+            with engine.begin() as connection:
+                return work(connection)
 
         return self._guard(attempt)
 

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import functools
 from datetime import datetime
 
 import attrs
-from sqlalchemy import exists, false, insert, select, true, update
+from sqlalchemy import Connection, Integer, bindparam, exists, false, insert, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
 
 from ..models import SessionRow
 from ..records import SessionMeta
+from ._prepared import Prepared
 
 __all__ = ["SessionRepository", "SessionFilter", "OpenSession"]
 
@@ -35,6 +36,28 @@ _RECENT_FIRST = (_t.c.last_message_at.desc(), _t.c.created_at.desc(), _t.c.id.de
 
 OpenSession = tuple[str, datetime]
 
+_id_is = _t.c.id == bindparam("session_id")
+# The hot statements, compiled once per dialect (see ``_prepared``).
+_FIND_OPEN = Prepared(
+    select(_t.c.id, _t.c.last_message_at).where(
+        _t.c.channel == bindparam("channel"),
+        _t.c.channel_session_key == bindparam("key"),
+        _t.c.user_id == bindparam("user_id"),
+        _t.c.open_slot == 1,
+    )
+)
+_GET = Prepared(select(*_META_COLUMNS).where(_id_is))
+_EXISTS = Prepared(select(exists().where(_id_is)))
+_TOUCH = Prepared(
+    update(_t).where(_id_is).values(last_message_at=bindparam("now"), message_count=_t.c.message_count + 1)
+)
+_CLOSE = Prepared(update(_t).where(_id_is).values(is_closed=True, summary=bindparam("summary")))
+_CLOSE_IF_OPEN = Prepared(
+    update(_t).where(_id_is, _t.c.is_closed == false()).values(is_closed=True, summary=bindparam("summary"))
+)
+_SET_TITLE_IF_NULL = Prepared(update(_t).where(_id_is, _t.c.title.is_(None)).values(title=bindparam("title")))
+_SET_READ = Prepared(update(_t).where(_id_is).values(is_read=bindparam("is_read")))
+
 
 @attrs.frozen
 class SessionFilter:
@@ -49,7 +72,7 @@ class SessionFilter:
 class SessionRepository:
     """Reads and writes rows of ``session_metadata``."""
 
-    def __init__(self, session: Session) -> None:
+    def __init__(self, session: Connection) -> None:
         self._s = session
 
     def insert(
@@ -84,14 +107,7 @@ class SessionRepository:
         There is at most one: ``uq_session_one_open_per_key`` guarantees it, and
         serves this lookup.
         """
-        row = self._s.execute(
-            select(_t.c.id, _t.c.last_message_at).where(
-                _t.c.channel == channel,
-                _t.c.channel_session_key == key,
-                _t.c.user_id == user_id,
-                _t.c.open_slot == 1,
-            )
-        ).first()
+        row = _FIND_OPEN.first(self._s, channel=channel, key=key, user_id=user_id)
         return None if row is None else (row[0], row[1])
 
     def insert_unless_open(
@@ -133,12 +149,12 @@ class SessionRepository:
 
     def get(self, session_id: str) -> SessionMeta | None:
         """The session's metadata, or ``None``."""
-        row = self._s.execute(select(*_META_COLUMNS).where(_t.c.id == session_id)).first()
+        row = _GET.first(self._s, session_id=session_id)
         return None if row is None else SessionMeta(*row)
 
     def exists(self, session_id: str) -> bool:
         """Whether a session with this id exists (open or closed)."""
-        return bool(self._s.execute(select(exists().where(_t.c.id == session_id))).scalar())
+        return bool(_EXISTS.first(self._s, session_id=session_id)[0])
 
     def ids_starting_with(self, prefix: str, limit: int) -> list[str]:
         """Up to ``limit`` session ids beginning with ``prefix``, in id order.
@@ -157,54 +173,35 @@ class SessionRepository:
         A ``user_id`` or ``channel`` filter walks ``idx_session_user_recent`` or
         ``idx_session_channel_recent`` in order; the flags filter the rows walked.
         """
-        filters = filters or SessionFilter()
-        where = []
-        if filters.user_id is not None:
-            where.append(_t.c.user_id == filters.user_id)
-        if filters.channel is not None:
-            where.append(_t.c.channel == filters.channel)
-        if filters.is_closed is not None:
-            where.append(_t.c.is_closed == (true() if filters.is_closed else false()))
-        if filters.is_read is not None:
-            where.append(_t.c.is_read == (true() if filters.is_read else false()))
-        rows = self._s.execute(select(*_META_COLUMNS).where(*where).order_by(*_RECENT_FIRST).limit(limit))
+        values = attrs.asdict(filters or SessionFilter())
+        given = tuple(name for name, value in values.items() if value is not None)
+        rows = _listing(given).rows(self._s, limit=limit, **{name: values[name] for name in given})
         return [SessionMeta(*row) for row in rows]
 
     def touch(self, session_id: str, now: datetime) -> bool:
         """Set ``last_message_at`` to ``now`` and count one more request; False if no such row."""
-        result = self._s.execute(
-            update(_t)
-            .where(_t.c.id == session_id)
-            .values(last_message_at=now, message_count=_t.c.message_count + 1)
-        )
-        return result.rowcount == 1
+        return _TOUCH.rowcount(self._s, session_id=session_id, now=now) == 1
 
     def close(self, session_id: str, summary: str) -> bool:
         """Close the session with ``summary`` (again, if already closed); False if no such row."""
-        result = self._s.execute(
-            update(_t).where(_t.c.id == session_id).values(is_closed=True, summary=summary)
-        )
-        return result.rowcount == 1
+        return _CLOSE.rowcount(self._s, session_id=session_id, summary=summary) == 1
 
     def close_if_open(self, session_id: str, summary: str) -> bool:
         """Close the session only if it is still open; True for exactly one of racing callers."""
-        result = self._s.execute(
-            update(_t)
-            .where(_t.c.id == session_id, _t.c.is_closed == false())
-            .values(is_closed=True, summary=summary)
-        )
-        return result.rowcount == 1
+        return _CLOSE_IF_OPEN.rowcount(self._s, session_id=session_id, summary=summary) == 1
 
     def set_title_if_null(self, session_id: str, title: str) -> bool:
         """Store ``title`` if the session has none; True if it was stored."""
-        result = self._s.execute(
-            update(_t).where(_t.c.id == session_id, _t.c.title.is_(None)).values(title=title)
-        )
-        return result.rowcount == 1
+        return _SET_TITLE_IF_NULL.rowcount(self._s, session_id=session_id, title=title) == 1
 
     def set_read(self, session_id: str, is_read: bool) -> bool:
         """Set the read flag; False if no such row."""
-        result = self._s.execute(
-            update(_t).where(_t.c.id == session_id).values(is_read=true() if is_read else false())
-        )
-        return result.rowcount == 1
+        return _SET_READ.rowcount(self._s, session_id=session_id, is_read=is_read) == 1
+
+
+@functools.cache
+def _listing(filtered: tuple[str, ...]) -> Prepared:
+    """The listing statement filtering on the named :class:`SessionFilter` fields (one per combination)."""
+    where = [_t.c[name] == bindparam(name) for name in filtered]
+    limit = bindparam("limit", type_=Integer)
+    return Prepared(select(*_META_COLUMNS).where(*where).order_by(*_RECENT_FIRST).limit(limit))
