@@ -10,7 +10,7 @@ from datetime import datetime
 import pytest
 from sqlalchemy import func, select
 
-from starpod_session import Channel, Continue, InvalidInput, SessionNotFound, UsageRecord
+from starpod_session import Channel, Continue, InvalidInput, New, SessionNotFound, UsageRecord
 from starpod_session.engine import create_storage_engine, to_url
 from starpod_session.models import Base
 
@@ -33,12 +33,18 @@ INVALID = [
     ("channel-int", lambda m, sid: m.create_session(1, "k"), "channel"),
     ("create-channel-unknown", lambda m, sid: m.create_session("Main", "k"), "channel"),
     ("open-channel-unknown", lambda m, sid: m.open_session("sms", "k"), "channel"),
+    ("channel-empty", lambda m, sid: m.open_session("", "k"), "channel"),
+    ("channel-trailing-space", lambda m, sid: m.create_session("main ", "k"), "channel"),
+    ("channel-sql", lambda m, sid: m.resolve_session("main' OR '1'='1", "k"), "channel"),
     # keys and user ids
     ("key-none", lambda m, sid: m.resolve_session(Channel.MAIN, None), "key"),
     ("key-int", lambda m, sid: m.create_session(Channel.MAIN, 42), "key"),
     ("key-empty", lambda m, sid: m.create_session(Channel.MAIN, ""), "key"),
     ("key-256-chars", lambda m, sid: m.create_session(Channel.MAIN, TOO_LONG), "key"),
     ("key-1-mib", lambda m, sid: m.resolve_session(Channel.MAIN, HUGE_KEY), "key"),
+    ("create-key-1-mib", lambda m, sid: m.create_session(Channel.MAIN, HUGE_KEY), "key"),
+    ("open-key-1-mib", lambda m, sid: m.open_session(Channel.TELEGRAM, HUGE_KEY), "key"),
+    ("open-key-none", lambda m, sid: m.open_session(Channel.MAIN, None), "key"),
     ("key-nul", lambda m, sid: m.create_session(Channel.MAIN, "a\x00b"), "key"),
     ("key-lone-surrogate", lambda m, sid: m.create_session(Channel.MAIN, "a\ud800"), "key"),
     ("key-bytes", lambda m, sid: m.open_session(Channel.MAIN, b"k"), "key"),
@@ -46,6 +52,10 @@ INVALID = [
     ("user-id-none", lambda m, sid: m.resolve_session(Channel.MAIN, "k", user_id=None), "user_id"),
     ("user-id-256-chars", lambda m, sid: m.open_session(Channel.MAIN, "k", user_id=TOO_LONG), "user_id"),
     ("user-id-nul", lambda m, sid: m.create_session(Channel.MAIN, "k", user_id="\x00"), "user_id"),
+    ("user-id-1-mib", lambda m, sid: m.create_session(Channel.MAIN, "k", user_id=HUGE_KEY), "user_id"),
+    ("user-id-surrogate", lambda m, sid: m.open_session(Channel.MAIN, "k", user_id="u\udc00"), "user_id"),
+    ("user-id-int", lambda m, sid: m.create_session(Channel.MAIN, "k", user_id=1), "user_id"),
+    ("triggered-by-surrogate", lambda m, sid: m.open_session(Channel.MAIN, "k", triggered_by="\ud800"), "triggered_by"),
     ("triggered-by-empty", lambda m, sid: m.create_session(Channel.MAIN, "k", triggered_by=""), "triggered_by"),
     ("triggered-by-256", lambda m, sid: m.open_session(Channel.MAIN, "k", triggered_by=TOO_LONG), "triggered_by"),
     ("triggered-by-int", lambda m, sid: m.create_session(Channel.MAIN, "k", triggered_by=7), "triggered_by"),
@@ -77,6 +87,8 @@ INVALID = [
     ("role-none", lambda m, sid: m.save_message(sid, None, "hi"), "role"),
     ("role-256-chars", lambda m, sid: m.save_message(sid, TOO_LONG, "hi"), "role"),
     ("role-nul", lambda m, sid: m.save_message(sid, "us\x00er", "hi"), "role"),
+    ("role-surrogate", lambda m, sid: m.save_message(sid, "\udfffuser", "hi"), "role"),
+    ("role-1-mib", lambda m, sid: m.save_message(sid, HUGE_KEY, "hi"), "role"),
     ("content-none", lambda m, sid: m.save_message(sid, "user", None), "content"),
     ("content-bytes", lambda m, sid: m.save_message(sid, "user", b"hi"), "content"),
     ("content-nul", lambda m, sid: m.save_message(sid, "user", "hi\x00there"), "content"),
@@ -104,11 +116,19 @@ INVALID = [
     ("model-empty", usage(model=""), "model"),
     ("model-256-chars", usage(model=TOO_LONG), "model"),
     ("model-nul", usage(model="opus\x00"), "model"),
+    ("model-surrogate", usage(model="opus\ud800"), "model"),
+    ("model-int", usage(model=4), "model"),
+    ("usage-user-id-surrogate", usage(user_id="\udc00"), "user_id"),
+    ("usage-user-id-256-chars", usage(user_id=TOO_LONG), "user_id"),
     ("usage-user-id-empty", usage(user_id=""), "user_id"),
     ("usage-user-id-none", usage(user_id=None), "user_id"),
     # compactions
     ("trigger-empty", lambda m, sid: m.record_compaction(sid, "", 1, "s", 1), "trigger"),
     ("trigger-none", lambda m, sid: m.record_compaction(sid, None, 1, "s", 1), "trigger"),
+    ("trigger-256-chars", lambda m, sid: m.record_compaction(sid, TOO_LONG, 1, "s", 1), "trigger"),
+    ("trigger-surrogate", lambda m, sid: m.record_compaction(sid, "\ud800", 1, "s", 1), "trigger"),
+    ("compaction-summary-none", lambda m, sid: m.record_compaction(sid, "auto", 1, None, 1), "summary"),
+    ("compaction-summary-surrogate", lambda m, sid: m.record_compaction(sid, "auto", 1, "\udfff", 1), "summary"),
     ("pre-tokens-negative", lambda m, sid: m.record_compaction(sid, "auto", -1, "s", 1), "pre_tokens"),
     ("pre-tokens-2-pow-63", lambda m, sid: m.record_compaction(sid, "auto", 2**63, "s", 1), "pre_tokens"),
     ("pre-tokens-bool", lambda m, sid: m.record_compaction(sid, "auto", False, "s", 1), "pre_tokens"),
@@ -120,10 +140,20 @@ INVALID = [
     ("since-garbage", lambda m, sid: m.cost_overview("last tuesday"), "since"),
     ("since-no-offset", lambda m, sid: m.cost_overview("2026-03-01T00:00:00"), "since"),
     ("since-int", lambda m, sid: m.cost_overview(1_700_000_000), "since"),
+    ("since-sql", lambda m, sid: m.cost_overview("2026-01-01' OR '1'='1"), "since"),
+    ("since-1-mib", lambda m, sid: m.cost_overview("2" * MIB), "since"),
+    ("since-surrogate", lambda m, sid: m.cost_overview("2026-03-01T00:00:00Z\ud800"), "since"),
     ("limit-negative", lambda m, sid: m.list_sessions(-1), "limit"),
     ("limit-float", lambda m, sid: m.list_sessions(2.0), "limit"),
     ("limit-bool", lambda m, sid: m.list_sessions(True), "limit"),
     ("limit-none", lambda m, sid: m.list_sessions(None), "limit"),
+    ("list-user-id-empty", lambda m, sid: m.list_sessions(10, user_id=""), "user_id"),
+    ("list-user-id-surrogate", lambda m, sid: m.list_sessions(10, user_id="\ud800"), "user_id"),
+    ("list-channel-unknown", lambda m, sid: m.list_sessions(10, channel="slack"), "channel"),
+    ("list-is-closed-int", lambda m, sid: m.list_sessions(10, is_closed=0), "is_closed"),
+    ("messages-limit-negative", lambda m, sid: m.get_messages(sid, limit=-1), "limit"),
+    ("messages-before-id-negative", lambda m, sid: m.get_messages(sid, before_id=-1), "before_id"),
+    ("messages-before-id-str", lambda m, sid: m.get_messages(sid, before_id="10"), "before_id"),
 ]
 
 # Writes naming a well-formed id that does not exist.
@@ -233,3 +263,35 @@ def test_a_key_of_255_four_byte_characters_is_accepted(manager):
     session_id = manager.create_session(Channel.MAIN, key, user_id="👤" * 255)
     assert manager.get_session(session_id).channel_session_key == key
     assert manager.resolve_session(Channel.MAIN, key, user_id="👤" * 255) == Continue(session_id)
+
+
+#: Quotes, escapes, placeholders of every driver, line breaks, invisible and
+#: direction-changing characters, a decomposed accent and astral code points.
+HOSTILE = SQL_TEXT + " \\' \\\\ %s %(x)s ? $1 :name `x` \"y\" \r\n\t \u200b\u202e e\u0301 🛒 \U0010ffff "
+
+
+def test_a_mebibyte_of_hostile_text_and_a_255_character_hostile_key_are_stored_verbatim(manager):
+    key, user_id = (HOSTILE * 10)[:255], (HOSTILE * 10)[1:256]
+    content = (HOSTILE * (MIB // len(HOSTILE) + 1))[:MIB]
+    session_id = manager.create_session(Channel.MAIN, key, user_id=user_id)
+    message_id = manager.save_message(session_id, "user", content)
+    [message] = manager.get_messages(session_id)
+    assert (message.id, message.content) == (message_id, content)
+    manager.close_session(session_id, content)
+    meta = manager.get_session(session_id)
+    assert (meta.channel_session_key, meta.user_id, meta.summary) == (key, user_id, content)
+    assert manager.resolve_session(Channel.MAIN, key, user_id=user_id) == New(closed_session_id=None)
+
+
+def test_user_ids_and_models_differing_only_in_normalisation_or_padding_are_kept_apart(manager):
+    variants = ["\u00e9", "e\u0301", "bob", "bob "]  # NFC and NFD; with and without a trailing space
+    session_id = manager.create_session(Channel.MAIN, "k")
+    for n, name in enumerate(variants):
+        manager.record_usage(session_id, UsageRecord(cost_usd=n + 1.0, model=name, user_id=name), 1)
+        assert manager.open_session(Channel.MAIN, "shared-key", user_id=name).created
+    overview = manager.cost_overview()
+    expected = sorted((name, n + 1.0) for n, name in enumerate(variants))
+    assert sorted((u.user_id, u.total_cost_usd) for u in overview.by_user) == expected
+    assert sorted((m.model, m.total_cost_usd) for m in overview.by_model) == expected
+    for name in variants:
+        assert [s.user_id for s in manager.list_sessions(10, user_id=name)] == [name]
