@@ -18,16 +18,19 @@ _RFC3339 = re.compile(
     r"(?P<offset>[Zz]|[+-]\d{2}:\d{2})"
 )
 
-#: The shapes :func:`format_rfc3339` writes: no fraction, 3 or 6 digits, ``+00:00``.
-_CANONICAL_SHAPE = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d{3}|\.\d{6})?\+00:00")
-_CANONICAL_LENGTHS = frozenset({25, 29, 32})
+#: The shapes :func:`format_rfc3339` writes, by length: where the fraction (or the
+#: offset, without one) starts. ``datetime.fromisoformat`` checks the digits.
+_CANONICAL_SEPARATOR = {25: ("+", 19), 29: (".", 19), 32: (".", 19)}
 
 
 def format_rfc3339(moment: datetime) -> str:
     """Render an aware datetime as the Rust crate's UTC RFC 3339 text."""
     moment = moment.astimezone(timezone.utc)
-    text = moment.strftime("%Y-%m-%dT%H:%M:%S")
     micros = moment.microsecond
+    if moment.year >= 1000 and moment.tzinfo is timezone.utc:
+        # The C formatter writes exactly this shape for a UTC datetime (about 4x faster).
+        return moment.isoformat(timespec="milliseconds" if micros % 1000 == 0 and micros else "auto")
+    text = moment.strftime("%Y-%m-%dT%H:%M:%S")
     if micros % 1000 == 0 and micros:
         text += f".{micros // 1000:03d}"
     elif micros:
@@ -41,9 +44,13 @@ def parse_rfc3339(text: str) -> datetime:
     Fractions finer than a microsecond (the Rust crate can write nanoseconds) are
     truncated. Raises ``ValueError`` on anything else.
     """
-    if len(text) in _CANONICAL_LENGTHS and text.endswith("+00:00") and _CANONICAL_SHAPE.fullmatch(text):
+    shape = _CANONICAL_SEPARATOR.get(len(text))
+    if shape is not None and text[shape[1]] == shape[0] and text[10] == "T" and text.endswith("+00:00"):
         # What this library writes (most reads): the C parser takes it as it is.
-        return datetime.fromisoformat(text)
+        try:
+            return datetime.fromisoformat(text)
+        except ValueError:
+            pass  # the general path below says what is wrong
     match = _RFC3339.fullmatch(text)
     if match is None:
         raise ValueError(f"not an RFC 3339 timestamp with offset: {text!r}")

@@ -97,6 +97,18 @@ class UtcTimestamp(TypeDecorator[datetime]):
             return value.replace(tzinfo=timezone.utc)
         return value.astimezone(timezone.utc)
 
+    def result_processor(self, dialect: Dialect, coltype: object) -> Any:
+        if dialect.name != "sqlite":
+            return super().result_processor(dialect, coltype)
+        convert = self.process_result_value
+
+        def from_text(value: Any) -> datetime | None:
+            # Every timestamp read on SQLite: straight to the parser, without the
+            # generic decorator wrapper around an impl that converts nothing.
+            return parse_rfc3339(value) if value.__class__ is str else convert(value, dialect)
+
+        return from_text
+
 
 class IntBoolean(TypeDecorator[bool]):
     """A ``bool`` in Python; INTEGER 0/1 on SQLite (as the Rust crate declared it), BOOLEAN elsewhere."""

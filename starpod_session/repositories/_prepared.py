@@ -102,9 +102,11 @@ class Prepared:
         try:
             # Listeners (logging, tracing, tests) still see every statement; there
             # is no execution context to hand them.
-            dispatch.before_cursor_execute(connection, cursor, compiled.sql, parameters, None, False)
+            if dispatch.before_cursor_execute:
+                dispatch.before_cursor_execute(connection, cursor, compiled.sql, parameters, None, False)
             cursor.execute(compiled.sql, parameters)
-            dispatch.after_cursor_execute(connection, cursor, compiled.sql, parameters, None, False)
+            if dispatch.after_cursor_execute:
+                dispatch.after_cursor_execute(connection, cursor, compiled.sql, parameters, None, False)
             return fetch(cursor, compiled)
         except dialect.loaded_dbapi.Error as error:
             invalidated = dialect.is_disconnect(error, dbapi_connection, cursor)
