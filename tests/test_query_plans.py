@@ -1,0 +1,228 @@
+"""Every hot query is served by an index: the planner's own word, on every backend.
+
+The statements are the ones the repositories really send: they are captured
+with a ``before_cursor_execute`` listener while the public API runs, then
+explained on the same database:
+
+* SQLite: ``EXPLAIN QUERY PLAN``; a ``SCAN <table>`` line without ``USING
+  INDEX`` / ``USING COVERING INDEX`` is a full table scan. SQLite plans by its
+  built-in heuristics unless ``ANALYZE`` was run, which the library never does,
+  so the plan here is the plan users get.
+* PostgreSQL: ``EXPLAIN (FORMAT JSON)`` with ``enable_seqscan = off``, so a
+  planner that would rather read a table this small page by page still shows
+  whether an index can serve the query. A ``Seq Scan``, or an index scan with no
+  ``Index Cond`` (a walk through the whole index), is a full scan.
+* MariaDB: ``EXPLAIN`` after ``ANALYZE TABLE`` on a few thousand rows; access
+  type ``ALL`` (table scan) or ``index`` (whole-index walk) is a full scan.
+
+Walking a whole index *in order* is how ``list_sessions`` stops after ``limit``
+rows, so that case allows an ordered index walk (never a table scan or a sort).
+The unfiltered ``cost_overview`` reads every row by definition and is not
+checked. :func:`test_a_dropped_index_is_detected` proves the checks can fail.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine, event, insert, text
+
+from starpod_session import Channel, SessionManager, UsageRecord
+from starpod_session.engine import create_storage_engine, to_url
+from starpod_session.models import MessageRow, SessionRow, UsageRow
+
+T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
+SESSIONS, MESSAGES_EACH, USAGE_ROWS, DAYS = 300, 10, 3000, 300
+#: MariaDB sorts a few thousand sessions rather than walk ``idx_session_recent`` for
+#: the listing's twelve columns; it walks the index from some tens of thousands on.
+LISTED_SESSIONS = 50_000
+
+Statement = tuple[str, Any]
+
+
+@contextmanager
+def captured() -> Iterator[list[Statement]]:
+    """The statements every engine sends to its driver inside the block (reads and writes, no inserts)."""
+    statements: list[Statement] = []
+
+    def capture(_conn: Any, _cursor: Any, statement: str, parameters: Any, _context: Any, _many: bool) -> None:
+        if statement.lstrip().upper().startswith(("SELECT", "UPDATE", "DELETE")):
+            statements.append((statement, parameters))
+
+    event.listen(Engine, "before_cursor_execute", capture)
+    try:
+        yield statements
+    finally:
+        event.remove(Engine, "before_cursor_execute", capture)
+
+
+def populate(target: str, sessions_count: int = SESSIONS, messages_each: int = MESSAGES_EACH) -> dict[str, Any]:
+    """Sessions, messages and usage rows enough for a server planner to prefer its indexes."""
+    with SessionManager(target):
+        pass  # our schema, at head
+    ids = [str(uuid.UUID(int=n + 1, version=4)) for n in range(sessions_count)]
+    sessions, messages, usage = [], [], []
+    for n, session_id in enumerate(ids):
+        at = T0 + timedelta(hours=n)
+        sessions.append({
+            "id": session_id, "created_at": at, "last_message_at": at, "is_closed": n % 3 == 0,
+            "channel": "main" if n % 2 else "telegram", "channel_session_key": f"key-{n}",
+            "user_id": f"user-{n % 10}", "is_read": True, "message_count": 0,
+        })  # fmt: skip
+        messages += [
+            {"session_id": session_id, "role": "user", "content": f"m{m}", "timestamp": at} for m in range(messages_each)
+        ]
+    for n in range(USAGE_ROWS):
+        usage.append({
+            "session_id": ids[n % len(ids)], "turn": n, "input_tokens": n, "output_tokens": n, "cache_read": 0,
+            "cache_write": 0, "cost_usd": 0.01, "model": f"model-{n % 4}", "user_id": f"user-{n % 10}",
+            "timestamp": T0 + timedelta(days=DAYS) * n / USAGE_ROWS,
+        })  # fmt: skip
+    engine = create_storage_engine(to_url(target))
+    try:
+        with engine.begin() as connection:
+            connection.execute(insert(SessionRow.__table__), sessions)
+            if messages:
+                connection.execute(insert(MessageRow.__table__), messages)
+            connection.execute(insert(UsageRow.__table__), usage)
+        with engine.connect() as connection:
+            if connection.dialect.name == "postgresql":
+                connection.execution_options(isolation_level="AUTOCOMMIT").exec_driver_sql("ANALYZE")
+            elif connection.dialect.name != "sqlite":
+                connection.exec_driver_sql("ANALYZE TABLE session_metadata, session_messages, usage_stats")
+    finally:
+        engine.dispose()
+    open_main = next(n for n in range(sessions_count) if n % 3 and n % 2)
+    return {"session_id": ids[open_main], "key": f"key-{open_main}", "user_id": f"user-{open_main % 10}"}
+
+
+# -- reading plans --------------------------------------------------------------
+
+
+def full_scans(target: str, statements: list[Statement], *, ordered_walk: bool = False) -> list[str]:
+    """What in these statements' plans reads a whole table (or, unless ``ordered_walk``, a whole index)."""
+    backend = to_url(target).get_backend_name()
+    if backend == "sqlite":
+        return _sqlite_full_scans(target, statements, ordered_walk)
+    engine = create_storage_engine(to_url(target))
+    try:
+        with engine.connect() as connection:
+            if backend == "postgresql":
+                connection.exec_driver_sql("SET enable_seqscan = off")
+                return [
+                    problem
+                    for statement, parameters in statements
+                    for problem in _postgres_problems(
+                        connection.exec_driver_sql(f"EXPLAIN (FORMAT JSON) {statement}", parameters).scalar(),
+                        ordered_walk,
+                    )
+                ]
+            found = []
+            for statement, parameters in statements:
+                for row in connection.exec_driver_sql(f"EXPLAIN {statement}", parameters).mappings():
+                    if row["type"] == "ALL" or (row["type"] == "index" and not ordered_walk):
+                        found.append(f"{row['table']}: access type {row['type']} ({statement.split()[0]})")
+            return found
+    finally:
+        engine.dispose()
+
+
+def _sqlite_full_scans(target: str, statements: list[Statement], ordered_walk: bool) -> list[str]:
+    found = []
+    with sqlite3.connect(to_url(target).database) as raw:
+        for statement, parameters in statements:
+            for *_ids, detail in raw.execute(f"EXPLAIN QUERY PLAN {statement}", parameters):
+                if detail.startswith("SCAN ") and "CONSTANT ROW" not in detail:
+                    if "USING INDEX" not in detail and "USING COVERING INDEX" not in detail:
+                        found.append(detail)
+                if ordered_walk and "TEMP B-TREE FOR ORDER BY" in detail:
+                    found.append(f"{detail} (sorts instead of walking an index in order)")
+    return found
+
+
+def _postgres_problems(plan: Any, ordered_walk: bool) -> Iterator[str]:
+    nodes = [(json.loads(plan) if isinstance(plan, str) else plan)[0]["Plan"]]
+    while nodes:
+        node = nodes.pop()
+        nodes.extend(node.get("Plans", ()))
+        kind, table = node["Node Type"], node.get("Relation Name")
+        if kind == "Seq Scan":
+            yield f"Seq Scan on {table}"
+        elif kind in ("Index Scan", "Index Only Scan") and "Index Cond" not in node and not ordered_walk:
+            yield f"{kind} of all of {node['Index Name']} on {table}"
+
+
+# -- the hot queries ------------------------------------------------------------
+
+Call = Callable[[SessionManager, dict[str, Any]], object]
+
+HOT_QUERIES: dict[str, tuple[Call, bool]] = {
+    # name: (public call, whether an ordered index walk is the intended plan)
+    "find_open_by_key": (lambda m, d: m.resolve_session(Channel.MAIN, d["key"], user_id=d["user_id"]), False),
+    "exists + title + insert (save_message)": (lambda m, d: m.save_message(d["session_id"], "user", "hi"), False),
+    "exists + insert (record_usage)": (lambda m, d: m.record_usage(d["session_id"], UsageRecord(), 1), False),
+    "get by id": (lambda m, d: m.get_session(d["session_id"]), False),
+    "touch": (lambda m, d: m.touch_session(d["session_id"]), False),
+    "messages by session, ordered by id": (lambda m, d: m.get_messages(d["session_id"]), True),
+    "a page of messages": (lambda m, d: m.get_messages(d["session_id"], limit=3, before_id=10**9), True),
+    "usage by session": (lambda m, d: m.session_usage(d["session_id"]), False),
+    "overview with since": (lambda m, d: m.cost_overview(since=T0 + timedelta(days=DAYS - 10)), False),
+    "list_sessions order": (lambda m, d: m.list_sessions(20), True),
+}
+
+
+@pytest.fixture
+def populated(db_target: str) -> tuple[str, dict[str, Any]]:
+    return db_target, populate(db_target)
+
+
+def statements_of(target: str, call: Call, data: dict[str, Any]) -> list[Statement]:
+    with SessionManager(target) as manager:
+        with captured() as statements:
+            call(manager, data)
+    assert statements, "the call sent no statement to explain"
+    return statements
+
+
+@pytest.mark.parametrize("query", list(HOT_QUERIES))
+def test_hot_queries_use_an_index(db_target, query):
+    target = db_target
+    if query == "list_sessions order":
+        data = populate(target, LISTED_SESSIONS, messages_each=0)
+    else:
+        data = populate(target)
+    call, ordered_walk = HOT_QUERIES[query]
+    statements = statements_of(target, call, data)
+    assert full_scans(target, statements, ordered_walk=ordered_walk) == []
+
+
+@contextmanager
+def index_dropped(target: str, table: str, index: str, columns: str) -> Iterator[None]:
+    """Drop an index for the block, then put it back (server databases are reused between tests)."""
+    engine = create_storage_engine(to_url(target))
+    on = "" if engine.dialect.name != "mariadb" and engine.dialect.name != "mysql" else f" ON {table}"
+    try:
+        with engine.begin() as connection:
+            connection.execute(text(f"DROP INDEX {index}{on}"))
+        yield
+    finally:
+        with engine.begin() as connection:
+            connection.execute(text(f"CREATE INDEX {index} ON {table} ({columns})"))
+        engine.dispose()
+
+
+def test_a_dropped_index_is_detected(populated):
+    """Without ``idx_usage_stats_session`` the per-session usage query must be reported as a scan."""
+    target, data = populated
+    call, ordered_walk = HOT_QUERIES["usage by session"]
+    with index_dropped(target, "usage_stats", "idx_usage_stats_session", "session_id"):
+        statements = statements_of(target, call, data)
+        assert full_scans(target, statements, ordered_walk=ordered_walk) != []
+    assert full_scans(target, statements_of(target, call, data), ordered_walk=ordered_walk) == []
