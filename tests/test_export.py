@@ -186,7 +186,8 @@ def test_a_failing_on_close_does_not_undo_the_close(make_manager, caplog):
     assert "webhook down" in caplog.text and session_id in caplog.text
 
 
-def test_on_close_is_called_once_when_many_threads_resolve_the_stale_session(make_manager, backend):
+@pytest.mark.parametrize("call", ["open_session", "resolve_session"])
+def test_on_close_is_called_once_when_many_threads_resolve_the_stale_session(make_manager, backend, call):
     calls = []
     lock = threading.Lock()
 
@@ -202,7 +203,7 @@ def test_on_close_is_called_once_when_many_threads_resolve_the_stale_session(mak
 
     def resolve():
         barrier.wait()
-        results.append(manager.open_session(Channel.TELEGRAM, "k"))
+        results.append(getattr(manager, call)(Channel.TELEGRAM, "k"))
 
     workers = [threading.Thread(target=resolve) for _ in range(threads)]
     for worker in workers:
@@ -210,8 +211,10 @@ def test_on_close_is_called_once_when_many_threads_resolve_the_stale_session(mak
     for worker in workers:
         worker.join()
     assert calls == [stale]
-    assert [r.closed_session_id for r in results].count(stale) == 1
-    assert len({r.session_id for r in results}) == 1
+    assert len(results) == threads
+    assert [getattr(r, "closed_session_id", None) for r in results].count(stale) == 1
+    if call == "open_session":
+        assert len({r.session_id for r in results}) == 1
 
 
 def test_on_close_must_be_callable(tmp_path):
