@@ -35,7 +35,7 @@ def add_sessions_commands(subparsers: argparse._SubParsersAction) -> None:
     state.add_argument("--open", dest="is_closed", action="store_false", default=None, help="only open sessions")
     state.add_argument("--closed", dest="is_closed", action="store_true", help="only closed sessions")
     listing.add_argument("--unread", action="store_true", help="only sessions marked unread")
-    listing.set_defaults(run=_run_list)
+    listing.set_defaults(run=_run_list, is_closed=None)  # neither --open nor --closed: both
 
     show = commands.add_parser("show", help="a session's metadata, usage and transcript")
     add_common_options(show)
