@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import os
 import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, PoolProxiedConnection, create_engine, event
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import DBAPIError
 
@@ -19,6 +21,8 @@ __all__ = [
     "READ_ONLY",
     "SQLITE_SYNCHRONOUS_MODES",
     "MYSQL_MAX_ALLOWED_PACKET",
+    "DriverTransaction",
+    "sqlite_driver_transaction",
 ]
 
 #: Execution option marking a transaction that only reads (SQLite then takes no write lock).
@@ -97,11 +101,62 @@ def _sqlite_engine(url: URL, synchronous: str, engine_options: dict[str, Any]) -
     @event.listens_for(engine, "begin")
     def begin_transaction(connection: Any) -> None:
         read_only = connection.get_execution_options().get(READ_ONLY, False)
-        statement = "BEGIN" if read_only else "BEGIN IMMEDIATE"
         # On the driver's connection: a Core execution would cost more than the BEGIN itself.
-        try:
-            connection.connection.dbapi_connection.execute(statement)
-        except sqlite3.Error as error:
-            raise DBAPIError.instance(statement, (), error, sqlite3.Error, dialect=connection.dialect) from error
+        _sqlite_execute(connection.connection.dbapi_connection, _sqlite_begin(read_only), connection.dialect)
 
     return engine
+
+
+def _sqlite_begin(read_only: bool) -> str:
+    return "BEGIN" if read_only else "BEGIN IMMEDIATE"
+
+
+def _sqlite_execute(driver_connection: Any, statement: str, dialect: Any) -> None:
+    """Run a statement on a ``sqlite3`` connection, its errors wrapped as SQLAlchemy wraps them."""
+    try:
+        driver_connection.execute(statement)
+    except sqlite3.Error as error:
+        raise DBAPIError.instance(statement, (), error, sqlite3.Error, dialect=dialect) from error
+
+
+class DriverTransaction:
+    """A SQLite transaction on a pooled driver connection, with no SQLAlchemy ``Connection`` around it.
+
+    It offers what prepared statements (``repositories._prepared``) use of a
+    ``Connection``: ``dialect``, ``connection`` (the pooled connection), ``dispatch``
+    (the engine's listeners) and ``invalidate``. Work that runs only prepared
+    statements skips the ``Connection`` bookkeeping, which costs more than a
+    SQLite primary-key lookup.
+    """
+
+    __slots__ = ("dialect", "connection", "dispatch")
+
+    def __init__(self, engine: Engine, pooled: PoolProxiedConnection) -> None:
+        self.dialect = engine.dialect
+        self.connection = pooled
+        self.dispatch = engine.dispatch
+
+    def invalidate(self, error: BaseException | None = None) -> None:
+        self.connection.invalidate(error)
+
+
+@contextmanager
+def sqlite_driver_transaction(engine: Engine, *, read_only: bool) -> Iterator[DriverTransaction]:
+    """A transaction begun as the engine's own (``BEGIN`` / ``BEGIN IMMEDIATE``), committed if the block succeeds."""
+    try:
+        pooled = engine.raw_connection()
+    except sqlite3.Error as error:
+        raise DBAPIError.instance(None, None, error, sqlite3.Error, dialect=engine.dialect) from error
+    driver_connection = pooled.dbapi_connection
+    try:
+        _sqlite_execute(driver_connection, _sqlite_begin(read_only), engine.dialect)
+        yield DriverTransaction(engine, pooled)
+        _sqlite_execute(driver_connection, "COMMIT", engine.dialect)
+    finally:
+        try:
+            if driver_connection.in_transaction:
+                driver_connection.rollback()
+        except sqlite3.Error:
+            pooled.invalidate()
+        finally:
+            pooled.close()

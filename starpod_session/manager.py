@@ -18,7 +18,13 @@ from ._clock import utc_now
 from .channels import Channel, ChannelRegistry, ChannelResolver, check_gap_minutes
 from .config import AgentConfig, load_config
 from .decisions import Continue, New, OpenedSession, SessionDecision
-from .engine import MYSQL_MAX_ALLOWED_PACKET, READ_ONLY, create_storage_engine, to_url
+from .engine import (
+    MYSQL_MAX_ALLOWED_PACKET,
+    READ_ONLY,
+    create_storage_engine,
+    sqlite_driver_transaction,
+    to_url,
+)
 from .errors import ExportError, InvalidInput, SessionNotFound, StarpodSessionError, StorageBusy, StorageError
 from .records import CostOverview, SessionMessage, SessionMeta, UsageRecord, UsageSummary
 from .repositories import CompactionRepository, MessageRepository, SessionRepository, UsageRepository
@@ -119,6 +125,7 @@ class SessionManager:
         # Core connections: an ORM Session would add its own bookkeeping to every call.
         self._writes = self._engine.execution_options(**write_options)
         self._reads = self._engine.execution_options(**read_options)
+        self._sqlite = self._url.get_backend_name() == "sqlite"
 
     # -- lifecycle -------------------------------------------------------
 
@@ -167,7 +174,7 @@ class SessionManager:
             open_id, closed_id = _close_if_stale(SessionRepository(s), name, key, user_id, is_stale)
             return New(closed_session_id=closed_id) if open_id is None else Continue(open_id)
 
-        decision = self._write(work)
+        decision = self._write_prepared(work)
         if isinstance(decision, New):
             self._report_auto_close(decision.closed_session_id)
         return decision
@@ -277,7 +284,7 @@ class SessionManager:
     def get_session(self, session_id: str) -> SessionMeta | None:
         """The session's metadata, or ``None`` if there is no such session."""
         session_id = check_session_id(session_id)
-        return self._read(lambda s: SessionRepository(s).get(session_id))
+        return self._read_prepared(lambda s: SessionRepository(s).get(session_id))
 
     def session_ids_starting_with(self, prefix: str, limit: int = 2) -> list[str]:
         """Up to ``limit`` ids of sessions whose id begins with ``prefix``, in id order.
@@ -312,7 +319,7 @@ class SessionManager:
             is_closed=None if is_closed is None else check_flag("is_closed", is_closed),
             is_read=None if is_read is None else check_flag("is_read", is_read),
         )
-        return self._read(lambda s: SessionRepository(s).list_recent(limit, filters))
+        return self._read_prepared(lambda s: SessionRepository(s).list_recent(limit, filters))
 
     # -- messages --------------------------------------------------------
 
@@ -336,7 +343,7 @@ class SessionManager:
                 sessions.set_title_if_null(session_id, title)
             return MessageRepository(s).append(session_id, role, content, utc_now())
 
-        return self._write(work)
+        return self._write_prepared(work)
 
     def get_messages(
         self, session_id: str, limit: int | None = None, before_id: int | None = None
@@ -353,7 +360,7 @@ class SessionManager:
             limit = check_limit("limit", limit)
         if before_id is not None:
             before_id = check_count("before_id", before_id)
-        return self._read(lambda s: MessageRepository(s).list_for_session(session_id, limit, before_id))
+        return self._read_prepared(lambda s: MessageRepository(s).list_for_session(session_id, limit, before_id))
 
     def export_transcript(self, session_id: str) -> Path:
         """Write the closed session's Markdown transcript to ``sessions_dir``; returns its path.
@@ -395,7 +402,7 @@ class SessionManager:
             _require_session(SessionRepository(s), session_id)
             UsageRepository(s).append(session_id, turn, usage_record, utc_now())
 
-        self._write(work)
+        self._write_prepared(work)
 
     def session_usage(self, session_id: str) -> UsageSummary:
         """Totals over the session's usage rows (zeros for none or an unknown id)."""
@@ -479,13 +486,33 @@ class SessionManager:
             if not change(SessionRepository(s)):
                 raise SessionNotFound(session_id)
 
-        self._write(work)
+        self._write_prepared(work)
 
     def _write(self, work: Work[T]) -> T:
         return self._transaction(self._writes, work)
 
     def _read(self, work: Work[T]) -> T:
         return self._transaction(self._reads, work)
+
+    def _write_prepared(self, work: Work[T]) -> T:
+        """:meth:`_write` for work that runs only prepared statements (``repositories._prepared``)."""
+        return self._prepared(work, read_only=False)
+
+    def _read_prepared(self, work: Work[T]) -> T:
+        """:meth:`_read` for work that runs only prepared statements (``repositories._prepared``)."""
+        return self._prepared(work, read_only=True)
+
+    def _prepared(self, work: Work[T], *, read_only: bool) -> T:
+        if not self._sqlite:
+            return self._transaction(self._reads if read_only else self._writes, work)
+
+        # SQLite: straight on a pooled driver connection (``engine.DriverTransaction``);
+        # a SQLAlchemy Connection would cost more than the statements themselves.
+        def attempt() -> T:
+            with sqlite_driver_transaction(self._engine, read_only=read_only) as transaction:
+                return work(transaction)  # type: ignore[arg-type]  # it does what prepared statements need
+
+        return self._guard(attempt)
 
     def _transaction(self, engine: Engine, work: Work[T]) -> T:
         def attempt() -> T:
