@@ -307,22 +307,11 @@ class PostgresFloor(Floor):
         self.reader = psycopg.connect(dbname=url.database, **_server_kwargs(url))
         self.reader.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
 
-    @staticmethod
-    @contextmanager
-    def _transaction(conn: Any) -> Iterator[Any]:
-        with conn.cursor() as cur:
-            try:
-                yield cur
-            except BaseException:
-                conn.rollback()
-                raise
-            conn.commit()
-
     def write(self) -> Any:
-        return self._transaction(self.writer)
+        return _server_transaction(self.writer)
 
     def read(self) -> Any:
-        return self._transaction(self.reader)
+        return _server_transaction(self.reader)
 
     def sql(self, statement: str) -> str:
         return statement.replace("?", "%s")
@@ -364,14 +353,9 @@ class MariaFloor(Floor):
         with self.reader.cursor() as cur:
             cur.execute("SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ")
 
-    _transaction = PostgresFloor._transaction
+    write = PostgresFloor.write
+    read = PostgresFloor.read
     sql = PostgresFloor.sql
-
-    def write(self) -> Any:
-        return self._transaction(self.writer)
-
-    def read(self) -> Any:
-        return self._transaction(self.reader)
 
     def stamp(self, moment: datetime) -> datetime:
         return moment.astimezone(UTC).replace(tzinfo=None)
@@ -386,6 +370,17 @@ class MariaFloor(Floor):
     def close(self) -> None:
         self.writer.close()
         self.reader.close()
+
+
+@contextmanager
+def _server_transaction(conn: Any) -> Iterator[Any]:
+    with conn.cursor() as cur:
+        try:
+            yield cur
+        except BaseException:
+            conn.rollback()
+            raise
+        conn.commit()
 
 
 def _server_kwargs(url: URL) -> dict[str, Any]:
@@ -439,7 +434,9 @@ def _backend_of(url: URL) -> str:
 
 
 def _create_server_database(base: URL, name: str) -> None:
-    admin = create_engine(base, isolation_level="AUTOCOMMIT")
+    # Connect to the server's own database: the one in the URL need not exist.
+    admin_url = base.set(database="postgres" if _backend_of(base) == "postgresql" else "mysql")
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
     try:
         with admin.connect() as conn:
             if _backend_of(base) == "postgresql":
