@@ -17,8 +17,24 @@ _MARIADB_TRANSIENT = frozenset({1205, 1213})
 
 
 def is_transient(error: DBAPIError) -> bool:
-    """True for lock contention and serialisation failures that succeed when retried."""
-    original = error.orig
+    """True for lock contention and serialisation failures that succeed when retried.
+
+    Also true for an error raised while cleaning up after one: MariaDB rolls the
+    whole transaction back when it picks it as a deadlock victim, so undoing a
+    savepoint afterwards fails with "SAVEPOINT ... does not exist", and that is
+    the error that surfaces, with the deadlock as its context.
+    """
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if _is_transient_driver_error(current.orig if isinstance(current, DBAPIError) else current):
+            return True
+        current = current.__context__
+    return False
+
+
+def _is_transient_driver_error(original: BaseException) -> bool:
     sqlstate = getattr(original, "sqlstate", None) or getattr(original, "pgcode", None)
     if sqlstate in _POSTGRES_TRANSIENT:
         return True
