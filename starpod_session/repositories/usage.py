@@ -140,6 +140,10 @@ class UsageRepository:
             .where(*where)
             .group_by(_t.c.user_id)
             .order_by(_cost.desc(), self._binary(_t.c.user_id))
+            # MariaDB would walk (user_id, timestamp) for the grouping and fetch every
+            # row through it: 8.6 s for 1,000,000 rows against 0.7 s by table scan.
+            .with_hint(_t, "IGNORE INDEX (idx_usage_stats_user)", "mysql")
+            .with_hint(_t, "IGNORE INDEX (idx_usage_stats_user)", "mariadb")
         )
         by_model = self._s.execute(
             select(_model_name, *_BREAKDOWN)
