@@ -63,11 +63,10 @@ class _Compiled:
         )
 
     def parameters(self, values: dict[str, Any]) -> Sequence[Any] | dict[str, Any]:
-        processed = [
-            (values[key] if key is not None else literal) if process is None
-            else process(values[key] if key is not None else literal)
-            for key, literal, process in self.binds
-        ]  # fmt: skip
+        processed = []
+        for key, literal, process in self.binds:
+            value = literal if key is None else values[key]
+            processed.append(value if process is None else process(value))
         return processed if self.positional else dict(zip(self.names, processed))
 
 
