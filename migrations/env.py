@@ -12,20 +12,9 @@ from alembic import context
 
 from starpod_session.engine import create_storage_engine, to_url
 from starpod_session.models import Base
+from starpod_session.schema_comparison import expression_index_warnings_silenced, include_in_comparison
 
 config = context.config
-
-
-def include_object(obj, name, type_, reflected, compare_to):  # noqa: ANN001, ANN201
-    """Compare only what this library owns.
-
-    Databases adopted from the Rust crate also hold ``_sqlx_migrations``, tables of
-    other Starpod crates and extra columns such as ``is_archived``: they are left
-    untouched, so migrations and ``alembic check`` ignore them.
-    """
-    if reflected and compare_to is None and type_ in ("table", "column"):
-        return False
-    return True
 
 
 def run_with(connection) -> None:  # noqa: ANN001
@@ -33,10 +22,10 @@ def run_with(connection) -> None:  # noqa: ANN001
         connection=connection,
         target_metadata=Base.metadata,
         render_as_batch=connection.dialect.name == "sqlite",
-        include_object=include_object,
+        include_object=include_in_comparison,
         compare_type=True,
     )
-    with context.begin_transaction():
+    with context.begin_transaction(), expression_index_warnings_silenced():
         context.run_migrations()
 
 

@@ -19,6 +19,11 @@ from sqlalchemy import inspect
 from starpod_session import SessionManager, UsageRecord
 from starpod_session.engine import create_storage_engine, to_url
 from starpod_session.models import Base
+from starpod_session.schema_comparison import (
+    EXPRESSION_INDEXES,
+    expression_index_warnings_silenced,
+    include_in_comparison,
+)
 from starpod_session.schema import (
     BASELINE_REVISION,
     alembic_config,
@@ -36,8 +41,11 @@ def schema_differences(target: str) -> list:
     engine = create_storage_engine(to_url(target))
     try:
         with engine.connect() as connection:
-            context = MigrationContext.configure(connection, opts={"compare_type": True})
-            return compare_metadata(context, Base.metadata)
+            context = MigrationContext.configure(
+                connection, opts={"compare_type": True, "include_object": include_in_comparison}
+            )
+            with expression_index_warnings_silenced():
+                return compare_metadata(context, Base.metadata)
     finally:
         engine.dispose()
 
@@ -52,6 +60,22 @@ def test_upgrade_of_an_empty_database_matches_the_models(empty_db_target):
     finally:
         engine.dispose()
     assert schema_differences(empty_db_target) == []
+
+
+def test_sqlite_has_the_expression_indexes_the_comparison_cannot_see(tmp_path):
+    path = tmp_path / "sessions.db"
+    SessionManager(path).close()
+    engine = sa.create_engine(f"sqlite:///{path}")
+    with engine.connect() as connection:
+        created = dict(
+            connection.execute(sa.text("SELECT name, sql FROM sqlite_master WHERE type = 'index'")).all()
+        )
+    engine.dispose()
+    assert set(EXPRESSION_INDEXES) <= set(created)
+    assert created["idx_usage_stats_day_model_user"] == (
+        "CREATE INDEX idx_usage_stats_day_model_user ON usage_stats (substr(timestamp, 1, 10), model, "
+        "user_id, cost_usd, input_tokens, output_tokens, cache_read, cache_write, timestamp)"
+    )
 
 
 def test_opening_a_new_database_brings_it_to_head(empty_db_target, tmp_path):
