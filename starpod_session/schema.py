@@ -108,6 +108,10 @@ def upgrade_schema(engine: Engine, revision: str = "head") -> None:
             if current_revision(connection) is None and _is_rust_era(connection):
                 command.stamp(alembic_config(connection), BASELINE_REVISION)
             command.upgrade(alembic_config(connection), revision)
+            if connection.dialect.name in ("mysql", "mariadb"):
+                # The named lock outlives the transaction: commit the stamp before it goes,
+                # or the next process reads the last DDL's implicit commit and migrates again.
+                connection.exec_driver_sql("COMMIT")
         finally:
             _unlock(connection)
 

@@ -15,7 +15,8 @@ from sqlalchemy import event, inspect
 
 from starpod_session import Channel, SchemaOutdated, SchemaTooNew, SessionManager
 from starpod_session.engine import create_storage_engine, to_url
-from starpod_session.schema import BASELINE_REVISION, head_revision, upgrade_schema
+from starpod_session import schema
+from starpod_session.schema import BASELINE_REVISION, current_revision, head_revision, upgrade_schema
 
 from .conftest import FIXTURES
 
@@ -209,3 +210,26 @@ def test_reopening_an_up_to_date_database_keeps_its_rows(db_target):
         first.save_message(session_id, "user", "kept")
     with SessionManager(db_target, auto_upgrade=False) as second:
         assert [m.content for m in second.get_messages(session_id)] == ["kept"]
+
+
+def test_a_process_waiting_for_the_migration_lock_finds_the_finished_stamp(backend, empty_db_target, monkeypatch):
+    """MariaDB's named lock outlives transactions: it may only go once the migration is committed."""
+    if backend != "mariadb":
+        pytest.skip("elsewhere the migration lock is the transaction itself (SQLite's write lock, PostgreSQL's xact lock)")
+    engine = create_storage_engine(to_url(empty_db_target))
+    waiting = create_storage_engine(to_url(empty_db_target))
+    seen_at_release: list[str | None] = []
+    unlock = schema._unlock
+
+    def observed_unlock(connection: sa.Connection) -> None:
+        with waiting.connect() as other:  # what a process that gets the lock next would read
+            seen_at_release.append(current_revision(other))
+        unlock(connection)
+
+    monkeypatch.setattr(schema, "_unlock", observed_unlock)
+    try:
+        upgrade_schema(engine)
+    finally:
+        engine.dispose()
+        waiting.dispose()
+    assert seen_at_release == [head_revision()]
