@@ -20,6 +20,7 @@ from sqlalchemy import (
     union_all,
 )
 from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql import Subquery
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.functions import FunctionElement
 
@@ -145,9 +146,11 @@ class UsageRepository:
         """Totals, per user, per model and per (UTC day, model), over rows with
         ``since <= timestamp < until`` (either bound may be None).
 
-        One statement, one pass over the rows: they are grouped by (UTC day, model,
-        user) first, the order of SQLite's ``idx_usage_stats_day_model_user`` so no
-        sort is needed there, and every breakdown is summed from those few groups.
+        One statement. On SQLite and PostgreSQL it reads the rows once: they are
+        grouped by (UTC day, model, user) first, the order of SQLite's
+        ``idx_usage_stats_day_model_user`` so no sort is needed there, and every
+        breakdown is summed from those few groups. MariaDB computes a CTE again
+        for every reference, so there each breakdown groups the rows themselves.
         """
         day = utc_day(_t.c.timestamp)
         # Each day bound is implied by its timestamp bound; it is stated so that
@@ -157,12 +160,15 @@ class UsageRepository:
             where += [_t.c.timestamp >= since, day >= since.astimezone(timezone.utc).date()]
         if until is not None:
             where += [_t.c.timestamp < until, day <= until.astimezone(timezone.utc).date()]
-        groups = (
-            select(day.label("day"), _t.c.model, _t.c.user_id, *_BREAKDOWN)
-            .where(*where)
-            .group_by(day, _t.c.model, _t.c.user_id)
-            .cte("usage_groups")
-        )
+        if self._s.dialect.name in ("mysql", "mariadb"):
+            groups = self._rows_as_groups_of_one(day, where)
+        else:
+            groups = (
+                select(day.label("day"), _t.c.model, _t.c.user_id, *_BREAKDOWN)
+                .where(*where)
+                .group_by(day, _t.c.model, _t.c.user_id)
+                .cte("usage_groups")
+            )
         sums = tuple(
             func.coalesce(func.sum(groups.c[name]), 0).label(name)
             for name in ("cost", "input", "output", "turns", "cache_read", "cache_write")
@@ -196,6 +202,32 @@ class UsageRepository:
                 DailyModelCost(name, *_breakdown(row), day=_as_date(day_value))
                 for name, day_value, *row in parts[_BY_DAY]
             ),
+        )
+
+    @staticmethod
+    def _rows_as_groups_of_one(day: ColumnElement, where: list[ColumnElement]) -> Subquery:
+        """The usage rows under the column names of the overview's groups, one group each.
+
+        MariaDB merges this into each breakdown, which then groups the rows directly.
+        """
+        return (
+            select(
+                day.label("day"),
+                _t.c.model,
+                _t.c.user_id,
+                _t.c.cost_usd.label("cost"),
+                _t.c.input_tokens.label("input"),
+                _t.c.output_tokens.label("output"),
+                literal_column("1").label("turns"),
+                _t.c.cache_read,
+                _t.c.cache_write,
+            )
+            .where(*where)
+            # MariaDB would walk (user_id, timestamp) for the per-user grouping and fetch
+            # every row through it: 8.6 s for 1,000,000 rows against 0.7 s by table scan.
+            .with_hint(_t, "IGNORE INDEX (idx_usage_stats_user)", "mysql")
+            .with_hint(_t, "IGNORE INDEX (idx_usage_stats_user)", "mariadb")
+            .subquery("usage_groups")
         )
 
     def _binary(self, expression: ColumnElement) -> ColumnElement:
