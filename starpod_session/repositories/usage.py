@@ -123,23 +123,15 @@ class UsageRepository:
 
     def session_summary(self, session_id: str) -> UsageSummary:
         """Totals over the session's rows (zeros when it has none)."""
-        row = self._s.execute(
-            select(
-                _input,
-                _output,
-                _total(_t.c.cache_read),
-                _total(_t.c.cache_write),
-                _cost,
-                _turns,
-            ).where(_t.c.session_id == session_id)
-        ).one()
+        row = self._s.execute(select(*_BREAKDOWN).where(_t.c.session_id == session_id)).one()
+        cost, input_tokens, output_tokens, turns, cache_read, cache_write = _breakdown(row)
         return UsageSummary(
-            total_input_tokens=int(row[0]),
-            total_output_tokens=int(row[1]),
-            total_cache_read=int(row[2]),
-            total_cache_write=int(row[3]),
-            total_cost_usd=float(row[4]),
-            total_turns=int(row[5]),
+            total_input_tokens=input_tokens,
+            total_output_tokens=output_tokens,
+            total_cache_read=cache_read,
+            total_cache_write=cache_write,
+            total_cost_usd=cost,
+            total_turns=turns,
         )
 
     def overview(self, since: datetime | None, until: datetime | None = None) -> CostOverview:
@@ -169,10 +161,7 @@ class UsageRepository:
                 .group_by(day, _t.c.model, _t.c.user_id)
                 .cte("usage_groups")
             )
-        sums = tuple(
-            func.coalesce(func.sum(groups.c[name]), 0).label(name)
-            for name in ("cost", "input", "output", "turns", "cache_read", "cache_write")
-        )
+        sums = tuple(func.coalesce(func.sum(groups.c[part.name]), 0).label(part.name) for part in _BREAKDOWN)
         model = func.coalesce(groups.c.model, literal(UNKNOWN_MODEL))
         no_day = cast(null(), Date)  # typed, or PostgreSQL takes the NULLs for text
         report = union_all(
