@@ -3,7 +3,14 @@
 Start with :class:`SessionManager`.
 """
 
-from .channels import Channel, ChannelResolver, DailyResetResolver, ExplicitResolver, TimeGapResolver
+from .channels import (
+    Channel,
+    ChannelResolver,
+    DailyResetResolver,
+    ExplicitResolver,
+    TimeGapResolver,
+    slack_session_key,
+)
 from .config import AgentConfig, ChannelConfig
 from .decisions import Continue, New, OpenedSession, SessionDecision
 from .errors import (
@@ -62,4 +69,5 @@ __all__ = [
     "UsageRecord",
     "UsageSummary",
     "UserCostSummary",
+    "slack_session_key",
 ]

@@ -7,6 +7,7 @@ name in :class:`ChannelRegistry`.
 from __future__ import annotations
 
 import enum
+import re
 from collections.abc import Mapping
 from datetime import datetime, time, timedelta, timezone
 from typing import Protocol
@@ -23,7 +24,9 @@ __all__ = [
     "TimeGapResolver",
     "DailyResetResolver",
     "ChannelRegistry",
+    "DEFAULT_GAP_MINUTES",
     "TELEGRAM_GAP_MINUTES",
+    "slack_session_key",
 ]
 
 #: The Telegram inactivity threshold of the original crate: 6 hours.
@@ -35,11 +38,38 @@ class Channel(str, enum.Enum):
 
     #: Explicit sessions (web, REPL, CLI): continue for as long as they are open.
     MAIN = "main"
-    #: Time-gap sessions: a new one starts after a period of inactivity.
+    #: Time-gap sessions: a new one starts after a period of inactivity (6 hours).
     TELEGRAM = "telegram"
+    #: Time-gap sessions per sender address (24 hours).
+    EMAIL = "email"
+    #: Time-gap sessions per Slack thread (6 hours); key with :func:`slack_session_key`.
+    SLACK = "slack"
 
     def __str__(self) -> str:
         return self.value
+
+    @classmethod
+    def from_channel_str(cls, name: str) -> Channel:
+        """The channel named ``name``, as the crate maps it: an unknown name is :attr:`MAIN`.
+
+        Exact names only (``"Slack"`` is main too). Only the facade refuses
+        unknown names; this lenient mapping is for code ported from the crate.
+        """
+        if not isinstance(name, str):
+            raise InvalidInput("channel", f"expected a channel name as a str, got {type(name).__name__}")
+        try:
+            return cls(name)
+        except ValueError:
+            return cls.MAIN
+
+
+#: The gap of each built-in time-gap channel when ``agent.toml`` sets none (the crate's defaults).
+#: Any further time-gap channel defaults to :data:`TELEGRAM_GAP_MINUTES`.
+DEFAULT_GAP_MINUTES: Mapping[str, int] = {
+    Channel.TELEGRAM.value: TELEGRAM_GAP_MINUTES,
+    Channel.EMAIL.value: 24 * 60,
+    Channel.SLACK.value: TELEGRAM_GAP_MINUTES,
+}
 
 
 class ChannelResolver(Protocol):
@@ -64,7 +94,7 @@ class ExplicitResolver:
 
 @attrs.frozen
 class TimeGapResolver:
-    """Sessions that end after ``gap_minutes`` of inactivity (``telegram``).
+    """Sessions that end after ``gap_minutes`` of inactivity (``telegram``, ``email``, ``slack``).
 
     A session continues while ``now - last_message_at`` is strictly less than the
     gap; a ``last_message_at`` in the future always continues.
@@ -115,14 +145,35 @@ def check_gap_minutes(value: object, field: str = "gap_minutes") -> int:
     return value
 
 
+_SLACK_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+_SLACK_TS = re.compile(r"[0-9]{1,20}\.[0-9]{1,20}")
+
+
+def slack_session_key(team_id: str, channel_id: str, *, ts: str, thread_ts: str | None = None) -> str:
+    """The session key of a Slack message: ``{team_id}:{channel_id}:{thread_ts or ts}``.
+
+    As in the crate, every reply in a thread (``thread_ts`` set) keys the thread's
+    root, and a top-level message (no ``thread_ts``) starts a thread of its own,
+    so each thread is one session. ``ts`` and ``thread_ts`` are the strings Slack
+    sends (``"1700000000.000100"``): a float would lose digits and split a thread,
+    so it is refused. IDs are 1-64 letters, digits, ``_`` or ``-``; anything else
+    raises :class:`InvalidInput` naming the argument.
+    """
+    for field, value in (("team_id", team_id), ("channel_id", channel_id)):
+        if not isinstance(value, str) or not _SLACK_ID.fullmatch(value):
+            raise InvalidInput(field, f"expected a Slack ID of 1-64 letters, digits, '_' or '-', got {value!r}")
+    for field, value in (("ts", ts), ("thread_ts", thread_ts)):
+        if (value is not None or field == "ts") and not (isinstance(value, str) and _SLACK_TS.fullmatch(value)):
+            raise InvalidInput(field, f"expected a Slack timestamp string such as '1700000000.000100', got {value!r}")
+    return f"{team_id}:{channel_id}:{thread_ts or ts}"
+
+
 class ChannelRegistry:
     """The channels a manager knows, by name, each with its resolver."""
 
     def __init__(self, resolvers: Mapping[str, ChannelResolver] | None = None) -> None:
-        self._resolvers: dict[str, ChannelResolver] = {
-            Channel.MAIN.value: ExplicitResolver(),
-            Channel.TELEGRAM.value: TimeGapResolver(),
-        }
+        self._resolvers: dict[str, ChannelResolver] = {Channel.MAIN.value: ExplicitResolver()}
+        self._resolvers.update({name: TimeGapResolver(gap) for name, gap in DEFAULT_GAP_MINUTES.items()})
         self._resolvers.update(resolvers or {})
 
     @property

@@ -3,18 +3,24 @@
 ``agent.toml`` belongs to the whole agent; only its ``[channels]`` table is read
 here, and every other table is left to the rest of the agent. Inside it:
 
-- ``[channels.telegram] gap_minutes = N`` sets the Telegram inactivity gap;
+- ``gap_minutes = N`` in ``[channels.telegram]``, ``[channels.email]`` or
+  ``[channels.slack]`` sets that channel's inactivity gap (the crate's
+  ``SlackChannelConfig`` & co. spell it the same way);
 - any other ``[channels.NAME]`` section defines a further time-gap channel;
 - ``reset_at_hour = H`` (0-23) with an optional ``tz = "Area/City"`` (default UTC)
   also ends every session of the channel daily at that local hour;
 - ``[channels.main]`` may take the daily reset but no gap (main sessions last
   until closed).
 
-Anything else in a channel section is an error: a typo must not be ignored.
+The same sections hold keys of the rest of the agent (``enabled``,
+``stream_mode``, ...): those are ignored. A key that looks like a misspelling of
+ours (``gap_minute``, ``timezone``) is an error saying what it probably meant:
+a typo in a gap must not silently leave the default in force.
 """
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
 import sys
@@ -25,6 +31,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import attrs
 
 from .channels import (
+    DEFAULT_GAP_MINUTES,
     TELEGRAM_GAP_MINUTES,
     Channel,
     ChannelResolver,
@@ -74,8 +81,8 @@ def _zone(name: object) -> ZoneInfo:
 class ChannelConfig:
     """The settings of one channel; validated when constructed (``InvalidInput`` naming the key).
 
-    ``gap_minutes`` is the inactivity gap of a time-gap channel (``None``: 360
-    minutes); ``reset_at_hour`` and ``tz`` add a daily reset at that local hour.
+    ``gap_minutes`` is the inactivity gap of a time-gap channel (``None``: the
+    channel's default, 1440 minutes for ``email``, else 360); ``reset_at_hour`` and ``tz`` add a daily reset at that local hour.
     """
 
     gap_minutes: int | None = attrs.field(default=None, validator=_check_gap)
@@ -93,7 +100,8 @@ class ChannelConfig:
                 raise InvalidInput("gap_minutes", "main sessions last until closed; main takes no gap")
             resolver: ChannelResolver = ExplicitResolver()
         else:
-            resolver = TimeGapResolver(TELEGRAM_GAP_MINUTES if self.gap_minutes is None else self.gap_minutes)
+            default = DEFAULT_GAP_MINUTES.get(name, TELEGRAM_GAP_MINUTES)
+            resolver = TimeGapResolver(default if self.gap_minutes is None else self.gap_minutes)
         if self.reset_at_hour is None:
             return resolver
         return DailyResetResolver(resolver, self.reset_at_hour, _zone(self.tz or "UTC"))
@@ -152,15 +160,44 @@ class AgentConfig:
 
 _CHANNEL_KEYS = tuple(attribute.name for attribute in attrs.fields(ChannelConfig))
 
+#: Keys the crate reads (or once read) from its ``[channels.*]`` sections for the
+#: rest of the agent (crates/starpod-core/src/config.rs): never taken for a typo of ours.
+_AGENT_CHANNEL_KEYS = frozenset({"enabled", "stream_mode", "allowed_users", "bot_token"})
+
+#: Spellings too far from ours for difflib that people still write for them.
+_KEY_ALIASES = {
+    "timezone": "tz",
+    "time_zone": "tz",
+    "zone": "tz",
+    "reset_hour": "reset_at_hour",
+    "daily_reset_hour": "reset_at_hour",
+    "gap": "gap_minutes",
+    "gap_min": "gap_minutes",
+}
+
+
+def _meant_key(key: str) -> str | None:
+    """Our key that ``key`` probably misspells, or ``None`` when it is someone else's key."""
+    if not isinstance(key, str) or key in _AGENT_CHANNEL_KEYS:
+        return None
+    normal = key.lower().replace("-", "_")
+    if normal in _KEY_ALIASES:
+        return _KEY_ALIASES[normal]
+    matches = difflib.get_close_matches(normal, _CHANNEL_KEYS, n=1, cutoff=0.8)
+    return matches[0] if matches else None
+
 
 def _channel_config(source: str, section: str, values: object) -> ChannelConfig:
     if not isinstance(values, Mapping):
         raise ConfigError(source, section, None, "expected a table of settings")
-    for key in values:
-        if key not in _CHANNEL_KEYS:
-            raise ConfigError(source, section, key, f"unknown key; a channel takes {', '.join(_CHANNEL_KEYS)}")
+    ours = {}
+    for key, value in values.items():
+        if key in _CHANNEL_KEYS:
+            ours[key] = value
+        elif (meant := _meant_key(key)) is not None:
+            raise ConfigError(source, section, key, f"unknown key, did you mean {meant}?")
     try:
-        return ChannelConfig(**values)
+        return ChannelConfig(**ours)
     except InvalidInput as error:
         raise ConfigError(source, section, error.field, error.reason) from None
 

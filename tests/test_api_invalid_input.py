@@ -28,7 +28,7 @@ def usage(**fields):
 # inside the lambdas, so the large ones exist only while their case runs.
 INVALID = [
     # channels
-    ("channel-unknown", lambda m, sid: m.resolve_session("slack", "k"), "channel"),
+    ("channel-unknown", lambda m, sid: m.resolve_session("irc", "k"), "channel"),
     ("channel-none", lambda m, sid: m.resolve_session(None, "k"), "channel"),
     ("channel-int", lambda m, sid: m.create_session(1, "k"), "channel"),
     ("create-channel-unknown", lambda m, sid: m.create_session("Main", "k"), "channel"),
@@ -149,7 +149,7 @@ INVALID = [
     ("limit-none", lambda m, sid: m.list_sessions(None), "limit"),
     ("list-user-id-empty", lambda m, sid: m.list_sessions(10, user_id=""), "user_id"),
     ("list-user-id-surrogate", lambda m, sid: m.list_sessions(10, user_id="\ud800"), "user_id"),
-    ("list-channel-unknown", lambda m, sid: m.list_sessions(10, channel="slack"), "channel"),
+    ("list-channel-unknown", lambda m, sid: m.list_sessions(10, channel="irc"), "channel"),
     ("list-is-closed-int", lambda m, sid: m.list_sessions(10, is_closed=0), "is_closed"),
     ("messages-limit-negative", lambda m, sid: m.get_messages(sid, limit=-1), "limit"),
     ("messages-before-id-negative", lambda m, sid: m.get_messages(sid, before_id=-1), "before_id"),

@@ -20,12 +20,12 @@ def test_main_continues_an_open_session_however_old(manager):
     assert manager.get_session(session_id).is_closed is False
 
 
-@pytest.mark.parametrize("channel", [Channel.MAIN, Channel.TELEGRAM])
+@pytest.mark.parametrize("channel", list(Channel))
 def test_no_session_gives_new_without_closed_id(manager, channel):
     assert manager.resolve_session(channel, "nobody-yet") == New(closed_session_id=None)
 
 
-@pytest.mark.parametrize("channel", [Channel.MAIN, Channel.TELEGRAM])
+@pytest.mark.parametrize("channel", list(Channel))
 def test_a_session_closed_by_hand_gives_new_without_closed_id(manager, channel):
     session_id = manager.create_session(channel, "k")
     manager.close_session(session_id, "done")
@@ -122,6 +122,8 @@ def test_auto_closing_one_key_leaves_the_other_keys_open(manager):
         ("main", Channel.MAIN),
         (Channel.TELEGRAM, "telegram"),
         ("telegram", Channel.TELEGRAM),
+        (Channel.EMAIL, "email"),
+        ("slack", Channel.SLACK),
     ],
 )
 def test_channel_enum_and_plain_names_are_the_same_channel(manager, create_with, resolve_with):
@@ -130,7 +132,7 @@ def test_channel_enum_and_plain_names_are_the_same_channel(manager, create_with,
     assert manager.get_session(session_id).channel == str(resolve_with)
 
 
-@pytest.mark.parametrize("channel", ["slack", "MAIN", "Telegram", "", "main "])
+@pytest.mark.parametrize("channel", ["irc", "MAIN", "Telegram", "Slack", "", "main ", "email "])
 def test_an_unknown_channel_name_is_invalid_input(manager, channel):
     with pytest.raises(InvalidInput) as raised:
         manager.resolve_session(channel, "k")

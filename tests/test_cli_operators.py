@@ -145,11 +145,11 @@ def test_costs_prints_tables_and_a_per_day_bar_chart(backend, populated):
 def test_channels_from_agent_toml_need_config(backend, db_target, tmp_path):
     formatting_only(backend)
     config = tmp_path / "agent.toml"
-    config.write_text("[channels.slack]\ngap_minutes = 5\n")
+    config.write_text("[channels.discord]\ngap_minutes = 5\n")
     with SessionManager(db_target, config=config) as manager:
-        manager.create_session("slack", "C1")
-    assert_clean_failure(cli("sessions", "list", "--channel", "slack", db=db_target))
-    assert len(as_json(cli("sessions", "list", "--channel", "slack", "--config", config, "--json", db=db_target))) == 1
+        manager.create_session("discord", "C1")
+    assert_clean_failure(cli("sessions", "list", "--channel", "discord", db=db_target))
+    assert len(as_json(cli("sessions", "list", "--channel", "discord", "--config", config, "--json", db=db_target))) == 1
 
 
 def test_errors_are_one_line_without_a_traceback(backend, populated, tmp_path):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -58,21 +59,21 @@ def test_further_sections_define_time_gap_channels_usable_by_name(make_manager, 
         """
 [agent]               # the rest of agent.toml is not ours to judge
 name = "starpod"
-[channels.slack]
+[channels.discord]
 gap_minutes = 10
-[channels.email]      # no gap given: the Telegram default, 360 minutes
+[channels.whatsapp]   # no gap given: 360 minutes, as for Telegram
 """,
     )
     manager = make_manager(config=str(path))
-    slack_id, decision = decisions_after(manager, "slack", 10)
-    assert decision == New(closed_session_id=slack_id)
-    assert manager.get_session(slack_id).channel == "slack"
-    email_id, decision = decisions_after(manager, "email", 359)
-    assert decision == Continue(email_id)
-    assert [meta.id for meta in manager.list_sessions(10, channel="email")] == [email_id]
+    discord_id, decision = decisions_after(manager, "discord", 10)
+    assert decision == New(closed_session_id=discord_id)
+    assert manager.get_session(discord_id).channel == "discord"
+    whatsapp_id, decision = decisions_after(manager, "whatsapp", 359)
+    assert decision == Continue(whatsapp_id)
+    assert [meta.id for meta in manager.list_sessions(10, channel="whatsapp")] == [whatsapp_id]
     with pytest.raises(InvalidInput) as raised:
         manager.resolve_session("irc", "k")
-    assert raised.value.field == "channel" and "email" in str(raised.value) and "slack" in str(raised.value)
+    assert raised.value.field == "channel" and "discord" in str(raised.value) and "whatsapp" in str(raised.value)
 
 
 def test_a_config_object_works_like_the_file(make_manager):
@@ -91,17 +92,109 @@ def test_the_per_call_gap_and_explicit_resolvers_win_over_the_file(make_manager,
         assert manager.resolve_session("slack", "k", gap_minutes=1) == New(closed_session_id=session_id)
 
 
-def test_no_config_keeps_the_original_channels(manager):
+def test_no_config_keeps_the_built_in_channels(manager):
     session_id, decision = decisions_after(manager, Channel.TELEGRAM, 359)
     assert decision == Continue(session_id)
     with pytest.raises(InvalidInput):
-        manager.resolve_session("slack", "k")
+        manager.resolve_session("discord", "k")
 
 
 def test_a_config_of_the_wrong_type_is_invalid_input(tmp_path):
     with pytest.raises(InvalidInput) as raised:
         SessionManager(tmp_path / "s.db", config={"channels": {}})
     assert raised.value.field == "config"
+
+
+# -- a real agent.toml -------------------------------------------------------
+
+REAL_AGENT_TOML = Path(__file__).parent / "fixtures" / "agent.toml"
+
+#: Every key the crate has ever read from a [channels.*] section (crates/starpod-core/src/config.rs).
+UPSTREAM_CHANNEL_KEYS = {
+    "enabled": "true",
+    "gap_minutes": "30",
+    "stream_mode": '"all_messages"',
+    "allowed_users": "[123456789]",
+    "bot_token": '"123456:ABC"',
+}
+
+
+def test_a_real_agent_toml_loads_with_every_channels_gap():
+    config = AgentConfig.from_toml(REAL_AGENT_TOML)
+    assert config.resolvers() == {
+        "telegram": TimeGapResolver(240),
+        "slack": TimeGapResolver(90),
+        "email": TimeGapResolver(1440),
+    }
+
+
+def test_a_manager_runs_on_a_real_agent_toml(make_manager):
+    manager = make_manager(config=REAL_AGENT_TOML)
+    for channel, gap in ((Channel.TELEGRAM, 240), (Channel.SLACK, 90), (Channel.EMAIL, 1440)):
+        with freeze_time(T0) as clock:
+            session_id = manager.create_session(channel, "k")
+            clock.tick(timedelta(minutes=gap - 1))
+            assert manager.resolve_session(channel, "k") == Continue(session_id)
+            clock.tick(timedelta(minutes=1))
+            assert manager.resolve_session(channel, "k") == New(closed_session_id=session_id)
+
+
+@pytest.mark.parametrize(
+    ("section", "key"),
+    [
+        (section, key)
+        for section in ("telegram", "slack", "email", "main", "discord")
+        for key in sorted(UPSTREAM_CHANNEL_KEYS)
+        if (section, key) != ("main", "gap_minutes")  # main takes no gap: a bad configuration
+    ],
+)
+def test_the_crates_channel_keys_are_never_refused(tmp_path, section, key):
+    path = write_config(tmp_path, f"[channels.{section}]\n{key} = {UPSTREAM_CHANNEL_KEYS[key]}\n")
+    assert section in AgentConfig.from_toml(path).resolvers()
+
+
+@pytest.mark.parametrize("key", ["webhook_url", "parse_mode", "signing_secret", "imap_host", "polling", "reset"])
+def test_keys_of_other_parts_of_the_agent_are_ignored(tmp_path, key):
+    path = write_config(tmp_path, f'[channels.telegram]\ngap_minutes = 30\n{key} = "x"\n[channels.telegram.extra]\nany = 1\n')
+    assert AgentConfig.from_toml(path).resolvers() == {"telegram": TimeGapResolver(30)}
+
+
+@pytest.mark.parametrize(
+    ("key", "meant"),
+    [
+        ("gap_minute", "gap_minutes"),
+        ("gapminutes", "gap_minutes"),
+        ("gap-minutes", "gap_minutes"),
+        ("Gap_Minutes", "gap_minutes"),
+        ("gap_mins", "gap_minutes"),
+        ("gap", "gap_minutes"),
+        ("reset_hour", "reset_at_hour"),
+        ("reset_at_hours", "reset_at_hour"),
+        ("resetathour", "reset_at_hour"),
+        ("timezone", "tz"),
+        ("time_zone", "tz"),
+        ("TZ", "tz"),
+    ],
+)
+@pytest.mark.parametrize("section", ["telegram", "slack", "email"])
+def test_a_near_miss_of_our_keys_is_a_config_error_saying_what_was_meant(tmp_path, section, key, meant):
+    path = write_config(tmp_path, f'[channels.{section}]\nenabled = true\nbot_token = "123456:SECRET"\n"{key}" = 30\n')
+    with pytest.raises(ConfigError) as raised:
+        SessionManager(tmp_path / "sessions.db", config=path)
+    error = raised.value
+    assert (error.path, error.section, error.key) == (str(path), f"channels.{section}", key)
+    assert f"did you mean {meant}?" in error.reason
+    assert f"[channels.{section}] {key}" in str(error)
+    assert "SECRET" not in str(error)
+    assert not (tmp_path / "sessions.db").exists()
+
+
+def test_a_near_miss_in_the_real_file_is_caught(tmp_path):
+    text = REAL_AGENT_TOML.read_text(encoding="utf-8").replace("gap_minutes = 90", "gap_minute = 90")
+    path = write_config(tmp_path, text)
+    with pytest.raises(ConfigError) as raised:
+        AgentConfig.from_toml(path)
+    assert (raised.value.section, raised.value.key) == ("channels.slack", "gap_minute")
 
 
 # -- bad configurations -----------------------------------------------------
@@ -111,7 +204,7 @@ BAD = [
     ("not-toml", "[channels.telegram\n", None, None, "not valid TOML"),
     ("channels-not-a-table", "channels = 3\n", "channels", None, "table"),
     ("section-not-a-table", "[channels]\ntelegram = 30\n", "channels.telegram", None, "table"),
-    ("unknown-key", "[channels.telegram]\ngap_minute = 30\n", "channels.telegram", "gap_minute", "unknown key"),
+    ("near-miss-key", "[channels.telegram]\ngap_minute = 30\n", "channels.telegram", "gap_minute", "did you mean"),
     ("gap-negative", "[channels.telegram]\ngap_minutes = -1\n", "channels.telegram", "gap_minutes", "non-negative"),
     ("gap-float", "[channels.slack]\ngap_minutes = 30.0\n", "channels.slack", "gap_minutes", "int"),
     ("gap-string", '[channels.slack]\ngap_minutes = "30"\n', "channels.slack", "gap_minutes", "int"),
