@@ -7,7 +7,7 @@ ported one for one.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 
 import pytest
 from freezegun import freeze_time
@@ -23,7 +23,7 @@ from starpod_session import (
     slack_session_key,
 )
 
-T0 = datetime(2026, 3, 20, 12, 0, 0, tzinfo=timezone.utc)
+from .gaps import T0, assert_gap_is
 
 
 # -- names ------------------------------------------------------------------
@@ -92,13 +92,8 @@ def test_the_facade_still_refuses_names_no_configuration_defines(manager):
     [(Channel.EMAIL, 1440), ("email", 1440), (Channel.SLACK, 360), ("slack", 360)],
 )
 def test_email_and_slack_are_time_gap_channels_with_the_crates_default_gaps(manager, channel, gap):
-    with freeze_time(T0) as clock:
-        session_id = manager.create_session(channel, "k")
-        clock.tick(timedelta(minutes=gap) - timedelta(seconds=1))
-        assert manager.resolve_session(channel, "k") == Continue(session_id)
-        clock.tick(timedelta(seconds=1))
-        assert manager.resolve_session(channel, "k") == New(closed_session_id=session_id)
-    assert manager.get_session(session_id).channel == str(channel)
+    assert_gap_is(manager, channel, gap)
+    assert [meta.channel for meta in manager.list_sessions(10)] == [str(channel)]
 
 
 @pytest.mark.parametrize("channel", [Channel.EMAIL, Channel.SLACK])
@@ -116,13 +111,7 @@ def test_the_per_call_gap_overrides_the_default(manager, channel):
 def test_agent_toml_sets_the_email_and_slack_gaps(make_manager, tmp_path, section, channel, gap):
     path = tmp_path / "agent.toml"
     path.write_text(f"[channels.{section}]\nenabled = true\ngap_minutes = {gap}\n", encoding="utf-8")
-    manager = make_manager(config=path)
-    with freeze_time(T0) as clock:
-        session_id = manager.create_session(channel, "k")
-        clock.tick(timedelta(minutes=gap - 1))
-        assert manager.resolve_session(channel, "k") == Continue(session_id)
-        clock.tick(timedelta(minutes=1))
-        assert manager.resolve_session(channel, "k") == New(closed_session_id=session_id)
+    assert_gap_is(make_manager(config=path), channel, gap)
 
 
 def test_crate_email_channel_enabled_and_gap_defaults():

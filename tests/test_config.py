@@ -23,6 +23,8 @@ from starpod_session import (
     TimeGapResolver,
 )
 
+from .gaps import assert_gap_is
+
 UTC = timezone.utc
 ROME = ZoneInfo("Europe/Rome")
 T0 = datetime(2026, 3, 20, 12, 0, 0, tzinfo=UTC)
@@ -131,12 +133,7 @@ def test_a_real_agent_toml_loads_with_every_channels_gap():
 def test_a_manager_runs_on_a_real_agent_toml(make_manager):
     manager = make_manager(config=REAL_AGENT_TOML)
     for channel, gap in ((Channel.TELEGRAM, 240), (Channel.SLACK, 90), (Channel.EMAIL, 1440)):
-        with freeze_time(T0) as clock:
-            session_id = manager.create_session(channel, "k")
-            clock.tick(timedelta(minutes=gap - 1))
-            assert manager.resolve_session(channel, "k") == Continue(session_id)
-            clock.tick(timedelta(minutes=1))
-            assert manager.resolve_session(channel, "k") == New(closed_session_id=session_id)
+        assert_gap_is(manager, channel, gap)
 
 
 @pytest.mark.parametrize(
