@@ -150,6 +150,8 @@ def manager(make_manager: Callable[..., SessionManager]) -> SessionManager:
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:  # noqa: ANN001
     """Print passed/failed/skipped counts per backend, so CI shows each one ran, and why any did not."""
+    if config.option.collectonly:
+        return
     counts: dict[str, Counter[str]] = {name: Counter() for name in ALL_BACKENDS}
     for outcome in ("passed", "failed", "skipped", "error"):
         for report in terminalreporter.stats.get(outcome, []):
