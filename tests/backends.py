@@ -44,10 +44,12 @@ def configured_server_urls() -> dict[str, URL]:
     return urls
 
 
-def skip_reason(backend: str) -> str:
+def not_configured_hint(backends: list[str]) -> str:
+    """Why these server backends did not run, and the variable that makes them run."""
+    examples = ",".join(EXAMPLE_URLS[name] for name in backends)
     return (
-        f"{backend} not configured: set {URLS_VARIABLE}={EXAMPLE_URLS[backend]} "
-        "(comma-separate several) to run the suite against it"
+        f"no server named in {URLS_VARIABLE}; to run the tests on them too, set "
+        f"{URLS_VARIABLE}={examples} (comma-separated URLs; each server must be reachable)"
     )
 
 

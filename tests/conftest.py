@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -16,18 +17,46 @@ from .backends import (
     ServerDatabase,
     check_reachable,
     configured_server_urls,
-    skip_reason,
+    not_configured_hint,
 )
 
-SHARED = Path(__file__).resolve().parents[2] / "shared"
-FIXTURES = SHARED / "fixtures"
+#: Files the tests start from (the Rust-era databases), committed with the tests.
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
 _servers: dict[str, ServerDatabase] = {}
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--backend",
+        action="append",
+        choices=ALL_BACKENDS,
+        metavar="NAME",
+        help="run the backend-parametrised tests on this backend only (repeatable; "
+        f"servers must be named in {URLS_VARIABLE}); tests without a backend still run",
+    )
+
+
+def selected_backends(config: pytest.Config) -> tuple[str, ...]:
+    """The backends ``--backend`` asks for, all of them by default."""
+    chosen = config.getoption("backend") or ALL_BACKENDS
+    return tuple(name for name in ALL_BACKENDS if name in chosen)
+
+
+def running_backends(config: pytest.Config) -> tuple[str, ...]:
+    """The backends the backend-parametrised tests run on: SQLite and the reachable configured servers."""
+    return tuple(name for name in selected_backends(config) if name == "sqlite" or name in _servers)
+
+
 def pytest_sessionstart(session: pytest.Session) -> None:
     """Fail the run at once when a server named in the environment is unreachable."""
-    for backend, url in configured_server_urls().items():
+    configured = configured_server_urls()
+    for backend in session.config.getoption("backend") or ():
+        if backend != "sqlite" and backend not in configured:
+            raise pytest.UsageError(f"--backend {backend}: {not_configured_hint([backend])}")
+    for backend, url in configured.items():
+        if backend not in selected_backends(session.config):
+            continue
         try:
             check_reachable(url)
         except Exception as error:  # any driver or network error
@@ -49,13 +78,35 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         server.dispose()
 
 
-@pytest.fixture(params=ALL_BACKENDS)
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Run each test that uses a backend once per running backend.
+
+    Backends that are not configured get no test at all, rather than hundreds of
+    skips: the summary at the end says once which ones did not run and why.
+    """
+    if "backend" in metafunc.fixturenames:
+        metafunc.parametrize("backend", running_backends(metafunc.config), indirect=True)
+
+
+@pytest.fixture
 def backend(request: pytest.FixtureRequest) -> str:
     """The backend a test runs against: ``sqlite``, ``postgresql`` or ``mariadb``."""
-    name = request.param
-    if name != "sqlite" and name not in _servers:
-        pytest.skip(skip_reason(name))
-    return name
+    return request.param
+
+
+@pytest.fixture
+def writable_copy(tmp_path: Path) -> Callable[..., Path]:
+    """Copy a file of ``tests/fixtures`` into the test's folder, so the committed file is never opened.
+
+    ``writable_copy(name)`` returns the copy, named ``name`` or the optional second argument.
+    """
+
+    def copy(name: str, copy_name: str | None = None) -> Path:
+        destination = tmp_path / (copy_name or name)
+        shutil.copyfile(FIXTURES / name, destination)  # copies the bytes, not the read-only mode
+        return destination
+
+    return copy
 
 
 @pytest.fixture
@@ -98,16 +149,24 @@ def manager(make_manager: Callable[..., SessionManager]) -> SessionManager:
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:  # noqa: ANN001
-    """Print passed/failed/skipped counts per backend, so CI shows each one ran."""
+    """Print passed/failed/skipped counts per backend, so CI shows each one ran, and why any did not."""
+    if config.option.collectonly:
+        return
     counts: dict[str, Counter[str]] = {name: Counter() for name in ALL_BACKENDS}
     for outcome in ("passed", "failed", "skipped", "error"):
         for report in terminalreporter.stats.get(outcome, []):
             for name in ALL_BACKENDS:
                 if f"[{name}" in report.nodeid or f"-{name}]" in report.nodeid or f"-{name}-" in report.nodeid:
                     counts[name][outcome] += 1
+    running, selected = running_backends(config), selected_backends(config)
     terminalreporter.section("per-backend results")
     for name in ALL_BACKENDS:
         c = counts[name]
-        terminalreporter.write_line(
-            f"{name}: {c['passed']} passed, {c['failed'] + c['error']} failed, {c['skipped']} skipped"
-        )
+        if name in running:
+            status = f"{c['passed']} passed, {c['failed'] + c['error']} failed, {c['skipped']} skipped"
+        else:
+            status = "not configured" if name in selected else "not selected (--backend)"
+        terminalreporter.write_line(f"{name}: {status}")
+    not_configured = [name for name in selected if name not in running]
+    if not_configured:
+        terminalreporter.write_line(f"skipped {' and '.join(not_configured)}: {not_configured_hint(not_configured)}")

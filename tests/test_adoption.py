@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import shutil
 import sqlite3
-import stat
 from collections import defaultdict
 from pathlib import Path
 
@@ -15,8 +13,6 @@ from starpod_session import SessionManager
 from starpod_session.engine import create_storage_engine, to_url
 from starpod_session.schema import BASELINE_REVISION, head_revision, upgrade_schema
 from starpod_session.timestamps import parse_rfc3339
-
-from .conftest import FIXTURES
 
 RUST_FILES = ("rust-session-db-2026-03.sqlite", "rust-core-db-0.3.sqlite")
 OUR_TABLES = ("session_metadata", "session_messages", "usage_stats", "compaction_log")
@@ -60,13 +56,9 @@ def foreign_dump(path: Path) -> dict[str, object]:
 
 
 @pytest.fixture(params=RUST_FILES)
-def rust_file(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[Path, Path]:
+def rust_file(request: pytest.FixtureRequest, writable_copy) -> tuple[Path, Path]:
     """A writable copy of a Rust-era file, and a pristine second copy to compare against."""
-    copy, original = tmp_path / "adopted.sqlite", tmp_path / "original.sqlite"
-    for destination in (copy, original):
-        shutil.copyfile(FIXTURES / request.param, destination)
-        destination.chmod(destination.stat().st_mode | stat.S_IWUSR)
-    return copy, original
+    return writable_copy(request.param, "adopted.sqlite"), writable_copy(request.param, "original.sqlite")
 
 
 def sessions_closed_as_duplicates(sessions: list[dict]) -> dict[str, str]:

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import shutil
 import sqlite3
-import stat
 import subprocess
 import sys
 
@@ -13,7 +11,6 @@ import pytest
 from starpod_session.cli_db import EXIT_BEHIND
 from starpod_session.schema import BASELINE_REVISION, head_revision
 
-from .conftest import FIXTURES
 from .test_schema_versions import command_target, snapshot, stamps
 
 
@@ -77,10 +74,8 @@ def test_check_names_the_drift_between_models_and_database(tmp_path):
 
 
 @pytest.mark.parametrize("fixture", ["rust-session-db-2026-03.sqlite", "rust-core-db-0.3.sqlite"])
-def test_a_rust_era_file_is_adopted_by_db_upgrade_and_then_passes_check(tmp_path, fixture):
-    path = tmp_path / fixture
-    shutil.copyfile(FIXTURES / fixture, path)
-    path.chmod(path.stat().st_mode | stat.S_IWUSR)
+def test_a_rust_era_file_is_adopted_by_db_upgrade_and_then_passes_check(writable_copy, fixture):
+    path = writable_copy(fixture)
     assert db("current", path).stdout.startswith("none (behind head")
 
     upgraded = db("upgrade", path)

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import multiprocessing
-import shutil
 import sqlite3
-import stat
 import threading
 from pathlib import Path
 
@@ -17,8 +15,6 @@ from starpod_session import Channel, SchemaOutdated, SchemaTooNew, SessionManage
 from starpod_session.engine import create_storage_engine, to_url
 from starpod_session import schema
 from starpod_session.schema import BASELINE_REVISION, current_revision, head_revision, upgrade_schema
-
-from .conftest import FIXTURES
 
 OPENERS = 4
 FUTURE_REVISION = "ffff_from_the_future"
@@ -175,10 +171,8 @@ def test_a_database_behind_the_code_is_outdated_and_left_as_it_is(empty_db_targe
     assert stamps(empty_db_target) == [BASELINE_REVISION]
 
 
-def test_a_rust_era_file_is_outdated_and_not_even_stamped_when_auto_upgrade_is_off(tmp_path):
-    path = tmp_path / "rust.sqlite"
-    shutil.copyfile(FIXTURES / "rust-core-db-0.3.sqlite", path)
-    path.chmod(path.stat().st_mode | stat.S_IWUSR)
+def test_a_rust_era_file_is_outdated_and_not_even_stamped_when_auto_upgrade_is_off(writable_copy):
+    path = writable_copy("rust-core-db-0.3.sqlite")
     before = snapshot(str(path))
     with pytest.raises(SchemaOutdated) as raised:
         SessionManager(path, auto_upgrade=False)

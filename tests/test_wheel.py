@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import importlib.util
+import json
+import os
+import site
 import sqlite3
 import subprocess
 import sys
@@ -17,33 +20,54 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def run(*command: object, cwd: Path) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run([str(part) for part in command], cwd=cwd, capture_output=True, text=True)
+    environment = {name: value for name, value in os.environ.items() if name != "PYTHONPATH"}
+    result = subprocess.run([str(part) for part in command], cwd=cwd, env=environment, capture_output=True, text=True)
     assert result.returncode == 0, f"{command}\n{result.stdout}\n{result.stderr}"
     return result
 
 
+def dependency_directories() -> list[str]:
+    """Where the running interpreter finds the dependencies: its site-packages and user site, if any.
+
+    It works the same in a virtual environment (the usual case) and on a system interpreter.
+    """
+    directories = list(site.getsitepackages())
+    if site.ENABLE_USER_SITE and os.path.isdir(site.getusersitepackages()):
+        directories.append(site.getusersitepackages())
+    return directories
+
+
 @pytest.fixture(scope="module")
 def installed_python(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The Python of a fresh virtual environment holding only the built wheel (dependencies from the system)."""
+    """The Python of a fresh virtual environment holding the built wheel, its dependencies borrowed offline.
+
+    The wheel goes in first, so pip sees no other copy of the project. Then a ``.pth``
+    names the running interpreter's site-packages as plain directories: they come after
+    the environment's own, and the ``.pth`` files inside them are not processed, so
+    this project's editable install (a ``.pth`` naming the checkout) is left out.
+    """
     assert importlib.util.find_spec("hatchling"), "building the wheel offline needs hatchling: pip install -e '.[test]'"
     scratch = tmp_path_factory.mktemp("wheel")
     run(sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-w", scratch / "dist", ROOT, cwd=scratch)
     [wheel] = (scratch / "dist").glob("starpod_session-*.whl")
     environment = scratch / "venv"
-    venv.EnvBuilder(system_site_packages=True, with_pip=False).create(environment)
+    venv.EnvBuilder(system_site_packages=False, with_pip=False).create(environment)
     python = environment / "bin" / "python"
     run(sys.executable, "-m", "pip", "--python", python, "install", "--no-deps", "--no-index", wheel, cwd=scratch)
+    own_site = run(python, "-c", "import sysconfig; print(sysconfig.get_path('purelib'))", cwd=scratch).stdout.strip()
+    (Path(own_site) / "_borrowed_dependencies.pth").write_text("\n".join(dependency_directories()) + "\n")
     return python
 
 
 def test_the_installed_package_is_the_wheel_and_ships_its_migrations(installed_python, tmp_path):
     probe = (
-        "import starpod_session, starpod_session.schema as s; "
-        "print(starpod_session.__file__); print(s.migrations_dir()); print(s.head_revision())"
+        "import json, sys, starpod_session, starpod_session.schema as s; "
+        "print(starpod_session.__file__); print(s.migrations_dir()); print(s.head_revision()); print(json.dumps(sys.path))"
     )
-    package_file, migrations, head = run(installed_python, "-c", probe, cwd=tmp_path).stdout.split()
+    package_file, migrations, head, path = run(installed_python, "-c", probe, cwd=tmp_path).stdout.splitlines()
     environment = installed_python.parents[1]
     assert Path(package_file).is_relative_to(environment)
+    assert str(ROOT) not in json.loads(path)  # the checkout is not importable there
     assert Path(migrations).is_relative_to(environment) and Path(migrations).name == "_migrations"
     assert head == head_revision()
     assert sorted(path.name for path in (Path(migrations) / "versions").glob("*.py")) == sorted(
