@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from starpod_session.cli_db import EXIT_BEHIND
+from starpod_session.cli.db import EXIT_BEHIND
 from starpod_session.schema import BASELINE_REVISION, head_revision
 
 from .conftest import FIXTURES

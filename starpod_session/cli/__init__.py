@@ -11,11 +11,11 @@ import argparse
 import sys
 from pathlib import Path
 
-from .cli_costs import add_costs_command
-from .cli_db import add_db_commands
-from .cli_sessions import add_sessions_commands
-from .demo import run_demo
-from .errors import StarpodSessionError
+from .costs import add_costs_command
+from .db import add_db_commands
+from .sessions import add_sessions_commands
+from ..demo import run_demo
+from ..errors import StarpodSessionError
 
 
 def _run_demo(args: argparse.Namespace) -> int:

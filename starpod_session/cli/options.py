@@ -13,9 +13,9 @@ from pathlib import Path
 
 import attrs
 
-from .engine import to_url
-from .errors import StarpodSessionError
-from .manager import SessionManager
+from ..engine import to_url
+from ..errors import StarpodSessionError
+from ..manager import SessionManager
 
 __all__ = ["DB_VARIABLE", "add_common_options", "open_manager", "print_json"]
 

@@ -17,9 +17,9 @@ from alembic.util import CommandError
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from .engine import READ_ONLY, create_storage_engine, to_url
-from .errors import StarpodSessionError, StorageError
-from .schema import (
+from ..engine import READ_ONLY, create_storage_engine, to_url
+from ..errors import StarpodSessionError, StorageError
+from ..schema import (
     current_revision,
     head_revision,
     is_known_revision,

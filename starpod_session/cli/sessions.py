@@ -8,10 +8,10 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from .cli_options import add_common_options, jsonable, open_manager, print_json
-from .errors import StarpodSessionError
-from .manager import SessionManager
-from .records import SessionMessage, SessionMeta, UsageSummary
+from .options import add_common_options, jsonable, open_manager, print_json
+from ..errors import StarpodSessionError
+from ..manager import SessionManager
+from ..records import SessionMessage, SessionMeta, UsageSummary
 
 __all__ = ["add_sessions_commands"]
 

@@ -11,9 +11,9 @@ from rich.console import Console, Group
 from rich.table import Table
 from rich.text import Text
 
-from ._clock import utc_now
-from .cli_options import add_common_options, jsonable, open_manager, print_json
-from .records import CostOverview, DailyModelCost
+from .._clock import utc_now
+from .options import add_common_options, jsonable, open_manager, print_json
+from ..records import CostOverview, DailyModelCost
 
 __all__ = ["add_costs_command", "parse_moment"]
 
