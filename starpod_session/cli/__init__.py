@@ -75,12 +75,11 @@ def _run(args: argparse.Namespace) -> int:
         return status
     except BrokenPipeError:
         raise
-    except InvalidInput as error:
-        flag = args.flags.get(error.field) if hasattr(args, "flags") else None
-        if flag is None:
-            return _fail(error)
-        usage_error(args, flag, error.reason)
-        raise AssertionError("unreachable: usage_error exits")  # pragma: no cover
+    except InvalidInput as error:  # a value the library rejected: which flag gave it, if any?
+        flag = getattr(args, "flags", {}).get(error.field)
+        if flag is not None:
+            usage_error(args, flag, error.reason)
+        return _fail(error)
     except KeyboardInterrupt:
         return 130
     except Exception as error:  # never a traceback: the driver's or Alembic's words, on one line

@@ -11,6 +11,7 @@ import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import date, datetime
+from typing import NoReturn
 
 import attrs
 from rich.console import Console
@@ -98,9 +99,10 @@ def add_common_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print JSON for scripts instead of tables")
 
 
-def usage_error(args: argparse.Namespace, flag: str, message: str) -> None:
+def usage_error(args: argparse.Namespace, flag: str, message: str) -> NoReturn:
     """Report a bad command-line value as argparse does (usage, message, exit status 2)."""
     args.parser.error(f"argument {flag}: {message}")
+    raise AssertionError("argparse's error() exits")  # pragma: no cover
 
 
 def count(text: str) -> int:
