@@ -6,6 +6,7 @@ Used both by the ``alembic`` command in a checkout and by the library itself
 
 from __future__ import annotations
 
+import logging.config
 import os
 
 from alembic import context
@@ -15,6 +16,11 @@ from starpod_session.models import Base
 from starpod_session.schema_comparison import expression_index_warnings_silenced, include_in_comparison
 
 config = context.config
+
+# The alembic command line reads alembic.ini, whose logging says what each step does. The library
+# builds its Config without a file (schema.alembic_config) and stays silent.
+if config.config_file_name is not None:
+    logging.config.fileConfig(config.config_file_name, disable_existing_loggers=False)
 
 
 def run_with(connection) -> None:  # noqa: ANN001

@@ -8,22 +8,15 @@ import sys
 
 import pytest
 
-from starpod_session.cli_db import EXIT_BEHIND
+from starpod_session.cli.db import EXIT_BEHIND
 from starpod_session.schema import BASELINE_REVISION, head_revision
 
+from .cli_run import assert_clean_failure, run_command
 from .test_schema_versions import command_target, snapshot, stamps
 
 
-def db(*arguments: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "starpod_session", "db", *map(str, arguments)], capture_output=True, text=True
-    )
-
-
-def assert_clean_failure(result: subprocess.CompletedProcess[str], status: int = 1) -> None:
-    assert result.returncode == status, result
-    assert result.stderr.startswith("starpod-session: ")
-    assert "Traceback" not in result.stderr
+def db(command: str, target: object, *arguments: object) -> subprocess.CompletedProcess[str]:
+    return run_command("db", command, "--db", target, *arguments)
 
 
 def test_upgrade_current_and_check_on_a_new_database(empty_db_target):
@@ -51,11 +44,11 @@ def test_a_database_behind_head_is_reported_and_upgraded_step_by_step(empty_db_t
     current = db("current", empty_db_target)
     assert current.returncode == EXIT_BEHIND
     assert current.stdout.startswith(f"{BASELINE_REVISION} (behind head {head_revision()}")
-    assert f"starpod-session db upgrade {shown}" in current.stdout
+    assert f"starpod-session db upgrade --db {shown}" in current.stdout
 
     checked = db("check", empty_db_target)
     assert_clean_failure(checked, EXIT_BEHIND)
-    assert f"Run: starpod-session db upgrade {shown}" in checked.stderr
+    assert f"Run: starpod-session db upgrade --db {shown}" in checked.stderr
 
     second = db("upgrade", empty_db_target)
     assert second.stdout.strip() == f"{shown}: upgraded from {BASELINE_REVISION} to {head_revision()}"
@@ -123,7 +116,7 @@ def test_errors_are_one_line_on_stderr_without_a_traceback(tmp_path):
 def test_the_help_documents_the_exit_statuses():
     result = subprocess.run(
         [sys.executable, "-m", "starpod_session", "db", "current", "--help"], capture_output=True, text=True
-    )
+    )  # python -m starpod_session is the same command
     assert result.returncode == 0
     assert f"{EXIT_BEHIND}  the database is behind this release" in result.stdout
     assert "0  success" in result.stdout

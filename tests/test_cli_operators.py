@@ -1,11 +1,10 @@
-"""``starpod-session sessions list | show`` and ``costs``, run as an operator runs them."""
+"""``starpod-session sessions list | show`` and ``costs``, run as an operator runs them.
+
+In-process (``main(argv)``); what only a process shows is in test_cli_command.py."""
 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -13,19 +12,9 @@ from freezegun import freeze_time
 
 from starpod_session import Channel, SessionManager, UsageRecord
 
-from .test_cli_db import assert_clean_failure
+from .cli_run import assert_clean_failure, run_in_process as cli
 
 NOW = datetime.now(timezone.utc)
-
-
-def cli(*arguments, db=None, env=None):
-    environment = {**os.environ, "COLUMNS": "200", **(env or {})}
-    environment.pop("STARPOD_SESSION_DB", None)
-    if db is not None:
-        environment["STARPOD_SESSION_DB"] = str(db)
-    return subprocess.run(
-        [sys.executable, "-m", "starpod_session", *map(str, arguments)], capture_output=True, text=True, env=environment
-    )
 
 
 def as_json(result):
@@ -148,7 +137,8 @@ def test_channels_from_agent_toml_need_config(backend, db_target, tmp_path):
     config.write_text("[channels.discord]\ngap_minutes = 5\n")
     with SessionManager(db_target, config=config) as manager:
         manager.create_session("discord", "C1")
-    assert_clean_failure(cli("sessions", "list", "--channel", "discord", db=db_target))
+    unknown = cli("sessions", "list", "--channel", "discord", db=db_target)
+    assert unknown.returncode == 2 and "argument --channel: unknown channel 'discord'" in unknown.stderr
     assert len(as_json(cli("sessions", "list", "--channel", "discord", "--config", config, "--json", db=db_target))) == 1
 
 
@@ -160,25 +150,31 @@ def test_errors_are_one_line_without_a_traceback(backend, populated, tmp_path):
         (("sessions", "list", "--db", missing), "no database file"),
         (("costs", "--db", missing), "no database file"),
         (("sessions", "show", "nope", "--db", populated["db"]), "no session with id 'nope'"),
-        (("costs", "--since", "yesterday", "--db", populated["db"]), "invalid since"),
-        (("costs", "--since", "2026-02-30", "--db", populated["db"]), "invalid since"),
-        (("costs", "--since", "1d", "--until", "2d", "--db", populated["db"]), "invalid until"),
-        (("sessions", "list", "--limit", "-1", "--db", populated["db"]), "invalid limit"),
-        (("sessions", "list", "--channel", "irc", "--db", populated["db"]), "unknown channel"),
         (("sessions", "list", "--config", tmp_path / "nope.toml", "--db", populated["db"]), "invalid configuration"),
     ]:
         result = cli(*arguments)
         assert_clean_failure(result)
         assert words in result.stderr, (arguments, result.stderr)
-        assert len(result.stderr.strip().splitlines()) == 1
     assert not missing.exists()
+
+
+def test_bad_values_exit_2_naming_the_flag(backend, populated):
+    formatting_only(backend)
+    for arguments, words in [
+        (("costs", "--since", "yesterday"), "argument --since: 'yesterday' is not a time"),
+        (("costs", "--since", "2026-02-30"), "argument --since: '2026-02-30' is not a time"),
+        (("costs", "--since", "1d", "--until", "2d"), "argument --until:"),
+        (("sessions", "list", "--limit", "-1"), "argument --limit:"),
+        (("sessions", "list", "--channel", "irc"), "argument --channel: unknown channel"),
+    ]:
+        result = cli(*arguments, "--db", populated["db"])
+        assert result.returncode == 2, result
+        assert words in result.stderr, (arguments, result.stderr)
 
 
 def test_a_database_behind_head_is_not_migrated_by_a_read_command(tmp_path):
     db = tmp_path / "behind.db"
-    assert subprocess.run(
-        [sys.executable, "-m", "starpod_session", "db", "upgrade", db, "--revision", "0001"], capture_output=True
-    ).returncode == 0
+    assert cli("db", "upgrade", "--db", db, "--revision", "0001").returncode == 0
     result = cli("sessions", "list", db=db)
     assert_clean_failure(result)
     assert "starpod-session db upgrade" in result.stderr

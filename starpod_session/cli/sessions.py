@@ -8,10 +8,10 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from .cli_options import add_common_options, jsonable, open_manager, print_json
-from .errors import StarpodSessionError
-from .manager import SessionManager
-from .records import SessionMessage, SessionMeta, UsageSummary
+from ..errors import StarpodSessionError
+from ..manager import SessionManager
+from ..records import SessionMessage, SessionMeta, UsageSummary
+from .options import add_common_options, console, count, jsonable, open_manager, print_json
 
 __all__ = ["add_sessions_commands"]
 
@@ -23,25 +23,36 @@ _SHORT_ID = 8
 
 def add_sessions_commands(subparsers: argparse._SubParsersAction) -> None:
     """Register the ``sessions`` group (``list``, ``show``) on the top-level parser."""
-    sessions = subparsers.add_parser("sessions", help="list sessions or show one with its transcript")
+    sessions = subparsers.add_parser(
+        "sessions",
+        help="list sessions or show one with its transcript",
+        description="List sessions, or show one with its usage and transcript.",
+    )
     commands = sessions.add_subparsers(dest="sessions_command", required=True)
 
-    listing = commands.add_parser("list", help="most recently active sessions first")
+    listing = commands.add_parser(
+        "list", help="most recently active sessions first", description="Sessions, most recently active first."
+    )
     add_common_options(listing)
-    listing.add_argument("--limit", type=int, default=20, help="at most this many (default: 20)")
+    listing.add_argument("--limit", type=count, default=20, help="at most this many (default: 20)")
     listing.add_argument("--user", help="only this user's sessions")
     listing.add_argument("--channel", help="only this channel's sessions")
     state = listing.add_mutually_exclusive_group()
     state.add_argument("--open", dest="is_closed", action="store_false", default=None, help="only open sessions")
     state.add_argument("--closed", dest="is_closed", action="store_true", help="only closed sessions")
     listing.add_argument("--unread", action="store_true", help="only sessions marked unread")
-    listing.set_defaults(run=_run_list, is_closed=None)  # neither --open nor --closed: both
+    # neither --open nor --closed: both
+    listing.set_defaults(run=_run_list, parser=listing, flags={"limit": "--limit", "channel": "--channel"}, is_closed=None)
 
-    show = commands.add_parser("show", help="a session's metadata, usage and transcript")
+    show = commands.add_parser(
+        "show",
+        help="a session's metadata, usage and transcript",
+        description="A session's metadata, usage and transcript.",
+    )
     add_common_options(show)
     show.add_argument("session_id", metavar="ID", help="the session id, or an unambiguous start of it")
-    show.add_argument("--last", type=int, metavar="N", help="only the last N messages")
-    show.set_defaults(run=_run_show)
+    show.add_argument("--last", type=count, metavar="N", help="only the last N messages")
+    show.set_defaults(run=_run_show, parser=show, flags={"prefix": "ID", "session_id": "ID", "limit": "--last"})
 
 
 def _run_list(args: argparse.Namespace) -> int:
@@ -69,7 +80,7 @@ def _run_list(args: argparse.Namespace) -> int:
             str(meta.message_count),
             Text(meta.title or ""),
         )
-    Console().print(table)
+    console().print(table)
     return 0
 
 
@@ -88,10 +99,10 @@ def _run_show(args: argparse.Namespace) -> int:
     if args.json:
         print_json({"session": jsonable(meta), "usage": jsonable(usage), "messages": jsonable(messages)})
         return 0
-    console = Console()
-    console.print(_metadata_table(meta, usage))
+    out = console()
+    out.print(_metadata_table(meta, usage))
     for message in messages:
-        _print_message(console, message)
+        _print_message(out, message)
     return 0
 
 

@@ -1,7 +1,7 @@
 """``starpod-session db ...``: upgrade, inspect and check a database's schema.
 
 Every command takes a SQLite file path or a SQLAlchemy URL, exactly as
-``SessionManager`` does.
+``SessionManager`` does, as ``--db`` (or the older positional TARGET).
 """
 
 from __future__ import annotations
@@ -10,16 +10,15 @@ import argparse
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import TypeVar
 
 from alembic.util import CommandError
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from .engine import READ_ONLY, create_storage_engine, to_url
-from .errors import StarpodSessionError, StorageError
-from .schema import (
+from ..engine import READ_ONLY, create_storage_engine
+from ..errors import StarpodSessionError, StorageError
+from ..schema import (
     current_revision,
     head_revision,
     is_known_revision,
@@ -27,6 +26,7 @@ from .schema import (
     schema_drift,
     upgrade_schema,
 )
+from .options import add_db_option, database_of, usage_error
 
 __all__ = ["add_db_commands", "EXIT_BEHIND"]
 
@@ -55,6 +55,7 @@ def add_db_commands(subparsers: argparse._SubParsersAction) -> None:
         epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    add_db_option(db)
     commands = db.add_subparsers(dest="db_command", required=True)
     for name, run, summary in (
         ("upgrade", _run_upgrade, "migrate the database (created if missing) to the head or --revision"),
@@ -64,14 +65,17 @@ def add_db_commands(subparsers: argparse._SubParsersAction) -> None:
         command = commands.add_parser(
             name, help=summary, description=summary, epilog=_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter
         )
-        command.add_argument("target", metavar="TARGET", help="SQLite file path or SQLAlchemy URL")
+        add_db_option(command)
+        command.add_argument(
+            "target", nargs="?", metavar="TARGET", help="the same as --db (kept for scripts written before --db)"
+        )
         if name == "upgrade":
             command.add_argument("--revision", default="head", help="revision to upgrade to (default: head)")
-        command.set_defaults(run=run)
+        command.set_defaults(run=run, parser=command)
 
 
 def _run_upgrade(args: argparse.Namespace) -> int:
-    with _open(args.target, must_exist=False) as (engine, target):
+    with _open(args, must_exist=False) as (engine, target):
         before = _stored_revision(engine, target)
         if args.revision != "head" and not is_known_revision(args.revision):
             raise StarpodSessionError(f"unknown revision {args.revision!r} (this release knows up to {head_revision()})")
@@ -85,30 +89,29 @@ def _run_upgrade(args: argparse.Namespace) -> int:
 
 
 def _run_current(args: argparse.Namespace) -> int:
-    with _open(args.target, must_exist=True) as (engine, target):
+    with _open(args, must_exist=True) as (engine, target):
         current = _stored_revision(engine, target)
     head = head_revision()
     if current == head:
         print(f"{current} (head)")
         return 0
-    print(f"{current or 'none'} (behind head {head}; run: starpod-session db upgrade {target})")
+    print(f"{current or 'none'} (behind head {head}; run: starpod-session db upgrade --db {target})")
     return EXIT_BEHIND
 
 
 def _run_check(args: argparse.Namespace) -> int:
     head = head_revision()
-    with _open(args.target, must_exist=True) as (engine, target):
+    with _open(args, must_exist=True) as (engine, target):
         current = _stored_revision(engine, target)
         if current != head:
             return _fail(
                 f"{target} is at revision {current or 'none'}, this release needs {head}. "
-                f"Run: starpod-session db upgrade {target}",
+                f"Run: starpod-session db upgrade --db {target}",
                 EXIT_BEHIND,
             )
         drift = _database_call(lambda: schema_drift(engine), target)
     if drift:
-        listed = "\n  ".join(drift)
-        return _fail(f"the schema of {target} differs from this release's models:\n  {listed}", 1)
+        return _fail(f"the schema of {target} differs from this release's models: {'; '.join(drift)}", 1)
     print(f"{target}: at head {head}, schema matches the models")
     return 0
 
@@ -119,19 +122,16 @@ def _fail(message: str, status: int) -> int:
 
 
 @contextmanager
-def _open(raw_target: str, *, must_exist: bool) -> Iterator[tuple[Engine, str]]:
-    url = to_url(raw_target)
-    sqlite = url.get_backend_name() == "sqlite"
-    target = str(url.database) if sqlite else url.render_as_string(hide_password=True)
-    if sqlite and must_exist and not Path(str(url.database)).is_file():
-        raise StarpodSessionError(f"no database file at {target}")
-    engine = _database_call(lambda: create_storage_engine(url), target)
+def _open(args: argparse.Namespace, *, must_exist: bool) -> Iterator[tuple[Engine, str]]:
+    given = getattr(args, "db", None)
+    if given and args.target and given != args.target:
+        usage_error(args, "--db", f"names {given!r}, TARGET names {args.target!r}; give the database once")
+    database = database_of(args.target or given, must_exist=must_exist)
+    engine = _database_call(lambda: create_storage_engine(database.url), database.shown)
     try:
-        yield engine, target
+        yield engine, database.shown
     finally:
         engine.dispose()
-
-
 def _stored_revision(engine: Engine, target: str) -> str | None:
     current = _database_call(lambda: _read_revision(engine), target)
     refuse_unknown_revision(current, target)

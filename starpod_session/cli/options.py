@@ -1,0 +1,158 @@
+"""What the commands share: the ``--db``/``--config``/``--json`` options, the one way a database
+is named and opened (never created, never migrated, by the operator commands), command-line
+values checked as they are parsed, URLs with their passwords hidden, and JSON output."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import date, datetime
+from typing import NoReturn
+
+import attrs
+from rich.console import Console
+from sqlalchemy.engine import URL
+
+from ..engine import to_url
+from ..errors import StarpodSessionError
+from ..manager import SessionManager
+
+__all__ = [
+    "DB_VARIABLE",
+    "Database",
+    "add_common_options",
+    "add_db_option",
+    "console",
+    "count",
+    "database_of",
+    "hide_passwords",
+    "jsonable",
+    "open_manager",
+    "print_json",
+    "usage_error",
+]
+
+#: The environment variable naming the database when ``--db`` is not given (as ``alembic.ini`` reads it).
+DB_VARIABLE = "STARPOD_SESSION_DB"
+
+#: Decimal places kept of money values in JSON: far below a cent, above float noise.
+MONEY_PLACES = 10
+
+_USERINFO_PASSWORD = re.compile(r"(://[^/\s:@]*:)[^@\s]*(@)")
+_QUERY_PASSWORD = re.compile(r"([?&](?:password|passwd|pwd)=)[^&\s'\"]*", re.IGNORECASE)
+
+
+def hide_passwords(text: str) -> str:
+    """``text`` with the password of every URL in it (userinfo or ``?password=``) shown as ``***``."""
+    return _QUERY_PASSWORD.sub(r"\1***", _USERINFO_PASSWORD.sub(r"\1***\2", text))
+
+
+@attrs.frozen
+class Database:
+    """A database the command names: its URL, and how messages show it (path, or URL without password)."""
+
+    url: URL
+    shown: str
+
+
+def database_of(target: str | None, *, must_exist: bool) -> Database:
+    """The database ``target`` (a path or URL, or ``$STARPOD_SESSION_DB`` when ``None``) names.
+
+    With ``must_exist``, a SQLite file that is not there is an error rather than a new file.
+    """
+    target = target or os.environ.get(DB_VARIABLE)
+    if not target:
+        raise StarpodSessionError(f"say which database: --db PATH_OR_URL, or set {DB_VARIABLE}")
+    url = to_url(target)
+    if url.get_backend_name() != "sqlite":
+        return Database(url, hide_passwords(url.render_as_string(hide_password=False)))
+    if url.database in (None, "", ":memory:"):
+        raise StarpodSessionError(f"{target} names no database file; give a file path")
+    shown = str(url.database)
+    if must_exist and not os.path.isfile(shown):
+        raise StarpodSessionError(f"no database file at {shown}")
+    return Database(url, shown)
+
+
+def add_db_option(parser: argparse.ArgumentParser, *, top_level: bool = False) -> None:
+    """Add ``--db``; given on a subcommand, it does not overwrite one given before the subcommand."""
+    parser.add_argument(
+        "--db",
+        default=None if top_level else argparse.SUPPRESS,
+        metavar="PATH_OR_URL",
+        help=f"SQLite file path or SQLAlchemy URL (default: ${DB_VARIABLE})",
+    )
+
+
+def add_common_options(parser: argparse.ArgumentParser) -> None:
+    """Add ``--db``, ``--config`` and ``--json`` to an operator command."""
+    add_db_option(parser)
+    parser.add_argument(
+        "--config",
+        metavar="AGENT_TOML",
+        help="agent.toml, for channels it defines (such as --channel slack)",
+    )
+    parser.add_argument("--json", action="store_true", help="print JSON for scripts instead of tables")
+
+
+def usage_error(args: argparse.Namespace, flag: str, message: str) -> NoReturn:
+    """Report a bad command-line value as argparse does (usage, message, exit status 2)."""
+    args.parser.error(f"argument {flag}: {message}")
+    raise AssertionError("argparse's error() exits")  # pragma: no cover
+
+
+def count(text: str) -> int:
+    """An argparse type: a whole number, 0 or more."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of 0 or more")
+    return value
+
+
+class _Console(Console):
+    def on_broken_pipe(self) -> None:
+        self.quiet = True
+        raise BrokenPipeError  # rich would exit with status 1; main() ends quietly as for print()
+
+
+def console() -> Console:
+    """Where tables go: stdout, as wide as the terminal (or ``$COLUMNS``)."""
+    return _Console()
+
+
+@contextmanager
+def open_manager(args: argparse.Namespace) -> Iterator[SessionManager]:
+    """A manager on the database the command names; it must exist and be at this release's schema."""
+    database = database_of(args.db, must_exist=True)
+    manager = SessionManager(database.url, config=args.config, auto_upgrade=False)
+    try:
+        yield manager
+    finally:
+        manager.close()
+
+
+def _plain(_instance: object, _field: object, value: object) -> object:
+    if isinstance(value, (datetime, date)):
+        return value.isoformat()
+    if isinstance(value, float):  # every float of the records is money
+        return round(value, MONEY_PLACES)
+    return value
+
+
+def jsonable(record: object) -> object:
+    """An attrs record (or a list of them) as JSON-ready dicts; times in ISO 8601, money rounded."""
+    if isinstance(record, (list, tuple)):
+        return [jsonable(item) for item in record]
+    return attrs.asdict(record, value_serializer=_plain)
+
+
+def print_json(document: object) -> None:
+    """Print ``document`` as indented JSON on stdout."""
+    print(json.dumps(document, indent=2, ensure_ascii=False))
