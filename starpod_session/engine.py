@@ -91,7 +91,9 @@ def _usable(url: URL) -> URL:
         url = url.set(drivername=f"{backend}+{_DEFAULT_DRIVERS[backend]}")
     shown = redact_url(url)
     if backend not in ("sqlite", *_DEFAULT_DRIVERS):
-        raise InvalidInput("db_path", f"unknown database URL scheme {url.drivername!r} in {shown}; expected {ACCEPTED_FORMS}")
+        raise InvalidInput(
+            "db_path", f"unknown database URL scheme {url.drivername!r} in {shown}; expected {ACCEPTED_FORMS}"
+        )
     try:
         dialect = url.get_dialect()
     except NoSuchModuleError:
@@ -107,13 +109,15 @@ def _usable(url: URL) -> URL:
     try:
         dialect.import_dbapi()
     except ImportError as error:
-        extra = _EXTRAS.get(backend)
-        how = f"pip install 'starpod-session[{extra}]'" if extra else "install it"
+        ours = _DEFAULT_DRIVERS.get(backend)
+        if ours is None:  # SQLite: the driver is Python's own sqlite3 module
+            advice = "this Python was built without its sqlite3 module"
+        else:
+            advice = f"pip install 'starpod-session[{_EXTRAS[backend]}]'"
+            if url.get_driver_name() != ours:
+                advice += f" and use {backend}+{ours}://... (or install the {error.name} module yourself)"
         raise StarpodSessionError(
-            f"the {url.get_driver_name()} driver for {shown} is not installed "
-            f"(no module named {error.name!r}): {how}"
-            + ("" if url.get_driver_name() == _DEFAULT_DRIVERS.get(backend, "pysqlite") else
-               f", and name its driver in the URL: {backend}+{_DEFAULT_DRIVERS[backend]}://...")
+            f"the {url.get_driver_name()} driver for {shown} is not installed (no module named {error.name!r}): {advice}"
         ) from None
     return url
 
