@@ -19,10 +19,10 @@ doing the same logical work per call with the same SQL and durability settings:
 
 What each floor does per call (one transaction each):
 
-* ``save_message``: ``SELECT EXISTS`` of the session (``SessionNotFound``
-  otherwise); for a ``user`` message with text ``UPDATE ... SET title`` (cut to
-  100 UTF-8 bytes) ``WHERE id = ? AND title IS NULL``; ``INSERT`` the message
-  with a freshly formatted timestamp and read back its id.
+* ``save_message``: ``UPDATE ... SET last_message_at = now`` (and, for a
+  ``user`` message with text, ``title = COALESCE(title, ?)``, cut to 100 UTF-8
+  bytes) ``WHERE id = ?``, one row changed or ``SessionNotFound``; ``INSERT``
+  the message with the same timestamp and read back its id.
 * ``resolve+touch``: two transactions, as a caller of ours makes them. Resolve
   selects ``(id, last_message_at)`` of the open session of (channel, key, user)
   through ``open_slot = 1``, parses the timestamp and checks the telegram gap
@@ -30,7 +30,8 @@ What each floor does per call (one transaction each):
   message_count = message_count + 1`` and checks one row changed.
 * ``get_messages``: selects the session's messages ordered by id and builds one
   tuple per row with the timestamp parsed into an aware ``datetime``.
-* ``record_usage``: ``SELECT EXISTS`` of the session, ``INSERT`` the usage row.
+* ``record_usage``: ``SELECT user_id`` of the session (the row's user when the
+  record names none), ``INSERT`` the usage row.
 * ``cost_overview``: replays, through the driver and in one read transaction,
   the very statements (and parameters) ours emitted for the same call, captured
   with a ``before_cursor_execute`` hook, and fetches every row converting sums
@@ -134,24 +135,30 @@ class Floor:
         return statement
 
     # workloads ------------------------------------------------------------
-    def _require(self, cur: Any, session_id: str) -> None:
-        cur.execute(self.sql("SELECT EXISTS (SELECT * FROM session_metadata WHERE id = ?)"), (session_id,))
-        if not cur.fetchone()[0]:
+    def _owner(self, cur: Any, session_id: str) -> str:
+        cur.execute(self.sql("SELECT user_id FROM session_metadata WHERE id = ?"), (session_id,))
+        row = cur.fetchone()
+        if row is None:
             raise LookupError(session_id)
+        return row[0]
 
     def save_message(self, session_id: str, role: str, content: str) -> int:
         title = shorten_title(content) if role == "user" and content.strip() else None
+        now = self.stamp(datetime.now(UTC))
         with self.write() as cur:
-            self._require(cur, session_id)
-            if title is not None:
+            if title is None:
+                cur.execute(self.sql("UPDATE session_metadata SET last_message_at = ? WHERE id = ?"), (now, session_id))
+            else:
                 cur.execute(
-                    self.sql("UPDATE session_metadata SET title = ? WHERE id = ? AND title IS NULL"),
-                    (title, session_id),
+                    self.sql("UPDATE session_metadata SET last_message_at = ?, title = COALESCE(title, ?) WHERE id = ?"),
+                    (now, title, session_id),
                 )
+            if cur.rowcount != 1:
+                raise LookupError(session_id)
             return self.insert_id(
                 cur,
                 "INSERT INTO session_messages (session_id, role, content, timestamp) VALUES (?, ?, ?, ?)",
-                (session_id, role, content, self.stamp(datetime.now(UTC))),
+                (session_id, role, content, now),
             )
 
     def resolve(self, channel: str, key: str, user_id: str = "admin") -> str | None:
@@ -200,7 +207,7 @@ class Floor:
 
     def record_usage(self, session_id: str, record: UsageRecord, turn: int) -> None:
         with self.write() as cur:
-            self._require(cur, session_id)
+            owner = self._owner(cur, session_id)
             cur.execute(
                 self.sql(
                     "INSERT INTO usage_stats (session_id, turn, input_tokens, output_tokens, cache_read, "
@@ -208,7 +215,7 @@ class Floor:
                 ),
                 (
                     session_id, turn, record.input_tokens, record.output_tokens, record.cache_read,
-                    record.cache_write, float(record.cost_usd), record.model, record.user_id,
+                    record.cache_write, float(record.cost_usd), record.model, record.user_id or owner,
                     self.stamp(datetime.now(UTC)),
                 ),
             )  # fmt: skip

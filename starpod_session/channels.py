@@ -138,10 +138,17 @@ class DailyResetResolver:
         raise AssertionError("a reset hour lies within the last two local days")  # pragma: no cover
 
 
+#: The longest gap taken: 100 years of minutes (a longer one never expires anyway,
+#: and ``timedelta`` cannot hold much more).
+MAX_GAP_MINUTES = 100 * 366 * 24 * 60
+
+
 def check_gap_minutes(value: object, field: str = "gap_minutes") -> int:
-    """A gap is a non-negative whole number of minutes."""
+    """A gap is a whole number of minutes in 0..:data:`MAX_GAP_MINUTES` (100 years)."""
     if type(value) is not int or value < 0:
         raise InvalidInput(field, f"expected a non-negative int of minutes, got {value!r}")
+    if value > MAX_GAP_MINUTES:
+        raise InvalidInput(field, f"{value} minutes is more than 100 years ({MAX_GAP_MINUTES} minutes)")
     return value
 
 

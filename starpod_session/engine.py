@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -11,13 +12,17 @@ from typing import Any
 
 from sqlalchemy import Engine, PoolProxiedConnection, create_engine, event
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, NoSuchModuleError
 
-from .errors import InvalidInput
+from .errors import InvalidInput, StarpodSessionError, StorageError
+from .folders import ensure_folder
+from .urls import redact_text, redact_url
 
 __all__ = [
     "create_storage_engine",
     "to_url",
+    "is_read_only",
+    "ACCEPTED_FORMS",
     "READ_ONLY",
     "SQLITE_SYNCHRONOUS_MODES",
     "MYSQL_MAX_ALLOWED_PACKET",
@@ -38,21 +43,88 @@ SQLITE_BUSY_TIMEOUT_MS = 5_000
 MYSQL_MAX_ALLOWED_PACKET = 64 * 1024 * 1024
 
 
+#: The database forms this library takes, for messages.
+ACCEPTED_FORMS = (
+    "a file path (SQLite), sqlite:///PATH, postgresql+psycopg://USER:PASSWORD@HOST/DATABASE "
+    "or mysql+pymysql://USER:PASSWORD@HOST/DATABASE (also mariadb+pymysql://)"
+)
+
+#: The driver used for a URL that names a backend without one (``postgresql://``):
+#: the one this library's extras install, not SQLAlchemy's default (psycopg2, mysqlclient).
+_DEFAULT_DRIVERS = {"postgresql": "psycopg", "mysql": "pymysql", "mariadb": "pymysql"}
+
+#: The extra that installs the drivers of each server backend.
+_EXTRAS = {"postgresql": "postgres", "mysql": "mysql", "mariadb": "mysql"}
+
+#: SQLite engines opened read-only (see :func:`is_read_only`).
+_READ_ONLY_ENGINES: weakref.WeakSet[Engine] = weakref.WeakSet()
+
+
 def to_url(target: str | os.PathLike[str] | URL) -> URL:
-    """A SQLAlchemy URL for ``target``: a URL as it is, anything else as a SQLite file path."""
-    if isinstance(target, URL):
-        return target
+    """A SQLAlchemy URL for ``target``: a URL as it is, anything else as a SQLite file path.
+
+    :class:`InvalidInput` for an unknown scheme or driver, or an async driver;
+    :class:`StarpodSessionError` naming the extra to install when the driver is missing.
+    """
     if isinstance(target, str) and "://" in target:
         try:
-            return make_url(target)
+            target = make_url(target)
         except Exception as error:  # sqlalchemy.exc.ArgumentError and friends
-            raise InvalidInput("db_path", f"not a valid database URL: {error}") from None
+            # The parser's message quotes the whole URL, password included.
+            raise InvalidInput(
+                "db_path", f"not a valid database URL ({redact_text(str(error))}); expected {ACCEPTED_FORMS}"
+            ) from None
+    if isinstance(target, URL):
+        return _usable(target)
     if not isinstance(target, (str, os.PathLike)):
         raise InvalidInput("db_path", f"expected a path or a URL, got {type(target).__name__}")
     path = Path(target).expanduser()
     if str(target) in ("", ":memory:"):
         raise InvalidInput("db_path", "give a file path: an in-memory database is private to one connection")
     return URL.create("sqlite+pysqlite", database=str(path.resolve()))
+
+
+def _usable(url: URL) -> URL:
+    """``url`` with our default driver filled in, once its dialect and driver are known to load."""
+    backend = url.get_backend_name()
+    if "+" not in url.drivername and backend in _DEFAULT_DRIVERS:
+        url = url.set(drivername=f"{backend}+{_DEFAULT_DRIVERS[backend]}")
+    shown = redact_url(url)
+    if backend not in ("sqlite", *_DEFAULT_DRIVERS):
+        raise InvalidInput(
+            "db_path", f"unknown database URL scheme {url.drivername!r} in {shown}; expected {ACCEPTED_FORMS}"
+        )
+    try:
+        dialect = url.get_dialect()
+    except NoSuchModuleError:
+        raise InvalidInput(
+            "db_path", f"unknown driver {url.get_driver_name()!r} in {shown}; expected {ACCEPTED_FORMS}"
+        ) from None
+    if getattr(dialect, "is_async", False):
+        raise InvalidInput(
+            "db_path",
+            f"{url.drivername} is an async driver, which this synchronous library does not support; "
+            f"expected {ACCEPTED_FORMS}",
+        )
+    try:
+        dialect.import_dbapi()
+    except ImportError as error:
+        ours = _DEFAULT_DRIVERS.get(backend)
+        if ours is None:  # SQLite: the driver is Python's own sqlite3 module
+            advice = "this Python was built without its sqlite3 module"
+        else:
+            advice = f"pip install 'starpod-session[{_EXTRAS[backend]}]'"
+            if url.get_driver_name() != ours:
+                advice += f" and use {backend}+{ours}://... (or install the {error.name} module yourself)"
+        raise StarpodSessionError(
+            f"the {url.get_driver_name()} driver for {shown} is not installed (no module named {error.name!r}): {advice}"
+        ) from None
+    return url
+
+
+def is_read_only(engine: Engine) -> bool:
+    """Whether ``engine`` is a SQLite engine opened read-only (its file or folder is not writable)."""
+    return engine in _READ_ONLY_ENGINES
 
 
 def create_storage_engine(url: URL, *, sqlite_synchronous: str = "NORMAL", **engine_options: Any) -> Engine:
@@ -63,7 +135,13 @@ def create_storage_engine(url: URL, *, sqlite_synchronous: str = "NORMAL", **eng
     write transactions start with ``BEGIN IMMEDIATE`` so that two writers queue on
     the lock instead of failing half-way. Servers: ``pool_pre_ping`` so a restarted
     server does not hand out dead connections.
+
+    A SQLite file that exists but that this process may not write (the file or its
+    folder is read-only) is opened read-only: reads work, and a write transaction
+    raises :class:`StorageError` saying so.
     """
+    if not isinstance(sqlite_synchronous, str):
+        raise InvalidInput("sqlite_synchronous", f"expected a str, got {type(sqlite_synchronous).__name__}")
     if url.get_backend_name() == "sqlite":
         return _sqlite_engine(url, sqlite_synchronous, engine_options)
     engine_options.setdefault("pool_pre_ping", True)
@@ -83,8 +161,14 @@ def _sqlite_engine(url: URL, synchronous: str, engine_options: dict[str, Any]) -
         raise InvalidInput("sqlite_synchronous", f"expected one of {', '.join(SQLITE_SYNCHRONOUS_MODES)}")
     if not url.database or url.database == ":memory:":
         raise InvalidInput("db_path", "give a file path: an in-memory database is private to one connection")
-    Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+    path = Path(url.database)
+    ensure_folder(path.parent, "db_path")
+    read_only_uri = _read_only_uri(path)
+    if read_only_uri is not None:
+        engine_options["creator"] = lambda: sqlite3.connect(read_only_uri, uri=True, check_same_thread=False)
     engine = create_engine(url, connect_args={"check_same_thread": False}, **engine_options)
+    if read_only_uri is not None:
+        _READ_ONLY_ENGINES.add(engine)
 
     @event.listens_for(engine, "connect")
     def configure_connection(dbapi_connection: Any, _record: Any) -> None:
@@ -94,7 +178,8 @@ def _sqlite_engine(url: URL, synchronous: str, engine_options: dict[str, Any]) -
         cursor = dbapi_connection.cursor()
         cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
         cursor.execute("PRAGMA foreign_keys = ON")
-        cursor.execute("PRAGMA journal_mode = WAL")
+        if read_only_uri is None:
+            cursor.execute("PRAGMA journal_mode = WAL")
         cursor.execute(f"PRAGMA synchronous = {synchronous}")
         cursor.close()
 
@@ -102,13 +187,38 @@ def _sqlite_engine(url: URL, synchronous: str, engine_options: dict[str, Any]) -
     def begin_transaction(connection: Any) -> None:
         read_only = connection.get_execution_options().get(READ_ONLY, False)
         # On the driver's connection: a Core execution would cost more than the BEGIN itself.
-        _sqlite_execute(connection.connection.dbapi_connection, _sqlite_begin(read_only), connection.dialect)
+        _sqlite_execute(
+            connection.connection.dbapi_connection, _sqlite_begin(engine, read_only), connection.dialect
+        )
 
     return engine
 
 
-def _sqlite_begin(read_only: bool) -> str:
-    return "BEGIN" if read_only else "BEGIN IMMEDIATE"
+def _read_only_uri(path: Path) -> str | None:
+    """The SQLite URI that opens ``path`` read-only, or ``None`` when this process may write it.
+
+    A WAL database needs its ``-shm`` file: in a folder we cannot write, with no
+    ``-wal`` left by a writer, the file holds every committed row and is opened
+    ``immutable`` (no ``-shm`` needed); otherwise ``mode=ro`` reads through the
+    existing ``-wal`` and ``-shm``.
+    """
+    if not path.exists() or (os.access(path, os.W_OK) and os.access(path.parent, os.W_OK)):
+        return None
+    uri = f"{path.as_uri()}?mode=ro"
+    if not os.access(path.parent, os.W_OK) and not Path(f"{path}-wal").exists():
+        uri += "&immutable=1"
+    return uri
+
+
+def _sqlite_begin(engine: Engine, read_only: bool) -> str:
+    if read_only:
+        return "BEGIN"
+    if engine in _READ_ONLY_ENGINES:
+        raise StorageError(
+            f"the database {engine.url.database} is read-only (this process may not write the file "
+            "or its folder): it can be read, not written"
+        )
+    return "BEGIN IMMEDIATE"
 
 
 def _sqlite_execute(driver_connection: Any, statement: str, dialect: Any) -> None:
@@ -149,7 +259,7 @@ def sqlite_driver_transaction(engine: Engine, *, read_only: bool) -> Iterator[Dr
         raise DBAPIError.instance(None, None, error, sqlite3.Error, dialect=engine.dialect) from error
     driver_connection = pooled.dbapi_connection
     try:
-        _sqlite_execute(driver_connection, _sqlite_begin(read_only), engine.dialect)
+        _sqlite_execute(driver_connection, _sqlite_begin(engine, read_only), engine.dialect)
         yield DriverTransaction(engine, pooled)
         _sqlite_execute(driver_connection, "COMMIT", engine.dialect)
     finally:

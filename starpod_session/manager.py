@@ -10,6 +10,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TypeVar
 
+import attrs
 from sqlalchemy import Connection, Engine
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
@@ -31,9 +32,11 @@ from .repositories import CompactionRepository, MessageRepository, SessionReposi
 from .repositories.sessions import SessionFilter
 from .retry import RetryPolicy, is_transient
 from .schema import ensure_schema
+from .folders import ensure_folder
 from .timestamps import coerce_instant
 from .titles import shorten_title
 from .transcripts import render_transcript, transcript_filename, write_if_changed
+from .urls import redact_text, redact_url, url_secrets
 from .validation import (
     MAX_CONTENT_BYTES,
     check_count,
@@ -104,9 +107,8 @@ class SessionManager:
         self.config = load_config(config)
         self._channels = ChannelRegistry({**self.config.resolvers(), **(channels or {})})
         self._retry = retry or RetryPolicy()
-        self.sessions_dir = None if sessions_dir is None else Path(sessions_dir)
-        if self.sessions_dir is not None:
-            self.sessions_dir.mkdir(parents=True, exist_ok=True)
+        self.sessions_dir = None if sessions_dir is None else ensure_folder(Path(sessions_dir), "sessions_dir")
+        self._closed = False
         self._engine: Engine = create_storage_engine(self._url, sqlite_synchronous=sqlite_synchronous)
         try:
             self._guard(lambda: ensure_schema(self._engine, auto_upgrade=auto_upgrade, target=self.target))
@@ -134,10 +136,14 @@ class SessionManager:
         """The database, as a path for SQLite or a URL with the password hidden."""
         if self._url.get_backend_name() == "sqlite":
             return str(self._url.database)
-        return self._url.render_as_string(hide_password=True)
+        return redact_url(self._url)
 
     def close(self) -> None:
-        """Release every pooled connection. The manager is unusable afterwards."""
+        """Release every pooled connection. Every later call raises :class:`StarpodSessionError`.
+
+        Closing again does nothing.
+        """
+        self._closed = True
         self._engine.dispose()
 
     def __enter__(self) -> SessionManager:
@@ -326,6 +332,10 @@ class SessionManager:
     def save_message(self, session_id: str, role: str, content: str) -> int:
         """Append a message and return its id; a ``user`` message also titles an untitled session.
 
+        Saving a message is activity: ``last_message_at`` becomes now (so a time-gap
+        channel does not auto-close a live conversation); ``message_count``, which
+        counts :meth:`touch_session` calls, is unchanged.
+
         ``content`` may hold up to 16 MiB of UTF-8 (``InvalidInput`` above that).
         """
         session_id = check_session_id(session_id)
@@ -334,14 +344,13 @@ class SessionManager:
         title = shorten_title(content) if role == "user" and content.strip() else None
 
         def work(s: Connection) -> int:
-            sessions = SessionRepository(s)
-            _require_session(sessions, session_id)
-            if title is not None:
-                # Before the insert: on MariaDB the insert's foreign-key check share-locks
-                # the session row, and racing writers that then upgrade it to update the
-                # title deadlock each other.
-                sessions.set_title_if_null(session_id, title)
-            return MessageRepository(s).append(session_id, role, content, utc_now())
+            now = utc_now()
+            # Before the insert: on MariaDB the insert's foreign-key check share-locks
+            # the session row, and racing writers that then upgrade it to update it
+            # deadlock each other.
+            if not SessionRepository(s).record_message_activity(session_id, now, title):
+                raise SessionNotFound(session_id)
+            return MessageRepository(s).append(session_id, role, content, now)
 
         return self._write_prepared(work)
 
@@ -392,15 +401,21 @@ class SessionManager:
     # -- usage and compactions ---------------------------------------------
 
     def record_usage(self, session_id: str, usage_record: UsageRecord, turn: int) -> None:
-        """Store the token usage and cost of one turn of the session."""
+        """Store the token usage and cost of one turn of the session.
+
+        A record without ``user_id`` is attributed to the session's user.
+        """
         session_id = check_session_id(session_id)
         if not isinstance(usage_record, UsageRecord):
             raise InvalidInput("usage_record", f"expected a UsageRecord, got {type(usage_record).__name__}")
         turn = check_count("turn", turn)
 
         def work(s: Connection) -> None:
-            _require_session(SessionRepository(s), session_id)
-            UsageRepository(s).append(session_id, turn, usage_record, utc_now())
+            owner = SessionRepository(s).owner(session_id)
+            if owner is None:
+                raise SessionNotFound(session_id)
+            record = usage_record if usage_record.user_id is not None else attrs.evolve(usage_record, user_id=owner)
+            UsageRepository(s).append(session_id, turn, record, utc_now())
 
         self._write_prepared(work)
 
@@ -523,6 +538,8 @@ class SessionManager:
 
     def _guard(self, call: Callable[[], T]) -> T:
         """Run ``call``, retrying transient lock errors; never let a driver error out raw."""
+        if self._closed:
+            raise StarpodSessionError(f"this SessionManager ({self.target}) is closed; open a new one")
         failures = 0
         while True:
             try:
@@ -532,16 +549,20 @@ class SessionManager:
             except DBAPIError as error:
                 if not is_transient(error):
                     raise StorageError(
-                        f"database error on {self.target}: {error.orig}{_packet_hint(error)}"
+                        f"database error on {self.target}: {self._driver_text(error.orig)}{_packet_hint(error)}"
                     ) from error
                 failures += 1
                 if failures >= self._retry.attempts:
                     raise StorageBusy(
-                        f"{self.target} stayed locked through {failures} attempts: {error.orig}"
+                        f"{self.target} stayed locked through {failures} attempts: {self._driver_text(error.orig)}"
                     ) from error
                 self._retry.pause(failures)
             except SQLAlchemyError as error:
-                raise StorageError(f"database error on {self.target}: {error}") from error
+                raise StorageError(f"database error on {self.target}: {self._driver_text(error)}") from error
+
+    def _driver_text(self, error: BaseException | None) -> str:
+        """A driver's error text with the URL's passwords hidden (drivers may quote the connection string)."""
+        return redact_text(str(error), url_secrets(self._url))
 
 
 def _close_if_stale(

@@ -58,7 +58,7 @@ def _validated(check, field: str):  # noqa: ANN001, ANN202 - adapts a check to a
     return validator
 
 
-def _check_optional_model(field: str, value: object) -> None:
+def _check_optional_text(field: str, value: object) -> None:
     if value is not None:
         check_short_text(field, value)
 
@@ -66,7 +66,11 @@ def _check_optional_model(field: str, value: object) -> None:
 def _check_cost(field: str, value: object) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise InvalidInput(field, f"expected a float, got {type(value).__name__}")
-    if not math.isfinite(value) or value < 0:
+    try:
+        amount = float(value)
+    except OverflowError:  # an int beyond the largest double
+        raise InvalidInput(field, "an int too large for a double (above 1.8e308)") from None
+    if not math.isfinite(amount) or amount < 0:
         raise InvalidInput(field, f"{value!r} is not a finite, non-negative amount")
 
 
@@ -76,7 +80,9 @@ class UsageRecord:
 
     Counts must be ints in 0..2**63-1, ``cost_usd`` a finite non-negative number;
     anything else raises :class:`~starpod_session.InvalidInput` naming the field.
-    A ``model`` of ``None`` is reported as ``"unknown"`` by :meth:`cost_overview`.
+    A ``model`` of ``None`` is reported as ``"unknown"`` by :meth:`cost_overview`; a
+    ``user_id`` of ``None`` (the default) is the session's user, filled in by
+    :meth:`~starpod_session.SessionManager.record_usage`.
     """
 
     input_tokens: int = attrs.field(default=0, validator=_validated(check_count, "input_tokens"))
@@ -84,8 +90,8 @@ class UsageRecord:
     cache_read: int = attrs.field(default=0, validator=_validated(check_count, "cache_read"))
     cache_write: int = attrs.field(default=0, validator=_validated(check_count, "cache_write"))
     cost_usd: float = attrs.field(default=0.0, validator=_validated(_check_cost, "cost_usd"))
-    model: str | None = attrs.field(default=None, validator=_validated(_check_optional_model, "model"))
-    user_id: str = attrs.field(default="admin", validator=_validated(check_short_text, "user_id"))
+    model: str | None = attrs.field(default=None, validator=_validated(_check_optional_text, "model"))
+    user_id: str | None = attrs.field(default=None, validator=_validated(_check_optional_text, "user_id"))
 
 
 @attrs.frozen

@@ -30,7 +30,8 @@ def format_rfc3339(moment: datetime) -> str:
     if moment.year >= 1000 and moment.tzinfo is timezone.utc:
         # The C formatter writes exactly this shape for a UTC datetime (about 4x faster).
         return moment.isoformat(timespec="milliseconds" if micros % 1000 == 0 and micros else "auto")
-    text = moment.strftime("%Y-%m-%dT%H:%M:%S")
+    # Four-digit years (0999, not 999), or string order stops being time order.
+    text = f"{moment.year:04d}-{moment:%m-%dT%H:%M:%S}"
     if micros % 1000 == 0 and micros:
         text += f".{micros // 1000:03d}"
     elif micros:
@@ -38,11 +39,22 @@ def format_rfc3339(moment: datetime) -> str:
     return text + "+00:00"
 
 
+_BARE_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
+def _in_utc(moment: datetime, field: str) -> datetime:
+    try:
+        return moment.astimezone(timezone.utc)
+    except OverflowError:
+        raise InvalidInput(field, f"{moment.isoformat()} is outside years 1..9999 once converted to UTC") from None
+
+
 def parse_rfc3339(text: str) -> datetime:
     """Parse RFC 3339 text (``Z`` or any offset, 0-9 fraction digits) to an aware UTC datetime.
 
     Fractions finer than a microsecond (the Rust crate can write nanoseconds) are
-    truncated. Raises ``ValueError`` on anything else.
+    truncated. Raises ``ValueError`` on anything else, an instant outside years
+    1..9999 in UTC included.
     """
     shape = _CANONICAL_SEPARATOR.get(len(text))
     if shape is not None and text[shape[1]] == shape[0] and text[10] == "T" and text.endswith("+00:00"):
@@ -51,6 +63,15 @@ def parse_rfc3339(text: str) -> datetime:
             return datetime.fromisoformat(text)
         except ValueError:
             pass  # the general path below says what is wrong
+    moment = _parse_keeping_offset(text)
+    try:
+        return moment.astimezone(timezone.utc)
+    except OverflowError:
+        raise ValueError(f"{text!r} is outside years 1..9999 in UTC") from None
+
+
+def _parse_keeping_offset(text: str) -> datetime:
+    """Parse RFC 3339 text to an aware datetime in its own offset (``ValueError`` if it is not)."""
     match = _RFC3339.fullmatch(text)
     if match is None:
         raise ValueError(f"not an RFC 3339 timestamp with offset: {text!r}")
@@ -62,24 +83,28 @@ def parse_rfc3339(text: str) -> datetime:
         sign = -1 if offset[0] == "-" else 1
         tz = timezone(sign * timedelta(hours=int(offset[1:3]), minutes=int(offset[4:6])))
     naive = datetime.fromisoformat(f"{match['date']}T{match['time']}")
-    return naive.replace(microsecond=int(fraction), tzinfo=tz).astimezone(timezone.utc)
+    return naive.replace(microsecond=int(fraction), tzinfo=tz)
 
 
 def coerce_instant(value: object, field: str) -> datetime:
-    """Accept an aware datetime or an RFC 3339 string; return an aware UTC datetime.
+    """Accept an aware datetime, an RFC 3339 string or a bare date (UTC midnight); return an aware UTC datetime.
 
     Raises :class:`InvalidInput` naming ``field`` for naive datetimes, unparseable
-    strings and other types.
+    strings, instants outside years 1..9999 once in UTC, and other types.
     """
     if isinstance(value, datetime):
         if value.tzinfo is None or value.tzinfo.utcoffset(value) is None:
             raise InvalidInput(field, "naive datetime; pass an aware datetime (e.g. tzinfo=timezone.utc)")
-        return value.astimezone(timezone.utc)
+        return _in_utc(value, field)
     if isinstance(value, str):
+        text = value.strip()
+        if _BARE_DATE.fullmatch(text):
+            text += "T00:00:00Z"
         try:
-            return parse_rfc3339(value.strip())
+            return _in_utc(_parse_keeping_offset(text), field)
         except ValueError:
             raise InvalidInput(
-                field, f"{value!r} is not an RFC 3339 timestamp such as 2026-03-01T00:00:00Z"
+                field,
+                f"{value!r} is not an RFC 3339 timestamp such as 2026-03-01T00:00:00Z or a date such as 2026-03-01",
             ) from None
     raise InvalidInput(field, f"expected an aware datetime or an RFC 3339 string, got {type(value).__name__}")

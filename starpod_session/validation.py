@@ -75,7 +75,9 @@ def check_flag(field: str, value: object) -> bool:
 
 
 def check_limit(field: str, value: object) -> int:
-    """A row limit: an ``int`` (not a bool) of at least 0."""
+    """A row limit: an ``int`` (not a bool) in 0..2**63-1, the range every backend's LIMIT takes."""
     if type(value) is not int or value < 0:
         raise InvalidInput(field, f"expected a non-negative int, got {value!r}")
+    if value > MAX_COUNT:
+        raise InvalidInput(field, f"{value} is outside 0..2**63-1")
     return value

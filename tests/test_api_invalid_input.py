@@ -121,7 +121,7 @@ INVALID = [
     ("usage-user-id-surrogate", usage(user_id="\udc00"), "user_id"),
     ("usage-user-id-256-chars", usage(user_id=TOO_LONG), "user_id"),
     ("usage-user-id-empty", usage(user_id=""), "user_id"),
-    ("usage-user-id-none", usage(user_id=None), "user_id"),
+    ("usage-user-id-int", usage(user_id=7), "user_id"),
     # compactions
     ("trigger-empty", lambda m, sid: m.record_compaction(sid, "", 1, "s", 1), "trigger"),
     ("trigger-none", lambda m, sid: m.record_compaction(sid, None, 1, "s", 1), "trigger"),
@@ -154,6 +154,17 @@ INVALID = [
     ("messages-limit-negative", lambda m, sid: m.get_messages(sid, limit=-1), "limit"),
     ("messages-before-id-negative", lambda m, sid: m.get_messages(sid, before_id=-1), "before_id"),
     ("messages-before-id-str", lambda m, sid: m.get_messages(sid, before_id="10"), "before_id"),
+    # beyond the backends' 64-bit integers and the datetime range
+    ("limit-2-pow-63", lambda m, sid: m.list_sessions(2**63), "limit"),
+    ("messages-limit-2-pow-64", lambda m, sid: m.get_messages(sid, limit=2**64), "limit"),
+    ("messages-before-id-2-pow-64", lambda m, sid: m.get_messages(sid, before_id=2**64), "before_id"),
+    ("prefix-limit-2-pow-64", lambda m, sid: m.session_ids_starting_with("a", 2**64), "limit"),
+    ("since-before-year-1-in-utc", lambda m, sid: m.cost_overview(since="0001-01-01T00:00:00+01:00"), "since"),
+    ("since-after-year-9999-in-utc", lambda m, sid: m.cost_overview(since="9999-12-31T23:30:00-01:00"), "since"),
+    ("until-after-year-9999-in-utc", lambda m, sid: m.cost_overview(until="9999-12-31T23:30:00-01:00"), "until"),
+    ("gap-10-pow-15-on-an-open-key", lambda m, sid: m.open_session("telegram", "k", gap_minutes=10**15), "gap_minutes"),
+    ("resolve-gap-10-pow-15", lambda m, sid: m.resolve_session("telegram", "k", gap_minutes=10**15), "gap_minutes"),
+    ("cost-int-beyond-double", usage(cost_usd=10**400), "cost_usd"),
 ]
 
 # Writes naming a well-formed id that does not exist.

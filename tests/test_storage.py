@@ -2,16 +2,26 @@
 
 from __future__ import annotations
 
+import json
+import os
+import shutil
 import sqlite3
+import subprocess
+import sys
+import tempfile
+import textwrap
 import threading
+from pathlib import Path
 
 import pytest
 
 from starpod_session import (
     Channel,
+    InvalidInput,
     SessionManager,
     StarpodSessionError,
     StorageError,
+    UsageRecord,
 )
 from starpod_session.engine import create_storage_engine, to_url
 
@@ -95,3 +105,158 @@ def test_memory_databases_are_refused(tmp_path):
     with pytest.raises(InvalidInput) as raised:
         SessionManager(":memory:")
     assert raised.value.field == "db_path"
+
+
+# -- what the file system refuses ------------------------------------------------
+
+NOBODY = 65534
+
+#: Run as root, the child warms every import on a scratch database, then becomes
+#: ``nobody`` (the interpreter itself lives under /root, which nobody may not read).
+_AS_NOBODY_PRELUDE = """
+import json, os, sqlite3, sys, tempfile
+from starpod_session import Channel, SessionManager, StarpodSessionError, UsageRecord
+with tempfile.TemporaryDirectory() as scratch:
+    with SessionManager(os.path.join(scratch, "warm.db"), os.path.join(scratch, "t")) as warm:
+        sid = warm.create_session(Channel.MAIN, "k")
+        warm.save_message(sid, "user", "hi"); warm.get_messages(sid); warm.list_sessions(1)
+        warm.record_usage(sid, UsageRecord(), 1); warm.cost_overview(); warm.session_usage(sid)
+os.setgid({uid}); os.setuid({uid})
+"""
+
+
+def run_as_nobody(script: str, *args: str) -> dict:
+    """Run ``script`` (after the prelude) as ``nobody``; it prints one JSON object, returned here."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root, to run a child as nobody whose writes the file system refuses")
+    done = subprocess.run(
+        [sys.executable, "-c", _AS_NOBODY_PRELUDE.format(uid=NOBODY) + textwrap.dedent(script), *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+@pytest.fixture
+def shared_folder():
+    """A folder under /tmp that ``nobody`` can reach (pytest's tmp_path is private to root)."""
+    folder = Path(tempfile.mkdtemp(prefix="starpod-ro-"))
+    folder.chmod(0o755)
+    yield folder
+    folder.chmod(0o755)
+    shutil.rmtree(folder)
+
+
+_READ_EVERYTHING = """
+path = sys.argv[1]
+result = {}
+try:
+    open(path, "r+b").close()
+    result["plain_write_open"] = "allowed"
+except PermissionError:
+    result["plain_write_open"] = "refused"
+try:
+    manager = SessionManager(path)
+    (meta,) = manager.list_sessions(10)
+    result["listed"] = meta.title
+    result["shown"] = manager.get_session(meta.id).user_id
+    result["messages"] = [m.content for m in manager.get_messages(meta.id)]
+    result["cost"] = manager.cost_overview().total_cost_usd
+    result["session_cost"] = manager.session_usage(meta.id).total_cost_usd
+    try:
+        manager.save_message(meta.id, "user", "more")
+        result["write"] = "allowed"
+    except StarpodSessionError as error:
+        result["write"] = f"{type(error).__name__}: {error}"
+    manager.close()
+except Exception as error:
+    result["error"] = f"{type(error).__name__}: {error}"
+print(json.dumps(result))
+"""
+
+
+def _database_with_one_session(path: Path) -> None:
+    with SessionManager(path) as manager:
+        session_id = manager.create_session(Channel.MAIN, "k", user_id="alice")
+        manager.save_message(session_id, "user", "Hello")
+        manager.record_usage(session_id, UsageRecord(cost_usd=0.25), 1)
+    path.chmod(0o644)
+
+
+@pytest.mark.parametrize("read_only", ["folder", "file"])
+def test_a_read_only_database_can_be_read_and_a_write_says_it_is_read_only(shared_folder, read_only):
+    path = shared_folder / "sessions.db"
+    _database_with_one_session(path)
+    if read_only == "folder":
+        shared_folder.chmod(0o555)  # nobody can neither write the file nor create -wal/-shm beside it
+    else:
+        os.chown(shared_folder, NOBODY, NOBODY)  # nobody may create -wal/-shm, not write the file
+    result = run_as_nobody(_READ_EVERYTHING, str(path))
+    assert result["plain_write_open"] == "refused"  # the permission denial is real
+    assert "error" not in result, result["error"]
+    assert (result["listed"], result["shown"], result["messages"]) == ("Hello", "alice", ["Hello"])
+    assert (result["cost"], result["session_cost"]) == (0.25, 0.25)
+    assert result["write"].startswith("StorageError: ") and "read-only" in result["write"]
+    assert str(path) in result["write"]
+
+
+def test_a_database_path_below_a_regular_file_is_invalid_input_naming_it(tmp_path):
+    (tmp_path / "plain").write_text("not a folder")
+    with pytest.raises(InvalidInput, match="plain") as raised:
+        SessionManager(tmp_path / "plain" / "sub" / "sessions.db")
+    assert raised.value.field == "db_path"
+
+
+def test_a_sessions_dir_that_is_a_file_is_invalid_input_naming_it(tmp_path):
+    (tmp_path / "transcripts").write_text("a file")
+    with pytest.raises(InvalidInput, match="transcripts") as raised:
+        SessionManager(tmp_path / "sessions.db", tmp_path / "transcripts")
+    assert raised.value.field == "sessions_dir"
+
+
+def test_folders_that_cannot_be_created_under_a_read_only_parent_are_storage_errors(shared_folder):
+    shared_folder.chmod(0o555)
+    result = run_as_nobody(
+        """
+        folder = sys.argv[1]
+        result = {}
+        for name, make in [
+            ("db_path", lambda: SessionManager(os.path.join(folder, "new", "sessions.db"))),
+            ("sessions_dir", lambda: SessionManager(os.path.join(tempfile.mkdtemp(), "s.db"), os.path.join(folder, "t"))),
+        ]:
+            try:
+                make().close()
+                result[name] = "created"
+            except Exception as error:
+                result[name] = f"{type(error).__name__}: {error}"
+        print(json.dumps(result))
+        """,
+        str(shared_folder),
+    )
+    assert result["db_path"].startswith("StorageError: ") and str(shared_folder / "new") in result["db_path"]
+    assert result["sessions_dir"].startswith("StorageError: ") and str(shared_folder / "t") in result["sessions_dir"]
+
+
+@pytest.mark.parametrize(
+    ("table", "column", "read"),
+    [
+        ("session_metadata", "last_message_at", lambda m, sid: m.list_sessions(10)),
+        ("session_metadata", "created_at", lambda m, sid: m.get_session(sid)),
+        ("session_messages", "timestamp", lambda m, sid: m.get_messages(sid)),
+    ],
+)
+def test_a_timestamp_another_program_stored_badly_is_a_storage_error_naming_where(tmp_path, table, column, read):
+    path = tmp_path / "sessions.db"
+    with SessionManager(path) as manager:
+        session_id = manager.create_session(Channel.MAIN, "k")
+        manager.save_message(session_id, "user", "hi")
+    with sqlite3.connect(path) as raw:
+        raw.execute(f"UPDATE {table} SET {column} = '20/03/2026 12:00'")
+        (row_id,) = raw.execute(f"SELECT id FROM {table}").fetchone()
+    raw.close()
+    with SessionManager(path) as manager, pytest.raises(StorageError) as raised:
+        read(manager, session_id)
+    message = str(raised.value)
+    assert table in message and repr(row_id) in message and "20/03/2026 12:00" in message

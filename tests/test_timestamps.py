@@ -105,3 +105,37 @@ def test_since_compares_to_the_microsecond_on_every_backend(manager):
     assert manager.cost_overview(since=moment).total_turns == 1
     assert manager.cost_overview(since=moment + timedelta(microseconds=1)).total_turns == 0
     assert manager.cost_overview(since="2026-03-20T14:34:56.654321+02:00").total_turns == 1
+
+
+@pytest.mark.parametrize(
+    ("moment", "stored"),
+    [
+        (datetime(999, 1, 1, tzinfo=timezone.utc), "0999-01-01T00:00:00+00:00"),
+        (datetime(1, 1, 1, 0, 0, 0, 5000, tzinfo=timezone.utc), "0001-01-01T00:00:00.005+00:00"),
+        (datetime(999, 12, 31, 23, 0, tzinfo=timezone(timedelta(hours=-2))), "1000-01-01T01:00:00+00:00"),
+        (datetime(1000, 1, 1, 1, 0, tzinfo=timezone(timedelta(hours=2))), "0999-12-31T23:00:00+00:00"),
+    ],
+)
+def test_years_before_1000_are_written_with_four_digits_and_read_back(moment, stored):
+    assert format_rfc3339(moment) == stored
+    assert parse_rfc3339(stored) == moment
+    assert format_rfc3339(moment) < format_rfc3339(datetime(1000, 1, 1, 2, tzinfo=timezone.utc))
+
+
+def test_a_since_before_year_1000_gives_the_same_answer_on_every_backend(manager):
+    session_id = manager.create_session(Channel.MAIN, "k")
+    with freeze_time(datetime(2026, 3, 20, tzinfo=timezone.utc)):
+        manager.record_usage(session_id, UsageRecord(input_tokens=1, cost_usd=1.0), turn=1)
+    assert manager.cost_overview(since="0999-01-01T00:00:00Z").total_turns == 1
+    assert manager.cost_overview(since=datetime(1, 1, 1, tzinfo=timezone.utc)).total_turns == 1
+    assert manager.cost_overview(until="0999-01-01T00:00:00Z").total_turns == 0
+
+
+def test_a_bare_date_is_utc_midnight_for_since_and_until(manager):
+    session_id = manager.create_session(Channel.MAIN, "k")
+    for moment in ("2026-02-28T23:59:59Z", "2026-03-01T00:00:00Z", "2026-03-31T23:59:59Z", "2026-04-01T00:00:00Z"):
+        with freeze_time(moment):
+            manager.record_usage(session_id, UsageRecord(input_tokens=1, cost_usd=1.0), turn=1)
+    march = manager.cost_overview(since="2026-03-01", until="2026-04-01")
+    assert march.total_turns == 2
+    assert march == manager.cost_overview(since="2026-03-01T00:00:00Z", until="2026-04-01T00:00:00+00:00")

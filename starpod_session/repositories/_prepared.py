@@ -23,6 +23,8 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql import ColumnElement
 from sqlalchemy.sql.expression import Executable
 
+from ..errors import StorageError
+
 __all__ = ["Prepared"]
 
 Processor = Callable[[Any], Any]
@@ -31,7 +33,7 @@ Processor = Callable[[Any], Any]
 class _Compiled:
     """One statement compiled for one dialect."""
 
-    __slots__ = ("sql", "names", "positional", "binds", "results", "returning")
+    __slots__ = ("sql", "names", "positional", "binds", "results", "returning", "columns")
 
     def __init__(self, statement: Executable, dialect: Dialect, id_column: ColumnElement | None) -> None:
         self.returning = id_column is not None and not dialect.postfetch_lastrowid
@@ -56,6 +58,10 @@ class _Compiled:
             for bind in map(by_name.__getitem__, compiled.positiontup or by_name)
         )
         columns = getattr(statement, "selected_columns", ())
+        #: (table, column) of each result column, to name a stored value that cannot be read.
+        self.columns: tuple[tuple[str, str], ...] = tuple(
+            (getattr(getattr(column, "table", None), "name", "?"), getattr(column, "name", "?")) for column in columns
+        )
         self.results: tuple[tuple[int, Processor], ...] = tuple(
             (index, processor)
             for index, column in enumerate(columns)
@@ -139,26 +145,36 @@ class Prepared:
         return self._run(connection, values, _inserted_id)
 
 
-def _process(row: Sequence[Any], results: tuple[tuple[int, Processor], ...]) -> tuple[Any, ...]:
+def _process(row: Sequence[Any], compiled: _Compiled) -> tuple[Any, ...]:
     values = list(row)
-    for index, processor in results:
-        values[index] = processor(values[index])
+    for index, processor in compiled.results:
+        try:
+            values[index] = processor(values[index])
+        except ValueError as error:  # e.g. a timestamp another program stored in its own format
+            raise _unreadable(row, compiled, index, error) from error
     return tuple(values)
+
+
+def _unreadable(row: Sequence[Any], compiled: _Compiled, index: int, error: ValueError) -> StorageError:
+    """The error for a stored value the column type cannot read, naming table, row id and value."""
+    table, column = compiled.columns[index]
+    ids = [row[i] for i, (t, name) in enumerate(compiled.columns) if t == table and name == "id"]
+    where = f"row id {ids[0]!r}" if ids else "a row"
+    return StorageError(f"{table}.{column} of {where} holds {row[index]!r}, which cannot be read: {error}")
 
 
 def _fetch_all(cursor: Any, compiled: _Compiled) -> list[Any]:
     rows = cursor.fetchall()
-    results = compiled.results
-    if not results:
+    if not compiled.results:
         return [tuple(row) for row in rows]
-    return [_process(row, results) for row in rows]
+    return [_process(row, compiled) for row in rows]
 
 
 def _fetch_first(cursor: Any, compiled: _Compiled) -> Any | None:
     row = cursor.fetchone()
     if row is None:
         return None
-    return _process(row, compiled.results) if compiled.results else tuple(row)
+    return _process(row, compiled) if compiled.results else tuple(row)
 
 
 def _rowcount(cursor: Any, _compiled: _Compiled) -> int:

@@ -6,7 +6,7 @@ import functools
 from datetime import datetime
 
 import attrs
-from sqlalchemy import Connection, Integer, bindparam, exists, false, insert, select, update
+from sqlalchemy import Connection, Integer, bindparam, exists, false, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from ..models import SessionRow
@@ -48,6 +48,15 @@ _FIND_OPEN = Prepared(
 )
 _GET = Prepared(select(*_META_COLUMNS).where(_id_is))
 _EXISTS = Prepared(select(exists().where(_id_is)))
+_OWNER = Prepared(select(_t.c.user_id).where(_id_is))
+# A saved message is activity (it keeps a time-gap session open) but not a request:
+# message_count counts touches, as in the original crate.
+_MESSAGE_ACTIVITY = Prepared(update(_t).where(_id_is).values(last_message_at=bindparam("now")))
+_MESSAGE_ACTIVITY_TITLED = Prepared(
+    update(_t)
+    .where(_id_is)
+    .values(last_message_at=bindparam("now"), title=func.coalesce(_t.c.title, bindparam("title", type_=_t.c.title.type)))
+)
 _TOUCH = Prepared(
     update(_t).where(_id_is).values(last_message_at=bindparam("now"), message_count=_t.c.message_count + 1)
 )
@@ -155,6 +164,20 @@ class SessionRepository:
     def exists(self, session_id: str) -> bool:
         """Whether a session with this id exists (open or closed)."""
         return bool(_EXISTS.first(self._s, session_id=session_id)[0])
+
+    def owner(self, session_id: str) -> str | None:
+        """The session's ``user_id``, or ``None`` if there is no such session."""
+        row = _OWNER.first(self._s, session_id=session_id)
+        return None if row is None else row[0]
+
+    def record_message_activity(self, session_id: str, now: datetime, title: str | None) -> bool:
+        """For a message saved at ``now``: set ``last_message_at``, and ``title`` if the session has none.
+
+        One statement, which also tells whether the session exists (False if not).
+        """
+        if title is None:
+            return _MESSAGE_ACTIVITY.rowcount(self._s, session_id=session_id, now=now) == 1
+        return _MESSAGE_ACTIVITY_TITLED.rowcount(self._s, session_id=session_id, now=now, title=title) == 1
 
     def ids_starting_with(self, prefix: str, limit: int) -> list[str]:
         """Up to ``limit`` session ids beginning with ``prefix``, in id order.

@@ -1,0 +1,126 @@
+"""Database URLs at the door: unknown schemes and drivers are our errors, and no password is ever shown."""
+
+from __future__ import annotations
+
+import importlib.util
+import subprocess
+import sys
+
+import pytest
+
+from starpod_session import InvalidInput, SessionManager, StarpodSessionError, StorageError
+from starpod_session.engine import to_url
+
+SECRET = "S3cretPw"
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        f"postgres://user:{SECRET}@127.0.0.1/db",
+        "nosuch://host/db",
+        "oracle://scott@host/db",
+        f"postgresql+nosuch://user:{SECRET}@127.0.0.1/db",
+    ],
+)
+def test_an_unknown_scheme_or_driver_is_invalid_input_naming_the_accepted_forms(url):
+    with pytest.raises(InvalidInput) as raised:
+        SessionManager(url)
+    assert raised.value.field == "db_path"
+    message = str(raised.value)
+    assert "postgresql+psycopg://" in message and "mysql+pymysql://" in message and "file path" in message
+    assert SECRET not in message
+
+
+@pytest.mark.parametrize("url", ["postgresql+asyncpg://u@127.0.0.1/db", "postgresql+psycopg_async://u@127.0.0.1/db"])
+def test_an_async_driver_is_refused_saying_so(url):
+    with pytest.raises(InvalidInput, match="async"):
+        SessionManager(url)
+
+
+@pytest.mark.parametrize(
+    ("url", "module", "extra"),
+    [
+        ("mysql+mysqldb://root@127.0.0.1:1/test", "MySQLdb", "mysql"),
+        ("postgresql+psycopg2://postgres@127.0.0.1:1/test", "psycopg2", "postgres"),
+    ],
+)
+def test_a_driver_that_is_not_installed_names_the_extra_to_install(url, module, extra):
+    if importlib.util.find_spec(module) is not None:
+        pytest.skip(f"{module} is installed here")
+    with pytest.raises(StarpodSessionError, match=rf"pip install 'starpod-session\[{extra}\]'"):
+        SessionManager(url)
+
+
+@pytest.mark.parametrize(
+    ("url", "module", "extra"),
+    [
+        ("postgresql+psycopg://postgres@127.0.0.1:1/test", "psycopg", "postgres"),
+        ("mysql+pymysql://root@127.0.0.1:1/test", "pymysql", "mysql"),
+    ],
+)
+def test_our_own_driver_missing_names_the_extra_to_install(url, module, extra):
+    # A fresh interpreter in which the driver cannot be imported, as on a machine without the extra.
+    script = (
+        f"import sys; sys.modules[{module!r}] = None\n"
+        "from starpod_session import SessionManager, StarpodSessionError\n"
+        f"try:\n    SessionManager({url!r})\nexcept StarpodSessionError as error:\n    print(type(error).__name__, error)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert f"pip install 'starpod-session[{extra}]'" in done.stdout
+
+
+@pytest.mark.parametrize(
+    ("url", "driver"),
+    [("postgresql://u@h/db", "postgresql+psycopg"), ("mysql://u@h/db", "mysql+pymysql"), ("mariadb://u@h/db", "mariadb+pymysql")],
+)
+def test_a_server_url_without_a_driver_uses_the_one_the_extra_installs(url, driver):
+    assert to_url(url).drivername == driver
+
+
+UNREACHABLE = [
+    f"postgresql+psycopg://postgres:{SECRET}@127.0.0.1:1/test",
+    f"postgresql+psycopg://postgres@127.0.0.1:1/test?password={SECRET}",
+    f"postgresql+psycopg://postgres@127.0.0.1:1/test?sslpassword={SECRET}&connect_timeout=5",
+    f"mysql+pymysql://root:{SECRET}@127.0.0.1:1/test",
+    f"mysql+pymysql://root@127.0.0.1:1/test?password={SECRET}",
+    f"mysql+pymysql://root@127.0.0.1:1/test?passwd={SECRET}",
+]
+
+
+@pytest.mark.parametrize("url", UNREACHABLE)
+def test_no_password_shows_in_the_error_of_an_unreachable_server(url):
+    with pytest.raises(StorageError) as raised:
+        SessionManager(url)
+    assert SECRET not in str(raised.value)
+    assert "127.0.0.1:1" in str(raised.value)
+
+
+def test_a_password_in_the_query_string_is_hidden_on_a_real_server(backend, db_target):
+    """PostgreSQL here may trust local connections (then the manager opens); MariaDB refuses the password."""
+    if backend == "sqlite":
+        pytest.skip("SQLite URLs carry no password")
+    key = "password"
+    url = f"{db_target}{'&' if '?' in db_target else '?'}{key}=Wrong{SECRET}"
+    try:
+        manager = SessionManager(url)
+    except StorageError as error:
+        assert SECRET not in str(error)
+        assert "***" in str(error)
+        return
+    with manager:
+        assert SECRET not in repr(manager) and SECRET not in manager.target
+        assert f"{key}=***" in manager.target
+
+
+def test_redaction_hides_passwords_wherever_they_are():
+    from starpod_session.urls import redact_text, redact_url
+
+    url = f"postgresql+psycopg://u:{SECRET}1@h/db?sslpassword={SECRET}2&application_name=app&PWD={SECRET}3"
+    shown = redact_url(url)
+    assert SECRET not in shown
+    assert "application_name=app" in shown and "u:***@h" in shown
+    driver_text = f'connection to "host=h password={SECRET}4 user=u" failed; tried postgresql://u:{SECRET}5@h/db'
+    assert SECRET not in redact_text(driver_text)
+    assert redact_text(f"server said: bad value {SECRET}6", [f"{SECRET}6"]) == "server said: bad value ***"
