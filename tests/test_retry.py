@@ -178,10 +178,6 @@ def test_a_call_failing_transiently_on_every_attempt_gives_storage_busy_after_th
 WEIGHT_ROWS = 10
 
 
-def driver_connection_id(backend: str, dbapi_connection) -> int:  # noqa: ANN001
-    return dbapi_connection.info.backend_pid if backend == "postgresql" else dbapi_connection.thread_id()
-
-
 def test_a_real_deadlock_is_retried_and_the_call_succeeds_once(backend, db_target, make_manager):
     """The library locks B then A, another transaction A then B: the database aborts the library's attempt."""
     if backend == "sqlite":
