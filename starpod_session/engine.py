@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import math
 import os
 import sqlite3
 import weakref
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,8 @@ __all__ = [
     "is_read_only",
     "ACCEPTED_FORMS",
     "READ_ONLY",
+    "SNAPSHOT",
+    "DEFAULT_LOCK_TIMEOUT",
     "SQLITE_SYNCHRONOUS_MODES",
     "MYSQL_MAX_ALLOWED_PACKET",
     "DriverTransaction",
@@ -33,10 +36,16 @@ __all__ = [
 #: Execution option marking a transaction that only reads (SQLite then takes no write lock).
 READ_ONLY = "starpod_read_only"
 
+#: Execution option of a read transaction that must see one snapshot across its
+#: statements: on servers it runs at REPEATABLE READ (SQLite's reads always do).
+SNAPSHOT = "starpod_snapshot"
+
 SQLITE_SYNCHRONOUS_MODES = ("OFF", "NORMAL", "FULL", "EXTRA")
 
-#: How long a SQLite connection waits for another writer before reporting "busy".
-SQLITE_BUSY_TIMEOUT_MS = 5_000
+#: Seconds a statement waits for a lock held by another transaction before the
+#: database reports it (SQLite ``busy_timeout``, PostgreSQL ``lock_timeout``,
+#: MariaDB ``innodb_lock_wait_timeout``); also the budget of a call's retries.
+DEFAULT_LOCK_TIMEOUT = 30.0
 
 #: The packet size the MariaDB client allows, and the server's ``max_allowed_packet``
 #: this library needs: a message of 16 MiB plus its statement must fit in one packet.
@@ -127,14 +136,25 @@ def is_read_only(engine: Engine) -> bool:
     return engine in _READ_ONLY_ENGINES
 
 
-def create_storage_engine(url: URL, *, sqlite_synchronous: str = "NORMAL", **engine_options: Any) -> Engine:
+def create_storage_engine(
+    url: URL,
+    *,
+    sqlite_synchronous: str = "NORMAL",
+    lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
+    **engine_options: Any,
+) -> Engine:
     """An engine for ``url`` with the settings this library relies on.
 
-    SQLite: the file's folders are created; every connection runs with
-    ``foreign_keys=ON``, WAL, a busy timeout and the given ``synchronous`` level, and
-    write transactions start with ``BEGIN IMMEDIATE`` so that two writers queue on
-    the lock instead of failing half-way. Servers: ``pool_pre_ping`` so a restarted
-    server does not hand out dead connections.
+    SQLite: the file is created readable by its owner only (``0600``; SQLite gives
+    its ``-wal`` and ``-shm`` files the same mode) with its folders; every
+    connection runs with ``foreign_keys=ON``, WAL, ``busy_timeout`` =
+    ``lock_timeout`` and the given ``synchronous`` level, and write transactions
+    start with ``BEGIN IMMEDIATE`` so that two writers queue on the lock instead of
+    failing half-way. Servers: ``pool_pre_ping`` so a restarted server does not
+    hand out dead connections; every connection is set once, when it opens, to
+    READ COMMITTED and to wait at most ``lock_timeout`` for a row lock, so that
+    handing a connection back to the pool costs no round trip; a transaction run
+    with the :data:`SNAPSHOT` option starts at REPEATABLE READ.
 
     A SQLite file that exists but that this process may not write (the file or its
     folder is read-only) is opened read-only: reads work, and a write transaction
@@ -143,19 +163,50 @@ def create_storage_engine(url: URL, *, sqlite_synchronous: str = "NORMAL", **eng
     if not isinstance(sqlite_synchronous, str):
         raise InvalidInput("sqlite_synchronous", f"expected a str, got {type(sqlite_synchronous).__name__}")
     if url.get_backend_name() == "sqlite":
-        return _sqlite_engine(url, sqlite_synchronous, engine_options)
+        return _sqlite_engine(url, sqlite_synchronous, lock_timeout, engine_options)
     engine_options.setdefault("pool_pre_ping", True)
-    if url.get_backend_name() in ("mysql", "mariadb"):
+    # Set at connect, never per checkout: an execution option would make SQLAlchemy
+    # restore the level on check-in, a round trip that fails raw on a lost connection.
+    engine_options.setdefault("isolation_level", "READ COMMITTED")
+    connect_args = dict(engine_options.pop("connect_args", {}))
+    mysql = url.get_backend_name() in ("mysql", "mariadb")
+    if mysql:
         url = url.update_query_dict({"charset": "utf8mb4"})
         if url.get_driver_name() == "pymysql":
-            engine_options["connect_args"] = {
-                "max_allowed_packet": MYSQL_MAX_ALLOWED_PACKET,
-                **engine_options.get("connect_args", {}),
-            }
-    return create_engine(url, **engine_options)
+            connect_args.setdefault("max_allowed_packet", MYSQL_MAX_ALLOWED_PACKET)
+    elif url.get_backend_name() == "postgresql":
+        # In the startup packet (no round trip); after any options the URL gives, so ours wins.
+        given = connect_args.get("options", url.query.get("options", ""))
+        given = " ".join(given) if isinstance(given, tuple) else given
+        connect_args["options"] = f"{given} -c lock_timeout={_milliseconds(lock_timeout)}".strip()
+    engine = create_engine(url, connect_args=connect_args, **engine_options)
+    if mysql:
+
+        @event.listens_for(engine, "connect")
+        def limit_lock_waits(dbapi_connection: Any, _record: Any) -> None:
+            # Whole seconds, at least 1: the server's own unit and minimum.
+            seconds = max(1, math.ceil(lock_timeout))
+            with closing(dbapi_connection.cursor()) as cursor:
+                cursor.execute(f"SET SESSION innodb_lock_wait_timeout = {seconds}")
+
+    @event.listens_for(engine, "begin")
+    def begin_snapshot(connection: Any) -> None:
+        if connection.get_execution_options().get(SNAPSHOT, False):
+            _driver_execute(
+                connection.connection.dbapi_connection,
+                "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ",
+                connection.dialect,
+            )
+
+    return engine
 
 
-def _sqlite_engine(url: URL, synchronous: str, engine_options: dict[str, Any]) -> Engine:
+def _milliseconds(seconds: float) -> int:
+    """A positive whole number of milliseconds (0 would mean "wait for ever" to SQLite and PostgreSQL)."""
+    return max(1, math.ceil(seconds * 1000))
+
+
+def _sqlite_engine(url: URL, synchronous: str, lock_timeout: float, engine_options: dict[str, Any]) -> Engine:
     synchronous = synchronous.upper()
     if synchronous not in SQLITE_SYNCHRONOUS_MODES:
         raise InvalidInput("sqlite_synchronous", f"expected one of {', '.join(SQLITE_SYNCHRONOUS_MODES)}")
@@ -166,9 +217,12 @@ def _sqlite_engine(url: URL, synchronous: str, engine_options: dict[str, Any]) -
     read_only_uri = _read_only_uri(path)
     if read_only_uri is not None:
         engine_options["creator"] = lambda: sqlite3.connect(read_only_uri, uri=True, check_same_thread=False)
+    else:
+        _create_private_file(url.database)
     engine = create_engine(url, connect_args={"check_same_thread": False}, **engine_options)
     if read_only_uri is not None:
         _READ_ONLY_ENGINES.add(engine)
+    busy_timeout = _milliseconds(lock_timeout)
 
     @event.listens_for(engine, "connect")
     def configure_connection(dbapi_connection: Any, _record: Any) -> None:
@@ -176,7 +230,7 @@ def _sqlite_engine(url: URL, synchronous: str, engine_options: dict[str, Any]) -
         # sqlite3 module, which would start deferred transactions on its own.
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
-        cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute(f"PRAGMA busy_timeout = {busy_timeout}")
         cursor.execute("PRAGMA foreign_keys = ON")
         if read_only_uri is None:
             cursor.execute("PRAGMA journal_mode = WAL")
@@ -210,6 +264,24 @@ def _read_only_uri(path: Path) -> str | None:
     return uri
 
 
+def _create_private_file(path: str) -> None:
+    """Create an empty database file readable by its owner only, whatever the umask.
+
+    SQLite creates the ``-wal`` and ``-shm`` files with the database file's mode,
+    so they are private too. An existing file keeps the mode its owner gave it.
+    """
+    try:
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return
+    except OSError as error:
+        raise StorageError(f"cannot create the database file {path}: {error.strerror or error}") from None
+    try:
+        os.fchmod(descriptor, 0o600)  # the umask may have removed owner bits from os.open's mode
+    finally:
+        os.close(descriptor)
+
+
 def _sqlite_begin(engine: Engine, read_only: bool) -> str:
     if read_only:
         return "BEGIN"
@@ -227,6 +299,16 @@ def _sqlite_execute(driver_connection: Any, statement: str, dialect: Any) -> Non
         driver_connection.execute(statement)
     except sqlite3.Error as error:
         raise DBAPIError.instance(statement, (), error, sqlite3.Error, dialect=dialect) from error
+
+
+def _driver_execute(driver_connection: Any, statement: str, dialect: Any) -> None:
+    """Run a statement on any DBAPI connection, its errors wrapped as SQLAlchemy wraps them."""
+    driver_error = dialect.loaded_dbapi.Error
+    try:
+        with closing(driver_connection.cursor()) as cursor:
+            cursor.execute(statement)
+    except driver_error as error:
+        raise DBAPIError.instance(statement, (), error, driver_error, dialect=dialect) from error
 
 
 class DriverTransaction:

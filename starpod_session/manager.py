@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import math
 import os
+import time
 import uuid
 from collections.abc import Callable
 from datetime import datetime
@@ -20,8 +22,10 @@ from .channels import Channel, ChannelRegistry, ChannelResolver, check_gap_minut
 from .config import AgentConfig, load_config
 from .decisions import Continue, New, OpenedSession, SessionDecision
 from .engine import (
+    DEFAULT_LOCK_TIMEOUT,
     MYSQL_MAX_ALLOWED_PACKET,
     READ_ONLY,
+    SNAPSHOT,
     create_storage_engine,
     sqlite_driver_transaction,
     to_url,
@@ -84,7 +88,10 @@ class SessionManager:
 
     One manager is meant to be shared by every thread of a process; each public
     call is one transaction, retried on transient lock errors, and returns frozen
-    records. Use it as a context manager or call :meth:`close`.
+    records. ``lock_timeout`` (seconds, default 30) bounds how long a call waits
+    for locks other connections hold: each statement waits at most that long, and
+    no retry starts once that long has passed since the call began; then the call
+    raises :class:`StorageBusy`. Use it as a context manager or call :meth:`close`.
     """
 
     def __init__(
@@ -98,8 +105,10 @@ class SessionManager:
         channels: dict[str, ChannelResolver] | None = None,
         retry: RetryPolicy | None = None,
         on_close: CloseCallback | None = None,
+        lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
     ) -> None:
         self._url = to_url(db_path)
+        self._lock_timeout = _check_lock_timeout(lock_timeout)
         if on_close is not None and not callable(on_close):
             raise InvalidInput("on_close", f"expected a callable, got {type(on_close).__name__}")
         self._on_close = on_close
@@ -109,24 +118,25 @@ class SessionManager:
         self._retry = retry or RetryPolicy()
         self.sessions_dir = None if sessions_dir is None else ensure_folder(Path(sessions_dir), "sessions_dir")
         self._closed = False
-        self._engine: Engine = create_storage_engine(self._url, sqlite_synchronous=sqlite_synchronous)
+        self._engine: Engine = create_storage_engine(
+            self._url, sqlite_synchronous=sqlite_synchronous, lock_timeout=self._lock_timeout
+        )
+        # Errors the driver raises outside a statement (a connection lost while it is
+        # committed or handed back to the pool) reach us unwrapped by SQLAlchemy.
+        self._driver_errors: tuple[type[BaseException], ...] = (self._engine.dialect.loaded_dbapi.Error, OSError)
         try:
             self._guard(lambda: ensure_schema(self._engine, auto_upgrade=auto_upgrade, target=self.target))
         except BaseException:
             self._engine.dispose()
             raise
-        read_options: dict[str, object] = {READ_ONLY: True}
-        write_options: dict[str, object] = {}
-        if self._url.get_backend_name() != "sqlite":
-            # Reports run several queries; they must see one snapshot (SQLite's
-            # read transactions already do).
-            read_options["isolation_level"] = "REPEATABLE READ"
-            # A write that lost a race on the unique index re-reads the winner's
-            # row; MariaDB's default REPEATABLE READ would hide it.
-            write_options["isolation_level"] = "READ COMMITTED"
         # Core connections: an ORM Session would add its own bookkeeping to every call.
-        self._writes = self._engine.execution_options(**write_options)
-        self._reads = self._engine.execution_options(**read_options)
+        # On servers every connection runs at READ COMMITTED (set once at connect, see
+        # engine.py): a write that lost a race on the unique index re-reads the winner's
+        # row, which MariaDB's default REPEATABLE READ would hide. Reads of several
+        # queries (reports) must see one snapshot: they begin at REPEATABLE READ.
+        self._writes = self._engine
+        self._reads = self._engine.execution_options(**{READ_ONLY: True})
+        self._snapshots = self._engine.execution_options(**{READ_ONLY: True, SNAPSHOT: True})
         self._sqlite = self._url.get_backend_name() == "sqlite"
 
     # -- lifecycle -------------------------------------------------------
@@ -507,14 +517,18 @@ class SessionManager:
         return self._transaction(self._writes, work)
 
     def _read(self, work: Work[T]) -> T:
-        return self._transaction(self._reads, work)
+        return self._transaction(self._snapshots, work)
 
     def _write_prepared(self, work: Work[T]) -> T:
         """:meth:`_write` for work that runs only prepared statements (``repositories._prepared``)."""
         return self._prepared(work, read_only=False)
 
     def _read_prepared(self, work: Work[T]) -> T:
-        """:meth:`_read` for work that runs only prepared statements (``repositories._prepared``)."""
+        """:meth:`_read` for work that runs one prepared statement (``repositories._prepared``).
+
+        One statement reads one snapshot at any isolation level: on servers it skips
+        the round trip that starts a REPEATABLE READ transaction.
+        """
         return self._prepared(work, read_only=True)
 
     def _prepared(self, work: Work[T], *, read_only: bool) -> T:
@@ -537,10 +551,15 @@ class SessionManager:
         return self._guard(attempt)
 
     def _guard(self, call: Callable[[], T]) -> T:
-        """Run ``call``, retrying transient lock errors; never let a driver error out raw."""
+        """Run ``call``, retrying transient lock errors; never let a driver error out raw.
+
+        Retries stop after the policy's attempts, or once ``lock_timeout`` has passed
+        since the first attempt began (each lock wait is itself bounded by it).
+        """
         if self._closed:
             raise StarpodSessionError(f"this SessionManager ({self.target}) is closed; open a new one")
         failures = 0
+        started = time.monotonic()
         while True:
             try:
                 return call()
@@ -552,12 +571,17 @@ class SessionManager:
                         f"database error on {self.target}: {self._driver_text(error.orig)}{_packet_hint(error)}"
                     ) from error
                 failures += 1
-                if failures >= self._retry.attempts:
+                waited = time.monotonic() - started
+                if failures >= self._retry.attempts or waited >= self._lock_timeout:
                     raise StorageBusy(
-                        f"{self.target} stayed locked through {failures} attempts: {self._driver_text(error.orig)}"
+                        f"{self.target} stayed locked for {waited:.1f} s through {failures} attempts "
+                        f"(lock_timeout {self._lock_timeout:g} s): {self._driver_text(error.orig)}"
                     ) from error
                 self._retry.pause(failures)
             except SQLAlchemyError as error:
+                raise StorageError(f"database error on {self.target}: {self._driver_text(error)}") from error
+            except self._driver_errors as error:
+                # The commit may or may not have happened: not retried.
                 raise StorageError(f"database error on {self.target}: {self._driver_text(error)}") from error
 
     def _driver_text(self, error: BaseException | None) -> str:
@@ -583,21 +607,50 @@ def _close_if_stale(
     return None, session_id if closed_here else None
 
 
-#: MariaDB error numbers of a statement larger than the server's max_allowed_packet:
-#: the server refuses it (1153) or drops the connection while it is being sent (2006, 2013).
-_PACKET_TOO_LARGE_ERRORS = frozenset({1153, 2006, 2013})
+def _check_lock_timeout(lock_timeout: object) -> float:
+    """``lock_timeout`` as positive finite seconds, else :class:`InvalidInput`."""
+    if isinstance(lock_timeout, bool) or not isinstance(lock_timeout, (int, float)):
+        raise InvalidInput("lock_timeout", f"expected seconds as a number, got {type(lock_timeout).__name__}")
+    if not math.isfinite(lock_timeout) or lock_timeout <= 0 or lock_timeout > _MAX_LOCK_TIMEOUT:
+        raise InvalidInput("lock_timeout", f"expected seconds above 0 and at most {_MAX_LOCK_TIMEOUT}, got {lock_timeout}")
+    return float(lock_timeout)
+
+
+#: A day: beyond it a wait is no longer a bound (and MariaDB's own limit is about a year).
+_MAX_LOCK_TIMEOUT = 86_400
+
+#: MariaDB refused a statement larger than the server's max_allowed_packet.
+_PACKET_REFUSED = 1153
+#: MariaDB dropped the connection: while a large statement was being sent, or for any other reason.
+_CONNECTION_LOST = frozenset({2006, 2013})
+#: Parameters this large make a dropped connection likely to be the packet size.
+_LARGE_STATEMENT_BYTES = 1024 * 1024
 
 
 def _packet_hint(error: DBAPIError) -> str:
     """Name the likely cause when MariaDB refused or dropped a large statement."""
     args = getattr(error.orig, "args", ())
-    if not args or args[0] not in _PACKET_TOO_LARGE_ERRORS:
+    if not args or not (
+        args[0] == _PACKET_REFUSED
+        or (args[0] in _CONNECTION_LOST and _parameter_bytes(error.params) > _LARGE_STATEMENT_BYTES)
+    ):
         return ""
     return (
         f" (if the statement carried a large value: the server's max_allowed_packet must be at least "
         f"{MYSQL_MAX_ALLOWED_PACKET} bytes; an administrator sets it with "
         f"SET GLOBAL max_allowed_packet = {MYSQL_MAX_ALLOWED_PACKET})"
     )
+
+
+def _parameter_bytes(params: object) -> int:
+    """Roughly how many bytes a statement's text and binary parameters carry."""
+    if isinstance(params, (str, bytes, bytearray)):
+        return len(params)
+    if isinstance(params, dict):
+        params = list(params.values())
+    if isinstance(params, (list, tuple)):
+        return sum(map(_parameter_bytes, params))
+    return 0
 
 
 def _require_session(sessions: SessionRepository, session_id: str) -> None:

@@ -25,6 +25,7 @@ __all__ = [
     "current_revision",
     "is_known_revision",
     "refuse_unknown_revision",
+    "refuse_unstamped_tables",
     "ensure_schema",
     "upgrade_schema",
     "schema_drift",
@@ -80,11 +81,14 @@ def ensure_schema(engine: Engine, *, auto_upgrade: bool, target: str) -> None:
 
     Raises :class:`SchemaTooNew` when the database is stamped with a revision this
     release does not know, and :class:`SchemaOutdated` (naming the command) when it
-    is behind and ``auto_upgrade`` is off. Nothing is written in either case.
+    is behind and ``auto_upgrade`` is off, or when it holds our tables without a
+    stamp (see :func:`refuse_unstamped_tables`). Nothing is written in any case.
     """
     head = head_revision()
     with engine.connect().execution_options(**{READ_ONLY: True}) as connection:
         current = current_revision(connection)
+        if current is None:
+            refuse_unstamped_tables(connection, target)
     if current == head:
         return
     refuse_unknown_revision(current, target)
@@ -93,20 +97,24 @@ def ensure_schema(engine: Engine, *, auto_upgrade: bool, target: str) -> None:
             f"the database at {target} is at schema revision {current or 'none'}, this release needs "
             f"{head}. Run: starpod-session db upgrade {target}"
         )
-    upgrade_schema(engine)
+    upgrade_schema(engine, target=target)
 
 
-def upgrade_schema(engine: Engine, revision: str = "head") -> None:
+def upgrade_schema(engine: Engine, revision: str = "head", *, target: str | None = None) -> None:
     """Migrate to ``revision``, serialised across threads and processes.
 
     Rust-era files (a ``_sqlx_migrations`` table, our tables, no Alembic stamp) are
     first stamped at the baseline, which is their schema, so no row is touched.
+    Other unstamped databases holding our tables are refused with
+    :class:`SchemaOutdated` (``target`` names the database in its message).
     """
     with _ALEMBIC_LOCK, engine.begin() as connection:
         _lock_against_other_processes(connection)
         try:
-            if current_revision(connection) is None and _is_rust_era(connection):
-                command.stamp(alembic_config(connection), BASELINE_REVISION)
+            if current_revision(connection) is None:
+                refuse_unstamped_tables(connection, target or _describe_target(engine))
+                if _is_rust_era(connection):
+                    command.stamp(alembic_config(connection), BASELINE_REVISION)
             command.upgrade(alembic_config(connection), revision)
             if connection.dialect.name in ("mysql", "mariadb"):
                 # The named lock outlives the transaction: commit the stamp before it goes,
@@ -124,6 +132,32 @@ def refuse_unknown_revision(current: str | None, target: str) -> None:
             "starpod-session does not know: it was migrated by a newer release. Upgrade the package "
             "(pip install --upgrade starpod-session)."
         )
+
+
+def refuse_unstamped_tables(connection: Connection, target: str) -> None:
+    """Raise :class:`SchemaOutdated` when an unstamped database already holds our tables.
+
+    Another tool created them (``Base.metadata.create_all``, hand-written SQL): which
+    schema they have is unknown, so migrating would fail half-way ("table already
+    exists") or guess. Rust-era files are not refused: their ``_sqlx_migrations``
+    table says which schema they have.
+    """
+    tables = set(inspect(connection).get_table_names())
+    ours = sorted(tables & set(Base.metadata.tables))
+    if not ours or "_sqlx_migrations" in tables:
+        return
+    raise SchemaOutdated(
+        f"the database at {target} holds starpod-session tables ({', '.join(ours)}) but no schema "
+        "revision (no alembic_version table): another tool created them, so this release cannot tell "
+        "which schema they have and changes nothing. If they were created from this release's models, "
+        f"stamp the database: alembic -x db={target} stamp head (from a checkout of starpod-session); "
+        "otherwise move the tables away and let starpod-session create them."
+    )
+
+
+def _describe_target(engine: Engine) -> str:
+    url = engine.url
+    return str(url.database) if url.get_backend_name() == "sqlite" else url.render_as_string(hide_password=True)
 
 
 def is_known_revision(revision: str) -> bool:

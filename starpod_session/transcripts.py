@@ -56,7 +56,8 @@ def render_transcript(meta: SessionMeta, messages: Sequence[SessionMessage]) -> 
 def write_if_changed(path: Path, text: str) -> None:
     """Make ``path`` hold ``text``: untouched if it already does, else replaced atomically.
 
-    The text goes to a temporary file in the same folder, is flushed to disk, then
+    The file is readable and writable by its owner only (``0600``). The text goes
+    to a temporary file in the same folder, is flushed to disk, then
     renamed over ``path``: a reader sees the old file or the new one, never half of
     one, and a failure leaves no temporary file behind.
     """
@@ -69,6 +70,8 @@ def write_if_changed(path: Path, text: str) -> None:
     descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(descriptor, "wb") as file:
+            # Chat logs are private: owner-only whatever the umask (mkstemp's 0600 is subject to it).
+            os.fchmod(file.fileno(), 0o600)
             file.write(data)
             file.flush()
             os.fsync(file.fileno())

@@ -35,16 +35,21 @@ from starpod_session import (
     New,
     OpenedSession,
     SessionManager,
+    StorageBusy,
     UsageRecord,
 )
 from starpod_session._clock import utc_now
 from starpod_session.engine import create_storage_engine, to_url
 from starpod_session.models import SessionRow
+from starpod_session.repositories import SessionRepository
+from starpod_session.repositories.sessions import INSERT_TRIES
 
 T = TypeVar("T")
 
 THREADS = 16
 ROUNDS = 50
+#: Seeds every random choice of this module; replay a run with STARPOD_SESSION_TEST_SEED=<seed>.
+SEED = int(os.environ.get("STARPOD_SESSION_TEST_SEED", "1306"))
 #: Every wait on a barrier gives up after this long, so a lost party fails the test instead of hanging it.
 BARRIER_TIMEOUT = 120
 SESSIONS = SessionRow.__table__
@@ -52,7 +57,7 @@ SESSIONS = SessionRow.__table__
 
 @pytest.fixture
 def direct(db_target: str) -> Iterator[sa.Engine]:
-    """An engine of its own on the test's database, beside the managers under test."""
+    """An engine of its own on the test's database, beside the managers under test (ask for ``manager`` too for a schema)."""
     engine = create_storage_engine(to_url(db_target))
     yield engine
     engine.dispose()
@@ -154,6 +159,144 @@ def test_racing_open_session_calls_report_exactly_one_creator(manager):
             results = race(pool, lambda n, key=f"new-{round_}": manager.open_session(Channel.MAIN, key))
             assert len({r.session_id for r in results}) == 1
             assert sum(r.created for r in results) == 1
+
+
+OPENERS_AND_CLOSERS_CALLS = 100
+
+
+def test_threads_opening_and_closing_one_key_get_no_error_and_leave_at_most_one_open_session(manager, direct):
+    """The winner of an insert may be closed before a loser re-reads the key: the loser tries again."""
+
+    def open_and_sometimes_close(number: int) -> list[str]:
+        choices = random.Random(f"{SEED}-{number}")
+        opened = []
+        for _ in range(OPENERS_AND_CLOSERS_CALLS):
+            session_id = manager.open_session(Channel.TELEGRAM, "churn").session_id
+            opened.append(session_id)
+            if choices.random() < 0.5:
+                manager.close_session(session_id, "closed by a racing caller")
+        return opened
+
+    with ThreadPoolExecutor(THREADS) as pool:
+        opened = race(pool, open_and_sometimes_close)  # any exception fails here, with its seed below
+    assert sum(map(len, opened)) == THREADS * OPENERS_AND_CLOSERS_CALLS, f"seed {SEED}"
+    rows = sessions_by_key(direct)["churn"]
+    assert len([row for row in rows if not row[1]]) <= 1, f"seed {SEED}: several open sessions"
+
+
+# -- the same guarantees, checked one step at a time (every backend, SQLite too) --------------------
+
+
+def insert_open_row(connection: sa.Connection, session_id: str, key: str) -> None:
+    SessionRepository(connection).insert(
+        session_id=session_id, channel="telegram", key=key, user_id="admin", triggered_by=None, now=utc_now()
+    )
+
+
+def test_a_second_open_row_for_a_key_is_refused_by_the_database_and_a_closed_one_is_not(manager, direct):
+    with direct.begin() as connection:
+        insert_open_row(connection, "first", "k")
+    with pytest.raises(sa.exc.IntegrityError), direct.begin() as connection:
+        insert_open_row(connection, "second", "k")
+    with direct.begin() as connection:
+        assert SessionRepository(connection).close_if_open("first", "done")
+        insert_open_row(connection, "third", "k")
+    assert sorted(sessions_by_key(direct)["k"]) == [("first", True, "done"), ("third", False, None)]
+
+
+def test_closing_an_open_session_twice_reports_the_close_once(manager, direct):
+    with direct.begin() as connection:
+        insert_open_row(connection, "only", "k")
+        sessions = SessionRepository(connection)
+        assert [sessions.close_if_open("only", "first"), sessions.close_if_open("only", "second")] == [True, False]
+    assert sessions_by_key(direct)["k"] == [("only", True, "first")]
+
+
+def test_a_stale_session_closed_by_another_caller_is_not_reported_by_this_one(manager, direct, monkeypatch):
+    stale = manager.create_session(Channel.TELEGRAM, "k")
+    make_stale(direct, [stale])
+    close_if_open = SessionRepository.close_if_open
+
+    def closed_first_by_another_caller(self, session_id: str, summary: str) -> bool:
+        assert close_if_open(self, session_id, "closed by the other caller")
+        return close_if_open(self, session_id, summary)
+
+    monkeypatch.setattr(SessionRepository, "close_if_open", closed_first_by_another_caller)
+    assert manager.resolve_session(Channel.TELEGRAM, "k") == New(closed_session_id=None)
+    opened = manager.open_session(Channel.TELEGRAM, "k")
+    assert (opened.closed_session_id, opened.created) == (None, True)
+    assert manager.get_session(stale).summary == "closed by the other caller"
+
+
+# -- losing the insert to a session that is closed before the re-read ------------------------------
+
+
+def interleave_a_racing_winner(monkeypatch: pytest.MonkeyPatch, *, reopen: bool) -> list[str]:
+    """Make ``insert_unless_open`` lose its insert to a winner that is then closed, deterministically.
+
+    The key's open session (the winner, committed before the call) is hidden from
+    every look-up until our insert has conflicted with it, as it would be from a
+    reader that looked before the winner committed. Each look-up after a conflict
+    first closes the winner, as a racing ``close_session`` or auto-close would;
+    with ``reopen`` another winner opens at once, so every insert conflicts.
+    Returns the ids of the winners that were closed.
+    """
+    find_open_by_key = SessionRepository.find_open_by_key
+    insert = SessionRepository.insert
+    conflicts: list[int] = []
+    closed: list[str] = []
+
+    def conflicting_insert(self: SessionRepository, **row: object) -> None:
+        try:
+            insert(self, **row)
+        except sa.exc.IntegrityError:
+            conflicts.append(1)
+            raise
+
+    def look_up(self: SessionRepository, channel: str, key: str, user_id: str):  # noqa: ANN202
+        found = find_open_by_key(self, channel, key, user_id)
+        if len(conflicts) > len(closed) and found is not None:
+            self.close(found[0], "closed by a racing caller")
+            closed.append(found[0])
+            if reopen:
+                winner = f"winner-{len(closed)}"
+                self.insert(session_id=winner, channel=channel, key=key, user_id=user_id, triggered_by=None, now=utc_now())
+            return find_open_by_key(self, channel, key, user_id) if not reopen else None
+        return None if not conflicts or reopen else found
+
+    monkeypatch.setattr(SessionRepository, "insert", conflicting_insert)
+    monkeypatch.setattr(SessionRepository, "find_open_by_key", look_up)
+    return closed
+
+
+OPENERS = {
+    "open_session": lambda manager: manager.open_session(Channel.TELEGRAM, "k").session_id,
+    "create_session": lambda manager: manager.create_session(Channel.TELEGRAM, "k"),
+}
+
+
+@pytest.mark.parametrize("opener", OPENERS)
+def test_an_insert_lost_to_a_session_closed_before_the_reread_is_tried_again(manager, direct, monkeypatch, opener):
+    winner = manager.create_session(Channel.TELEGRAM, "k")
+    closed = interleave_a_racing_winner(monkeypatch, reopen=False)
+    session_id = OPENERS[opener](manager)
+    monkeypatch.undo()
+    assert closed == [winner]
+    assert session_id != winner
+    assert sorted(sessions_by_key(direct)["k"]) == sorted(
+        [(winner, True, "closed by a racing caller"), (session_id, False, None)]
+    )
+
+
+@pytest.mark.parametrize("opener", OPENERS)
+def test_an_insert_lost_again_and_again_gives_storage_busy_and_writes_nothing(manager, direct, monkeypatch, opener):
+    winner = manager.create_session(Channel.TELEGRAM, "k")
+    closed = interleave_a_racing_winner(monkeypatch, reopen=True)
+    with pytest.raises(StorageBusy, match=f"{INSERT_TRIES} times"):
+        OPENERS[opener](manager)
+    monkeypatch.undo()
+    assert len(closed) == INSERT_TRIES - 1  # each insert conflicted; a look-up followed all but the last
+    assert sessions_by_key(direct)["k"] == [(winner, False, None)]
 
 
 # -- appends from many threads and processes ------------------------------------------------------
@@ -316,7 +459,7 @@ CRASH_ROUNDS = 4
 def test_a_writer_killed_at_a_random_moment_leaves_a_sound_file_with_every_acknowledged_call(
     tmp_path, round_
 ):
-    seed = random.randrange(2**32)
+    seed = SEED + round_
     kill_after = random.Random(seed).randint(1, 600)
     target = str(tmp_path / "crash.db")
     with SessionManager(target) as manager:

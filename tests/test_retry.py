@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import sqlite3
+import threading
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 
 import attrs
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
-from starpod_session import Channel, RetryPolicy, SessionManager, StorageBusy
-from starpod_session import engine as engine_module
+from starpod_session import Channel, InvalidInput, RetryPolicy, SessionManager, StorageBusy
 from starpod_session.engine import create_storage_engine, to_url
 from starpod_session.models import SessionRow
 from starpod_session.retry import is_transient
@@ -53,12 +53,8 @@ def test_a_failed_savepoint_rollback_after_anything_else_is_not_retried():
 
 # -- lock contention end to end ---------------------------------------------------------------------
 
-#: How long one attempt waits for a lock here, instead of the production seconds.
-SHORT_LOCK_WAIT = {
-    "sqlite": {},
-    "postgresql": {"options": "-c lock_timeout=50"},
-    "mariadb": {"init_command": "SET SESSION innodb_lock_wait_timeout = 1"},  # its minimum, in seconds
-}
+#: How long the lock holder keeps its lock unless told to let go: far beyond the lock_timeout under test.
+HOLD_SECONDS = 20
 
 
 @attrs.frozen
@@ -69,22 +65,6 @@ class ObservedPolicy(RetryPolicy):
 
     def pause(self, failed_attempts: int) -> None:
         self.on_pause(failed_attempts)
-
-
-@pytest.fixture
-def impatient_manager(backend, db_target, tmp_path, monkeypatch) -> Iterator[Callable[[RetryPolicy], SessionManager]]:
-    """Managers whose every attempt gives up on a held lock quickly."""
-    monkeypatch.setattr(engine_module, "SQLITE_BUSY_TIMEOUT_MS", 50)
-    target = to_url(db_target).update_query_dict(SHORT_LOCK_WAIT[backend])
-    opened: list[SessionManager] = []
-
-    def make(retry: RetryPolicy) -> SessionManager:
-        opened.append(SessionManager(target, tmp_path / "sessions", retry=retry))
-        return opened[-1]
-
-    yield make
-    for manager in opened:
-        manager.close()
 
 
 @contextmanager
@@ -109,16 +89,81 @@ def row_lock_held(backend: str, db_target: str, session_id: str) -> Iterator[Cal
         engine.dispose()
 
 
-def test_a_lock_held_through_every_attempt_raises_storage_busy_and_writes_nothing(
-    backend, db_target, impatient_manager
-):
-    pauses: list[int] = []
-    manager = impatient_manager(ObservedPolicy(attempts=3, on_pause=pauses.append))
+@contextmanager
+def lock_held_by_another_thread(backend: str, db_target: str, session_id: str) -> Iterator[threading.Event]:
+    """Hold the session's row lock in a thread until the block ends (or HOLD_SECONDS pass).
+
+    Yields an event set once the holder has let go: a call that returns while it
+    is still clear did not wait for the holder.
+    """
+    held, let_go, released = threading.Event(), threading.Event(), threading.Event()
+    failures: list[BaseException] = []
+
+    def hold() -> None:
+        try:
+            with row_lock_held(backend, db_target, session_id) as release:
+                held.set()
+                let_go.wait(HOLD_SECONDS)
+                release()
+                released.set()
+        except BaseException as error:  # reported below
+            failures.append(error)
+            held.set()
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    try:
+        assert held.wait(HOLD_SECONDS)
+        assert failures == []
+        yield released
+    finally:
+        let_go.set()
+        holder.join()
+    assert failures == []
+
+
+def test_a_write_behind_a_held_lock_gives_storage_busy_once_lock_timeout_passes(backend, db_target, make_manager):
+    manager = make_manager(lock_timeout=1)
     session_id = manager.create_session(Channel.MAIN, "k")
-    with row_lock_held(backend, db_target, session_id) as release:
+    with lock_held_by_another_thread(backend, db_target, session_id) as released:
+        with pytest.raises(StorageBusy, match=r"lock_timeout 1 s") as raised:
+            manager.touch_session(session_id)
+        assert not released.is_set(), "the call waited for the lock holder instead of giving up"
+    assert isinstance(raised.value.__cause__, DBAPIError)
+    assert manager.get_session(session_id).message_count == 0
+    manager.touch_session(session_id)
+    assert manager.get_session(session_id).message_count == 1
+
+
+@pytest.mark.parametrize("lock_timeout", [0, -1, float("nan"), float("inf"), 10**9, "30", True, None])
+def test_a_lock_timeout_that_bounds_nothing_is_invalid_input(tmp_path, lock_timeout):
+    with pytest.raises(InvalidInput, match="lock_timeout"):
+        SessionManager(tmp_path / "sessions.db", lock_timeout=lock_timeout)
+    assert not (tmp_path / "sessions.db").exists()
+
+
+@contextmanager
+def deadlock_on_every_session_update(manager: SessionManager) -> Iterator[None]:
+    """Make every UPDATE of a session fail as a MariaDB deadlock does, before it reaches the database."""
+
+    def fail(_conn, _cursor, statement, parameters, *_args) -> None:  # noqa: ANN001
+        if statement.startswith("UPDATE session_metadata"):
+            raise OperationalError(statement, parameters, driver_error(DEADLOCK))
+
+    sa.event.listen(manager._engine, "before_cursor_execute", fail)
+    try:
+        yield
+    finally:
+        sa.event.remove(manager._engine, "before_cursor_execute", fail)
+
+
+def test_a_call_failing_transiently_on_every_attempt_gives_storage_busy_after_the_policys_attempts(make_manager):
+    pauses: list[int] = []
+    manager = make_manager(retry=ObservedPolicy(attempts=3, on_pause=pauses.append))
+    session_id = manager.create_session(Channel.MAIN, "k")
+    with deadlock_on_every_session_update(manager):
         with pytest.raises(StorageBusy, match="3 attempts") as raised:
             manager.touch_session(session_id)
-        release()
     assert pauses == [1, 2]
     assert isinstance(raised.value.__cause__, DBAPIError)
     assert manager.get_session(session_id).message_count == 0
@@ -126,13 +171,61 @@ def test_a_lock_held_through_every_attempt_raises_storage_busy_and_writes_nothin
     assert manager.get_session(session_id).message_count == 1
 
 
-def test_a_lock_released_between_attempts_lets_the_call_succeed_once(backend, db_target, impatient_manager):
-    held: list[Callable[[], None]] = []
-    manager = impatient_manager(ObservedPolicy(attempts=3, on_pause=lambda failures: held[0]()))
-    session_id = manager.create_session(Channel.MAIN, "k")
-    with row_lock_held(backend, db_target, session_id) as release:
-        held.append(release)
-        manager.save_message(session_id, "user", "queued behind the lock")
-        manager.touch_session(session_id)
-    assert [m.content for m in manager.get_messages(session_id)] == ["queued behind the lock"]
-    assert manager.get_session(session_id).message_count == 1
+# -- real deadlocks (servers) -------------------------------------------------------------------------
+
+#: Rows the other transaction also updates: MariaDB rolls back the transaction that
+#: changed fewer rows, so the library's one-row attempt is the deadlock's victim.
+WEIGHT_ROWS = 10
+
+
+def test_a_real_deadlock_is_retried_and_the_call_succeeds_once(backend, db_target, make_manager):
+    """The library locks B then A, another transaction A then B: the database aborts the library's attempt."""
+    if backend == "sqlite":
+        pytest.skip("SQLite runs one writer at a time: two transactions never hold locks on each other")
+    pauses: list[int] = []
+    manager = make_manager(retry=ObservedPolicy(on_pause=pauses.append))
+    first, second = (manager.create_session(Channel.MAIN, key) for key in ("a", "b"))
+    weight = [manager.create_session(Channel.MAIN, f"weight-{n}") for n in range(WEIGHT_ROWS)]
+    table = SessionRow.__table__
+    other_engine = create_storage_engine(to_url(db_target))
+    other_failures: list[BaseException] = []
+    threads: list[threading.Thread] = []
+    try:
+        with other_engine.connect() as other:
+            if backend == "postgresql":
+                # PostgreSQL aborts the waiter whose deadlock_timeout (1 s) expires first: ours.
+                other.exec_driver_sql("SET deadlock_timeout = '60s'")
+            other.execute(sa.update(table).where(table.c.id == first).values(title="other holds a"))
+            other.execute(sa.update(table).where(table.c.id.in_(weight)).values(title="weight"))
+
+            def other_takes_second() -> None:
+                try:
+                    # Waits for the library's lock on B, closing the cycle; gets it once the
+                    # library's attempt is rolled back.
+                    other.execute(sa.update(table).where(table.c.id == second).values(title="other holds b"))
+                    other.commit()
+                except BaseException as error:  # reported below
+                    other_failures.append(error)
+
+            def then_take_first(conn, _cursor, statement, *_args) -> None:  # noqa: ANN001
+                if threads or not statement.startswith("UPDATE session_metadata"):
+                    return
+                threads.append(threading.Thread(target=other_takes_second))
+                threads[0].start()
+                with closing(conn.connection.dbapi_connection.cursor()) as cursor:
+                    cursor.execute("UPDATE session_metadata SET title = 'library holds a' WHERE id = %s", (first,))
+
+            sa.event.listen(manager._engine, "after_cursor_execute", then_take_first)
+            try:
+                manager.touch_session(second)
+            finally:
+                sa.event.remove(manager._engine, "after_cursor_execute", then_take_first)
+                for thread in threads:
+                    thread.join()
+    finally:
+        other_engine.dispose()
+    assert other_failures == []
+    assert pauses == [1], "the deadlock was not retried exactly once"
+    assert manager.get_session(second).message_count == 1
+    assert manager.get_session(second).title == "other holds b"
+    assert manager.get_session(first).title == "other holds a"

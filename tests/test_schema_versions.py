@@ -5,6 +5,7 @@ from __future__ import annotations
 import multiprocessing
 import sqlite3
 import threading
+import warnings
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,7 @@ from sqlalchemy import event, inspect
 
 from starpod_session import Channel, SchemaOutdated, SchemaTooNew, SessionManager
 from starpod_session.engine import create_storage_engine, to_url
+from starpod_session.models import Base
 from starpod_session import schema
 from starpod_session.schema import BASELINE_REVISION, current_revision, head_revision, upgrade_schema
 
@@ -227,3 +229,24 @@ def test_a_process_waiting_for_the_migration_lock_finds_the_finished_stamp(backe
         engine.dispose()
         waiting.dispose()
     assert seen_at_release == [head_revision()]
+
+
+# -- tables created by another tool ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("auto_upgrade", [True, False])
+def test_our_tables_without_a_stamp_are_refused_with_what_to_do_and_left_as_they_are(empty_db_target, auto_upgrade):
+    engine = create_storage_engine(to_url(empty_db_target))
+    try:
+        with warnings.catch_warnings():  # PostgreSQL: open_slot is STORED, as our migration makes it
+            warnings.simplefilter("ignore", sa.exc.SAWarning)
+            Base.metadata.create_all(engine)  # another tool: no alembic_version
+    finally:
+        engine.dispose()
+    before = snapshot(empty_db_target)
+    with pytest.raises(SchemaOutdated) as raised:
+        SessionManager(empty_db_target, auto_upgrade=auto_upgrade)
+    message = str(raised.value)
+    assert "no alembic_version" in message and "session_metadata" in message
+    assert f"alembic -x db={command_target(empty_db_target)} stamp head" in message
+    assert snapshot(empty_db_target) == before

@@ -9,6 +9,7 @@ import attrs
 from sqlalchemy import Connection, Integer, bindparam, exists, false, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
+from ..errors import StorageBusy
 from ..models import SessionRow
 from ..records import SessionMeta
 from ._prepared import Prepared
@@ -35,6 +36,12 @@ _META_COLUMNS = (
 _RECENT_FIRST = (_t.c.last_message_at.desc(), _t.c.created_at.desc(), _t.c.id.desc())
 
 OpenSession = tuple[str, datetime]
+
+#: How many times :meth:`SessionRepository.insert_unless_open` tries to insert or
+#: find the key's open session before it gives up. Each failed try means another
+#: caller opened the key's session and yet another closed it meanwhile: 16 threads
+#: opening and closing one key on two cores needed up to 5 tries.
+INSERT_TRIES = 20
 
 _id_is = _t.c.id == bindparam("session_id")
 # The hot statements, compiled once per dialect (see ``_prepared``).
@@ -133,28 +140,35 @@ class SessionRepository:
 
         Returns ``(id of the key's open session, whether it was inserted here)``.
         A concurrent transaction may insert first: the unique index then rejects
-        our row, the savepoint undoes just that insert, and the winner's session
-        (committed by then, as the index made us wait for it) is returned.
+        our row (after waiting for the winner to commit), the savepoint undoes just
+        that insert, and the winner's session is returned. The winner may be closed
+        again before we read it; then we try to insert once more, up to
+        :data:`INSERT_TRIES` times, and raise :class:`StorageBusy` if the key's
+        sessions keep opening and closing under us.
         """
-        found = self.find_open_by_key(channel, key, user_id)
-        if found is not None:
-            return found[0], False
-        try:
-            with self._s.begin_nested():
-                self.insert(
-                    session_id=session_id,
-                    channel=channel,
-                    key=key,
-                    user_id=user_id,
-                    triggered_by=triggered_by,
-                    now=now,
-                )
-        except IntegrityError:
+        conflict: IntegrityError | None = None
+        for _ in range(INSERT_TRIES):
             found = self.find_open_by_key(channel, key, user_id)
-            if found is None:
-                raise
-            return found[0], False
-        return session_id, True
+            if found is not None:
+                return found[0], False
+            try:
+                with self._s.begin_nested():
+                    self.insert(
+                        session_id=session_id,
+                        channel=channel,
+                        key=key,
+                        user_id=user_id,
+                        triggered_by=triggered_by,
+                        now=now,
+                    )
+            except IntegrityError as error:
+                conflict = error  # another session holds the key's open slot, or did a moment ago
+                continue
+            return session_id, True
+        raise StorageBusy(
+            f"the open session of ({channel!r}, {key!r}, {user_id!r}) was created and closed by other "
+            f"callers {INSERT_TRIES} times while this call tried to open it"
+        ) from conflict
 
     def get(self, session_id: str) -> SessionMeta | None:
         """The session's metadata, or ``None``."""

@@ -1,0 +1,121 @@
+"""A connection lost around a commit gives our own errors, never a raw driver one, and the next call works."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.exc import OperationalError
+
+from starpod_session import Channel, SessionManager, StarpodSessionError, StorageError
+from starpod_session.manager import _packet_hint
+
+from .backends import configured_server_urls
+
+LOST = (2013, "Lost connection to server during query")
+REFUSED = (1153, "Got a packet bigger than 'max_allowed_packet' bytes")
+
+
+def connection_id(backend: str, dbapi_connection) -> int:  # noqa: ANN001
+    return dbapi_connection.info.backend_pid if backend == "postgresql" else dbapi_connection.thread_id()
+
+
+@pytest.fixture
+def kill_connection(backend: str) -> Iterator[Callable[[object], None]]:
+    """Kill a server connection from another session, as an administrator or a failover would."""
+    if backend == "sqlite":
+        pytest.skip("SQLite has no connection to lose")
+    url = configured_server_urls()[backend]
+    admin = sa.create_engine(url, isolation_level="AUTOCOMMIT")
+
+    def kill(dbapi_connection: object) -> None:
+        victim = connection_id(backend, dbapi_connection)
+        with admin.connect() as connection:
+            if backend == "postgresql":
+                connection.execute(sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": victim})
+                gone = "SELECT count(*) FROM pg_stat_activity WHERE pid = :id"
+            else:
+                connection.execute(sa.text(f"KILL {int(victim)}"))
+                gone = "SELECT count(*) FROM information_schema.processlist WHERE id = :id"
+            # Wait for the server to have closed it (a condition, not a sleep).
+            while connection.execute(sa.text(gone), {"id": victim}).scalar_one():
+                pass
+
+    yield kill
+    admin.dispose()
+
+
+def once(action: Callable[..., None]) -> Callable[..., None]:
+    done: list[bool] = []
+
+    def first_time_only(*args: object) -> None:
+        if not done:
+            done.append(True)
+            action(*args)
+
+    return first_time_only
+
+
+CALLS = {
+    "save_message": lambda manager, session_id: manager.save_message(session_id, "user", "hello"),
+    "session_usage": lambda manager, session_id: manager.session_usage(session_id),
+    "get_messages": lambda manager, session_id: manager.get_messages(session_id),
+}
+
+
+@pytest.mark.parametrize("call", CALLS)
+def test_a_connection_lost_as_it_goes_back_to_the_pool_raises_nothing_raw(
+    manager, kill_connection, monkeypatch, call
+):
+    session_id = manager.create_session(Channel.MAIN, "k")
+    dialect = manager._engine.dialect
+    rollback = dialect.do_rollback
+
+    def kill_after(dbapi_connection) -> None:  # noqa: ANN001
+        rollback(dbapi_connection)
+        kill_connection(dbapi_connection.dbapi_connection)
+
+    # The pool's reset-on-return rollback is the last round trip it makes itself:
+    # the connection dies right after it, while the call is handing it back.
+    monkeypatch.setattr(dialect, "do_rollback", once(kill_after))
+    try:
+        CALLS[call](manager, session_id)  # it committed before the connection went: nothing to report
+    except StarpodSessionError:
+        pass
+    monkeypatch.undo()
+    CALLS[call](manager, session_id)
+    expected = 2 if call == "save_message" else 0
+    assert [m.content for m in manager.get_messages(session_id)] == ["hello"] * expected
+
+
+def test_a_connection_lost_before_the_commit_is_a_storage_error_without_a_packet_hint(manager, kill_connection):
+    session_id = manager.create_session(Channel.MAIN, "k")
+    before_commit = once(lambda connection: kill_connection(connection.connection.dbapi_connection))
+    sa.event.listen(manager._engine, "commit", before_commit)
+    try:
+        with pytest.raises(StorageError) as raised:
+            manager.save_message(session_id, "user", "lost with the connection")
+    finally:
+        sa.event.remove(manager._engine, "commit", before_commit)
+    assert "max_allowed_packet" not in str(raised.value)
+    assert manager.get_messages(session_id) == []
+    manager.save_message(session_id, "user", "sent again")
+    assert [m.content for m in manager.get_messages(session_id)] == ["sent again"]
+
+
+@pytest.mark.parametrize(
+    ("error", "params", "hinted"),
+    [
+        (REFUSED, ("small",), True),
+        (LOST, ("x" * (2 * 1024 * 1024),), True),
+        (LOST, {"content": b"x" * (2 * 1024 * 1024)}, True),
+        (LOST, ("small",), False),
+        (LOST, None, False),
+        ((1205, "Lock wait timeout exceeded"), ("x" * (2 * 1024 * 1024),), False),
+    ],
+    ids=["refused", "lost-large-text", "lost-large-bytes", "lost-small", "lost-no-parameters", "other-error"],
+)
+def test_the_packet_size_hint_comes_only_with_packet_size_errors(error, params, hinted):
+    hint = _packet_hint(OperationalError("INSERT INTO session_messages ...", params, Exception(*error)))
+    assert ("max_allowed_packet" in hint) is hinted
