@@ -145,6 +145,10 @@ def create_storage_engine(url: URL, *, sqlite_synchronous: str = "NORMAL", **eng
     if url.get_backend_name() == "sqlite":
         return _sqlite_engine(url, sqlite_synchronous, engine_options)
     engine_options.setdefault("pool_pre_ping", True)
+    # save_message updates its session's row, so writers of one session queue on that
+    # row lock while holding their connection; SQLAlchemy's 5 + 10 would leave a 16th
+    # thread of a shared manager waiting for a connection (unfairly) past the pool timeout.
+    engine_options.setdefault("max_overflow", 59)
     if url.get_backend_name() in ("mysql", "mariadb"):
         url = url.update_query_dict({"charset": "utf8mb4"})
         if url.get_driver_name() == "pymysql":
