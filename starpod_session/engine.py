@@ -165,6 +165,10 @@ def create_storage_engine(
     if url.get_backend_name() == "sqlite":
         return _sqlite_engine(url, sqlite_synchronous, lock_timeout, engine_options)
     engine_options.setdefault("pool_pre_ping", True)
+    # save_message updates its session's row, so writers of one session queue on that
+    # row lock while holding their connection; SQLAlchemy's 5 + 10 would leave a 16th
+    # thread of a shared manager waiting for a connection (unfairly) past the pool timeout.
+    engine_options.setdefault("max_overflow", 59)
     # Set at connect, never per checkout: an execution option would make SQLAlchemy
     # restore the level on check-in, a round trip that fails raw on a lost connection.
     engine_options.setdefault("isolation_level", "READ COMMITTED")
