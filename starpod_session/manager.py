@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import secrets
 import uuid
 from collections.abc import Callable
 from datetime import datetime
@@ -39,6 +40,7 @@ from .validation import (
     check_count,
     check_flag,
     check_limit,
+    check_optional_short_text,
     check_session_id,
     check_short_text,
     check_text,
@@ -323,25 +325,39 @@ class SessionManager:
 
     # -- messages --------------------------------------------------------
 
-    def save_message(self, session_id: str, role: str, content: str) -> int:
+    def save_message(self, session_id: str, role: str, content: str, *, message_key: str | None = None) -> int:
         """Append a message and return its id; a ``user`` message also titles an untitled session.
 
         ``content`` may hold up to 16 MiB of UTF-8 (``InvalidInput`` above that).
+        ``message_key`` (up to 255 characters, unique per session) makes the call
+        idempotent: when the session already has a message under that key, its id
+        is returned and nothing is written (no message, no title). Without one, the
+        call stores a key of its own, so the library's retries never double it.
         """
         session_id = check_session_id(session_id)
         role = check_short_text("role", role)
         content = check_text("content", content, max_bytes=MAX_CONTENT_BYTES)
+        given_key = check_optional_short_text("message_key", message_key)
+        # One key for every attempt of this call: a retry after a commit the
+        # caller never heard of finds the first attempt's row.
+        key = _generated_key() if given_key is None else given_key
         title = shorten_title(content) if role == "user" and content.strip() else None
 
         def work(s: Connection) -> int:
-            sessions = SessionRepository(s)
+            sessions, messages = SessionRepository(s), MessageRepository(s)
+            if given_key is not None:
+                # A repeat is answered before anything is written (the title too).
+                # A generated key is new, except on a retry, where the title is already set.
+                found = messages.find_by_key(session_id, key)
+                if found is not None:
+                    return found
             _require_session(sessions, session_id)
             if title is not None:
                 # Before the insert: on MariaDB the insert's foreign-key check share-locks
                 # the session row, and racing writers that then upgrade it to update the
                 # title deadlock each other.
                 sessions.set_title_if_null(session_id, title)
-            return MessageRepository(s).append(session_id, role, content, utc_now())
+            return messages.append(session_id, role, content, utc_now(), key)
 
         return self._write_prepared(work)
 
@@ -391,16 +407,27 @@ class SessionManager:
 
     # -- usage and compactions ---------------------------------------------
 
-    def record_usage(self, session_id: str, usage_record: UsageRecord, turn: int) -> None:
-        """Store the token usage and cost of one turn of the session."""
+    def record_usage(
+        self, session_id: str, usage_record: UsageRecord, turn: int, *, usage_key: str | None = None
+    ) -> None:
+        """Store the token usage and cost of one turn of the session.
+
+        ``usage_key`` (up to 255 characters, unique per session) makes the call
+        idempotent: when the session already has a row under that key, nothing is
+        written. Without one, the call stores a key of its own, so the library's
+        retries never double the row.
+        """
         session_id = check_session_id(session_id)
         if not isinstance(usage_record, UsageRecord):
             raise InvalidInput("usage_record", f"expected a UsageRecord, got {type(usage_record).__name__}")
         turn = check_count("turn", turn)
+        key = check_optional_short_text("usage_key", usage_key)
+        if key is None:
+            key = _generated_key()  # one for every attempt of this call
 
         def work(s: Connection) -> None:
             _require_session(SessionRepository(s), session_id)
-            UsageRepository(s).append(session_id, turn, usage_record, utc_now())
+            UsageRepository(s).append(session_id, turn, usage_record, utc_now(), key)
 
         self._write_prepared(work)
 
@@ -582,3 +609,8 @@ def _packet_hint(error: DBAPIError) -> str:
 def _require_session(sessions: SessionRepository, session_id: str) -> None:
     if not sessions.exists(session_id):
         raise SessionNotFound(session_id)
+
+
+def _generated_key() -> str:
+    """An idempotency key for a write whose caller gave none: 128 random bits in 22 characters."""
+    return secrets.token_urlsafe(16)

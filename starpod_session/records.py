@@ -8,7 +8,7 @@ from datetime import date, datetime
 import attrs
 
 from .errors import InvalidInput
-from .validation import MAX_COUNT, check_count, check_short_text
+from .validation import MAX_COUNT, check_count, check_optional_short_text, check_short_text
 
 __all__ = [
     "SessionMeta",
@@ -58,11 +58,6 @@ def _validated(check, field: str):  # noqa: ANN001, ANN202 - adapts a check to a
     return validator
 
 
-def _check_optional_model(field: str, value: object) -> None:
-    if value is not None:
-        check_short_text(field, value)
-
-
 def _check_cost(field: str, value: object) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise InvalidInput(field, f"expected a float, got {type(value).__name__}")
@@ -84,7 +79,7 @@ class UsageRecord:
     cache_read: int = attrs.field(default=0, validator=_validated(check_count, "cache_read"))
     cache_write: int = attrs.field(default=0, validator=_validated(check_count, "cache_write"))
     cost_usd: float = attrs.field(default=0.0, validator=_validated(_check_cost, "cost_usd"))
-    model: str | None = attrs.field(default=None, validator=_validated(_check_optional_model, "model"))
+    model: str | None = attrs.field(default=None, validator=_validated(check_optional_short_text, "model"))
     user_id: str = attrs.field(default="admin", validator=_validated(check_short_text, "user_id"))
 
 

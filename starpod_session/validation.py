@@ -8,6 +8,7 @@ from .types import SHORT_TEXT_LENGTH
 __all__ = [
     "check_text",
     "check_short_text",
+    "check_optional_short_text",
     "check_session_id",
     "check_count",
     "check_flag",
@@ -51,6 +52,11 @@ def check_text(
 def check_short_text(field: str, value: object) -> str:
     """A non-empty identifier-like ``str`` (key, user id, role, model) of at most 255 characters."""
     return check_text(field, value, max_chars=SHORT_TEXT_LENGTH, allow_empty=False)
+
+
+def check_optional_short_text(field: str, value: object) -> str | None:
+    """``None``, or a value :func:`check_short_text` accepts (a model, an idempotency key)."""
+    return None if value is None else check_short_text(field, value)
 
 
 def check_session_id(value: object) -> str:

@@ -12,7 +12,6 @@ from sqlalchemy import (
     bindparam,
     cast,
     func,
-    insert,
     literal,
     literal_column,
     null,
@@ -33,7 +32,7 @@ from ..records import (
     UsageSummary,
     UserCostSummary,
 )
-from ._prepared import Prepared
+from ._prepared import Prepared, insert_unless_duplicate
 
 __all__ = ["UsageRepository", "UNKNOWN_MODEL"]
 
@@ -90,11 +89,14 @@ def _as_date(value: date | str) -> date:
     return date.fromisoformat(value) if isinstance(value, str) else value
 
 _APPEND = Prepared(
-    insert(_t).values(
+    insert_unless_duplicate(
+        _t,
         {name: bindparam(name) for name in (
             "session_id", "turn", "input_tokens", "output_tokens", "cache_read", "cache_write",
-            "cost_usd", "model", "user_id", "timestamp",
-        )}  # fmt: skip
+            "cost_usd", "model", "user_id", "timestamp", "usage_key",
+        )},  # fmt: skip
+        unique=(_t.c.session_id, _t.c.usage_key),
+        id_column=_t.c.id,
     )
 )
 
@@ -105,8 +107,11 @@ class UsageRepository:
     def __init__(self, session: Connection) -> None:
         self._s = session
 
-    def append(self, session_id: str, turn: int, record: UsageRecord, now: datetime) -> None:
-        """Store the usage of one turn of ``session_id``."""
+    def append(self, session_id: str, turn: int, record: UsageRecord, now: datetime, key: str) -> None:
+        """Store the usage of one turn of ``session_id`` under its idempotency ``key``.
+
+        Nothing is stored when the session already has a row under ``key``.
+        """
         _APPEND.rowcount(
             self._s,
             session_id=session_id,
@@ -119,6 +124,7 @@ class UsageRepository:
             model=record.model,
             user_id=record.user_id,
             timestamp=now,
+            usage_key=key,
         )
 
     def session_summary(self, session_id: str) -> UsageSummary:
