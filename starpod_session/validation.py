@@ -18,6 +18,11 @@ __all__ = [
 #: The largest token count a row can hold (a signed 64-bit integer on every backend).
 MAX_COUNT = 2**63 - 1
 
+#: The largest cost of one usage row, in USD. A double sum of n such costs stays
+#: below n * 1e15, finite for any table a database can hold (the largest double is
+#: about 1.8e308), so every backend adds costs up to the same finite total.
+MAX_COST_USD = 1e15
+
 #: The largest message content, in UTF-8 bytes (MariaDB needs a server
 #: ``max_allowed_packet`` of at least ``engine.MYSQL_MAX_ALLOWED_PACKET`` to store it).
 MAX_CONTENT_BYTES = 16 * 1024 * 1024
