@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -14,6 +15,8 @@ from starpod_session import Channel, InvalidInput, SessionManager, StorageError,
 from starpod_session.engine import create_storage_engine, to_url
 from starpod_session.models import MessageRow, UsageRow
 
+from .conftest import FIXTURES
+from .test_adoption import RUST_FILES, raw_rows
 from .test_query_plans import full_scans, populate, statements_of
 
 RECORD = UsageRecord(100, 10, 1000, 5, 0.25, "opus")
@@ -229,3 +232,23 @@ def test_keyed_writes_and_their_repeats_use_an_index(db_target, call):
     assert full_scans(db_target, statements_of(db_target, call, data), ordered_walk=False) == []
     # The repeat finds the first row by its key.
     assert full_scans(db_target, statements_of(db_target, call, data), ordered_walk=False) == []
+
+
+# -- Rust-era files -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", RUST_FILES)
+def test_a_rust_era_file_gains_the_key_columns_with_every_old_row_unkeyed(tmp_path, name):
+    copy = tmp_path / "adopted.sqlite"
+    shutil.copyfile(FIXTURES / name, copy)
+    copy.chmod(0o600)
+    before = {table: len(raw_rows(copy, table)) for table in ("session_messages", "usage_stats")}
+    with SessionManager(copy) as manager:
+        session_id = raw_rows(copy, "session_metadata")[0]["id"]
+        first = manager.save_message(session_id, "user", "hi", message_key="after-adoption")
+        assert manager.save_message(session_id, "user", "hi", message_key="after-adoption") == first
+        manager.record_usage(session_id, RECORD, 1, usage_key="after-adoption")
+        manager.record_usage(session_id, RECORD, 1, usage_key="after-adoption")
+    for table, column in (("session_messages", "message_key"), ("usage_stats", "usage_key")):
+        keys = [row[column] for row in raw_rows(copy, table)]
+        assert keys == [None] * before[table] + ["after-adoption"]
