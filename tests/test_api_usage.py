@@ -179,7 +179,10 @@ def test_token_totals_beyond_2_pow_63_minus_1_are_exact(manager, session_id):
         by_model=(ModelCostSummary("m", *alice), ModelCostSummary("n", *bob)),
         total_cache_read=4 * MAX,
         total_cache_write=3 * MAX + 2,
-        by_day=(DailyModelCost("m", *alice, day=T0.date()), DailyModelCost("n", *bob, day=T0.date() + timedelta(days=1))),
+        by_day=(
+            DailyModelCost("m", *alice, day=T0.date()),
+            DailyModelCost("n", *bob, day=T0.date() + timedelta(days=1)),
+        ),
     )
     assert manager.cost_overview(since=T0 + timedelta(hours=1)).total_input_tokens == MAX
 

@@ -49,7 +49,8 @@ def insert_unless_duplicate(
             return postgresql.insert(table).values(values).on_conflict_do_nothing(index_elements=unique)
         if dialect.name == "sqlite":
             return sqlite.insert(table).values(values).on_conflict_do_nothing(index_elements=unique)
-        return mysql.insert(table).values(values).on_duplicate_key_update({id_column.name: func.last_insert_id(id_column)})
+        keep_existing = {id_column.name: func.last_insert_id(id_column)}
+        return mysql.insert(table).values(values).on_duplicate_key_update(keep_existing)
 
     return build
 
