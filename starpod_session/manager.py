@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import secrets
 import time
 import uuid
 from collections.abc import Callable
@@ -46,6 +47,7 @@ from .validation import (
     check_count,
     check_flag,
     check_limit,
+    check_optional_short_text,
     check_session_id,
     check_short_text,
     check_text,
@@ -339,7 +341,7 @@ class SessionManager:
 
     # -- messages --------------------------------------------------------
 
-    def save_message(self, session_id: str, role: str, content: str) -> int:
+    def save_message(self, session_id: str, role: str, content: str, *, message_key: str | None = None) -> int:
         """Append a message and return its id; a ``user`` message also titles an untitled session.
 
         Saving a message is activity: ``last_message_at`` becomes now (so a time-gap
@@ -347,20 +349,35 @@ class SessionManager:
         counts :meth:`touch_session` calls, is unchanged.
 
         ``content`` may hold up to 16 MiB of UTF-8 (``InvalidInput`` above that).
+        ``message_key`` (up to 255 characters, unique per session) makes the call
+        idempotent: when the session already has a message under that key, its id
+        is returned and nothing is written (no message, no title). Without one, the
+        call stores a key of its own, so the library's retries never double it.
         """
         session_id = check_session_id(session_id)
         role = check_short_text("role", role)
         content = check_text("content", content, max_bytes=MAX_CONTENT_BYTES)
+        given_key = check_optional_short_text("message_key", message_key)
+        # One key for every attempt of this call: a retry after a commit the
+        # caller never heard of finds the first attempt's row.
+        key = _generated_key() if given_key is None else given_key
         title = shorten_title(content) if role == "user" and content.strip() else None
 
         def work(s: Connection) -> int:
+            sessions, messages = SessionRepository(s), MessageRepository(s)
+            if given_key is not None:
+                # A repeat is answered before anything is written (the title too).
+                # A generated key is new, except on a retry, where the title is already set.
+                found = messages.find_by_key(session_id, key)
+                if found is not None:
+                    return found
             now = utc_now()
             # Before the insert: on MariaDB the insert's foreign-key check share-locks
             # the session row, and racing writers that then upgrade it to update it
             # deadlock each other.
-            if not SessionRepository(s).record_message_activity(session_id, now, title):
+            if not sessions.record_message_activity(session_id, now, title):
                 raise SessionNotFound(session_id)
-            return MessageRepository(s).append(session_id, role, content, now)
+            return messages.append(session_id, role, content, now, key)
 
         return self._write_prepared(work)
 
@@ -410,22 +427,32 @@ class SessionManager:
 
     # -- usage and compactions ---------------------------------------------
 
-    def record_usage(self, session_id: str, usage_record: UsageRecord, turn: int) -> None:
+    def record_usage(
+        self, session_id: str, usage_record: UsageRecord, turn: int, *, usage_key: str | None = None
+    ) -> None:
         """Store the token usage and cost of one turn of the session.
 
         A record without ``user_id`` is attributed to the session's user.
+
+        ``usage_key`` (up to 255 characters, unique per session) makes the call
+        idempotent: when the session already has a row under that key, nothing is
+        written. Without one, the call stores a key of its own, so the library's
+        retries never double the row.
         """
         session_id = check_session_id(session_id)
         if not isinstance(usage_record, UsageRecord):
             raise InvalidInput("usage_record", f"expected a UsageRecord, got {type(usage_record).__name__}")
         turn = check_count("turn", turn)
+        key = check_optional_short_text("usage_key", usage_key)
+        if key is None:
+            key = _generated_key()  # one for every attempt of this call
 
         def work(s: Connection) -> None:
             owner = SessionRepository(s).owner(session_id)
             if owner is None:
                 raise SessionNotFound(session_id)
             record = usage_record if usage_record.user_id is not None else attrs.evolve(usage_record, user_id=owner)
-            UsageRepository(s).append(session_id, turn, record, utc_now())
+            UsageRepository(s).append(session_id, turn, record, utc_now(), key)
 
         self._write_prepared(work)
 
@@ -656,3 +683,8 @@ def _parameter_bytes(params: object) -> int:
 def _require_session(sessions: SessionRepository, session_id: str) -> None:
     if not sessions.exists(session_id):
         raise SessionNotFound(session_id)
+
+
+def _generated_key() -> str:
+    """An idempotency key for a write whose caller gave none: 128 random bits in 22 characters."""
+    return secrets.token_urlsafe(16)

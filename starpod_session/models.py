@@ -99,9 +99,14 @@ class MessageRow(Base):
     role: Mapped[str] = mapped_column(ShortText)
     content: Mapped[str] = mapped_column(LongText)
     timestamp: Mapped[datetime] = mapped_column(UtcTimestamp)
+    #: The write's idempotency key (the caller's, or one the library generated):
+    #: a repeat of the write with it stores nothing. NULL in rows written before 0006.
+    message_key: Mapped[str | None] = mapped_column(ExactShortText)
 
     __table_args__ = (
         Index("idx_session_messages_session", "session_id", "id"),
+        # Any number of NULL keys (rows written before 0006) on every backend.
+        Index("uq_session_messages_session_id_message_key", "session_id", "message_key", unique=True),
         {"sqlite_autoincrement": True, **_MARIADB_TABLE_OPTIONS},
     )
 
@@ -122,8 +127,11 @@ class UsageRow(Base):
     model: Mapped[str | None] = mapped_column(ExactShortText)
     timestamp: Mapped[datetime] = mapped_column(UtcTimestamp)
     user_id: Mapped[str] = mapped_column(ExactShortText, server_default=text("'admin'"))
+    #: The write's idempotency key, as ``session_messages.message_key``.
+    usage_key: Mapped[str | None] = mapped_column(ExactShortText)
 
     __table_args__ = (
+        Index("uq_usage_stats_session_id_usage_key", "session_id", "usage_key", unique=True),
         Index("idx_usage_stats_user", "user_id", "timestamp"),
         Index("idx_usage_stats_timestamp", "timestamp"),
         Index("idx_usage_stats_session", "session_id"),

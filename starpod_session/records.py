@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import math
 from datetime import date, datetime
 
 import attrs
 
 from .errors import InvalidInput
-from .validation import MAX_COUNT, check_count, check_short_text
+from .validation import MAX_COST_USD, MAX_COUNT, check_count, check_optional_short_text, check_short_text
 
 __all__ = [
     "SessionMeta",
@@ -20,6 +19,7 @@ __all__ = [
     "ModelCostSummary",
     "DailyModelCost",
     "MAX_COUNT",
+    "MAX_COST_USD",
 ]
 
 @attrs.frozen
@@ -58,28 +58,22 @@ def _validated(check, field: str):  # noqa: ANN001, ANN202 - adapts a check to a
     return validator
 
 
-def _check_optional_text(field: str, value: object) -> None:
-    if value is not None:
-        check_short_text(field, value)
-
-
 def _check_cost(field: str, value: object) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise InvalidInput(field, f"expected a float, got {type(value).__name__}")
-    try:
-        amount = float(value)
-    except OverflowError:  # an int beyond the largest double
-        raise InvalidInput(field, "an int too large for a double (above 1.8e308)") from None
-    if not math.isfinite(amount) or amount < 0:
-        raise InvalidInput(field, f"{value!r} is not a finite, non-negative amount")
+    # One comparison refuses NaN, infinities, negatives and ints too large for a
+    # float alike (Python compares an int with a float exactly, without converting).
+    if not 0 <= value <= MAX_COST_USD:
+        raise InvalidInput(field, f"{value!r} is not an amount in 0..{MAX_COST_USD:.0e}")
 
 
 @attrs.frozen
 class UsageRecord:
     """Token usage and cost of one agent turn; validated when constructed.
 
-    Counts must be ints in 0..2**63-1, ``cost_usd`` a finite non-negative number;
-    anything else raises :class:`~starpod_session.InvalidInput` naming the field.
+    Counts must be ints in 0..2**63-1, ``cost_usd`` a number in 0..1e15
+    (:data:`MAX_COST_USD`, so that no sum of costs can overflow); anything else
+    raises :class:`~starpod_session.InvalidInput` naming the field.
     A ``model`` of ``None`` is reported as ``"unknown"`` by :meth:`cost_overview`; a
     ``user_id`` of ``None`` (the default) is the session's user, filled in by
     :meth:`~starpod_session.SessionManager.record_usage`.
@@ -90,8 +84,8 @@ class UsageRecord:
     cache_read: int = attrs.field(default=0, validator=_validated(check_count, "cache_read"))
     cache_write: int = attrs.field(default=0, validator=_validated(check_count, "cache_write"))
     cost_usd: float = attrs.field(default=0.0, validator=_validated(_check_cost, "cost_usd"))
-    model: str | None = attrs.field(default=None, validator=_validated(_check_optional_text, "model"))
-    user_id: str | None = attrs.field(default=None, validator=_validated(_check_optional_text, "user_id"))
+    model: str | None = attrs.field(default=None, validator=_validated(check_optional_short_text, "model"))
+    user_id: str | None = attrs.field(default=None, validator=_validated(check_optional_short_text, "user_id"))
 
 
 @attrs.frozen

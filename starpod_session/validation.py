@@ -8,6 +8,7 @@ from .types import SHORT_TEXT_LENGTH
 __all__ = [
     "check_text",
     "check_short_text",
+    "check_optional_short_text",
     "check_session_id",
     "check_count",
     "check_flag",
@@ -16,6 +17,11 @@ __all__ = [
 
 #: The largest token count a row can hold (a signed 64-bit integer on every backend).
 MAX_COUNT = 2**63 - 1
+
+#: The largest cost of one usage row, in USD. A double sum of n such costs stays
+#: below n * 1e15, finite for any table a database can hold (the largest double is
+#: about 1.8e308), so every backend adds costs up to the same finite total.
+MAX_COST_USD = 1e15
 
 #: The largest message content, in UTF-8 bytes (MariaDB needs a server
 #: ``max_allowed_packet`` of at least ``engine.MYSQL_MAX_ALLOWED_PACKET`` to store it).
@@ -51,6 +57,11 @@ def check_text(
 def check_short_text(field: str, value: object) -> str:
     """A non-empty identifier-like ``str`` (key, user id, role, model) of at most 255 characters."""
     return check_text(field, value, max_chars=SHORT_TEXT_LENGTH, allow_empty=False)
+
+
+def check_optional_short_text(field: str, value: object) -> str | None:
+    """``None``, or a value :func:`check_short_text` accepts (a model, an idempotency key)."""
+    return None if value is None else check_short_text(field, value)
 
 
 def check_session_id(value: object) -> str:

@@ -208,25 +208,36 @@ def test_hot_queries_use_an_index(db_target, query):
 
 
 @contextmanager
-def index_dropped(target: str, table: str, index: str, columns: str) -> Iterator[None]:
-    """Drop an index for the block, then put it back (server databases are reused between tests)."""
+def indexes_dropped(target: str, table: str, indexes: dict[str, str]) -> Iterator[None]:
+    """Drop the indexes for the block, then put them back (server databases are reused between tests).
+
+    ``indexes`` maps each name to ``"UNIQUE |columns"`` or ``"|columns"``.
+    """
     engine = create_storage_engine(to_url(target))
     on = "" if engine.dialect.name != "mariadb" and engine.dialect.name != "mysql" else f" ON {table}"
     try:
         with engine.begin() as connection:
-            connection.execute(text(f"DROP INDEX {index}{on}"))
+            for index in indexes:
+                connection.execute(text(f"DROP INDEX {index}{on}"))
         yield
     finally:
         with engine.begin() as connection:
-            connection.execute(text(f"CREATE INDEX {index} ON {table} ({columns})"))
+            for index, definition in indexes.items():
+                unique, columns = definition.split("|")
+                connection.execute(text(f"CREATE {unique}INDEX {index} ON {table} ({columns})"))
         engine.dispose()
 
 
 def test_a_dropped_index_is_detected(populated):
-    """Without ``idx_usage_stats_session`` the per-session usage query must be reported as a scan."""
+    """Without the indexes leading with ``session_id`` the per-session usage query must be reported as a scan."""
     target, data = populated
     call, ordered_walk = HOT_QUERIES["usage by session"]
-    with index_dropped(target, "usage_stats", "idx_usage_stats_session", "session_id"):
+    session_indexes = {
+        "idx_usage_stats_session": "|session_id",
+        # The idempotency keys' unique index leads with session_id as well.
+        "uq_usage_stats_session_id_usage_key": "UNIQUE |session_id, usage_key",
+    }
+    with indexes_dropped(target, "usage_stats", session_indexes):
         statements = statements_of(target, call, data)
         assert full_scans(target, statements, ordered_walk=ordered_walk) != []
     assert full_scans(target, statements_of(target, call, data), ordered_walk=ordered_walk) == []

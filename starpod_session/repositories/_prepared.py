@@ -17,7 +17,8 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from sqlalchemy import Connection, Insert
+from sqlalchemy import Column, Connection, Insert, Table, func
+from sqlalchemy.dialects import mysql, postgresql, sqlite
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql import ColumnElement
@@ -25,9 +26,35 @@ from sqlalchemy.sql.expression import Executable
 
 from ..errors import StorageError
 
-__all__ = ["Prepared"]
+__all__ = ["Prepared", "insert_unless_duplicate"]
 
 Processor = Callable[[Any], Any]
+#: Builds a statement for one dialect, where the SQL itself differs between backends.
+StatementFactory = Callable[[Dialect], Executable]
+
+
+def insert_unless_duplicate(
+    table: Table, values: dict[str, Any], unique: Sequence[Column], id_column: Column
+) -> StatementFactory:
+    """An INSERT that stores nothing when a row with the same ``unique`` values exists.
+
+    In one statement, without a savepoint, so the common case (no such row) costs
+    what a plain INSERT costs. A racing insert of the same values waits for the
+    other transaction and then skips (or inserts, if that one rolled back).
+    SQLite and PostgreSQL skip with ``ON CONFLICT DO NOTHING``; MariaDB has no
+    such clause, so a no-op ``ON DUPLICATE KEY UPDATE id = LAST_INSERT_ID(id)``
+    makes the driver's ``lastrowid`` the existing row's id.
+    """
+
+    def build(dialect: Dialect) -> Executable:
+        if dialect.name == "postgresql":
+            return postgresql.insert(table).values(values).on_conflict_do_nothing(index_elements=unique)
+        if dialect.name == "sqlite":
+            return sqlite.insert(table).values(values).on_conflict_do_nothing(index_elements=unique)
+        keep_existing = {id_column.name: func.last_insert_id(id_column)}
+        return mysql.insert(table).values(values).on_duplicate_key_update(keep_existing)
+
+    return build
 
 
 class _Compiled:
@@ -79,11 +106,13 @@ class _Compiled:
 class Prepared:
     """A Core statement with named ``bindparam``s, run on the current transaction's DBAPI cursor.
 
-    ``id_column``: for an INSERT, the generated key to hand back from :meth:`insert`
-    (read from ``lastrowid``, or with ``RETURNING`` where the driver has no such thing).
+    ``statement`` is the statement, or a :data:`StatementFactory` building it per
+    dialect. ``id_column``: for an INSERT, the generated key to hand back from
+    :meth:`insert` (read from ``lastrowid``, or with ``RETURNING`` where the driver
+    has no such thing).
     """
 
-    def __init__(self, statement: Executable, *, id_column: ColumnElement | None = None) -> None:
+    def __init__(self, statement: Executable | StatementFactory, *, id_column: ColumnElement | None = None) -> None:
         self._statement = statement
         self._id_column = id_column
         self._by_dialect: dict[Dialect, _Compiled] = {}
@@ -93,7 +122,8 @@ class Prepared:
         compiled = self._by_dialect.get(dialect)
         if compiled is None:
             with self._lock:
-                compiled = self._by_dialect.setdefault(dialect, _Compiled(self._statement, dialect, self._id_column))
+                statement = self._statement if isinstance(self._statement, Executable) else self._statement(dialect)
+                compiled = self._by_dialect.setdefault(dialect, _Compiled(statement, dialect, self._id_column))
         return compiled
 
     def _run(self, connection: Connection, values: dict[str, Any], fetch: Callable[[Any, _Compiled], Any]) -> Any:
@@ -144,6 +174,13 @@ class Prepared:
         """Run an INSERT and return the generated ``id_column`` value."""
         return self._run(connection, values, _inserted_id)
 
+    def insert_or_none(self, connection: Connection, **values: Any) -> int | None:
+        """Run an :func:`insert_unless_duplicate` INSERT: the new row's id, ``None`` if it stored nothing.
+
+        (On MariaDB a skipped insert may answer with the existing row's id instead.)
+        """
+        return self._run(connection, values, _inserted_id_or_none)
+
 
 def _process(row: Sequence[Any], compiled: _Compiled) -> tuple[Any, ...]:
     values = list(row)
@@ -185,3 +222,11 @@ def _inserted_id(cursor: Any, compiled: _Compiled) -> int:
     if compiled.returning:
         return cursor.fetchone()[0]
     return cursor.lastrowid
+
+
+def _inserted_id_or_none(cursor: Any, compiled: _Compiled) -> int | None:
+    if compiled.returning:
+        row = cursor.fetchone()
+        return None if row is None else row[0]
+    # sqlite3 keeps the previous insert's lastrowid when this one stored nothing.
+    return cursor.lastrowid if cursor.rowcount > 0 else None

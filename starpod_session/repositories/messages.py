@@ -6,24 +6,33 @@ from datetime import datetime
 
 import functools
 
-from sqlalchemy import Connection, Integer, bindparam, insert, select
+from sqlalchemy import Connection, Integer, bindparam, select
 
 from ..models import MessageRow
 from ..records import SessionMessage
-from ._prepared import Prepared
+from ._prepared import Prepared, insert_unless_duplicate
 
 __all__ = ["MessageRepository"]
 
 _t = MessageRow.__table__
 _COLUMNS = (_t.c.id, _t.c.session_id, _t.c.role, _t.c.content, _t.c.timestamp)
 _APPEND = Prepared(
-    insert(_t).values(
-        session_id=bindparam("session_id"),
-        role=bindparam("role"),
-        content=bindparam("content"),
-        timestamp=bindparam("now"),
+    insert_unless_duplicate(
+        _t,
+        {
+            "session_id": bindparam("session_id"),
+            "role": bindparam("role"),
+            "content": bindparam("content"),
+            "timestamp": bindparam("now"),
+            "message_key": bindparam("key"),
+        },
+        unique=(_t.c.session_id, _t.c.message_key),
+        id_column=_t.c.id,
     ),
     id_column=_t.c.id,
+)
+_BY_KEY = Prepared(
+    select(_t.c.id).where(_t.c.session_id == bindparam("session_id"), _t.c.message_key == bindparam("key"))
 )
 
 
@@ -33,9 +42,24 @@ class MessageRepository:
     def __init__(self, session: Connection) -> None:
         self._s = session
 
-    def append(self, session_id: str, role: str, content: str, now: datetime) -> int:
-        """Store one message; returns its id (ids ascend in insertion order)."""
-        return _APPEND.insert(self._s, session_id=session_id, role=role, content=content, now=now)
+    def append(self, session_id: str, role: str, content: str, now: datetime, key: str) -> int:
+        """Store one message under its idempotency ``key``; returns its id (ids ascend in insertion order).
+
+        When the session already has a message under ``key`` (stored by an earlier
+        or a racing call) nothing is stored and that message's id is returned.
+        """
+        message_id = _APPEND.insert_or_none(
+            self._s, session_id=session_id, role=role, content=content, now=now, key=key
+        )
+        if message_id is None:
+            message_id = self.find_by_key(session_id, key)
+            assert message_id is not None, "an insert skipped as a duplicate has a stored row to read"
+        return message_id
+
+    def find_by_key(self, session_id: str, key: str) -> int | None:
+        """The id of the session's message stored under idempotency ``key``, or ``None``."""
+        row = _BY_KEY.first(self._s, session_id=session_id, key=key)
+        return None if row is None else row[0]
 
     def list_for_session(
         self, session_id: str, limit: int | None = None, before_id: int | None = None

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import date, datetime, timezone
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import (
     ColumnElement,
@@ -12,13 +13,13 @@ from sqlalchemy import (
     bindparam,
     cast,
     func,
-    insert,
     literal,
     literal_column,
     null,
     select,
     union_all,
 )
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql import Subquery
 from sqlalchemy.sql.compiler import SQLCompiler
@@ -33,7 +34,7 @@ from ..records import (
     UsageSummary,
     UserCostSummary,
 )
-from ._prepared import Prepared
+from ._prepared import Prepared, insert_unless_duplicate
 
 __all__ = ["UsageRepository", "UNKNOWN_MODEL"]
 
@@ -56,6 +57,37 @@ _cache_write = _total(_t.c.cache_write).label("cache_write")
 _model_name = func.coalesce(_t.c.model, literal(UNKNOWN_MODEL)).label("name")
 #: The columns of every breakdown row after its name, in the order the records take them.
 _BREAKDOWN = (_cost, _input, _output, _turns, _cache_read, _cache_write)
+Breakdown = tuple[ColumnElement, ...]
+
+#: The token columns of :data:`_BREAKDOWN`, by label.
+_TOKENS = {"input": _t.c.input_tokens, "output": _t.c.output_tokens, "cache_read": _t.c.cache_read,
+           "cache_write": _t.c.cache_write}  # fmt: skip
+_HALF_BITS = 32
+
+
+def _halved(breakdown: Breakdown) -> Breakdown:
+    """``breakdown`` with each token sum split into the sums of the values' high and low 32 bits.
+
+    SQLite sums integers in 64 bits and fails with "integer overflow" past
+    2**63-1, where the servers' sums are exact. The halves of a token count are
+    below 2**32, so their sums stay in range up to 2**31 rows, and
+    :func:`_breakdown` joins them back into the exact total.
+    """
+    columns: list[ColumnElement] = []
+    for part in breakdown:
+        column = _TOKENS.get(part.name)
+        if column is None:
+            columns.append(part)
+        else:
+            columns += [
+                _total(column.op(">>")(_HALF_BITS)).label(f"{part.name}_high"),
+                _total(column.op("&")(2**_HALF_BITS - 1)).label(f"{part.name}_low"),
+            ]
+    return tuple(columns)
+
+
+_BREAKDOWN_HALVED = _halved(_BREAKDOWN)
+T = TypeVar("T")
 #: The parts of the overview's one result, in the order they come back.
 _TOTAL, _BY_USER, _BY_MODEL, _BY_DAY = range(4)
 
@@ -90,11 +122,14 @@ def _as_date(value: date | str) -> date:
     return date.fromisoformat(value) if isinstance(value, str) else value
 
 _APPEND = Prepared(
-    insert(_t).values(
+    insert_unless_duplicate(
+        _t,
         {name: bindparam(name) for name in (
             "session_id", "turn", "input_tokens", "output_tokens", "cache_read", "cache_write",
-            "cost_usd", "model", "user_id", "timestamp",
-        )}  # fmt: skip
+            "cost_usd", "model", "user_id", "timestamp", "usage_key",
+        )},  # fmt: skip
+        unique=(_t.c.session_id, _t.c.usage_key),
+        id_column=_t.c.id,
     )
 )
 
@@ -105,8 +140,11 @@ class UsageRepository:
     def __init__(self, session: Connection) -> None:
         self._s = session
 
-    def append(self, session_id: str, turn: int, record: UsageRecord, now: datetime) -> None:
-        """Store the usage of one turn of ``session_id``."""
+    def append(self, session_id: str, turn: int, record: UsageRecord, now: datetime, key: str) -> None:
+        """Store the usage of one turn of ``session_id`` under its idempotency ``key``.
+
+        Nothing is stored when the session already has a row under ``key``.
+        """
         _APPEND.rowcount(
             self._s,
             session_id=session_id,
@@ -119,12 +157,16 @@ class UsageRepository:
             model=record.model,
             user_id=record.user_id,
             timestamp=now,
+            usage_key=key,
         )
 
     def session_summary(self, session_id: str) -> UsageSummary:
         """Totals over the session's rows (zeros when it has none)."""
-        row = self._s.execute(select(*_BREAKDOWN).where(_t.c.session_id == session_id)).one()
-        cost, input_tokens, output_tokens, turns, cache_read, cache_write = _breakdown(row)
+
+        def summed(breakdown: Breakdown) -> list[Any]:
+            return self._s.execute(select(*breakdown).where(_t.c.session_id == session_id)).one()
+
+        cost, input_tokens, output_tokens, turns, cache_read, cache_write = _breakdown(self._exactly(summed))
         return UsageSummary(
             total_input_tokens=input_tokens,
             total_output_tokens=output_tokens,
@@ -143,7 +185,11 @@ class UsageRepository:
         ``idx_usage_stats_day_model_user`` so no sort is needed there, and every
         breakdown is summed from those few groups. MariaDB computes a CTE again
         for every reference, so there each breakdown groups the rows themselves.
+        Token totals are exact on every backend (see :meth:`_exactly`).
         """
+        return self._exactly(lambda breakdown: self._overview(since, until, breakdown))
+
+    def _overview(self, since: datetime | None, until: datetime | None, breakdown: Breakdown) -> CostOverview:
         day = utc_day(_t.c.timestamp)
         # Each day bound is implied by its timestamp bound; it is stated so that
         # SQLite seeks its index by day instead of walking all of it.
@@ -156,12 +202,12 @@ class UsageRepository:
             groups = self._rows_as_groups_of_one(day, where)
         else:
             groups = (
-                select(day.label("day"), _t.c.model, _t.c.user_id, *_BREAKDOWN)
+                select(day.label("day"), _t.c.model, _t.c.user_id, *breakdown)
                 .where(*where)
                 .group_by(day, _t.c.model, _t.c.user_id)
                 .cte("usage_groups")
             )
-        sums = tuple(func.coalesce(func.sum(groups.c[part.name]), 0).label(part.name) for part in _BREAKDOWN)
+        sums = tuple(func.coalesce(func.sum(groups.c[part.name]), 0).label(part.name) for part in breakdown)
         model = func.coalesce(groups.c.model, literal(UNKNOWN_MODEL))
         no_day = cast(null(), Date)  # typed, or PostgreSQL takes the NULLs for text
         report = union_all(
@@ -219,6 +265,19 @@ class UsageRepository:
             .subquery("usage_groups")
         )
 
+    def _exactly(self, report: Callable[[Breakdown], T]) -> T:
+        """``report(_BREAKDOWN)``, or on SQLite, when a token sum passed 2**63-1, ``report`` of the halved sums.
+
+        The common case pays nothing for the rare one; every backend then gives
+        the same exact total (the servers sum as NUMERIC/DECIMAL).
+        """
+        try:
+            return report(_BREAKDOWN)
+        except DBAPIError as error:
+            if self._s.dialect.name != "sqlite" or "integer overflow" not in str(error.orig):
+                raise
+        return report(_BREAKDOWN_HALVED)
+
     def _binary(self, expression: ColumnElement) -> ColumnElement:
         """Order names by code point on every backend (PostgreSQL would use its locale)."""
         if self._s.dialect.name == "postgresql":
@@ -227,6 +286,15 @@ class UsageRepository:
 
 
 def _breakdown(row: list[Any]) -> tuple[float, int, int, int, int, int]:
-    """The values of :data:`_BREAKDOWN` as Python numbers (drivers return Decimals for sums)."""
+    """The values of :data:`_BREAKDOWN` (or :data:`_BREAKDOWN_HALVED`) as Python numbers.
+
+    Drivers return Decimals for the servers' sums; halved token sums are joined exactly.
+    """
+    if len(row) == len(_BREAKDOWN_HALVED):
+        values = iter(row)
+        row = [
+            (int(next(values)) << _HALF_BITS) + int(next(values)) if part.name in _TOKENS else next(values)
+            for part in _BREAKDOWN
+        ]
     cost, inp, out, turns, cache_read, cache_write = row
     return float(cost), int(inp), int(out), int(turns), int(cache_read), int(cache_write)
