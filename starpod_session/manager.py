@@ -10,6 +10,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TypeVar
 
+import attrs
 from sqlalchemy import Connection, Engine
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
@@ -27,12 +28,19 @@ from .engine import (
 )
 from .errors import ExportError, InvalidInput, SessionNotFound, StarpodSessionError, StorageBusy, StorageError
 from .records import CostOverview, SessionMessage, SessionMeta, UsageRecord, UsageSummary
-from .repositories import CompactionRepository, MessageRepository, SessionRepository, UsageRepository
+from .repositories import (
+    CompactionRepository,
+    MessageRepository,
+    SessionRepository,
+    ToolCallRepository,
+    UsageRepository,
+)
 from .repositories.sessions import SessionFilter
 from .retry import RetryPolicy, is_transient
 from .schema import ensure_schema
 from .timestamps import coerce_instant
 from .titles import shorten_title
+from .tool_calls import TOOL_RESULT, TOOL_USE, read_tool_result, read_tool_use
 from .transcripts import render_transcript, transcript_filename, write_if_changed
 from .validation import (
     MAX_CONTENT_BYTES,
@@ -281,6 +289,13 @@ class SessionManager:
         is_read = check_flag("is_read", is_read)
         self._update_session(session_id, lambda sessions: sessions.set_read(session_id, is_read))
 
+    def archive_session(self, session_id: str, archived: bool = True) -> None:
+        """Archive the session (``archived=False`` restores it): hidden from :meth:`list_sessions`
+        by default, still returned by :meth:`get_session`; open or closed alike."""
+        session_id = check_session_id(session_id)
+        archived = check_flag("archived", archived)
+        self._update_session(session_id, lambda sessions: sessions.set_archived(session_id, archived))
+
     def get_session(self, session_id: str) -> SessionMeta | None:
         """The session's metadata, or ``None`` if there is no such session."""
         session_id = check_session_id(session_id)
@@ -304,13 +319,16 @@ class SessionManager:
         channel: Channel | str | None = None,
         is_closed: bool | None = None,
         is_read: bool | None = None,
+        archived: bool | None = False,
     ) -> list[SessionMeta]:
         """Up to ``limit`` sessions, most recently active first.
 
-        Without filters: all users, open and closed. ``user_id`` and ``channel``
-        keep that user's or channel's sessions, ``is_closed`` and ``is_read`` those
-        with that flag; ``None`` does not filter. Ties on ``last_message_at`` are
-        broken by ``created_at``, then id, both descending.
+        Without filters: all users, open and closed, archived sessions left out.
+        ``user_id`` and ``channel`` keep that user's or channel's sessions,
+        ``is_closed`` and ``is_read`` those with that flag; ``None`` does not
+        filter. ``archived=True`` lists only archived sessions, ``None`` both.
+        Ties on ``last_message_at`` are broken by ``created_at``, then id, both
+        descending.
         """
         limit = check_limit("limit", limit)
         filters = SessionFilter(
@@ -318,6 +336,7 @@ class SessionManager:
             channel=None if channel is None else self._channels.channel_name(channel),
             is_closed=None if is_closed is None else check_flag("is_closed", is_closed),
             is_read=None if is_read is None else check_flag("is_read", is_read),
+            is_archived=None if archived is None else check_flag("archived", archived),
         )
         return self._read_prepared(lambda s: SessionRepository(s).list_recent(limit, filters))
 
@@ -327,11 +346,16 @@ class SessionManager:
         """Append a message and return its id; a ``user`` message also titles an untitled session.
 
         ``content`` may hold up to 16 MiB of UTF-8 (``InvalidInput`` above that).
+        A ``tool_use`` or ``tool_result`` message (a JSON object, as the Rust crate
+        writes them) also feeds :attr:`CostOverview.by_tool`; content that is not
+        such an object is stored all the same.
         """
         session_id = check_session_id(session_id)
         role = check_short_text("role", role)
         content = check_text("content", content, max_bytes=MAX_CONTENT_BYTES)
         title = shorten_title(content) if role == "user" and content.strip() else None
+        use = read_tool_use(content) if role == TOOL_USE else None
+        result = read_tool_result(content) if role == TOOL_RESULT else None
 
         def work(s: Connection) -> int:
             sessions = SessionRepository(s)
@@ -341,7 +365,13 @@ class SessionManager:
                 # the session row, and racing writers that then upgrade it to update the
                 # title deadlock each other.
                 sessions.set_title_if_null(session_id, title)
-            return MessageRepository(s).append(session_id, role, content, utc_now())
+            now = utc_now()
+            message_id = MessageRepository(s).append(session_id, role, content, now)
+            if use is not None:
+                ToolCallRepository(s).record_use(message_id, session_id, use, now)
+            elif result is not None:
+                ToolCallRepository(s).record_result(message_id, session_id, result, now)
+            return message_id
 
         return self._write_prepared(work)
 
@@ -418,13 +448,20 @@ class SessionManager:
         any offset); ``until`` must not be before ``since``. ``by_user`` and
         ``by_model`` are ordered by cost descending, then name; rows without a
         model count as ``"unknown"``. ``by_day`` has one entry per UTC day and
-        model, ordered by day, then cost descending, then model.
+        model, ordered by day, then cost descending, then model. ``by_tool`` counts the
+        ``tool_use`` messages saved in the period per tool, with those whose
+        ``tool_result`` reported an error, most called first, then by name.
         """
         start = None if since is None else coerce_instant(since, "since")
         end = None if until is None else coerce_instant(until, "until")
         if start is not None and end is not None and end < start:
             raise InvalidInput("until", f"{end.isoformat()} is before since ({start.isoformat()})")
-        return self._read(lambda s: UsageRepository(s).overview(start, end))
+
+        def work(s: Connection) -> CostOverview:
+            overview = UsageRepository(s).overview(start, end)
+            return attrs.evolve(overview, by_tool=ToolCallRepository(s).usage(start, end))
+
+        return self._read(work)
 
     def record_compaction(
         self,

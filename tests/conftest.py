@@ -19,8 +19,8 @@ from .backends import (
     skip_reason,
 )
 
-SHARED = Path(__file__).resolve().parents[2] / "shared"
-FIXTURES = SHARED / "fixtures"
+#: Rust-era database files, kept in the repository (the suite never reads outside it).
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
 _servers: dict[str, ServerDatabase] = {}
 
