@@ -1,4 +1,4 @@
-"""``starpod-session costs``: what the agent spent, per user, per model and per day."""
+"""``starpod-session costs``: what the agent spent, per user, per model and per day, and its tool calls."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from rich.text import Text
 
 from ._clock import utc_now
 from .cli_options import add_common_options, jsonable, open_manager, print_json
-from .records import CostOverview, DailyModelCost
+from .records import CostOverview, DailyModelCost, ToolUsageSummary
 
 __all__ = ["add_costs_command", "parse_moment"]
 
@@ -28,8 +28,9 @@ def add_costs_command(subparsers: argparse._SubParsersAction) -> None:
     """Register ``costs`` on the top-level parser."""
     costs = subparsers.add_parser(
         "costs",
-        help="cost and tokens per user, per model and per day",
-        description="Cost and tokens per user, per model and per UTC day, with a bar chart of each day's cost.",
+        help="cost and tokens per user, per model and per day; tool calls per tool",
+        description="Cost and tokens per user, per model and per UTC day, with a bar chart of each day's cost, "
+        "and the tool calls of the period per tool with their errors.",
         epilog="WHEN is Nd (the last N days, e.g. 7d), a UTC date (2026-03-01, from its midnight) "
         "or an RFC 3339 instant (2026-03-01T09:00:00+01:00). --since is inclusive, --until exclusive.",
     )
@@ -78,7 +79,7 @@ def _report(overview: CostOverview, since: datetime | str | None, until: datetim
     )
     by_user = _breakdown("By user", "user", [(u.user_id, u) for u in overview.by_user])
     by_model = _breakdown("By model", "model", [(m.model, m) for m in overview.by_model])
-    return Group(totals, Text(), by_user, by_model, _day_chart(overview.by_day))
+    return Group(totals, Text(), by_user, by_model, _day_chart(overview.by_day), _tool_table(overview.by_tool))
 
 
 def _breakdown(title: str, label: str, rows: Sequence[tuple[str, object]]) -> Table:
@@ -96,6 +97,18 @@ def _breakdown(title: str, label: str, rows: Sequence[tuple[str, object]]) -> Ta
             str(totals.total_cache_read),
             str(totals.total_cache_write),
         )
+    return table
+
+
+def _tool_table(by_tool: Sequence[ToolUsageSummary]) -> Table:
+    """Calls per tool, most called first, with errors and the share of calls that failed."""
+    table = Table(title="By tool", title_justify="left")
+    table.add_column("tool", overflow="fold")
+    for header in ("invocations", "errors", "error rate"):
+        table.add_column(header, justify="right", no_wrap=True)
+    for tool in by_tool:
+        rate = tool.errors / tool.invocations if tool.invocations else 0.0
+        table.add_row(Text(tool.tool_name), str(tool.invocations), str(tool.errors), f"{rate:.1%}")
     return table
 
 

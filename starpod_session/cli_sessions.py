@@ -1,4 +1,5 @@
-"""``starpod-session sessions list | show``: what the agent's sessions are, and what was said."""
+"""``starpod-session sessions list | show | archive | unarchive``: what the agent's sessions are,
+what was said, and which are put away."""
 
 from __future__ import annotations
 
@@ -35,6 +36,7 @@ def add_sessions_commands(subparsers: argparse._SubParsersAction) -> None:
     state.add_argument("--open", dest="is_closed", action="store_false", default=None, help="only open sessions")
     state.add_argument("--closed", dest="is_closed", action="store_true", help="only closed sessions")
     listing.add_argument("--unread", action="store_true", help="only sessions marked unread")
+    _add_archived_options(listing)
     listing.set_defaults(run=_run_list, is_closed=None)  # neither --open nor --closed: both
 
     show = commands.add_parser("show", help="a session's metadata, usage and transcript")
@@ -42,6 +44,39 @@ def add_sessions_commands(subparsers: argparse._SubParsersAction) -> None:
     show.add_argument("session_id", metavar="ID", help="the session id, or an unambiguous start of it")
     show.add_argument("--last", type=int, metavar="N", help="only the last N messages")
     show.set_defaults(run=_run_show)
+    _add_archive_commands(commands)
+
+
+def _add_archived_options(listing: argparse.ArgumentParser) -> None:
+    """``--archived`` (only archived sessions) and ``--all`` (archived or not); default: not archived."""
+    shown = listing.add_mutually_exclusive_group()
+    shown.add_argument("--archived", dest="archived", action="store_true", help="only archived sessions")
+    shown.add_argument("--all", dest="archived", action="store_const", const=None, help="archived ones too")
+    listing.set_defaults(archived=False)
+
+
+def _add_archive_commands(commands: argparse._SubParsersAction) -> None:
+    """``sessions archive ID`` and ``sessions unarchive ID``."""
+    for name, archived, help_text in (
+        ("archive", True, "hide a session from the listing (it stays readable)"),
+        ("unarchive", False, "list an archived session again"),
+    ):
+        command = commands.add_parser(name, help=help_text)
+        add_common_options(command)
+        command.add_argument("session_id", metavar="ID", help="the session id, or an unambiguous start of it")
+        command.set_defaults(run=_run_archive, archived=archived)
+
+
+def _run_archive(args: argparse.Namespace) -> int:
+    with open_manager(args) as manager:
+        session_id = _full_id(manager, args.session_id)
+        manager.archive_session(session_id, args.archived)
+        meta = manager.get_session(session_id)
+    if args.json:
+        print_json(jsonable(meta))
+    else:
+        print(f"{'archived' if args.archived else 'unarchived'} {session_id}")
+    return 0
 
 
 def _run_list(args: argparse.Namespace) -> int:
@@ -52,6 +87,7 @@ def _run_list(args: argparse.Namespace) -> int:
             channel=args.channel,
             is_closed=args.is_closed,
             is_read=False if args.unread else None,
+            archived=args.archived,
         )
     if args.json:
         print_json(jsonable(found))
@@ -75,7 +111,8 @@ def _run_list(args: argparse.Namespace) -> int:
 
 def _state(meta: SessionMeta) -> str:
     state = "closed" if meta.is_closed else "open"
-    return state if meta.is_read else f"{state}, unread"
+    state = state if meta.is_read else f"{state}, unread"
+    return f"{state}, archived" if meta.is_archived else state
 
 
 def _run_show(args: argparse.Namespace) -> int:
