@@ -38,32 +38,23 @@ class ToolCallRepository:
         failed = use.call_id is not None and bool(
             _ERROR_REPORTED.first(self._s, session_id=session_id, call_id=use.call_id)[0]
         )
-        _INSERT.rowcount(
-            self._s,
-            message_id=message_id,
-            session_id=session_id,
-            role=TOOL_USE,
-            call_id=use.call_id,
-            tool_name=use.tool_name,
-            timestamp=now,
-            is_error=failed,
-        )
+        self._insert(message_id, session_id, TOOL_USE, use.call_id, use.tool_name, now, failed)
 
     def record_result(self, message_id: int, session_id: str, result: ToolResult, now: datetime) -> None:
         """Record a ``tool_result`` message: only an error answering a call id matters to the counts."""
         if not result.is_error or result.call_id is None:
             return
-        _INSERT.rowcount(
-            self._s,
-            message_id=message_id,
-            session_id=session_id,
-            role=TOOL_RESULT,
-            call_id=result.call_id,
-            tool_name=None,
-            timestamp=now,
-            is_error=True,
-        )
+        self._insert(message_id, session_id, TOOL_RESULT, result.call_id, None, now, True)
         _MARK_FAILED.rowcount(self._s, session_id=session_id, call_id=result.call_id)
+
+    def _insert(
+        self, message_id: int, session_id: str, role: str, call_id: str | None, tool_name: str | None,
+        now: datetime, is_error: bool,
+    ) -> None:  # fmt: skip
+        _INSERT.rowcount(
+            self._s, message_id=message_id, session_id=session_id, role=role, call_id=call_id,
+            tool_name=tool_name, timestamp=now, is_error=is_error,
+        )  # fmt: skip
 
     def usage(self, since: datetime | None, until: datetime | None) -> tuple[ToolUsageSummary, ...]:
         """Calls per tool with ``since <= timestamp < until`` (a None bound is open), most called first,
