@@ -78,6 +78,7 @@ from sqlalchemy import MetaData, create_engine, event, text
 from sqlalchemy.engine import URL, Engine, make_url
 
 from starpod_session import Channel, SessionManager, UsageRecord
+from starpod_session.tool_calls import read_tool_use
 from starpod_session.timestamps import format_rfc3339
 from starpod_session.titles import shorten_title
 
@@ -493,6 +494,23 @@ USAGE_COLUMNS = (
 )  # fmt: skip
 
 
+TOOLS = ("Bash", "Read", "Edit", "MemorySearch", "VaultGet", "WebFetch", "CronList")
+
+
+def load_tool_calls(floor: Floor, is_bool: bool) -> None:
+    """The ``tool_calls`` rows ``save_message`` would have written for the loaded ``tool_use`` messages
+    (one in seven failed)."""
+    with floor.read() as cur:
+        cur.execute("SELECT id, session_id, content, timestamp FROM session_messages WHERE role = 'tool_use'")
+        uses = cur.fetchall()
+    rows = []
+    for n, (message_id, session_id, content, moment) in enumerate(uses):
+        use = read_tool_use(content)
+        failed = n % 7 == 0
+        rows.append((message_id, session_id, "tool_use", use.call_id, use.tool_name, moment, failed if is_bool else int(failed)))
+    floor.load("tool_calls", ("message_id", "session_id", "role", "call_id", "tool_name", "timestamp", "is_error"), rows)
+
+
 def load_dataset(target: Target, name: str, *, sessions: int, messages: int, usage: int, with_10k: bool) -> Dataset:
     """A database our manager created, filled through the raw driver."""
     url = target.fresh(name)
@@ -536,8 +554,13 @@ def load_dataset(target: Target, name: str, *, sessions: int, messages: int, usa
     others = ids[20:] or ids
     for n in range(filler):
         moment += timedelta(seconds=3)
-        rows.append((others[rng.randrange(len(others))], "assistant", f"reply {n} " + "y" * 60, floor.stamp(moment)))
+        if n % 10 == 0:  # one message in ten is a tool call, as the crate's agent saves them
+            content = f'{{"type":"tool_use","id":"tu_{n}","name":"{TOOLS[n % len(TOOLS)]}","input":{{}}}}'
+            rows.append((others[rng.randrange(len(others))], "tool_use", content, floor.stamp(moment)))
+        else:
+            rows.append((others[rng.randrange(len(others))], "assistant", f"reply {n} " + "y" * 60, floor.stamp(moment)))
     floor.load("session_messages", MESSAGE_COLUMNS, rows)
+    load_tool_calls(floor, is_bool)
 
     rows = []
     spacing = timedelta(days=360) / max(usage, 1)

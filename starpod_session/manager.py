@@ -33,13 +33,20 @@ from .engine import (
 )
 from .errors import ExportError, InvalidInput, SessionNotFound, StarpodSessionError, StorageBusy, StorageError
 from .records import CostOverview, SessionMessage, SessionMeta, UsageRecord, UsageSummary
-from .repositories import CompactionRepository, MessageRepository, SessionRepository, UsageRepository
+from .repositories import (
+    CompactionRepository,
+    MessageRepository,
+    SessionRepository,
+    ToolCallRepository,
+    UsageRepository,
+)
 from .repositories.sessions import SessionFilter
 from .retry import RetryPolicy, is_transient
 from .schema import ensure_schema
 from .folders import ensure_folder
 from .timestamps import coerce_instant
 from .titles import shorten_title
+from .tool_calls import TOOL_RESULT, TOOL_USE, read_tool_result, read_tool_use
 from .transcripts import render_transcript, transcript_filename, write_if_changed
 from .urls import redact_text, redact_url, url_secrets
 from .validation import (
@@ -299,6 +306,13 @@ class SessionManager:
         is_read = check_flag("is_read", is_read)
         self._update_session(session_id, lambda sessions: sessions.set_read(session_id, is_read))
 
+    def archive_session(self, session_id: str, archived: bool = True) -> None:
+        """Archive the session (``archived=False`` restores it): hidden from :meth:`list_sessions`
+        by default, still returned by :meth:`get_session`; open or closed alike."""
+        session_id = check_session_id(session_id)
+        archived = check_flag("archived", archived)
+        self._update_session(session_id, lambda sessions: sessions.set_archived(session_id, archived))
+
     def get_session(self, session_id: str) -> SessionMeta | None:
         """The session's metadata, or ``None`` if there is no such session."""
         session_id = check_session_id(session_id)
@@ -322,13 +336,16 @@ class SessionManager:
         channel: Channel | str | None = None,
         is_closed: bool | None = None,
         is_read: bool | None = None,
+        archived: bool | None = False,
     ) -> list[SessionMeta]:
         """Up to ``limit`` sessions, most recently active first.
 
-        Without filters: all users, open and closed. ``user_id`` and ``channel``
-        keep that user's or channel's sessions, ``is_closed`` and ``is_read`` those
-        with that flag; ``None`` does not filter. Ties on ``last_message_at`` are
-        broken by ``created_at``, then id, both descending.
+        Without filters: all users, open and closed, archived sessions left out.
+        ``user_id`` and ``channel`` keep that user's or channel's sessions,
+        ``is_closed`` and ``is_read`` those with that flag; ``None`` does not
+        filter. ``archived=True`` lists only archived sessions, ``None`` both.
+        Ties on ``last_message_at`` are broken by ``created_at``, then id, both
+        descending.
         """
         limit = check_limit("limit", limit)
         filters = SessionFilter(
@@ -336,6 +353,7 @@ class SessionManager:
             channel=None if channel is None else self._channels.channel_name(channel),
             is_closed=None if is_closed is None else check_flag("is_closed", is_closed),
             is_read=None if is_read is None else check_flag("is_read", is_read),
+            is_archived=None if archived is None else check_flag("archived", archived),
         )
         return self._read_prepared(lambda s: SessionRepository(s).list_recent(limit, filters))
 
@@ -353,6 +371,9 @@ class SessionManager:
         idempotent: when the session already has a message under that key, its id
         is returned and nothing is written (no message, no title). Without one, the
         call stores a key of its own, so the library's retries never double it.
+        A ``tool_use`` or ``tool_result`` message (a JSON object, as the Rust crate
+        writes them) also feeds :attr:`CostOverview.by_tool`; content that is not
+        such an object is stored all the same.
         """
         session_id = check_session_id(session_id)
         role = check_short_text("role", role)
@@ -362,12 +383,16 @@ class SessionManager:
         # caller never heard of finds the first attempt's row.
         key = _generated_key() if given_key is None else given_key
         title = shorten_title(content) if role == "user" and content.strip() else None
+        use = read_tool_use(content) if role == TOOL_USE else None
+        result = read_tool_result(content) if role == TOOL_RESULT else None
 
         def work(s: Connection) -> int:
             sessions, messages = SessionRepository(s), MessageRepository(s)
-            if given_key is not None:
-                # A repeat is answered before anything is written (the title too).
-                # A generated key is new, except on a retry, where the title is already set.
+            if given_key is not None or use is not None or result is not None:
+                # A repeat is answered before anything is written (the title and the
+                # tool statistics too). A generated key is new, except on a retry after
+                # a commit the caller never heard of: then the message and its tool row
+                # are already stored.
                 found = messages.find_by_key(session_id, key)
                 if found is not None:
                     return found
@@ -377,7 +402,12 @@ class SessionManager:
             # deadlock each other.
             if not sessions.record_message_activity(session_id, now, title):
                 raise SessionNotFound(session_id)
-            return messages.append(session_id, role, content, now, key)
+            message_id = messages.append(session_id, role, content, now, key)
+            if use is not None:
+                ToolCallRepository(s).record_use(message_id, session_id, use, now)
+            elif result is not None:
+                ToolCallRepository(s).record_result(message_id, session_id, result, now)
+            return message_id
 
         return self._write_prepared(work)
 
@@ -470,13 +500,20 @@ class SessionManager:
         any offset); ``until`` must not be before ``since``. ``by_user`` and
         ``by_model`` are ordered by cost descending, then name; rows without a
         model count as ``"unknown"``. ``by_day`` has one entry per UTC day and
-        model, ordered by day, then cost descending, then model.
+        model, ordered by day, then cost descending, then model. ``by_tool`` counts the
+        ``tool_use`` messages saved in the period per tool, with those whose
+        ``tool_result`` reported an error, most called first, then by name.
         """
         start = None if since is None else coerce_instant(since, "since")
         end = None if until is None else coerce_instant(until, "until")
         if start is not None and end is not None and end < start:
             raise InvalidInput("until", f"{end.isoformat()} is before since ({start.isoformat()})")
-        return self._read(lambda s: UsageRepository(s).overview(start, end))
+
+        def work(s: Connection) -> CostOverview:
+            overview = UsageRepository(s).overview(start, end)
+            return attrs.evolve(overview, by_tool=ToolCallRepository(s).usage(start, end))
+
+        return self._read(work)
 
     def record_compaction(
         self,

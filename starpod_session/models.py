@@ -13,7 +13,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from .types import Count, ExactChannelText, ExactShortText, IntBoolean, LongText, Money, ShortText, UtcTimestamp
 
-__all__ = ["Base", "SessionRow", "MessageRow", "UsageRow", "CompactionRow", "NAMING_CONVENTION"]
+__all__ = ["Base", "SessionRow", "MessageRow", "ToolCallRow", "UsageRow", "CompactionRow", "NAMING_CONVENTION"]
 
 #: Stable constraint names on every backend, so migrations can name what they drop.
 NAMING_CONVENTION = {
@@ -56,6 +56,9 @@ class SessionRow(Base):
     user_id: Mapped[str] = mapped_column(ExactShortText, server_default=text("'admin'"))
     is_read: Mapped[bool] = mapped_column(IntBoolean, server_default=true())
     triggered_by: Mapped[str | None] = mapped_column(ShortText)
+    #: Hidden from the default listing; the Rust crate's column (core.db files carry it).
+    #: No index leads with it: see ``SessionRepository.list_recent``.
+    is_archived: Mapped[bool] = mapped_column(IntBoolean, server_default=false())
     #: 1 while the session is open, NULL once closed; derived by the database itself.
     #: The unique index below admits any number of NULLs, so it allows one open
     #: session per (channel, key, user_id) and any number of closed ones. (MariaDB
@@ -108,6 +111,41 @@ class MessageRow(Base):
         # Any number of NULL keys (rows written before 0006) on every backend.
         Index("uq_session_messages_session_id_message_key", "session_id", "message_key", unique=True),
         {"sqlite_autoincrement": True, **_MARIADB_TABLE_OPTIONS},
+    )
+
+
+class ToolCallRow(Base):
+    """``tool_calls``: what the tool statistics need from ``tool_use`` / ``tool_result`` messages.
+
+    Written by ``save_message`` in the message's transaction (and backfilled by
+    migration 0007), so the report groups this small table instead of parsing
+    message JSON. One row per ``tool_use`` message, and one per ``tool_result``
+    message reporting an error (``is_error`` true); successful results need none.
+    A use's ``is_error`` is true once an error result with its ``call_id`` exists
+    in the same session, whichever of the two was saved first.
+    """
+
+    __tablename__ = "tool_calls"
+
+    message_id: Mapped[int] = mapped_column(
+        Count, ForeignKey("session_messages.id", ondelete="CASCADE"), primary_key=True, autoincrement=False
+    )
+    session_id: Mapped[str] = mapped_column(ShortText)
+    #: The message's role: ``tool_use`` or ``tool_result``.
+    role: Mapped[str] = mapped_column(ExactChannelText)
+    #: The use's ``id`` / the result's ``tool_use_id``; NULL when absent or not a string.
+    call_id: Mapped[str | None] = mapped_column(ExactShortText)
+    #: The tool's name (``"unknown"`` when the use names none); NULL on result rows.
+    tool_name: Mapped[str | None] = mapped_column(ExactShortText)
+    timestamp: Mapped[datetime] = mapped_column(UtcTimestamp)
+    is_error: Mapped[bool] = mapped_column(IntBoolean, server_default=false())
+
+    __table_args__ = (
+        # Matching a result to its use (and a use to an earlier error result).
+        Index("idx_tool_calls_call", "session_id", "call_id"),
+        # The report: a range of one role's rows by time, covering what it groups and counts.
+        Index("idx_tool_calls_report", "role", "timestamp", "tool_name", "is_error"),
+        _MARIADB_TABLE_OPTIONS,
     )
 
 

@@ -18,6 +18,7 @@ __all__ = [
     "UserCostSummary",
     "ModelCostSummary",
     "DailyModelCost",
+    "ToolUsageSummary",
     "MAX_COUNT",
     "MAX_COST_USD",
 ]
@@ -38,6 +39,8 @@ class SessionMeta:
     user_id: str
     is_read: bool
     triggered_by: str | None = None
+    #: Hidden from :meth:`~starpod_session.SessionManager.list_sessions` unless asked for.
+    is_archived: bool = False
 
 
 @attrs.frozen
@@ -88,12 +91,22 @@ class UsageRecord:
     user_id: str | None = attrs.field(default=None, validator=_validated(check_optional_short_text, "user_id"))
 
 
+def _prompt_tokens(totals: object) -> int:
+    return totals.total_input_tokens + totals.total_cache_read + totals.total_cache_write  # type: ignore[attr-defined]
+
+
+def _prompt_tokens_field() -> int:
+    """``total_prompt_tokens``: derived from the other totals, never passed, carried by ``attrs.asdict``."""
+    return attrs.field(init=False, default=attrs.Factory(_prompt_tokens, takes_self=True))
+
+
 @attrs.frozen
 class UsageSummary:
     """Totals over one session's usage rows (all zero when it has none).
 
     ``total_input_tokens`` counts ``input_tokens`` only; cache reads and writes are
-    reported apart. ``total_turns`` is the number of usage rows.
+    reported apart. ``total_prompt_tokens`` is the three together (what the Rust
+    crate now calls ``total_input_tokens``). ``total_turns`` is the number of usage rows.
     """
 
     total_input_tokens: int = 0
@@ -102,6 +115,7 @@ class UsageSummary:
     total_cache_write: int = 0
     total_cost_usd: float = 0.0
     total_turns: int = 0
+    total_prompt_tokens: int = _prompt_tokens_field()
 
 
 @attrs.frozen
@@ -115,6 +129,7 @@ class UserCostSummary:
     total_turns: int
     total_cache_read: int = 0
     total_cache_write: int = 0
+    total_prompt_tokens: int = _prompt_tokens_field()
 
 
 @attrs.frozen
@@ -128,6 +143,7 @@ class ModelCostSummary:
     total_turns: int
     total_cache_read: int = 0
     total_cache_write: int = 0
+    total_prompt_tokens: int = _prompt_tokens_field()
 
 
 @attrs.frozen
@@ -138,11 +154,22 @@ class DailyModelCost(ModelCostSummary):
 
 
 @attrs.frozen
+class ToolUsageSummary:
+    """How often one tool was called, and how many of those calls reported an error."""
+
+    tool_name: str
+    invocations: int
+    errors: int
+
+
+@attrs.frozen
 class CostOverview:
     """Usage totals over all sessions, with breakdowns ordered by cost (descending), then name.
 
     ``by_day`` holds one entry per (UTC day, model), ordered by day, then cost
-    descending, then model name.
+    descending, then model name. ``by_tool`` counts the tool calls saved as
+    messages in the period, ordered by invocations descending, then tool name.
+    ``total_prompt_tokens`` is input plus cache read plus cache write tokens.
     """
 
     total_cost_usd: float
@@ -154,3 +181,5 @@ class CostOverview:
     total_cache_read: int = 0
     total_cache_write: int = 0
     by_day: tuple[DailyModelCost, ...] = ()
+    by_tool: tuple[ToolUsageSummary, ...] = ()
+    total_prompt_tokens: int = _prompt_tokens_field()

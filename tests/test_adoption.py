@@ -9,14 +9,16 @@ from pathlib import Path
 import pytest
 from freezegun import freeze_time
 
-from starpod_session import SessionManager
+from starpod_session import SessionManager, ToolUsageSummary
 from starpod_session.engine import create_storage_engine, to_url
 from starpod_session.schema import BASELINE_REVISION, head_revision, upgrade_schema
 from starpod_session.timestamps import parse_rfc3339
 
 RUST_FILES = ("rust-session-db-2026-03.sqlite", "rust-core-db-0.3.sqlite")
 OUR_TABLES = ("session_metadata", "session_messages", "usage_stats", "compaction_log")
-#: Columns of session_metadata that this library reads (the core.db file has is_archived besides).
+#: Tables the library adds on adoption.
+ADDED_TABLES = ("tool_calls",)
+#: Columns of session_metadata that both fixtures have (the core.db file has is_archived besides).
 SESSION_COLUMNS = (
     "id", "created_at", "last_message_at", "is_closed", "summary", "message_count",
     "channel", "channel_session_key", "title", "user_id", "is_read", "triggered_by",
@@ -36,10 +38,11 @@ def as_dicts(rows: list[sqlite3.Row]) -> list[dict]:
 
 
 def foreign_dump(path: Path) -> dict[str, object]:
-    """Everything in the file that belongs to somebody else: other tables, ``is_archived``, sqlx's log."""
+    """Everything in the file that belongs to somebody else: other tables, sqlx's log, and the crate's
+    ``is_archived`` flags (which we adopt: they must keep the values the crate wrote)."""
     with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as raw:
         tables = [name for (name,) in raw.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
-        ours = (*OUR_TABLES, "alembic_version", "sqlite_sequence")
+        ours = (*OUR_TABLES, *ADDED_TABLES, "alembic_version", "sqlite_sequence")
         schema = {
             name: sql
             for name, tbl_name, sql in raw.execute("SELECT name, tbl_name, sql FROM sqlite_master")
@@ -47,7 +50,7 @@ def foreign_dump(path: Path) -> dict[str, object]:
         }
         dump: dict[str, object] = {"schema": schema}
         for table in tables:
-            if table not in (*OUR_TABLES, "alembic_version"):
+            if table not in (*OUR_TABLES, *ADDED_TABLES, "alembic_version"):
                 dump[table] = raw.execute(f"SELECT * FROM [{table}] ORDER BY rowid").fetchall()
         session_columns = {row[1] for row in raw.execute("PRAGMA table_info(session_metadata)")}
         if "is_archived" in session_columns:
@@ -115,7 +118,10 @@ def test_every_row_stays_as_the_rust_crate_wrote_it(rust_file):
 def test_other_crates_tables_and_columns_are_untouched(rust_file):
     copy, original = rust_file
     SessionManager(copy).close()
-    assert foreign_dump(copy) == foreign_dump(original)
+    before, after = foreign_dump(original), foreign_dump(copy)
+    if "is_archived" not in before:
+        after.pop("is_archived")  # added by 0007 (see the last test of this file)
+    assert after == before
 
 
 def test_every_row_is_readable_through_the_api_with_the_values_on_disk(rust_file):
@@ -196,3 +202,88 @@ def test_the_duplicate_open_sessions_of_one_key_end_with_the_most_recent_open(ru
         assert open_ones == [KEPT_OPEN]
         with freeze_time("2026-03-19T08:00:00Z"):  # within the Telegram gap of its last message
             assert manager.open_session(channel, key, user_id=user_id).session_id == KEPT_OPEN
+
+
+# -- archiving and tool statistics (the crate's v0.3 columns and messages) ---------------------------
+
+#: The crate's own by-tool query (v0.3.2, ``cost_overview``), run on the original file as the truth.
+CRATE_BY_TOOL_SQL = """
+    SELECT json_extract(sm.content, '$.name') AS tool_name, COUNT(*) AS invocations,
+           COALESCE(SUM(CASE WHEN tr.content IS NOT NULL AND json_extract(tr.content, '$.is_error') = 1
+                             THEN 1 ELSE 0 END), 0) AS errors
+    FROM session_messages sm
+    LEFT JOIN session_messages tr
+      ON tr.session_id = sm.session_id AND tr.role = 'tool_result'
+     AND json_extract(tr.content, '$.tool_use_id') = json_extract(sm.content, '$.id')
+    WHERE sm.role = 'tool_use' {since}
+    GROUP BY tool_name ORDER BY invocations DESC
+"""
+#: Tool messages as the crate's agent saves them: one JSON object each (session 2 is open, session 1 archived).
+CRATE_TOOL_MESSAGES = [
+    ("0b6f1c2e-1111-4a5b-9c3d-000000000002", "tool_use", '{"type":"tool_use","id":"tu_2","name":"VaultGet","input":{}}'),
+    ("0b6f1c2e-1111-4a5b-9c3d-000000000002", "tool_result",
+     '{"type":"tool_result","tool_use_id":"tu_2","content":"key not found","is_error":true}'),
+    ("0b6f1c2e-1111-4a5b-9c3d-000000000002", "tool_use", '{"type":"tool_use","id":"tu_3","name":"MemorySearch"}'),
+    ("0b6f1c2e-1111-4a5b-9c3d-000000000004", "tool_use", '{"type":"tool_use","id":"tu_4","input":{}}'),
+    ("0b6f1c2e-1111-4a5b-9c3d-000000000004", "tool_result",
+     '{"type":"tool_result","tool_use_id":"tu_2","content":"other session","is_error":true}'),
+]  # fmt: skip
+
+
+def as_the_crate_writes(paths: tuple[Path, ...]) -> None:
+    """Archive one more session and save tool calls, with the crate's statements, in each file."""
+    for path in paths:
+        with sqlite3.connect(path) as raw:
+            raw.execute("UPDATE session_metadata SET is_archived = 1 WHERE id = ?", (KEPT_OPEN,))
+            raw.executemany(
+                "INSERT INTO session_messages (session_id, role, content, timestamp) VALUES (?, ?, ?, ?)",
+                [(s, role, content, f"2026-03-19T22:00:0{n}+00:00") for n, (s, role, content) in enumerate(
+                    CRATE_TOOL_MESSAGES
+                )],
+            )
+
+
+def crate_by_tool(path: Path, since: str | None = None) -> list[tuple[str, int, int]]:
+    with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as raw:
+        rows = raw.execute(CRATE_BY_TOOL_SQL.format(since="" if since is None else "AND sm.timestamp >= ?"),
+                           () if since is None else (since,)).fetchall()  # fmt: skip
+    return sorted(((name or "unknown", calls, errors) for name, calls, errors in rows), key=lambda r: (-r[1], r[0]))
+
+
+def test_a_core_db_keeps_its_archived_flags_and_counts_its_tool_calls_as_the_crate_does(tmp_path):
+    copy, original = tmp_path / "core.sqlite", tmp_path / "original.sqlite"
+    for destination in (copy, original):
+        shutil.copyfile(FIXTURES / "rust-core-db-0.3.sqlite", destination)
+    as_the_crate_writes((copy, original))
+    flags = {row["id"]: bool(row["is_archived"]) for row in raw_rows(original, "session_metadata", "id, is_archived")}
+    assert sorted(flags.values()) == [False] * 4 + [True] * 2
+
+    with SessionManager(copy) as manager:
+        assert {session_id: manager.get_session(session_id).is_archived for session_id in flags} == flags
+        assert {m.id for m in manager.list_sessions(100)} == {i for i, archived in flags.items() if not archived}
+        assert {m.id for m in manager.list_sessions(100, archived=True)} == {i for i, a in flags.items() if a}
+        assert len(manager.list_sessions(100, archived=None)) == len(flags)
+
+        by_tool = [(t.tool_name, t.invocations, t.errors) for t in manager.cost_overview().by_tool]
+        assert by_tool == crate_by_tool(original) == [("MemorySearch", 2, 0), ("VaultGet", 1, 1), ("unknown", 1, 0)]
+        since = "2026-03-19T22:00:02+00:00"
+        later = [(t.tool_name, t.invocations, t.errors) for t in manager.cost_overview(since=since).by_tool]
+        assert later == crate_by_tool(original, since) == [("MemorySearch", 1, 0), ("unknown", 1, 0)]
+
+        # Writing on through the API keeps counting, as the crate's query would.
+        manager.save_message(KEPT_OPEN, "tool_use", '{"type":"tool_use","id":"tu_5","name":"VaultGet"}')
+        manager.save_message(KEPT_OPEN, "tool_result", '{"type":"tool_result","tool_use_id":"tu_5","is_error":true}')
+        assert manager.cost_overview().by_tool[1] == ToolUsageSummary("VaultGet", 2, 2)
+    assert crate_by_tool(copy)[1] == ("VaultGet", 2, 2)
+
+
+def test_a_file_without_is_archived_gets_it_with_every_session_unarchived(tmp_path):
+    copy = tmp_path / "session.sqlite"
+    shutil.copyfile(FIXTURES / "rust-session-db-2026-03.sqlite", copy)
+    with sqlite3.connect(copy) as raw:
+        assert "is_archived" not in {row[1] for row in raw.execute("PRAGMA table_info(session_metadata)")}
+        ids = [row[0] for row in raw.execute("SELECT id FROM session_metadata")]
+    with SessionManager(copy) as manager:
+        assert {manager.get_session(i).is_archived for i in ids} == {False}
+        assert len(manager.list_sessions(100)) == len(ids)
+        assert [(t.tool_name, t.invocations, t.errors) for t in manager.cost_overview().by_tool] == crate_by_tool(copy)

@@ -34,7 +34,9 @@ from starpod_session.schema import (
 )
 
 ROOT = Path(__file__).resolve().parents[1]
-OUR_TABLES = {"session_metadata", "session_messages", "usage_stats", "compaction_log", "alembic_version"}
+OUR_TABLES = {
+    "session_metadata", "session_messages", "usage_stats", "compaction_log", "tool_calls", "alembic_version"
+}
 
 
 def schema_differences(target: str) -> list:

@@ -36,7 +36,7 @@ from sqlalchemy import Engine, event, insert, text
 
 from starpod_session import Channel, SessionManager, UsageRecord
 from starpod_session.engine import create_storage_engine, to_url
-from starpod_session.models import MessageRow, SessionRow, UsageRow
+from starpod_session.models import MessageRow, SessionRow, ToolCallRow, UsageRow
 
 T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
 SESSIONS, MESSAGES_EACH, USAGE_ROWS, DAYS = 300, 10, 3000, 300
@@ -45,7 +45,7 @@ SESSIONS, MESSAGES_EACH, USAGE_ROWS, DAYS = 300, 10, 3000, 300
 LISTED_SESSIONS = 50_000
 
 Statement = tuple[str, Any]
-TABLES = {table.name for table in (SessionRow.__table__, MessageRow.__table__, UsageRow.__table__)}
+TABLES = {table.name for table in (SessionRow.__table__, MessageRow.__table__, UsageRow.__table__, ToolCallRow.__table__)}
 
 
 @contextmanager
@@ -92,16 +92,31 @@ def populate(target: str, sessions_count: int = SESSIONS, messages_each: int = M
             connection.execute(insert(SessionRow.__table__), sessions)
             if messages:
                 connection.execute(insert(MessageRow.__table__), messages)
+                connection.execute(insert(ToolCallRow.__table__), tool_calls_of(connection))
             connection.execute(insert(UsageRow.__table__), usage)
         with engine.connect() as connection:
             if connection.dialect.name == "postgresql":
                 connection.execution_options(isolation_level="AUTOCOMMIT").exec_driver_sql("ANALYZE")
             elif connection.dialect.name != "sqlite":
-                connection.exec_driver_sql("ANALYZE TABLE session_metadata, session_messages, usage_stats")
+                connection.exec_driver_sql("ANALYZE TABLE session_metadata, session_messages, usage_stats, tool_calls")
     finally:
         engine.dispose()
     open_main = next(n for n in range(sessions_count) if n % 3 and n % 2)
     return {"session_id": ids[open_main], "key": f"key-{open_main}", "user_id": f"user-{open_main % 10}"}
+
+
+def tool_calls_of(connection: Any) -> list[dict[str, Any]]:
+    """Every message counted as a tool call (one in ten a failed result), spread over ``DAYS`` like usage."""
+    rows = connection.execute(text("SELECT id, session_id FROM session_messages ORDER BY id")).all()
+    return [
+        {
+            "message_id": message_id, "session_id": session_id,
+            "role": "tool_result" if n % 10 == 0 else "tool_use", "call_id": f"tu_{n // 2}",
+            "tool_name": None if n % 10 == 0 else f"tool-{n % 7}", "is_error": n % 10 == 0,
+            "timestamp": T0 + timedelta(days=DAYS) * n / len(rows),
+        }  # fmt: skip
+        for n, (message_id, session_id) in enumerate(rows)
+    ]
 
 
 # -- reading plans --------------------------------------------------------------
@@ -179,6 +194,16 @@ HOT_QUERIES: dict[str, tuple[Call, bool]] = {
     "usage by session": (lambda m, d: m.session_usage(d["session_id"]), False),
     "overview with since": (lambda m, d: m.cost_overview(since=T0 + timedelta(days=DAYS - 10)), False),
     "list_sessions order": (lambda m, d: m.list_sessions(20), True),
+    "list_sessions, archived too": (lambda m, d: m.list_sessions(20, archived=None), True),
+    "list_sessions of a user, not archived": (lambda m, d: m.list_sessions(20, user_id=d["user_id"]), True),
+    "tool_use (save_message)": (
+        lambda m, d: m.save_message(d["session_id"], "tool_use", '{"id": "tu_1", "name": "Bash"}'), False
+    ),
+    "failed tool_result (save_message)": (
+        lambda m, d: m.save_message(d["session_id"], "tool_result", '{"tool_use_id": "tu_1", "is_error": true}'),
+        False,
+    ),
+    "tool calls with since": (lambda m, d: m.cost_overview(since=T0 + timedelta(days=DAYS - 10)).by_tool, False),
 }
 
 
@@ -198,7 +223,7 @@ def statements_of(target: str, call: Call, data: dict[str, Any]) -> list[Stateme
 @pytest.mark.parametrize("query", list(HOT_QUERIES))
 def test_hot_queries_use_an_index(db_target, query):
     target = db_target
-    if query == "list_sessions order":
+    if query.startswith("list_sessions"):
         data = populate(target, LISTED_SESSIONS, messages_each=0)
     else:
         data = populate(target)

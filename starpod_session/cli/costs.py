@@ -13,7 +13,7 @@ from rich.table import Table
 from rich.text import Text
 
 from .._clock import utc_now
-from ..records import CostOverview, DailyModelCost
+from ..records import CostOverview, DailyModelCost, ToolUsageSummary
 from ..timestamps import parse_rfc3339
 from .options import add_common_options, console, jsonable, open_manager, print_json, usage_error
 
@@ -35,8 +35,9 @@ def add_costs_command(subparsers: argparse._SubParsersAction) -> None:
     """Register ``costs`` on the top-level parser."""
     costs = subparsers.add_parser(
         "costs",
-        help="cost and tokens per user, per model and per day",
-        description="Cost and tokens per user, per model and per UTC day, with a bar chart of each day's cost.",
+        help="cost and tokens per user, per model and per day; tool calls per tool",
+        description="Cost and tokens per user, per model and per UTC day, with a bar chart of each day's cost, "
+        "and the tool calls of the period per tool with their errors.",
         epilog="WHEN is Nd (the last N days, e.g. 7d), a UTC date (2026-03-01, from its midnight) "
         "or an RFC 3339 instant with its offset (2026-03-01T09:00:00+01:00). "
         "--since is inclusive, --until exclusive.",
@@ -114,6 +115,8 @@ def _print_report(console: Console, overview: CostOverview, since: datetime | No
     console.print(Text("Cost per day (UTC)", style="italic"))
     for line in _day_chart(overview.by_day, models, console.width):
         console.print(line, no_wrap=True, crop=False)
+    if overview.by_tool:
+        console.print(_tool_table(overview.by_tool))
 
 
 def _breakdown(title: str, label: str, rows: Sequence[tuple[str, object]]) -> Table:
@@ -132,6 +135,18 @@ def _breakdown(title: str, label: str, rows: Sequence[tuple[str, object]]) -> Ta
             str(totals.total_cache_read),
             str(totals.total_cache_write),
         )
+    return table
+
+
+def _tool_table(by_tool: Sequence[ToolUsageSummary]) -> Table:
+    """Calls per tool, most called first, with errors and the share of calls that failed."""
+    table = Table(title="By tool", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False)
+    table.add_column("tool", overflow="fold")
+    for header in ("invocations", "errors", "error rate"):
+        table.add_column(header, justify="right", no_wrap=True)
+    for tool in by_tool:
+        rate = tool.errors / tool.invocations if tool.invocations else 0.0
+        table.add_row(Text(tool.tool_name), str(tool.invocations), str(tool.errors), f"{rate:.1%}")
     return table
 
 

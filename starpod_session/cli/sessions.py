@@ -1,4 +1,5 @@
-"""``starpod-session sessions list | show``: what the agent's sessions are, and what was said."""
+"""``starpod-session sessions list | show | archive | unarchive``: what the agent's sessions are,
+what was said, and which are put away."""
 
 from __future__ import annotations
 
@@ -41,6 +42,7 @@ def add_sessions_commands(subparsers: argparse._SubParsersAction) -> None:
     state.add_argument("--open", dest="is_closed", action="store_false", default=None, help="only open sessions")
     state.add_argument("--closed", dest="is_closed", action="store_true", help="only closed sessions")
     listing.add_argument("--unread", action="store_true", help="only sessions marked unread")
+    _add_archived_options(listing)
     # neither --open nor --closed: both
     listing.set_defaults(run=_run_list, parser=listing, flags={"limit": "--limit", "channel": "--channel"}, is_closed=None)
 
@@ -53,6 +55,41 @@ def add_sessions_commands(subparsers: argparse._SubParsersAction) -> None:
     show.add_argument("session_id", metavar="ID", help="the session id, or an unambiguous start of it")
     show.add_argument("--last", type=count, metavar="N", help="only the last N messages")
     show.set_defaults(run=_run_show, parser=show, flags={"prefix": "ID", "session_id": "ID", "limit": "--last"})
+    _add_archive_commands(commands)
+
+
+def _add_archived_options(listing: argparse.ArgumentParser) -> None:
+    """``--archived`` (only archived sessions) and ``--all`` (archived or not); default: not archived."""
+    shown = listing.add_mutually_exclusive_group()
+    shown.add_argument("--archived", dest="archived", action="store_true", help="only archived sessions")
+    shown.add_argument("--all", dest="archived", action="store_const", const=None, help="archived ones too")
+    listing.set_defaults(archived=False)
+
+
+def _add_archive_commands(commands: argparse._SubParsersAction) -> None:
+    """``sessions archive ID`` and ``sessions unarchive ID``."""
+    for name, archived, help_text in (
+        ("archive", True, "hide a session from the listing (it stays readable)"),
+        ("unarchive", False, "list an archived session again"),
+    ):
+        command = commands.add_parser(name, help=help_text, description=help_text[0].upper() + help_text[1:] + ".")
+        add_common_options(command)
+        command.add_argument("session_id", metavar="ID", help="the session id, or an unambiguous start of it")
+        command.set_defaults(
+            run=_run_archive, parser=command, flags={"prefix": "ID", "session_id": "ID"}, archived=archived
+        )
+
+
+def _run_archive(args: argparse.Namespace) -> int:
+    with open_manager(args) as manager:
+        session_id = _full_id(manager, args.session_id)
+        manager.archive_session(session_id, args.archived)
+        meta = manager.get_session(session_id)
+    if args.json:
+        print_json(jsonable(meta))
+    else:
+        print(f"{'archived' if args.archived else 'unarchived'} {session_id}")
+    return 0
 
 
 def _run_list(args: argparse.Namespace) -> int:
@@ -63,6 +100,7 @@ def _run_list(args: argparse.Namespace) -> int:
             channel=args.channel,
             is_closed=args.is_closed,
             is_read=False if args.unread else None,
+            archived=args.archived,
         )
     if args.json:
         print_json(jsonable(found))
@@ -86,7 +124,8 @@ def _run_list(args: argparse.Namespace) -> int:
 
 def _state(meta: SessionMeta) -> str:
     state = "closed" if meta.is_closed else "open"
-    return state if meta.is_read else f"{state}, unread"
+    state = state if meta.is_read else f"{state}, unread"
+    return f"{state}, archived" if meta.is_archived else state
 
 
 def _run_show(args: argparse.Namespace) -> int:

@@ -7,6 +7,7 @@ the transaction. They return plain records, never ORM objects.
 from .compactions import CompactionRepository
 from .messages import MessageRepository
 from .sessions import SessionRepository
+from .tool_calls import ToolCallRepository
 from .usage import UsageRepository
 
-__all__ = ["SessionRepository", "MessageRepository", "UsageRepository", "CompactionRepository"]
+__all__ = ["SessionRepository", "MessageRepository", "UsageRepository", "CompactionRepository", "ToolCallRepository"]

@@ -30,6 +30,7 @@ _META_COLUMNS = (
     _t.c.user_id,
     _t.c.is_read,
     _t.c.triggered_by,
+    _t.c.is_archived,
 )
 #: Most recently active first; ties broken by creation time, then id, so the
 #: order is total and stable across backends.
@@ -73,6 +74,7 @@ _CLOSE_IF_OPEN = Prepared(
 )
 _SET_TITLE_IF_NULL = Prepared(update(_t).where(_id_is, _t.c.title.is_(None)).values(title=bindparam("title")))
 _SET_READ = Prepared(update(_t).where(_id_is).values(is_read=bindparam("is_read")))
+_SET_ARCHIVED = Prepared(update(_t).where(_id_is).values(is_archived=bindparam("is_archived")))
 
 
 @attrs.frozen
@@ -83,6 +85,7 @@ class SessionFilter:
     channel: str | None = None
     is_closed: bool | None = None
     is_read: bool | None = None
+    is_archived: bool | None = None
 
 
 class SessionRepository:
@@ -208,7 +211,11 @@ class SessionRepository:
         """Up to ``limit`` sessions matching ``filters`` (every session if None), most recently active first.
 
         A ``user_id`` or ``channel`` filter walks ``idx_session_user_recent`` or
-        ``idx_session_channel_recent`` in order; the flags filter the rows walked.
+        ``idx_session_channel_recent`` in order, no filter ``idx_session_recent``;
+        the flags filter the rows walked. ``is_archived`` is such a flag on purpose:
+        the walk reads each row it returns anyway, archived sessions are few and
+        mostly old (the walk starts at the newest), and leading these indexes with
+        it would make listing archived and unarchived sessions together sort.
         """
         values = attrs.asdict(filters or SessionFilter())
         given = tuple(name for name, value in values.items() if value is not None)
@@ -234,6 +241,10 @@ class SessionRepository:
     def set_read(self, session_id: str, is_read: bool) -> bool:
         """Set the read flag; False if no such row."""
         return _SET_READ.rowcount(self._s, session_id=session_id, is_read=is_read) == 1
+
+    def set_archived(self, session_id: str, is_archived: bool) -> bool:
+        """Set the archived flag; False if no such row."""
+        return _SET_ARCHIVED.rowcount(self._s, session_id=session_id, is_archived=is_archived) == 1
 
 
 @functools.cache

@@ -1,0 +1,184 @@
+"""Archived sessions, and the table behind the tool statistics.
+
+``session_metadata.is_archived``: the Rust crate added this column (its
+``core.db`` files carry it, with the flags it wrote); it is added where it is
+missing and adopted, values and all, where it is already there.
+
+``tool_calls``: one row per ``tool_use`` message and per ``tool_result``
+message reporting an error, holding what ``cost_overview().by_tool`` groups
+and counts, so the report never parses message JSON. Existing messages are
+read in batches and parsed here, in Python, exactly as ``save_message`` does
+from now on (a frozen copy of that reading follows: a revision must not change
+when the library does).
+
+Going down drops ``tool_calls`` (it is derived from the messages, and rebuilt
+on the way up) and ``is_archived`` where this revision added it; a Rust-era
+file (one with ``_sqlx_migrations``) keeps its ``is_archived``, which belongs
+to the crate and holds flags nothing else can restore.
+
+Revision ID: 0007
+Revises: 0006
+Create Date: 2026-12-01
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+from starpod_session import types as st
+
+revision: str = "0007"
+down_revision: str | None = "0006"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+MARIADB_TABLE_OPTIONS = {"mysql_charset": "utf8mb4", "mysql_collate": "utf8mb4_bin"}
+BATCH = 1000
+TOOL_USE, TOOL_RESULT, UNKNOWN_TOOL, MAX_CHARS = "tool_use", "tool_result", "unknown", 255
+
+
+def upgrade() -> None:
+    if "is_archived" not in _session_columns():
+        # A plain ALTER TABLE on SQLite too: a constant default needs no rebuild (and a
+        # batch rebuild would copy the generated open_slot column, which SQLite refuses).
+        op.add_column(
+            "session_metadata", sa.Column("is_archived", st.IntBoolean(), server_default=sa.false(), nullable=False)
+        )
+    tool_calls = op.create_table(
+        "tool_calls",
+        sa.Column("message_id", st.Count, autoincrement=False, nullable=False),
+        sa.Column("session_id", st.ShortText, nullable=False),
+        sa.Column("role", st.ExactChannelText, nullable=False),
+        sa.Column("call_id", st.ExactShortText, nullable=True),
+        sa.Column("tool_name", st.ExactShortText, nullable=True),
+        sa.Column("timestamp", st.UtcTimestamp(), nullable=False),
+        sa.Column("is_error", st.IntBoolean(), server_default=sa.false(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["message_id"],
+            ["session_messages.id"],
+            name=op.f("fk_tool_calls_message_id_session_messages"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("message_id", name=op.f("pk_tool_calls")),
+        **MARIADB_TABLE_OPTIONS,
+    )
+    op.create_index("idx_tool_calls_call", "tool_calls", ["session_id", "call_id"])
+    op.create_index("idx_tool_calls_report", "tool_calls", ["role", "timestamp", "tool_name", "is_error"])
+    _backfill(tool_calls)
+
+
+def downgrade() -> None:
+    op.drop_index("idx_tool_calls_report", table_name="tool_calls")
+    op.drop_index("idx_tool_calls_call", table_name="tool_calls")
+    op.drop_table("tool_calls")
+    if "_sqlx_migrations" not in sa.inspect(op.get_bind()).get_table_names():
+        op.drop_column("session_metadata", "is_archived")  # SQLite 3.35+ drops an unindexed column in place
+
+
+def _session_columns() -> set[str]:
+    return {column["name"] for column in sa.inspect(op.get_bind()).get_columns("session_metadata")}
+
+
+# -- backfill -----------------------------------------------------------------------------
+
+#: Timestamps travel untyped: the database's own value goes back as it came (a
+#: Rust-era nanosecond fraction included).
+_messages = sa.table(
+    "session_messages",
+    sa.column("id", sa.Integer),
+    sa.column("session_id", sa.Text),
+    sa.column("role", sa.Text),
+    sa.column("content", sa.Text),
+    sa.column("timestamp"),
+)
+
+
+def _backfill(tool_calls: sa.Table) -> None:
+    """Results first, so each use is inserted already knowing whether an error answered it."""
+    connection = op.get_bind()
+    raw = sa.table(
+        tool_calls.name, *(sa.column(c.name, sa.types.NullType() if c.name == "timestamp" else c.type) for c in tool_calls.c)
+    )
+    failed: set[tuple[str, str]] = set()
+    for rows in _messages_of_role(connection, TOOL_RESULT):
+        errors = []
+        for message_id, session_id, content, timestamp in rows:
+            call_id, is_error = _read_result(content)
+            if is_error and call_id is not None:
+                failed.add((session_id, call_id))
+                errors.append(_row(message_id, session_id, TOOL_RESULT, call_id, None, timestamp, True))
+        if errors:
+            connection.execute(sa.insert(raw), errors)
+    for rows in _messages_of_role(connection, TOOL_USE):
+        uses = []
+        for message_id, session_id, content, timestamp in rows:
+            name, call_id = _read_use(content)
+            is_error = call_id is not None and (session_id, call_id) in failed
+            uses.append(_row(message_id, session_id, TOOL_USE, call_id, name, timestamp, is_error))
+        connection.execute(sa.insert(raw), uses)
+
+
+def _row(message_id, session_id, role, call_id, tool_name, timestamp, is_error) -> dict:  # noqa: ANN001
+    return dict(
+        message_id=message_id, session_id=session_id, role=role, call_id=call_id,
+        tool_name=tool_name, timestamp=timestamp, is_error=is_error,
+    )  # fmt: skip
+
+
+def _messages_of_role(connection: sa.Connection, role: str) -> Iterator[list[tuple]]:
+    """The messages of one role, ``BATCH`` at a time in id order (keyset paging)."""
+    after = -1
+    while True:
+        rows = connection.execute(
+            sa.select(_messages.c.id, _messages.c.session_id, _messages.c.content, _messages.c.timestamp)
+            .where(_messages.c.role == role, _messages.c.id > after)
+            .order_by(_messages.c.id)
+            .limit(BATCH)
+        ).all()
+        if not rows:
+            return
+        yield [tuple(row) for row in rows]
+        after = rows[-1][0]
+
+
+# -- frozen copy of starpod_session.tool_calls as of this revision --------------------------
+
+
+def _read_use(content: str) -> tuple[str, str | None]:
+    fields = _object(content)
+    name = _storable(fields.get("name"))
+    name = UNKNOWN_TOOL if name is None else name[:MAX_CHARS]
+    return name, _call_id(fields.get("id"))
+
+
+def _read_result(content: str) -> tuple[str | None, bool]:
+    fields = _object(content)
+    flag = fields.get("is_error")
+    return _call_id(fields.get("tool_use_id")), flag is True or (type(flag) in (int, float) and flag == 1)
+
+
+def _object(content: str) -> dict:
+    try:
+        value = json.loads(content)
+    except (ValueError, RecursionError):
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def _call_id(value: object) -> str | None:
+    call_id = _storable(value)
+    return call_id if call_id is not None and len(call_id) <= MAX_CHARS else None
+
+
+def _storable(value: object) -> str | None:
+    if not isinstance(value, str) or "\x00" in value:
+        return None
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return None
+    return value
