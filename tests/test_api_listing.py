@@ -105,19 +105,6 @@ def query_plans(manager, call):
         return [" / ".join(row[3] for row in raw.execute(f"EXPLAIN QUERY PLAN {sql}", params)) for sql, params in statements]
 
 
-@pytest.mark.parametrize(
-    ("filters", "index"),
-    [({"user_id": "alice"}, "idx_session_user_recent"), ({"channel": "telegram"}, "idx_session_channel_recent")],
-)
-def test_listing_by_user_or_channel_walks_an_index_in_order_on_sqlite(make_manager, backend, filters, index):
-    if backend != "sqlite":
-        pytest.skip("the plan is read with SQLite's EXPLAIN QUERY PLAN")
-    manager = make_manager()
-    [plan] = query_plans(manager, lambda: manager.list_sessions(10, **filters))
-    assert index in plan
-    assert "TEMP B-TREE" not in plan  # no sort: the index delivers the order
-
-
 # -- paging a transcript ----------------------------------------------------
 
 

@@ -62,28 +62,44 @@ def test_cost_overview_of_no_usage_is_all_zero(manager, session_id):
 def test_cost_overview_breakdowns_order_by_cost_descending_then_name(manager, session_id):
     rows = [
         ("carol", "sonnet", 1.0),
-        ("bob", "haiku", 0.5),  # bob and alice tie exactly; so do haiku and opus
+        ("bob", "haiku", 0.5),  # bob and alice tie on cost (0.5 each); so do haiku and opus
         ("alice", "opus", 0.5),
-        ("alice", "sonnet", 0.25),
         ("dave", None, 0.0),
     ]
     for turn, (user, model, cost) in enumerate(rows, start=1):
         manager.record_usage(session_id, UsageRecord(10, 1, 0, 0, cost, model, user), turn=turn)
     overview = manager.cost_overview()
-    assert (overview.total_cost_usd, overview.total_input_tokens, overview.total_output_tokens) == (2.25, 50, 5)
-    assert overview.total_turns == 5
+    assert (overview.total_cost_usd, overview.total_input_tokens, overview.total_output_tokens) == (2.0, 40, 4)
+    assert overview.total_turns == 4
     assert overview.by_user == (
         UserCostSummary("carol", 1.0, 10, 1, 1),
-        UserCostSummary("alice", 0.75, 20, 2, 2),
+        UserCostSummary("alice", 0.5, 10, 1, 1),
         UserCostSummary("bob", 0.5, 10, 1, 1),
         UserCostSummary("dave", 0.0, 10, 1, 1),
     )
     assert overview.by_model == (
-        ModelCostSummary("sonnet", 1.25, 20, 2, 2),
+        ModelCostSummary("sonnet", 1.0, 10, 1, 1),
         ModelCostSummary("haiku", 0.5, 10, 1, 1),
         ModelCostSummary("opus", 0.5, 10, 1, 1),
         ModelCostSummary("unknown", 0.0, 10, 1, 1),
     )
+
+
+def test_names_that_tie_on_cost_are_ordered_by_code_point_whatever_the_database_locale(manager, session_id):
+    """Upper case before lower case, accented letters after z: the order of the bytes, not of a language.
+
+    The test server databases use a linguistic (ICU en-US) collation, which would
+    put ``alice`` before ``Bob`` and ``émile`` before ``Zoë``.
+    """
+    names = ["émile", "alice", "Zoë", "Bob", "Ωmega"]
+    for turn, name in enumerate(names, start=1):
+        manager.record_usage(session_id, UsageRecord(1, 1, 0, 0, 0.5, f"model-{name}", name), turn=turn)
+    overview = manager.cost_overview()
+    by_code_point = sorted(names)
+    assert by_code_point == ["Bob", "Zoë", "alice", "émile", "Ωmega"]
+    assert [u.user_id for u in overview.by_user] == by_code_point
+    assert [m.model for m in overview.by_model] == [f"model-{name}" for name in by_code_point]
+    assert [d.model for d in overview.by_day] == [f"model-{name}" for name in by_code_point]
 
 
 def test_rows_without_a_model_are_reported_as_unknown(manager, session_id):

@@ -74,7 +74,7 @@ def populate(target: str, sessions_count: int = SESSIONS, messages_each: int = M
         at = T0 + timedelta(hours=n)
         sessions.append({
             "id": session_id, "created_at": at, "last_message_at": at, "is_closed": n % 3 == 0,
-            "channel": "main" if n % 2 else "telegram", "channel_session_key": f"key-{n}",
+            "channel": "telegram" if n % 10 == 0 else "main", "channel_session_key": f"key-{n}",
             "user_id": f"user-{n % 10}", "is_read": True, "message_count": 0,
         })  # fmt: skip
         messages += [
@@ -251,6 +251,52 @@ def indexes_dropped(target: str, table: str, indexes: dict[str, str]) -> Iterato
                 unique, columns = definition.split("|")
                 connection.execute(text(f"CREATE {unique}INDEX {index} ON {table} ({columns})"))
         engine.dispose()
+
+
+def indexes_used(target: str, statements: list[Statement]) -> set[str]:
+    """The indexes the planner reads for these statements, by name."""
+    backend = to_url(target).get_backend_name()
+    if backend == "sqlite":
+        with sqlite3.connect(to_url(target).database) as raw:
+            details = [
+                row[3] for statement, parameters in statements
+                for row in raw.execute(f"EXPLAIN QUERY PLAN {statement}", parameters)
+            ]  # fmt: skip
+        return {word for detail in details for word in detail.split() if word.startswith(("idx_", "uq_"))}
+    engine = create_storage_engine(to_url(target))
+    try:
+        with engine.connect() as connection:
+            if backend == "postgresql":
+                found: set[str] = set()
+                for statement, parameters in statements:
+                    plan = connection.exec_driver_sql(f"EXPLAIN (FORMAT JSON) {statement}", parameters).scalar()
+                    nodes = [(json.loads(plan) if isinstance(plan, str) else plan)[0]["Plan"]]
+                    while nodes:
+                        node = nodes.pop()
+                        nodes.extend(node.get("Plans", ()))
+                        if "Index Name" in node:
+                            found.add(node["Index Name"])
+                return found
+            return {
+                row["key"]
+                for statement, parameters in statements
+                for row in connection.exec_driver_sql(f"EXPLAIN {statement}", parameters).mappings()
+                if row["key"]
+            }
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.parametrize(
+    ("filters", "index"),
+    [({"user_id": "user-3"}, "idx_session_user_recent"), ({"channel": "telegram"}, "idx_session_channel_recent")],
+)
+def test_a_filtered_listing_walks_its_own_index_in_order(db_target, filters, index):
+    """Listing one user's or one channel's sessions reads that filter's index, in order, with no sort."""
+    data = populate(db_target, LISTED_SESSIONS, messages_each=0)
+    statements = statements_of(db_target, lambda m, _d: m.list_sessions(20, **filters), data)
+    assert index in indexes_used(db_target, statements)
+    assert full_scans(db_target, statements, ordered_walk=True) == []
 
 
 def test_a_dropped_index_is_detected(populated):
