@@ -93,3 +93,19 @@ def test_each_revision_creates_the_schema_it_was_recorded_with(empty_db_target):
     if recording:
         SNAPSHOTS.mkdir(parents=True, exist_ok=True)
         snapshot_file.write_text(json.dumps(recorded, indent=1, sort_keys=True, ensure_ascii=False) + "\n")
+
+
+def test_no_revision_imports_the_library():
+    """A revision that imported the library's live types or code would change when they change."""
+    import ast
+
+    versions = Path(__file__).resolve().parents[1] / "migrations" / "versions"
+    importing = []
+    for revision in sorted(versions.glob("*.py")):
+        for node in ast.walk(ast.parse(revision.read_text())):
+            names = (
+                [alias.name for alias in node.names] if isinstance(node, ast.Import)
+                else [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            )  # fmt: skip
+            importing += [f"{revision.name}: {name}" for name in names if name.split(".")[0] == "starpod_session"]
+    assert importing == []

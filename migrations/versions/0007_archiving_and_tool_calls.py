@@ -28,8 +28,17 @@ from collections.abc import Iterator, Sequence
 
 import sqlalchemy as sa
 from alembic import op
+from sqlalchemy.dialects import mysql
 
-from starpod_session import types as st
+# The column types as this revision creates them, frozen (see 0001): DDL-only variants.
+IntBoolean = sa.Boolean(create_constraint=False).with_variant(sa.Integer(), "sqlite")
+Count = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+ShortText = sa.Text().with_variant(sa.String(255), "mysql", "mariadb")
+ExactChannelText = sa.Text().with_variant(sa.String(64, collation="utf8mb4_nopad_bin"), "mysql", "mariadb")
+ExactShortText = sa.Text().with_variant(sa.String(255, collation="utf8mb4_nopad_bin"), "mysql", "mariadb")
+UtcTimestamp = sa.DateTime(timezone=True).with_variant(sa.Text(), "sqlite").with_variant(
+    mysql.DATETIME(fsp=6), "mysql", "mariadb"
+)
 
 revision: str = "0007"
 down_revision: str | None = "0006"
@@ -46,17 +55,17 @@ def upgrade() -> None:
         # A plain ALTER TABLE on SQLite too: a constant default needs no rebuild (and a
         # batch rebuild would copy the generated open_slot column, which SQLite refuses).
         op.add_column(
-            "session_metadata", sa.Column("is_archived", st.IntBoolean(), server_default=sa.false(), nullable=False)
+            "session_metadata", sa.Column("is_archived", IntBoolean, server_default=sa.false(), nullable=False)
         )
     tool_calls = op.create_table(
         "tool_calls",
-        sa.Column("message_id", st.Count, autoincrement=False, nullable=False),
-        sa.Column("session_id", st.ShortText, nullable=False),
-        sa.Column("role", st.ExactChannelText, nullable=False),
-        sa.Column("call_id", st.ExactShortText, nullable=True),
-        sa.Column("tool_name", st.ExactShortText, nullable=True),
-        sa.Column("timestamp", st.UtcTimestamp(), nullable=False),
-        sa.Column("is_error", st.IntBoolean(), server_default=sa.false(), nullable=False),
+        sa.Column("message_id", Count, autoincrement=False, nullable=False),
+        sa.Column("session_id", ShortText, nullable=False),
+        sa.Column("role", ExactChannelText, nullable=False),
+        sa.Column("call_id", ExactShortText, nullable=True),
+        sa.Column("tool_name", ExactShortText, nullable=True),
+        sa.Column("timestamp", UtcTimestamp, nullable=False),
+        sa.Column("is_error", IntBoolean, server_default=sa.false(), nullable=False),
         sa.ForeignKeyConstraint(
             ["message_id"],
             ["session_messages.id"],
