@@ -250,10 +250,9 @@ def crate_by_tool(path: Path, since: str | None = None) -> list[tuple[str, int, 
     return sorted(((name or "unknown", calls, errors) for name, calls, errors in rows), key=lambda r: (-r[1], r[0]))
 
 
-def test_a_core_db_keeps_its_archived_flags_and_counts_its_tool_calls_as_the_crate_does(tmp_path):
-    copy, original = tmp_path / "core.sqlite", tmp_path / "original.sqlite"
-    for destination in (copy, original):
-        shutil.copyfile(FIXTURES / "rust-core-db-0.3.sqlite", destination)
+def test_a_core_db_keeps_its_archived_flags_and_counts_its_tool_calls_as_the_crate_does(writable_copy):
+    copy = writable_copy("rust-core-db-0.3.sqlite", "core.sqlite")
+    original = writable_copy("rust-core-db-0.3.sqlite", "original.sqlite")
     as_the_crate_writes((copy, original))
     flags = {row["id"]: bool(row["is_archived"]) for row in raw_rows(original, "session_metadata", "id, is_archived")}
     assert sorted(flags.values()) == [False] * 4 + [True] * 2
@@ -277,9 +276,8 @@ def test_a_core_db_keeps_its_archived_flags_and_counts_its_tool_calls_as_the_cra
     assert crate_by_tool(copy)[1] == ("VaultGet", 2, 2)
 
 
-def test_a_file_without_is_archived_gets_it_with_every_session_unarchived(tmp_path):
-    copy = tmp_path / "session.sqlite"
-    shutil.copyfile(FIXTURES / "rust-session-db-2026-03.sqlite", copy)
+def test_a_file_without_is_archived_gets_it_with_every_session_unarchived(writable_copy):
+    copy = writable_copy("rust-session-db-2026-03.sqlite", "session.sqlite")
     with sqlite3.connect(copy) as raw:
         assert "is_archived" not in {row[1] for row in raw.execute("PRAGMA table_info(session_metadata)")}
         ids = [row[0] for row in raw.execute("SELECT id FROM session_metadata")]
