@@ -119,7 +119,9 @@ class SearchRepository:
             tsquery = func.to_tsquery(literal_column("'simple'::regconfig"), _tsquery(indexed))
             return [vector.op("@@")(tsquery)], cast(func.ts_rank(vector, tsquery), Float), _m
         matched = mysql_match(_m.c.content, against=_boolean_mode(indexed)).in_boolean_mode()
-        return [matched], cast(matched, Float), _m
+        # MariaDB sends doubles as text with 15 digits, which need not read back as the
+        # same double; rounded to 9 decimals, the score a cursor carries compares equal.
+        return [matched], func.round(cast(matched, Float), 9), _m
 
     def _substrings(self, query: SearchQuery) -> list[ColumnElement]:
         """Conditions for the parts no index answers: substrings, and MariaDB's short words."""
