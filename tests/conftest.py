@@ -20,7 +20,8 @@ from .backends import (
 )
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
-FIXTURES = SHARED / "fixtures"
+#: The Rust-era files, copied into the project so a checkout anywhere runs the suite.
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
 _servers: dict[str, ServerDatabase] = {}
 

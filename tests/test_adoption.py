@@ -14,6 +14,7 @@ from freezegun import freeze_time
 from starpod_session import SessionManager
 from starpod_session.engine import create_storage_engine, to_url
 from starpod_session.schema import BASELINE_REVISION, head_revision, upgrade_schema
+from starpod_session.schema_comparison import SEARCH_OBJECTS
 from starpod_session.timestamps import parse_rfc3339
 
 from .conftest import FIXTURES
@@ -43,7 +44,8 @@ def foreign_dump(path: Path) -> dict[str, object]:
     """Everything in the file that belongs to somebody else: other tables, ``is_archived``, sqlx's log."""
     with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as raw:
         tables = [name for (name,) in raw.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
-        ours = (*OUR_TABLES, "alembic_version", "sqlite_sequence")
+        # The search index of migration 0008 is ours too (its triggers are on session_messages).
+        ours = (*OUR_TABLES, "alembic_version", "sqlite_sequence", *SEARCH_OBJECTS)
         schema = {
             name: sql
             for name, tbl_name, sql in raw.execute("SELECT name, tbl_name, sql FROM sqlite_master")
@@ -51,7 +53,7 @@ def foreign_dump(path: Path) -> dict[str, object]:
         }
         dump: dict[str, object] = {"schema": schema}
         for table in tables:
-            if table not in (*OUR_TABLES, "alembic_version"):
+            if table not in (*OUR_TABLES, "alembic_version", *SEARCH_OBJECTS):
                 dump[table] = raw.execute(f"SELECT * FROM [{table}] ORDER BY rowid").fetchall()
         session_columns = {row[1] for row in raw.execute("PRAGMA table_info(session_metadata)")}
         if "is_archived" in session_columns:
@@ -204,3 +206,14 @@ def test_the_duplicate_open_sessions_of_one_key_end_with_the_most_recent_open(ru
         assert open_ones == [KEPT_OPEN]
         with freeze_time("2026-03-19T08:00:00Z"):  # within the Telegram gap of its last message
             assert manager.open_session(channel, key, user_id=user_id).session_id == KEPT_OPEN
+
+
+def test_a_rust_era_file_gets_its_search_index_on_upgrade(rust_file):
+    copy, original = rust_file
+    messages = as_dicts(raw_rows(original, "session_messages"))
+    words = [w for m in messages for w in m["content"].split() if w.isalpha() and 4 <= len(w) <= 20]
+    word = max(set(words), key=lambda w: (words.count(w), w))
+    with SessionManager(copy) as manager:
+        hits = manager.search_messages(word, limit=1000)
+    expected = {m["id"] for m in messages if word.lower() in {w.lower() for w in m["content"].split()}}
+    assert expected and expected <= {hit.message_id for hit in hits}
