@@ -13,6 +13,8 @@ from pathlib import Path
 
 from .cli_costs import add_costs_command
 from .cli_db import add_db_commands
+from .cli_lifecycle import add_lifecycle_commands
+from .cli_search import add_search_command
 from .cli_sessions import add_sessions_commands
 from .demo import run_demo
 from .errors import StarpodSessionError
@@ -33,6 +35,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_db_commands(commands)
     add_sessions_commands(commands)
     add_costs_command(commands)
+    add_search_command(commands)
+    add_lifecycle_commands(commands)  # after add_sessions_commands: it adds `sessions delete`
     return parser
 
 

@@ -1,0 +1,81 @@
+"""``starpod-session search "QUERY"``: where a conversation mentioned something."""
+
+from __future__ import annotations
+
+import argparse
+
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from .cli_options import add_common_options, jsonable, open_manager, print_json
+from .search_query import MARK_CLOSE, MARK_OPEN
+
+__all__ = ["add_search_command"]
+
+_SHORT_ID = 8
+
+
+def add_search_command(subparsers: argparse._SubParsersAction) -> None:
+    """Register ``search`` on the top-level parser."""
+    search = subparsers.add_parser(
+        "search", help="full-text search over every message (words, prefix*, \"quoted phrases\")"
+    )
+    add_common_options(search)
+    search.add_argument("query", metavar="QUERY", help='e.g. deploy* "roll back"')
+    search.add_argument("--user", help="only this user's messages")
+    search.add_argument("--channel", help="only this channel's messages")
+    search.add_argument("--session", help="only this session's messages (full id)")
+    search.add_argument("--role", action="append", dest="roles", help="only this role (repeatable)")
+    search.add_argument("--since", help="only messages at or after this time (RFC 3339, e.g. 2026-05-01T00:00:00Z)")
+    search.add_argument("--until", help="only messages before this time (RFC 3339)")
+    search.add_argument("--limit", type=int, default=20, help="at most this many hits (default: 20)")
+    search.add_argument("--cursor", help="the next page: the cursor printed after a full page")
+    search.set_defaults(run=_run_search)
+
+
+def _run_search(args: argparse.Namespace) -> int:
+    with open_manager(args) as manager:
+        hits = manager.search_messages(
+            args.query,
+            limit=args.limit,
+            user_id=args.user,
+            channel=args.channel,
+            session_id=args.session,
+            since=args.since,
+            until=args.until,
+            roles=args.roles,
+            cursor=args.cursor,
+        )
+    if args.json:
+        print_json(jsonable(hits))
+        return 0
+    table = Table(title=f"{len(hits)} hit(s) for {args.query!r}", title_justify="left")
+    for header in ("time (UTC)", "session", "title", "role", "snippet"):
+        table.add_column(header, no_wrap=header in ("time (UTC)", "session", "role"), overflow="fold")
+    for hit in hits:
+        table.add_row(
+            hit.timestamp.strftime("%Y-%m-%d %H:%M"),
+            hit.session_id[:_SHORT_ID],
+            Text(hit.session_title or ""),
+            Text(hit.role),
+            _highlighted(hit.snippet),
+        )
+    console = Console()
+    console.print(table)
+    if hits and len(hits) == args.limit:
+        console.print(Text(f"more: --cursor {hits[-1].cursor}"))
+    return 0
+
+
+def _highlighted(snippet: str) -> Text:
+    """The snippet with its «marked» terms in bold yellow, the marks removed."""
+    text = Text()
+    rest = snippet
+    while MARK_OPEN in rest and MARK_CLOSE in rest.split(MARK_OPEN, 1)[1]:
+        before, rest = rest.split(MARK_OPEN, 1)
+        term, rest = rest.split(MARK_CLOSE, 1)
+        text.append(before)
+        text.append(term, style="bold yellow")
+    text.append(rest)
+    return text
