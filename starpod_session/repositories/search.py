@@ -69,12 +69,18 @@ class SearchRepository:
         matched, score, source = self._match(query)
         conditions = [*matched, *self._substrings(query), *_filters(filters)]
         ranked = score is not _UNRANKED
-        if after is not None:
-            last_score, last_id = after
-            if ranked:
-                conditions.append(or_(score < last_score, and_(score == last_score, _m.c.id < last_id)))
-            else:
-                conditions.append(_m.c.id < last_id)
+        conditions += _keyset(score if ranked else None, _m.c.id, after)
+        if self._dialect == "sqlite" and ranked and filters == SearchFilter() and not query.substrings:
+            # Nothing but the index decides: rank inside FTS5 and join only the page's rows,
+            # instead of fetching every match's message and session before sorting.
+            top = (
+                select(_fts.c.rowid.label("id"), score.label("score"))
+                .where(*matched, *_keyset(score, _fts.c.rowid, after))
+                .order_by(score.desc(), _fts.c.rowid.desc())
+                .limit(limit)
+                .subquery("top")
+            )
+            source, score, conditions = top.join(_m, _m.c.id == top.c.id), top.c.score, []
         statement = (
             select(
                 _m.c.id, _m.c.session_id, _m.c.role, _m.c.timestamp,
@@ -140,6 +146,18 @@ class SearchRepository:
                 if not _in_mariadb_index(part)
             ]
         return conditions
+
+
+def _keyset(
+    score: ColumnElement | None, message_id: ColumnElement, after: tuple[float, int] | None
+) -> list[ColumnElement]:
+    """Rows after the (score, id) of the previous page's last row, in (score, id) descending order."""
+    if after is None:
+        return []
+    last_score, last_id = after
+    if score is None:
+        return [message_id < last_id]
+    return [or_(score < last_score, and_(score == last_score, message_id < last_id))]
 
 
 def _filters(filters: SearchFilter) -> list[ColumnElement]:
