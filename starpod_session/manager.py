@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import base64
+import json
 import logging
 import math
 import os
 import secrets
 import time
 import uuid
-from collections.abc import Callable
-from datetime import datetime
+from collections.abc import Callable, Iterable
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TypeVar
 
 import attrs
+
 from sqlalchemy import Connection, Engine
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
@@ -32,7 +35,7 @@ from .engine import (
     to_url,
 )
 from .errors import ExportError, InvalidInput, SessionNotFound, StarpodSessionError, StorageBusy, StorageError
-from .records import CostOverview, SessionMessage, SessionMeta, UsageRecord, UsageSummary
+from .records import CostOverview, Erasure, SearchHit, SessionMessage, SessionMeta, UsageRecord, UsageSummary
 from .repositories import (
     CompactionRepository,
     MessageRepository,
@@ -40,14 +43,17 @@ from .repositories import (
     ToolCallRepository,
     UsageRepository,
 )
+from .repositories.lifecycle import LifecycleRepository, Removed
+from .repositories.search import SearchFilter, SearchRepository
 from .repositories.sessions import SessionFilter
 from .retry import RetryPolicy, is_transient
 from .schema import ensure_schema
 from .folders import ensure_folder
+from .search_query import highlight, parse_query
 from .timestamps import coerce_instant
 from .titles import shorten_title
 from .tool_calls import TOOL_RESULT, TOOL_USE, read_tool_result, read_tool_use
-from .transcripts import render_transcript, transcript_filename, write_if_changed
+from .transcripts import remove_transcripts, render_transcript, transcript_filename, write_if_changed
 from .urls import redact_text, redact_url, url_secrets
 from .validation import (
     MAX_CONTENT_BYTES,
@@ -61,6 +67,9 @@ from .validation import (
 )
 
 __all__ = ["SessionManager", "AUTO_CLOSE_SUMMARY"]
+
+#: How many sessions :meth:`SessionManager.prune` deletes per transaction.
+PRUNE_BATCH = 500
 
 #: The summary of a session closed because its channel's gap passed.
 AUTO_CLOSE_SUMMARY = "Auto-closed: inactivity"
@@ -543,6 +552,142 @@ class SessionManager:
 
         self._write(work)
 
+    # -- search and data lifecycle --------------------------------------------
+
+    def search_messages(
+        self,
+        query: str,
+        *,
+        limit: int = 20,
+        user_id: str | None = None,
+        channel: Channel | str | None = None,
+        session_id: str | None = None,
+        since: str | datetime | None = None,
+        until: str | datetime | None = None,
+        roles: Iterable[str] | None = None,
+        cursor: str | None = None,
+    ) -> list[SearchHit]:
+        """Messages matching ``query``, most relevant first (ties: newest first), at most ``limit``.
+
+        ``query`` holds words (all must occur, case-insensitive), prefixes
+        (``deploy*``) and quoted phrases (``"roll back"``); anything else is a
+        separator, so a query of operators or punctuation only is ``InvalidInput``.
+        The filters keep one user's, channel's or session's messages, messages with
+        ``since <= timestamp < until``, or of the given roles. For the next page,
+        pass the last hit's ``cursor``. See the README for what each backend's index
+        does with accents, short words and scripts written without spaces.
+        """
+        parsed = parse_query(query)
+        limit = check_limit("limit", limit)
+        filters = SearchFilter(
+            user_id=None if user_id is None else check_short_text("user_id", user_id),
+            channel=None if channel is None else self._channels.channel_name(channel),
+            session_id=None if session_id is None else check_session_id(session_id),
+            since=None if since is None else coerce_instant(since, "since"),
+            until=None if until is None else coerce_instant(until, "until"),
+            roles=None if roles is None else _check_roles(roles),
+        )
+        after = None if cursor is None else decode_cursor(cursor)
+        rows = self._read(lambda s: SearchRepository(s).search(parsed, filters, limit, after))
+        return [
+            SearchHit(
+                message_id, session, role, timestamp, title, channel_name, user, highlight(content, parsed),
+                float(score), encode_cursor(float(score), message_id),
+            )  # fmt: skip
+            for message_id, session, role, timestamp, title, channel_name, user, content, score in rows
+        ]
+
+    def delete_session(self, session_id: str, *, keep_usage: bool = True) -> Erasure:
+        """Delete the session with its messages, compactions, search entries and exported transcript.
+
+        Its usage rows stay for accounting, still naming the session id (they hold
+        no content), unless ``keep_usage=False`` deletes them too.
+        ``SessionNotFound`` for an unknown id.
+        """
+        session_id = check_session_id(session_id)
+        keep_usage = check_flag("keep_usage", keep_usage)
+
+        def work(s: Connection) -> Removed:
+            _require_session(SessionRepository(s), session_id)
+            return LifecycleRepository(s).delete_sessions([session_id], keep_usage=keep_usage)
+
+        removed = self._write(work)
+        return _erasure(removed, self._remove_transcripts([session_id]))
+
+    def forget_user(self, user_id: str) -> Erasure:
+        """Erase everything of ``user_id``, in one transaction: sessions, messages, compactions, search entries.
+
+        The user's usage rows stay so that totals still add up, but their
+        ``user_id`` becomes a pseudonym (``forgotten-`` and 32 random hex digits,
+        returned in the result): random, so it cannot be traced back to the user
+        id by trying candidate ids. Exported transcripts of the sessions are
+        deleted after the commit. A user with no data gives all-zero counts.
+        """
+        user_id = check_short_text("user_id", user_id)
+        pseudonym = f"forgotten-{uuid.uuid4().hex}"
+
+        def work(s: Connection) -> tuple[list[str], Removed, int]:
+            lifecycle = LifecycleRepository(s)
+            session_ids = lifecycle.session_ids_of_user(user_id)
+            removed = lifecycle.delete_sessions(session_ids, keep_usage=True)
+            usage_rows = lifecycle.pseudonymise_usage(user_id, pseudonym)
+            if removed.messages:
+                SearchRepository(s).purge_deleted_entries()
+            return session_ids, removed, usage_rows
+
+        session_ids, removed, usage_rows = self._write(work)
+        erasure = _erasure(removed, self._remove_transcripts(session_ids))
+        return attrs.evolve(erasure, usage_rows=usage_rows, pseudonym=pseudonym if usage_rows else None)
+
+    def prune(
+        self,
+        older_than: timedelta | datetime,
+        *,
+        dry_run: bool = False,
+        keep_usage: bool = True,
+        batch_size: int = PRUNE_BATCH,
+    ) -> Erasure:
+        """Delete closed sessions last active before the cut-off, as :meth:`delete_session` does.
+
+        ``older_than`` is an age (``timedelta``, counted back from now) or an aware
+        datetime. The sessions go ``batch_size`` per transaction, so pruning
+        millions never holds a long lock; an interruption leaves whole sessions
+        deleted or kept. ``dry_run=True`` only counts what would go.
+        """
+        cutoff = _cutoff(older_than)
+        dry_run = check_flag("dry_run", dry_run)
+        keep_usage = check_flag("keep_usage", keep_usage)
+        if type(batch_size) is not int or batch_size < 1:
+            raise InvalidInput("batch_size", f"expected a positive int, got {batch_size!r}")
+        if dry_run:
+            counted = self._read(lambda s: LifecycleRepository(s).count_prunable(cutoff, keep_usage=keep_usage))
+            return _erasure(counted, 0)
+        total, transcripts = Removed(), 0
+
+        def batch(s: Connection) -> tuple[list[str], Removed]:
+            lifecycle = LifecycleRepository(s)
+            session_ids = lifecycle.prunable_session_ids(cutoff, batch_size)
+            return session_ids, lifecycle.delete_sessions(session_ids, keep_usage=keep_usage)
+
+        while True:
+            session_ids, removed = self._write(batch)
+            total += removed
+            transcripts += self._remove_transcripts(session_ids)
+            if len(session_ids) < batch_size:
+                return _erasure(total, transcripts)
+
+    def _remove_transcripts(self, session_ids: list[str]) -> int:
+        """Delete the sessions' exported transcripts (after the commit that deleted the sessions)."""
+        if self.sessions_dir is None:
+            return 0
+        try:
+            return sum(remove_transcripts(self.sessions_dir, session_id) for session_id in session_ids)
+        except OSError as error:
+            raise ExportError(
+                f"the sessions were deleted but a transcript in {self.sessions_dir} could not be: "
+                f"{error.strerror or error}"
+            ) from error
+
     # -- transactions ----------------------------------------------------
 
     def _resolution(
@@ -725,3 +870,47 @@ def _require_session(sessions: SessionRepository, session_id: str) -> None:
 def _generated_key() -> str:
     """An idempotency key for a write whose caller gave none: 128 random bits in 22 characters."""
     return secrets.token_urlsafe(16)
+
+
+def _check_roles(roles: object) -> tuple[str, ...]:
+    if isinstance(roles, str) or not isinstance(roles, Iterable):
+        raise InvalidInput("roles", f"expected an iterable of role names, got {type(roles).__name__}")
+    checked = tuple(check_short_text("roles", role) for role in roles)
+    if not checked:
+        raise InvalidInput("roles", "must name at least one role (None keeps every role)")
+    return checked
+
+
+def _cutoff(older_than: object) -> datetime:
+    """The instant before which a session counts as old."""
+    if isinstance(older_than, timedelta):
+        if older_than < timedelta(0):
+            raise InvalidInput("older_than", f"{older_than} is negative")
+        return utc_now() - older_than
+    if isinstance(older_than, datetime):
+        return coerce_instant(older_than, "older_than")
+    raise InvalidInput("older_than", f"expected a timedelta or an aware datetime, got {type(older_than).__name__}")
+
+
+def _erasure(removed: Removed, transcripts: int) -> Erasure:
+    return Erasure(removed.sessions, removed.messages, removed.compactions, removed.usage_rows, transcripts)
+
+
+def encode_cursor(score: float, message_id: int) -> str:
+    """The opaque cursor of a search hit: where the next page starts."""
+    return base64.urlsafe_b64encode(json.dumps([score, message_id]).encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: object) -> tuple[float, int]:
+    """(score, message id) from :func:`encode_cursor`; ``InvalidInput`` for anything else."""
+    if not isinstance(cursor, str) or len(cursor) > 200:
+        raise InvalidInput("cursor", "not a cursor from search_messages")
+    try:
+        score, message_id = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+    except (ValueError, TypeError):
+        raise InvalidInput("cursor", "not a cursor from search_messages") from None
+    if type(message_id) is not int or isinstance(score, bool) or not isinstance(score, (int, float)):
+        raise InvalidInput("cursor", "not a cursor from search_messages")
+    if not math.isfinite(score):
+        raise InvalidInput("cursor", "not a cursor from search_messages")
+    return float(score), message_id

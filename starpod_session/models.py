@@ -11,7 +11,17 @@ from datetime import datetime
 from sqlalchemy import Computed, ForeignKey, Index, Integer, MetaData, false, func, text, true
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from .types import Count, ExactChannelText, ExactShortText, IntBoolean, LongText, Money, ShortText, UtcTimestamp
+from .types import (
+    Count,
+    ExactChannelText,
+    ExactShortText,
+    IntBoolean,
+    LongText,
+    Money,
+    SearchableText,
+    ShortText,
+    UtcTimestamp,
+)
 
 __all__ = ["Base", "SessionRow", "MessageRow", "ToolCallRow", "UsageRow", "CompactionRow", "NAMING_CONVENTION"]
 
@@ -100,7 +110,7 @@ class MessageRow(Base):
         ShortText, ForeignKey("session_metadata.id", ondelete="CASCADE")
     )
     role: Mapped[str] = mapped_column(ShortText)
-    content: Mapped[str] = mapped_column(LongText)
+    content: Mapped[str] = mapped_column(SearchableText)
     timestamp: Mapped[datetime] = mapped_column(UtcTimestamp)
     #: The write's idempotency key (the caller's, or one the library generated):
     #: a repeat of the write with it stores nothing. NULL in rows written before 0006.

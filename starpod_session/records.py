@@ -19,6 +19,8 @@ __all__ = [
     "ModelCostSummary",
     "DailyModelCost",
     "ToolUsageSummary",
+    "SearchHit",
+    "Erasure",
     "MAX_COUNT",
     "MAX_COST_USD",
 ]
@@ -183,3 +185,41 @@ class CostOverview:
     by_day: tuple[DailyModelCost, ...] = ()
     by_tool: tuple[ToolUsageSummary, ...] = ()
     total_prompt_tokens: int = _prompt_tokens_field()
+
+
+@attrs.frozen
+class SearchHit:
+    """One message found by :meth:`SessionManager.search_messages`.
+
+    ``snippet`` is a short excerpt of the content around its first match, each
+    matched term marked ``«like this»``. ``score`` is the engine's relevance (higher
+    is better; comparable within one result list only). ``cursor`` is opaque: pass
+    the last hit's as ``cursor=`` to get the next page.
+    """
+
+    message_id: int
+    session_id: str
+    role: str
+    timestamp: datetime
+    session_title: str | None
+    channel: str
+    user_id: str
+    snippet: str
+    score: float
+    cursor: str
+
+
+@attrs.frozen
+class Erasure:
+    """What :meth:`delete_session`, :meth:`forget_user` or :meth:`prune` removed (or would remove).
+
+    ``usage_rows`` counts usage rows deleted (``keep_usage=False``) or, for
+    ``forget_user``, given the ``pseudonym`` in place of the user id.
+    """
+
+    sessions: int = 0
+    messages: int = 0
+    compactions: int = 0
+    usage_rows: int = 0
+    transcripts: int = 0
+    pseudonym: str | None = None

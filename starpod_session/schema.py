@@ -208,7 +208,7 @@ def _without_rust_era_quirks(diffs: list) -> list:
 
     Its primary keys lack an explicit NOT NULL (ids are always given), and its
     foreign keys are unnamed (older files also lack ON DELETE CASCADE, which
-    nothing relies on: this library never deletes a session). Rebuilding those
+    nothing relies on: deleting a session deletes its rows explicitly). Rebuilding those
     tables to change either would rewrite a file other Starpod crates share.
     """
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import glob
 import os
 import re
 import tempfile
@@ -12,7 +13,7 @@ from pathlib import Path
 
 from .records import SessionMessage, SessionMeta
 
-__all__ = ["transcript_filename", "render_transcript", "write_if_changed"]
+__all__ = ["transcript_filename", "render_transcript", "write_if_changed", "remove_transcripts"]
 
 #: How many characters of the title make the file name (the id prefix follows).
 _SLUG_LENGTH = 60
@@ -91,3 +92,25 @@ def _fsync_folder(folder: Path) -> None:
         os.fsync(descriptor)
     finally:
         os.close(descriptor)
+
+
+def remove_transcripts(folder: Path, session_id: str) -> int:
+    """Delete the session's exported transcripts from ``folder``; returns how many went.
+
+    A transcript's name ends with the id's first characters whatever the title was
+    then (``*-<id8>.md``); its header names the full id, which is checked so that
+    another session sharing those characters keeps its file.
+    """
+    removed = 0
+    header = f"- Session: `{session_id}`"
+    for path in folder.glob(f"*-{glob.escape(session_id[:_ID_PREFIX_LENGTH])}.md"):
+        try:
+            with path.open(encoding="utf-8", errors="replace") as file:
+                head = [next(file, "") for _ in range(4)]
+        except FileNotFoundError:
+            continue
+        if any(line.rstrip("\n") == header for line in head):
+            path.unlink(missing_ok=True)
+            removed += 1
+    return removed
+

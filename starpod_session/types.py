@@ -21,6 +21,7 @@ __all__ = [
     "ExactChannelText",
     "ExactShortText",
     "LongText",
+    "SearchableText",
     "Count",
     "Money",
 ]
@@ -48,6 +49,15 @@ ExactChannelText: TypeEngine[str] = Text().with_variant(
 
 #: Message bodies and summaries: MariaDB's TEXT stops at 64 KiB, LONGTEXT at 4 GiB.
 LongText: TypeEngine[str] = Text().with_variant(mysql.LONGTEXT(), "mysql", "mariadb")
+
+#: Message content. On MariaDB its FULLTEXT index folds case by the column's
+#: collation, and ``utf8mb4_bin`` folds ASCII only (``Привет`` would not match
+#: ``привет``): a case-insensitive, accent-sensitive collation makes it fold as
+#: SQLite's and PostgreSQL's indexes do. Nothing compares content by value.
+SEARCHABLE_TEXT_COLLATION = "utf8mb4_uca1400_as_ci"
+SearchableText: TypeEngine[str] = Text().with_variant(
+    mysql.LONGTEXT(collation=SEARCHABLE_TEXT_COLLATION), "mysql", "mariadb"
+)
 
 #: Token counts up to 2**63-1. SQLite's INTEGER is already 64-bit (and is what the
 #: Rust crate declared).

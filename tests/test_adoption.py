@@ -12,6 +12,7 @@ from freezegun import freeze_time
 from starpod_session import SessionManager, ToolUsageSummary
 from starpod_session.engine import create_storage_engine, to_url
 from starpod_session.schema import BASELINE_REVISION, head_revision, upgrade_schema
+from starpod_session.schema_comparison import SEARCH_OBJECTS
 from starpod_session.timestamps import parse_rfc3339
 
 RUST_FILES = ("rust-session-db-2026-03.sqlite", "rust-core-db-0.3.sqlite")
@@ -42,7 +43,7 @@ def foreign_dump(path: Path) -> dict[str, object]:
     ``is_archived`` flags (which we adopt: they must keep the values the crate wrote)."""
     with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as raw:
         tables = [name for (name,) in raw.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
-        ours = (*OUR_TABLES, *ADDED_TABLES, "alembic_version", "sqlite_sequence")
+        ours = (*OUR_TABLES, *ADDED_TABLES, "alembic_version", "sqlite_sequence", *SEARCH_OBJECTS)
         schema = {
             name: sql
             for name, tbl_name, sql in raw.execute("SELECT name, tbl_name, sql FROM sqlite_master")
@@ -50,7 +51,7 @@ def foreign_dump(path: Path) -> dict[str, object]:
         }
         dump: dict[str, object] = {"schema": schema}
         for table in tables:
-            if table not in (*OUR_TABLES, *ADDED_TABLES, "alembic_version"):
+            if table not in (*OUR_TABLES, *ADDED_TABLES, "alembic_version", *SEARCH_OBJECTS):
                 dump[table] = raw.execute(f"SELECT * FROM [{table}] ORDER BY rowid").fetchall()
         session_columns = {row[1] for row in raw.execute("PRAGMA table_info(session_metadata)")}
         if "is_archived" in session_columns:
@@ -285,3 +286,14 @@ def test_a_file_without_is_archived_gets_it_with_every_session_unarchived(writab
         assert {manager.get_session(i).is_archived for i in ids} == {False}
         assert len(manager.list_sessions(100)) == len(ids)
         assert [(t.tool_name, t.invocations, t.errors) for t in manager.cost_overview().by_tool] == crate_by_tool(copy)
+
+
+def test_a_rust_era_file_gets_its_search_index_on_upgrade(rust_file):
+    copy, original = rust_file
+    messages = as_dicts(raw_rows(original, "session_messages"))
+    words = [w for m in messages for w in m["content"].split() if w.isalpha() and 4 <= len(w) <= 20]
+    word = max(set(words), key=lambda w: (words.count(w), w))
+    with SessionManager(copy) as manager:
+        hits = manager.search_messages(word, limit=1000)
+    expected = {m["id"] for m in messages if word.lower() in {w.lower() for w in m["content"].split()}}
+    assert expected and expected <= {hit.message_id for hit in hits}

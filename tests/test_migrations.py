@@ -21,6 +21,7 @@ from starpod_session.engine import create_storage_engine, to_url
 from starpod_session.models import Base
 from starpod_session.schema_comparison import (
     EXPRESSION_INDEXES,
+    SEARCH_OBJECTS,
     expression_index_warnings_silenced,
     include_in_comparison,
 )
@@ -58,7 +59,7 @@ def test_upgrade_of_an_empty_database_matches_the_models(empty_db_target):
         upgrade_schema(engine)
         with engine.connect() as connection:
             assert current_revision(connection) == head_revision()
-            assert set(inspect(connection).get_table_names()) == OUR_TABLES
+            assert set(inspect(connection).get_table_names()) - SEARCH_OBJECTS == OUR_TABLES
     finally:
         engine.dispose()
     assert schema_differences(empty_db_target) == []
@@ -78,6 +79,59 @@ def test_sqlite_has_the_expression_indexes_the_comparison_cannot_see(tmp_path):
         "CREATE INDEX idx_usage_stats_day_model_user ON usage_stats (substr(timestamp, 1, 10), model, "
         "user_id, cost_usd, input_tokens, output_tokens, cache_read, cache_write, timestamp)"
     )
+
+
+#: The DDL of migration 0008's search objects, which the comparison leaves out on purpose.
+SQLITE_SEARCH_DDL = {
+    ("table", "session_messages_fts"): (
+        "CREATE VIRTUAL TABLE session_messages_fts USING fts5(content, content='session_messages', "
+        "content_rowid='id', tokenize='unicode61 remove_diacritics 0')"
+    ),
+    ("trigger", "session_messages_fts_insert"): (
+        "CREATE TRIGGER session_messages_fts_insert AFTER INSERT ON session_messages BEGIN "
+        "INSERT INTO session_messages_fts(rowid, content) VALUES (new.id, new.content); END"
+    ),
+    ("trigger", "session_messages_fts_delete"): (
+        "CREATE TRIGGER session_messages_fts_delete AFTER DELETE ON session_messages BEGIN "
+        "INSERT INTO session_messages_fts(session_messages_fts, rowid, content) "
+        "VALUES ('delete', old.id, old.content); END"
+    ),
+    ("trigger", "session_messages_fts_update"): (
+        "CREATE TRIGGER session_messages_fts_update AFTER UPDATE OF content ON session_messages BEGIN "
+        "INSERT INTO session_messages_fts(session_messages_fts, rowid, content) "
+        "VALUES ('delete', old.id, old.content); "
+        "INSERT INTO session_messages_fts(rowid, content) VALUES (new.id, new.content); END"
+    ),
+}
+
+
+def test_the_search_index_exists_as_migration_0008_made_it(backend, db_target, manager):
+    engine = create_storage_engine(to_url(db_target))
+    try:
+        with engine.connect() as connection:
+            if backend == "sqlite":
+                found = {
+                    (kind, name): sql
+                    for kind, name, sql in connection.exec_driver_sql(
+                        "SELECT type, name, sql FROM sqlite_master WHERE name LIKE 'session_messages_fts%'"
+                    )
+                }
+                for key, sql in SQLITE_SEARCH_DDL.items():
+                    assert found[key] == sql
+            elif backend == "postgresql":
+                sql = connection.exec_driver_sql(
+                    "SELECT indexdef FROM pg_indexes WHERE indexname = 'ix_session_messages_search'"
+                ).scalar_one()
+                assert sql == (
+                    "CREATE INDEX ix_session_messages_search ON public.session_messages USING gin "
+                    "(to_tsvector('simple'::regconfig, \"left\"(content, 100000)))"
+                )
+            else:
+                create = connection.exec_driver_sql("SHOW CREATE TABLE session_messages").one()[1]
+                assert "FULLTEXT KEY `ix_session_messages_fulltext` (`content`)" in create
+                assert "`content` longtext CHARACTER SET utf8mb4 COLLATE utf8mb4_uca1400_as_ci NOT NULL" in create
+    finally:
+        engine.dispose()
 
 
 def test_opening_a_new_database_brings_it_to_head(empty_db_target, tmp_path):

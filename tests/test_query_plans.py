@@ -78,7 +78,8 @@ def populate(target: str, sessions_count: int = SESSIONS, messages_each: int = M
             "user_id": f"user-{n % 10}", "is_read": True, "message_count": 0,
         })  # fmt: skip
         messages += [
-            {"session_id": session_id, "role": "user", "content": f"m{m}", "timestamp": at} for m in range(messages_each)
+            {"session_id": session_id, "role": "user", "content": f"m{m} note{n}", "timestamp": at}
+            for m in range(messages_each)
         ]
     for n in range(USAGE_ROWS):
         usage.append({
@@ -204,6 +205,8 @@ HOT_QUERIES: dict[str, tuple[Call, bool]] = {
         False,
     ),
     "tool calls with since": (lambda m, d: m.cost_overview(since=T0 + timedelta(days=DAYS - 10)).by_tool, False),
+    # Each engine's full-text index (FTS5 table, GIN, FULLTEXT), then the message and session by key.
+    "search two words": (lambda m, d: m.search_messages("note12 note1*"), False),
 }
 
 

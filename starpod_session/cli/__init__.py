@@ -19,7 +19,9 @@ from ..demo import run_demo
 from ..errors import InvalidInput, StarpodSessionError
 from .costs import add_costs_command
 from .db import add_db_commands
+from .lifecycle import add_lifecycle_commands
 from .options import add_db_option, hide_passwords, usage_error
+from .search import add_search_command
 from .sessions import add_sessions_commands
 
 __all__ = ["build_parser", "main"]
@@ -54,6 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_db_commands(commands)
     add_sessions_commands(commands)
     add_costs_command(commands)
+    add_search_command(commands)
+    add_lifecycle_commands(commands)  # after add_sessions_commands: it adds `sessions delete`
     return parser
 
 

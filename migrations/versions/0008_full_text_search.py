@@ -1,0 +1,94 @@
+"""Full-text search over message content, with each engine's own index, backfilled here.
+
+- SQLite: an FTS5 table ``session_messages_fts`` over ``session_messages.content``
+  (external content: it stores only the index, keyed by the message id), kept in
+  step by three triggers, so rows written by any program (the Rust crate
+  included) are indexed too. Tokenizer ``unicode61 remove_diacritics 0``:
+  case-insensitive, accents significant, as on the servers.
+- PostgreSQL: a GIN index on ``to_tsvector('simple', left(content, 100000))``:
+  no stemming and no stop words, so every language is indexed word for word. A
+  tsvector is limited to 1 MiB, hence the first 100,000 characters of a message.
+- MariaDB: ``content`` gets a case-insensitive, accent-sensitive collation (its
+  index folds case by it; ``utf8mb4_bin`` folds ASCII only), and an InnoDB
+  ``FULLTEXT`` index, created with the stop-word
+  list switched off so that "the" or "about" can be searched for as on the other
+  backends. ``innodb_ft_min_token_size`` (3 by default, server-wide) still leaves
+  shorter words out of the index: the library matches those by pattern.
+
+These objects are outside the models (SQLAlchemy cannot describe them);
+``schema_comparison.SEARCH_OBJECTS`` keeps ``alembic check`` from reporting them
+and tests/test_migrations.py checks their DDL instead.
+
+Revision ID: 0008
+Revises: 0007
+Create Date: 2026-12-01
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from alembic import op
+
+revision: str = "0008"
+down_revision: str | None = "0007"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+FTS_TABLE = "session_messages_fts"
+PG_INDEX = "ix_session_messages_search"
+MARIADB_INDEX = "ix_session_messages_fulltext"
+#: Frozen copy of ``repositories.search.PG_INDEXED_CHARS``.
+PG_INDEXED_CHARS = 100_000
+#: Frozen copy of ``types.SEARCHABLE_TEXT_COLLATION``.
+SEARCH_COLLATION = "utf8mb4_uca1400_as_ci"
+
+SQLITE_UPGRADE = (
+    f"CREATE VIRTUAL TABLE {FTS_TABLE} USING fts5(content, content='session_messages', "
+    "content_rowid='id', tokenize='unicode61 remove_diacritics 0')",
+    f"CREATE TRIGGER session_messages_fts_insert AFTER INSERT ON session_messages BEGIN "
+    f"INSERT INTO {FTS_TABLE}(rowid, content) VALUES (new.id, new.content); END",
+    f"CREATE TRIGGER session_messages_fts_delete AFTER DELETE ON session_messages BEGIN "
+    f"INSERT INTO {FTS_TABLE}({FTS_TABLE}, rowid, content) VALUES ('delete', old.id, old.content); END",
+    f"CREATE TRIGGER session_messages_fts_update AFTER UPDATE OF content ON session_messages BEGIN "
+    f"INSERT INTO {FTS_TABLE}({FTS_TABLE}, rowid, content) VALUES ('delete', old.id, old.content); "
+    f"INSERT INTO {FTS_TABLE}(rowid, content) VALUES (new.id, new.content); END",
+    # Backfill: index every message already stored.
+    f"INSERT INTO {FTS_TABLE}({FTS_TABLE}) VALUES ('rebuild')",
+)
+SQLITE_DOWNGRADE = (
+    "DROP TRIGGER IF EXISTS session_messages_fts_update",
+    "DROP TRIGGER IF EXISTS session_messages_fts_delete",
+    "DROP TRIGGER IF EXISTS session_messages_fts_insert",
+    f"DROP TABLE IF EXISTS {FTS_TABLE}",
+)
+
+
+def upgrade() -> None:
+    dialect = op.get_bind().dialect.name
+    if dialect == "sqlite":
+        for statement in SQLITE_UPGRADE:
+            op.execute(statement)
+    elif dialect == "postgresql":
+        op.execute(
+            f"CREATE INDEX {PG_INDEX} ON session_messages USING gin "
+            f"(to_tsvector('simple'::regconfig, left(content, {PG_INDEXED_CHARS})))"
+        )
+    elif dialect in ("mysql", "mariadb"):
+        # The index folds case by the column's collation; utf8mb4_bin folds ASCII only.
+        op.execute(f"ALTER TABLE session_messages MODIFY content LONGTEXT COLLATE {SEARCH_COLLATION} NOT NULL")
+        op.execute("SET SESSION innodb_ft_enable_stopword = OFF")
+        op.execute(f"CREATE FULLTEXT INDEX {MARIADB_INDEX} ON session_messages (content)")
+        op.execute("SET SESSION innodb_ft_enable_stopword = ON")
+
+
+def downgrade() -> None:
+    dialect = op.get_bind().dialect.name
+    if dialect == "sqlite":
+        for statement in SQLITE_DOWNGRADE:
+            op.execute(statement)
+    elif dialect == "postgresql":
+        op.execute(f"DROP INDEX {PG_INDEX}")
+    elif dialect in ("mysql", "mariadb"):
+        op.execute(f"DROP INDEX {MARIADB_INDEX} ON session_messages")
+        op.execute("ALTER TABLE session_messages MODIFY content LONGTEXT COLLATE utf8mb4_bin NOT NULL")

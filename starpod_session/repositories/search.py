@@ -1,0 +1,221 @@
+"""SQL of full-text search: each engine's own index, queried in its own syntax built from parsed words.
+
+The user's text never reaches an engine's query syntax: :func:`search_query.parse_query`
+reduces it to words of letters and digits, and the engine's query (FTS5 MATCH,
+``tsquery``, InnoDB boolean mode) is assembled here from those words, each one
+quoted. The query string is then a bound parameter like any other value.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import attrs
+from sqlalchemy import Connection, Float, and_, cast, column, func, literal_column, or_, select, table, text
+from sqlalchemy.dialects.mysql import match as mysql_match
+from sqlalchemy.sql import ColumnElement
+
+from ..models import MessageRow, SessionRow
+from ..search_query import QueryPart, SearchQuery
+
+__all__ = ["SearchRepository", "SearchFilter", "SearchRow", "PG_INDEXED_CHARS", "MARIADB_MIN_TOKEN"]
+
+_m = MessageRow.__table__
+_s = SessionRow.__table__
+
+#: PostgreSQL indexes the first this many characters of a message (a tsvector
+#: holds at most 1 MiB); migration 0008 carries a frozen copy in its index.
+PG_INDEXED_CHARS = 100_000
+#: MariaDB's default ``innodb_ft_min_token_size``: shorter words are not in its index.
+MARIADB_MIN_TOKEN = 3
+
+_FTS = "session_messages_fts"
+#: The score of a query no index answers (substrings only): every hit ranks alike, newest first.
+_UNRANKED = literal_column("0.0", Float)
+_fts = table(_FTS, column("rowid"))
+
+#: One result row: message id, session id, role, timestamp, session title, channel,
+#: user id, content, score (higher is more relevant).
+SearchRow = tuple[int, str, str, datetime, "str | None", str, str, str, float]
+
+
+@attrs.frozen
+class SearchFilter:
+    """Which messages a search considers; ``None`` does not filter."""
+
+    user_id: str | None = None
+    channel: str | None = None
+    session_id: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    roles: tuple[str, ...] | None = None
+
+
+class SearchRepository:
+    """Ranked full-text queries over ``session_messages``."""
+
+    def __init__(self, connection: Connection) -> None:
+        self._s = connection
+        name = connection.dialect.name
+        self._dialect = "mariadb" if name in ("mysql", "mariadb") else name
+
+    def search(
+        self, query: SearchQuery, filters: SearchFilter, limit: int, after: tuple[float, int] | None
+    ) -> list[SearchRow]:
+        """Up to ``limit`` matching messages, most relevant first, then newest (highest id) first.
+
+        ``after`` is the (score, id) of the last row of the previous page.
+        """
+        matched, score, source = self._match(query)
+        conditions = [*matched, *self._substrings(query), *_filters(filters)]
+        ranked = score is not _UNRANKED
+        conditions += _keyset(score if ranked else None, _m.c.id, after)
+        if self._dialect == "sqlite" and ranked and filters == SearchFilter() and not query.substrings:
+            # Nothing but the index decides: rank inside FTS5 and join only the page's rows,
+            # instead of fetching every match's message and session before sorting.
+            top = (
+                select(_fts.c.rowid.label("id"), score.label("score"))
+                .where(*matched, *_keyset(score, _fts.c.rowid, after))
+                .order_by(score.desc(), _fts.c.rowid.desc())
+                .limit(limit)
+                .subquery("top")
+            )
+            source, score, conditions = top.join(_m, _m.c.id == top.c.id), top.c.score, []
+        statement = (
+            select(
+                _m.c.id, _m.c.session_id, _m.c.role, _m.c.timestamp,
+                _s.c.title, _s.c.channel, _s.c.user_id, _m.c.content, score.label("score"),
+            )  # fmt: skip
+            .select_from(source.join(_s, _s.c.id == _m.c.session_id))
+            .where(*conditions)
+            .order_by(*((score.desc(),) if ranked else ()), _m.c.id.desc())
+            .limit(limit)
+        )
+        return [tuple(row) for row in self._s.execute(statement)]  # type: ignore[misc]
+
+    def purge_deleted_entries(self) -> None:
+        """Make erased words leave the index's storage, not only its answers.
+
+        FTS5 records a deletion as a marker beside the old entry until segments
+        merge; ``optimize`` merges them all now, so the shadow tables no longer
+        hold the deleted messages' words. (Costly on a large index: erasure only.)
+        The servers' indexes drop deleted rows themselves.
+        """
+        if self._dialect == "sqlite":
+            self._s.execute(text(f"INSERT INTO {_FTS}({_FTS}) VALUES ('optimize')"))
+
+    # -- each engine's index ---------------------------------------------------------------
+
+    def _match(self, query: SearchQuery) -> tuple[list[ColumnElement], ColumnElement, object]:
+        """(conditions, score, FROM clause) of the indexed parts of ``query``."""
+        indexed = query.indexed
+        if self._dialect == "mariadb":
+            indexed = tuple(part for part in indexed if _in_mariadb_index(part))
+        if not indexed:
+            return [], _UNRANKED, _m
+        if self._dialect == "sqlite":
+            # bm25() is lower for better matches; negated so every backend ranks high first.
+            score = -literal_column(f"bm25({_FTS})", Float)
+            source = _fts.join(_m, _m.c.id == _fts.c.rowid)
+            return [text(f"{_FTS} MATCH :fts_query").bindparams(fts_query=_fts5(indexed))], score, source
+        if self._dialect == "postgresql":
+            vector = func.to_tsvector(
+                literal_column("'simple'::regconfig"), func.left(_m.c.content, literal_column(str(PG_INDEXED_CHARS)))
+            )
+            tsquery = func.to_tsquery(literal_column("'simple'::regconfig"), _tsquery(indexed))
+            return [vector.op("@@")(tsquery)], cast(func.ts_rank(vector, tsquery), Float), _m
+        matched = mysql_match(_m.c.content, against=_boolean_mode(indexed)).in_boolean_mode()
+        # MariaDB sends doubles as text with 15 digits, which need not read back as the
+        # same double; rounded to 9 decimals, the score a cursor carries compares equal.
+        return [matched], func.round(cast(matched, Float), 9), _m
+
+    def _substrings(self, query: SearchQuery) -> list[ColumnElement]:
+        """Conditions for the parts no index answers: substrings, and MariaDB's short words."""
+        conditions = []
+        for part in query.substrings:
+            if self._dialect == "sqlite":
+                conditions.append(func.instr(func.lower(_m.c.content), part.text) > 0)
+            elif self._dialect == "postgresql":
+                conditions.append(func.strpos(func.lower(_m.c.content), part.text) > 0)
+            else:
+                conditions.append(func.locate(part.text, func.lower(_m.c.content)) > 0)
+        if self._dialect == "mariadb":
+            conditions += [
+                _m.c.content.regexp_match(_word_pattern(part))
+                for part in query.indexed
+                if not _in_mariadb_index(part)
+            ]
+        return conditions
+
+
+def _keyset(
+    score: ColumnElement | None, message_id: ColumnElement, after: tuple[float, int] | None
+) -> list[ColumnElement]:
+    """Rows after the (score, id) of the previous page's last row, in (score, id) descending order."""
+    if after is None:
+        return []
+    last_score, last_id = after
+    if score is None:
+        return [message_id < last_id]
+    return [or_(score < last_score, and_(score == last_score, message_id < last_id))]
+
+
+def _filters(filters: SearchFilter) -> list[ColumnElement]:
+    conditions = []
+    if filters.user_id is not None:
+        conditions.append(_s.c.user_id == filters.user_id)
+    if filters.channel is not None:
+        conditions.append(_s.c.channel == filters.channel)
+    if filters.session_id is not None:
+        conditions.append(_m.c.session_id == filters.session_id)
+    if filters.since is not None:
+        conditions.append(_m.c.timestamp >= filters.since)
+    if filters.until is not None:
+        conditions.append(_m.c.timestamp < filters.until)
+    if filters.roles is not None:
+        conditions.append(_m.c.role.in_(filters.roles))
+    return conditions
+
+
+# The words are letters and digits only (``parse_query``), so none can hold a quote;
+# quoting each one still keeps any word from being read as an operator (NEAR, AND, OR).
+
+
+def _fts5(parts: tuple[QueryPart, ...]) -> str:
+    """FTS5: ``"word" AND "pre"* AND "two words"``."""
+    return " AND ".join(f'"{part.text}"' + ("*" if part.prefix else "") for part in parts)
+
+
+def _tsquery(parts: tuple[QueryPart, ...]) -> str:
+    """PostgreSQL: ``'word' & 'pre':* & ('two' <-> 'words')``."""
+
+    def quoted(word: str) -> str:
+        return "'" + word.replace("\\", "\\\\").replace("'", "''") + "'"
+
+    terms = []
+    for part in parts:
+        if len(part.words) > 1:
+            terms.append("(" + " <-> ".join(map(quoted, part.words)) + ")")
+        else:
+            terms.append(quoted(part.words[0]) + (":*" if part.prefix else ""))
+    return " & ".join(terms)
+
+
+def _boolean_mode(parts: tuple[QueryPart, ...]) -> str:
+    """InnoDB boolean mode: ``+word +pre* +"two words"``."""
+    return " ".join(
+        f'+"{part.text}"' if len(part.words) > 1 else f"+{part.text}" + ("*" if part.prefix else "")
+        for part in parts
+    )
+
+
+def _in_mariadb_index(part: QueryPart) -> bool:
+    """Whether InnoDB's index can answer the part: a phrase needs one indexed word, a word must be indexed."""
+    return any(len(word) >= MARIADB_MIN_TOKEN for word in part.words)
+
+
+def _word_pattern(part: QueryPart) -> str:
+    """A case-insensitive PCRE for a part made of words too short for InnoDB's index."""
+    body = r"[^[:alnum:]]+".join(part.words)
+    end = "" if part.prefix else "(?![[:alnum:]])"
+    return f"(?i)(?<![[:alnum:]]){body}{end}"
