@@ -121,6 +121,13 @@ with tempfile.TemporaryDirectory() as scratch:
         sid = warm.create_session(Channel.MAIN, "k")
         warm.save_message(sid, "user", "hi"); warm.get_messages(sid); warm.list_sessions(1)
         warm.record_usage(sid, UsageRecord(), 1); warm.cost_overview(); warm.session_usage(sid)
+    # The command line too: nobody may not be able to read the modules it loads lazily.
+    import contextlib, io
+    from starpod_session.cli import main as cli_main
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        for argv in (["sessions", "list"], ["sessions", "show", sid], ["costs"], ["sessions", "archive", sid]):
+            for json_flag in ([], ["--json"]):
+                cli_main([*argv, *json_flag, "--db", os.path.join(scratch, "warm.db")])
 os.setgid({uid}); os.setuid({uid})
 """
 
@@ -200,6 +207,46 @@ def test_a_read_only_database_can_be_read_and_a_write_says_it_is_read_only(share
     assert (result["cost"], result["session_cost"]) == (0.25, 0.25)
     assert result["write"].startswith("StorageError: ") and "read-only" in result["write"]
     assert str(path) in result["write"]
+
+
+_CLI_READS = """
+import contextlib, io
+from starpod_session.cli import main  # loaded, with what it loads lazily, before the privileges dropped
+
+def run(*argv):
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        status = main([*argv, "--db", sys.argv[1]])
+    return [status, out.getvalue(), err.getvalue()]
+
+listed = run("sessions", "list", "--json")
+session_id = json.loads(listed[1])[0]["id"] if listed[0] == 0 else "none"
+print(json.dumps({
+    "list": listed,
+    "show": run("sessions", "show", session_id[:8], "--json"),
+    "costs": run("costs", "--json"),
+    "archive": run("sessions", "archive", session_id),
+}))
+"""
+
+
+@pytest.mark.parametrize("read_only", ["folder", "file"])
+def test_the_command_line_reads_a_read_only_database_and_refuses_writes_in_one_line(shared_folder, read_only):
+    path = shared_folder / "sessions.db"
+    _database_with_one_session(path)
+    if read_only == "folder":
+        shared_folder.chmod(0o555)
+    else:
+        os.chown(shared_folder, NOBODY, NOBODY)
+    result = run_as_nobody(_CLI_READS, str(path))
+    for command in ("list", "show", "costs"):
+        status, _out, err = result[command]
+        assert (status, err) == (0, ""), command
+    assert [meta["title"] for meta in json.loads(result["list"][1])] == ["Hello"]
+    assert [m["content"] for m in json.loads(result["show"][1])["messages"]] == ["Hello"]
+    assert json.loads(result["costs"][1])["overview"]["total_cost_usd"] == 0.25
+    status, out, err = result["archive"]
+    assert status == 1 and out == "" and "read-only" in err and len(err.strip().splitlines()) == 1
 
 
 def test_a_database_path_below_a_regular_file_is_invalid_input_naming_it(tmp_path):
