@@ -837,18 +837,31 @@ _LARGE_STATEMENT_BYTES = 1024 * 1024
 
 
 def _packet_hint(error: DBAPIError) -> str:
-    """Name the likely cause when MariaDB refused or dropped a large statement."""
-    args = getattr(error.orig, "args", ())
-    if not args or not (
-        args[0] == _PACKET_REFUSED
-        or (args[0] in _CONNECTION_LOST and _parameter_bytes(error.params) > _LARGE_STATEMENT_BYTES)
-    ):
+    """Name the likely cause when MariaDB refused or dropped a large statement.
+
+    The statement's own error may be the context of a later one (the rollback
+    that followed on the dropped connection): the whole chain is looked at.
+    """
+    chain: list[BaseException] = []
+    current: BaseException | None = error
+    while current is not None and current not in chain:
+        chain.append(current)
+        current = current.__context__
+    numbers = {_error_number(link) for link in chain}
+    large = any(_parameter_bytes(getattr(link, "params", None)) > _LARGE_STATEMENT_BYTES for link in chain)
+    if _PACKET_REFUSED not in numbers and not (numbers & _CONNECTION_LOST and large):
         return ""
     return (
         f" (if the statement carried a large value: the server's max_allowed_packet must be at least "
         f"{MYSQL_MAX_ALLOWED_PACKET} bytes; an administrator sets it with "
         f"SET GLOBAL max_allowed_packet = {MYSQL_MAX_ALLOWED_PACKET})"
     )
+
+
+def _error_number(error: BaseException) -> int | None:
+    """The driver's error number (MariaDB drivers put it first), or None."""
+    args = getattr(error.orig if isinstance(error, DBAPIError) else error, "args", ())
+    return args[0] if args and isinstance(args[0], int) else None
 
 
 def _parameter_bytes(params: object) -> int:

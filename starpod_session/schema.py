@@ -87,7 +87,9 @@ def ensure_schema(engine: Engine, *, auto_upgrade: bool, target: str) -> None:
     head = head_revision()
     with engine.connect().execution_options(**{READ_ONLY: True}) as connection:
         current = current_revision(connection)
-        if current is None:
+        if current is None and not auto_upgrade:
+            # With auto_upgrade, upgrade_schema checks under the migration lock: here
+            # another process may be half-way through creating the tables.
             refuse_unstamped_tables(connection, target)
     if current == head:
         return
