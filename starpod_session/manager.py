@@ -657,7 +657,7 @@ class SessionManager:
         cutoff = _cutoff(older_than)
         dry_run = check_flag("dry_run", dry_run)
         keep_usage = check_flag("keep_usage", keep_usage)
-        if type(batch_size) is not int or batch_size < 1:
+        if check_limit("batch_size", batch_size) < 1:
             raise InvalidInput("batch_size", f"expected a positive int, got {batch_size!r}")
         if dry_run:
             counted = self._read(lambda s: LifecycleRepository(s).count_prunable(cutoff, keep_usage=keep_usage))

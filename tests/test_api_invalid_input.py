@@ -5,7 +5,7 @@ Hostile but valid values (SQL text, normalisation variants) are stored verbatim.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import pytest
 from sqlalchemy import func, select
@@ -306,3 +306,11 @@ def test_user_ids_and_models_differing_only_in_normalisation_or_padding_are_kept
     assert sorted((m.model, m.total_cost_usd) for m in overview.by_model) == expected
     for name in variants:
         assert [s.user_id for s in manager.list_sessions(10, user_id=name)] == [name]
+
+
+@pytest.mark.parametrize("batch_size", [0, -1, 2**63, 1.5, True])
+def test_a_prune_batch_size_outside_1_to_2_63_is_invalid_input(manager, batch_size):
+    """Found by the fuzz test: 2**63 reached SQLite's LIMIT as an OverflowError."""
+    with pytest.raises(InvalidInput) as raised:
+        manager.prune(timedelta(0), batch_size=batch_size)
+    assert raised.value.field == "batch_size"

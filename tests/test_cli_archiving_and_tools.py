@@ -78,5 +78,5 @@ def test_costs_prints_a_by_tool_table_with_the_error_rate(backend, db):
     result = cli("costs", db=db["db"])
     assert result.returncode == 0, result.stderr
     table = result.stdout[result.stdout.index("By tool"):]
-    rows = {line.split()[1]: line.split()[3:8:2] for line in table.splitlines() if line.split()[1:2] in (["Bash"], ["Read"])}
+    rows = {line.split()[0]: line.split()[1:4] for line in table.splitlines() if line.split()[:1] in (["Bash"], ["Read"])}
     assert rows == {"Bash": ["3", "1", "33.3%"], "Read": ["1", "0", "0.0%"]}

@@ -33,7 +33,8 @@ def test_search_prints_hits_with_the_terms_highlighted_and_json(db_target, tmp_p
     assert {hit["session_id"] for hit in hits} == {old, bob}
     assert any("«deployment»" in hit["snippet"] for hit in hits)
     failed = cli("search", "+-*", db=db_target)
-    assert failed.returncode == 1 and "invalid query" in failed.stderr and "Traceback" not in failed.stderr
+    # A query the library refuses is a bad command-line value: the usage, the argument's name, status 2.
+    assert failed.returncode == 2 and "argument QUERY" in failed.stderr and "Traceback" not in failed.stderr
 
 
 def test_erasing_commands_refuse_without_yes_off_a_terminal_and_dry_run_changes_nothing(db_target, tmp_path):

@@ -79,7 +79,7 @@ def _run_costs(args: argparse.Namespace) -> int:
         print_json({"since": _iso(since), "until": _iso(until), "overview": jsonable(overview)})
         return 0
     out = console()
-    if not overview.by_model:
+    if not overview.by_model and not overview.by_tool:
         out.print(_nothing_between(since, until))
         return 0
     _print_report(out, overview, since, until)
@@ -112,9 +112,10 @@ def _print_report(console: Console, overview: CostOverview, since: datetime | No
     console.print(_breakdown("By user", "user", [(u.user_id, u) for u in overview.by_user]))
     console.print(_breakdown("By model", "model", [(m.model, m) for m in overview.by_model]))
     models = [m.model for m in overview.by_model]  # the chart's colours and legend follow the table
-    console.print(Text("Cost per day (UTC)", style="italic"))
-    for line in _day_chart(overview.by_day, models, console.width):
-        console.print(line, no_wrap=True, crop=False)
+    if overview.by_day:  # a range may hold tool calls but no usage
+        console.print(Text("Cost per day (UTC)", style="italic"))
+        for line in _day_chart(overview.by_day, models, console.width):
+            console.print(line, no_wrap=True, crop=False)
     if overview.by_tool:
         console.print(_tool_table(overview.by_tool))
 
