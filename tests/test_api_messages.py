@@ -16,11 +16,6 @@ from starpod_session.engine import create_storage_engine, to_url
 MIB = 1024 * 1024
 
 
-@pytest.fixture
-def session_id(manager):
-    return manager.create_session(Channel.MAIN, "k")
-
-
 def test_messages_come_back_in_insertion_order(manager, session_id):
     turns = [("user", "first"), ("assistant", "second"), ("user", "third"), ("tool", "fourth")]
     ids = [manager.save_message(session_id, role, content) for role, content in turns]

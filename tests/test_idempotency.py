@@ -22,11 +22,6 @@ from .test_query_plans import full_scans, populate, statements_of
 RECORD = UsageRecord(100, 10, 1000, 5, 0.25, "opus")
 
 
-@pytest.fixture
-def session_id(manager: SessionManager) -> str:
-    return manager.create_session(Channel.MAIN, "k")
-
-
 def stored_rows(target: str, table: Any) -> int:
     """Rows of the table as the database holds them, read outside the library."""
     engine = create_storage_engine(to_url(target))
