@@ -120,18 +120,29 @@ def sqlite_at_head(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return template
 
 
+@pytest.fixture(scope="session")
+def clean_database(sqlite_at_head: Path) -> Callable[[str, Path], str]:
+    """``clean_database(backend, folder)``: a clean database at the schema head, for fixtures of any scope:
+    a fresh copy of a migrated SQLite file in ``folder``, or this run's emptied server database."""
+
+    def clean(backend: str, folder: Path) -> str:
+        if backend == "sqlite":
+            path = folder / "sessions.db"
+            shutil.copyfile(sqlite_at_head, path)
+            os.chmod(path, 0o600)  # as the library creates it
+            return str(path)
+        return _servers[backend].migrated_and_empty()
+
+    return clean
+
+
 @pytest.fixture
-def db_target(backend: str, tmp_path: Path, sqlite_at_head: Path) -> str:
-    """A clean database at the schema head: a fresh copy of a migrated SQLite file, or an emptied server database.
+def db_target(backend: str, tmp_path: Path, clean_database: Callable[[str, Path], str]) -> str:
+    """A clean database at the schema head (see ``clean_database``).
 
     Tests of creating or migrating a database use ``empty_db_target`` or a path of their own.
     """
-    if backend == "sqlite":
-        path = tmp_path / "sessions.db"
-        shutil.copyfile(sqlite_at_head, path)
-        os.chmod(path, 0o600)  # as the library creates it
-        return str(path)
-    return _servers[backend].migrated_and_empty()
+    return clean_database(backend, tmp_path)
 
 
 @pytest.fixture

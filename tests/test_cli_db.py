@@ -12,7 +12,7 @@ from starpod_session.cli.db import EXIT_BEHIND
 from starpod_session.schema import BASELINE_REVISION, head_revision
 
 from .cli_run import assert_clean_failure, run_command
-from .test_schema_versions import command_target, snapshot, stamps
+from .helpers import command_target, snapshot, stamps
 
 
 def db(command: str, target: object, *arguments: object) -> subprocess.CompletedProcess[str]:
