@@ -26,9 +26,11 @@ from starpod_session.schema import alembic_config
 
 
 @contextmanager
-def raw_engine(target: object) -> Iterator[sa.Engine]:
-    """An engine of the test's own on ``target`` (a path or URL), disposed when the block ends."""
-    engine = create_storage_engine(to_url(target))
+def raw_engine(target: object, **options: object) -> Iterator[sa.Engine]:
+    """An engine of the test's own on ``target`` (a path or URL), disposed when the block ends.
+
+    ``options`` go to ``create_storage_engine`` (as ``SessionManager`` passes its own)."""
+    engine = create_storage_engine(to_url(target), **options)
     try:
         yield engine
     finally:

@@ -8,11 +8,10 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 
 import pytest
-from sqlalchemy import func, select
 
 from starpod_session import Channel, Continue, InvalidInput, New, SessionNotFound, UsageRecord
-from starpod_session.engine import create_storage_engine, to_url
-from starpod_session.models import Base
+
+from .helpers import raw_engine, row_counts
 
 T0 = datetime(2026, 3, 20, 12, 0, 0, tzinfo=timezone.utc)
 UNKNOWN_ID = "00000000-0000-4000-8000-000000000000"
@@ -205,19 +204,10 @@ NOT_FOUND = [
 
 
 @pytest.fixture
-def row_counts(db_target):
+def counted(db_target):
     """A function returning the row count of every table of the test's database."""
-    engine = create_storage_engine(to_url(db_target))
-
-    def counts() -> dict[str, int]:
-        with engine.connect() as connection:
-            return {
-                table.name: connection.execute(select(func.count()).select_from(table)).scalar_one()
-                for table in Base.metadata.sorted_tables
-            }
-
-    yield counts
-    engine.dispose()
+    with raw_engine(db_target) as engine:
+        yield lambda: row_counts(engine)
 
 
 @pytest.fixture
@@ -232,32 +222,32 @@ def populated(manager):
 
 @pytest.mark.parametrize(("call", "field"), [case[1:] for case in INVALID], ids=[case[0] for case in INVALID])
 def test_invalid_input_is_refused_naming_the_field_and_writes_nothing(
-    manager, populated, row_counts, call, field
+    manager, populated, counted, call, field
 ):
-    before = row_counts()
+    before = counted()
     meta_before = manager.get_session(populated)
     with pytest.raises(InvalidInput) as raised:
         call(manager, populated)
     assert raised.value.field == field
-    assert row_counts() == before
+    assert counted() == before
     assert manager.get_session(populated) == meta_before
 
 
 @pytest.mark.parametrize("call", [case[1] for case in NOT_FOUND], ids=[case[0] for case in NOT_FOUND])
 def test_a_write_to_an_unknown_session_raises_session_not_found_and_writes_nothing(
-    manager, populated, row_counts, call
+    manager, populated, counted, call
 ):
-    before = row_counts()
+    before = counted()
     with pytest.raises(SessionNotFound) as raised:
         call(manager)
     assert raised.value.session_id == UNKNOWN_ID
-    assert row_counts() == before
+    assert counted() == before
 
 
 SQL_TEXT = "'; DROP TABLE session_metadata; --"
 
 
-def test_sql_text_in_keys_and_content_is_stored_verbatim(manager, row_counts):
+def test_sql_text_in_keys_and_content_is_stored_verbatim(manager, counted):
     session_id = manager.create_session(Channel.MAIN, SQL_TEXT, user_id=SQL_TEXT + '"')
     content = SQL_TEXT + " \\' \\\\ %s %(x)s ? $1"
     manager.save_message(session_id, "user", content)
@@ -268,7 +258,7 @@ def test_sql_text_in_keys_and_content_is_stored_verbatim(manager, row_counts):
     assert [(m.role, m.content) for m in manager.get_messages(session_id)] == [("user", content), (SQL_TEXT, content)]
     assert manager.cost_overview().by_model[0].model == SQL_TEXT
     assert manager.resolve_session(Channel.MAIN, SQL_TEXT, user_id=SQL_TEXT + '"') == Continue(session_id)
-    assert row_counts()["session_metadata"] == 1
+    assert counted()["session_metadata"] == 1
 
 
 @pytest.mark.parametrize(
