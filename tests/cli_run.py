@@ -7,6 +7,7 @@ terminal width); everything else runs through ``main(argv)``, which is much fast
 from __future__ import annotations
 
 import io
+import json
 import os
 import shutil
 import subprocess
@@ -87,3 +88,15 @@ def assert_clean_failure(result: subprocess.CompletedProcess[str], status: int =
     assert result.stderr.startswith("starpod-session: "), result.stderr
     assert "Traceback" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+def as_json(result: subprocess.CompletedProcess[str]) -> object:
+    """The JSON a successful run printed."""
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def formatting_only(backend: str) -> None:
+    """Output formatting and argument handling do not depend on the backend: test them once."""
+    if backend != "sqlite":
+        pytest.skip("formatting and errors are the same on every backend; checked on SQLite")

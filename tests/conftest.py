@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -9,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from starpod_session import SessionManager
+from starpod_session import Channel, SessionManager
 
 from .backends import (
     ALL_BACKENDS,
@@ -109,12 +110,39 @@ def writable_copy(tmp_path: Path) -> Callable[..., Path]:
     return copy
 
 
+@pytest.fixture(scope="session")
+def sqlite_at_head(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A SQLite file migrated to head once per run, for ``db_target`` to copy (running every
+    migration for each test cost more than most tests themselves)."""
+    template = tmp_path_factory.mktemp("template") / "sessions.db"
+    SessionManager(template).close()  # the last connection's close checkpoints the WAL into the file
+    assert not template.with_name("sessions.db-wal").exists()
+    return template
+
+
+@pytest.fixture(scope="session")
+def clean_database(sqlite_at_head: Path) -> Callable[[str, Path], str]:
+    """``clean_database(backend, folder)``: a clean database at the schema head, for fixtures of any scope:
+    a fresh copy of a migrated SQLite file in ``folder``, or this run's emptied server database."""
+
+    def clean(backend: str, folder: Path) -> str:
+        if backend == "sqlite":
+            path = folder / "sessions.db"
+            shutil.copyfile(sqlite_at_head, path)
+            os.chmod(path, 0o600)  # as the library creates it
+            return str(path)
+        return _servers[backend].migrated_and_empty()
+
+    return clean
+
+
 @pytest.fixture
-def db_target(backend: str, tmp_path: Path) -> str:
-    """A clean database at the schema head: a new SQLite file, or an emptied server database."""
-    if backend == "sqlite":
-        return str(tmp_path / "sessions.db")
-    return _servers[backend].migrated_and_empty()
+def db_target(backend: str, tmp_path: Path, clean_database: Callable[[str, Path], str]) -> str:
+    """A clean database at the schema head (see ``clean_database``).
+
+    Tests of creating or migrating a database use ``empty_db_target`` or a path of their own.
+    """
+    return clean_database(backend, tmp_path)
 
 
 @pytest.fixture
@@ -146,6 +174,12 @@ def make_manager(db_target: str, tmp_path: Path) -> Iterator[Callable[..., Sessi
 def manager(make_manager: Callable[..., SessionManager]) -> SessionManager:
     """A manager on a clean database of the test's backend."""
     return make_manager()
+
+
+@pytest.fixture
+def session_id(manager: SessionManager) -> str:
+    """An open session of channel main on the test's manager."""
+    return manager.create_session(Channel.MAIN, "k")
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:  # noqa: ANN001

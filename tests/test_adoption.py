@@ -10,12 +10,12 @@ import pytest
 from freezegun import freeze_time
 
 from starpod_session import SessionManager, ToolUsageSummary
-from starpod_session.engine import create_storage_engine, to_url
 from starpod_session.schema import BASELINE_REVISION, head_revision, upgrade_schema
 from starpod_session.schema_comparison import SEARCH_OBJECTS
 from starpod_session.timestamps import parse_rfc3339
 
-RUST_FILES = ("rust-session-db-2026-03.sqlite", "rust-core-db-0.3.sqlite")
+from .helpers import RUST_FILES, raw_engine, raw_rows
+
 OUR_TABLES = ("session_metadata", "session_messages", "usage_stats", "compaction_log")
 #: Tables the library adds on adoption.
 ADDED_TABLES = ("tool_calls",)
@@ -26,12 +26,6 @@ SESSION_COLUMNS = (
 )  # fmt: skip
 DUPLICATE_KEY = ("telegram", "777", "bob")
 KEPT_OPEN = "0b6f1c2e-1111-4a5b-9c3d-000000000006"
-
-
-def raw_rows(path: Path, table: str, columns: str = "*") -> list[sqlite3.Row]:
-    with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as raw:
-        raw.row_factory = sqlite3.Row
-        return raw.execute(f"SELECT {columns} FROM {table} ORDER BY rowid").fetchall()
 
 
 def as_dicts(rows: list[sqlite3.Row]) -> list[dict]:
@@ -85,11 +79,8 @@ def test_a_rust_era_file_is_stamped_at_the_baseline_and_upgraded_to_head(rust_fi
         assert raw.execute("SELECT count(*) FROM _sqlx_migrations").fetchone()[0] > 0
         assert "alembic_version" not in {n for (n,) in raw.execute("SELECT name FROM sqlite_master")}
 
-    engine = create_storage_engine(to_url(copy))
-    try:
+    with raw_engine(copy) as engine:
         upgrade_schema(engine, BASELINE_REVISION)  # recognised and stamped: the baseline is its schema
-    finally:
-        engine.dispose()
     assert [tuple(row) for row in raw_rows(copy, "alembic_version")] == [(BASELINE_REVISION,)]
     for table in OUR_TABLES:
         assert as_dicts(raw_rows(copy, table)) == as_dicts(raw_rows(original, table))

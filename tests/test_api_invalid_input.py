@@ -5,15 +5,15 @@ Hostile but valid values (SQL text, normalisation variants) are stored verbatim.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 
 import pytest
-from sqlalchemy import func, select
 
 from starpod_session import Channel, Continue, InvalidInput, New, SessionNotFound, UsageRecord
-from starpod_session.engine import create_storage_engine, to_url
-from starpod_session.models import Base
 
+from .helpers import raw_engine, row_counts
+
+T0 = datetime(2026, 3, 20, 12, 0, 0, tzinfo=timezone.utc)
 UNKNOWN_ID = "00000000-0000-4000-8000-000000000000"
 MIB = 1024 * 1024
 TOO_LONG = "k" * 256
@@ -29,6 +29,12 @@ def usage(**fields):
 INVALID = [
     # channels
     ("channel-unknown", lambda m, sid: m.resolve_session("irc", "k"), "channel"),
+    ("channel-upper-case", lambda m, sid: m.resolve_session("MAIN", "k"), "channel"),
+    ("channel-capitalised", lambda m, sid: m.resolve_session("Telegram", "k"), "channel"),
+    ("channel-capitalised-slack", lambda m, sid: m.resolve_session("Slack", "k"), "channel"),
+    ("channel-email-trailing-space", lambda m, sid: m.resolve_session("email ", "k"), "channel"),
+    ("resolve-channel-empty", lambda m, sid: m.resolve_session("", "k"), "channel"),
+    ("resolve-channel-trailing-space", lambda m, sid: m.resolve_session("main ", "k"), "channel"),
     ("channel-none", lambda m, sid: m.resolve_session(None, "k"), "channel"),
     ("channel-int", lambda m, sid: m.create_session(1, "k"), "channel"),
     ("create-channel-unknown", lambda m, sid: m.create_session("Main", "k"), "channel"),
@@ -143,6 +149,15 @@ INVALID = [
     ("since-sql", lambda m, sid: m.cost_overview("2026-01-01' OR '1'='1"), "since"),
     ("since-1-mib", lambda m, sid: m.cost_overview("2" * MIB), "since"),
     ("since-surrogate", lambda m, sid: m.cost_overview("2026-03-01T00:00:00Z\ud800"), "since"),
+    ("since-empty", lambda m, sid: m.cost_overview(since=""), "since"),
+    ("since-month-13", lambda m, sid: m.cost_overview(since="2026-13-01T00:00:00Z"), "since"),
+    ("until-words", lambda m, sid: m.cost_overview(until="tomorrow"), "until"),
+    ("until-naive-datetime", lambda m, sid: m.cost_overview(until=datetime(2026, 3, 1)), "until"),
+    (
+        "until-before-since",
+        lambda m, sid: m.cost_overview(since=T0, until=T0 - timedelta(microseconds=1)),
+        "until",
+    ),
     ("limit-negative", lambda m, sid: m.list_sessions(-1), "limit"),
     ("limit-float", lambda m, sid: m.list_sessions(2.0), "limit"),
     ("limit-bool", lambda m, sid: m.list_sessions(True), "limit"),
@@ -151,9 +166,18 @@ INVALID = [
     ("list-user-id-surrogate", lambda m, sid: m.list_sessions(10, user_id="\ud800"), "user_id"),
     ("list-channel-unknown", lambda m, sid: m.list_sessions(10, channel="irc"), "channel"),
     ("list-is-closed-int", lambda m, sid: m.list_sessions(10, is_closed=0), "is_closed"),
+    ("list-user-id-int", lambda m, sid: m.list_sessions(10, user_id=7), "user_id"),
+    ("list-is-read-str", lambda m, sid: m.list_sessions(10, is_read="yes"), "is_read"),
+    ("list-archived-str", lambda m, sid: m.list_sessions(10, archived="all"), "archived"),
+    ("archive-flag-str", lambda m, sid: m.archive_session(sid, "yes"), "archived"),
+    ("archive-flag-int", lambda m, sid: m.archive_session(sid, 1), "archived"),
+    ("archive-flag-none", lambda m, sid: m.archive_session(sid, None), "archived"),
     ("messages-limit-negative", lambda m, sid: m.get_messages(sid, limit=-1), "limit"),
     ("messages-before-id-negative", lambda m, sid: m.get_messages(sid, before_id=-1), "before_id"),
     ("messages-before-id-str", lambda m, sid: m.get_messages(sid, before_id="10"), "before_id"),
+    ("messages-limit-float", lambda m, sid: m.get_messages(sid, limit=2.0), "limit"),
+    ("messages-limit-bool", lambda m, sid: m.get_messages(sid, limit=True), "limit"),
+    ("messages-before-id-2-pow-63", lambda m, sid: m.get_messages(sid, before_id=2**63), "before_id"),
     # beyond the backends' 64-bit integers and the datetime range
     ("limit-2-pow-63", lambda m, sid: m.list_sessions(2**63), "limit"),
     ("messages-limit-2-pow-64", lambda m, sid: m.get_messages(sid, limit=2**64), "limit"),
@@ -180,19 +204,10 @@ NOT_FOUND = [
 
 
 @pytest.fixture
-def row_counts(db_target):
+def counted(db_target):
     """A function returning the row count of every table of the test's database."""
-    engine = create_storage_engine(to_url(db_target))
-
-    def counts() -> dict[str, int]:
-        with engine.connect() as connection:
-            return {
-                table.name: connection.execute(select(func.count()).select_from(table)).scalar_one()
-                for table in Base.metadata.sorted_tables
-            }
-
-    yield counts
-    engine.dispose()
+    with raw_engine(db_target) as engine:
+        yield lambda: row_counts(engine)
 
 
 @pytest.fixture
@@ -207,32 +222,32 @@ def populated(manager):
 
 @pytest.mark.parametrize(("call", "field"), [case[1:] for case in INVALID], ids=[case[0] for case in INVALID])
 def test_invalid_input_is_refused_naming_the_field_and_writes_nothing(
-    manager, populated, row_counts, call, field
+    manager, populated, counted, call, field
 ):
-    before = row_counts()
+    before = counted()
     meta_before = manager.get_session(populated)
     with pytest.raises(InvalidInput) as raised:
         call(manager, populated)
     assert raised.value.field == field
-    assert row_counts() == before
+    assert counted() == before
     assert manager.get_session(populated) == meta_before
 
 
 @pytest.mark.parametrize("call", [case[1] for case in NOT_FOUND], ids=[case[0] for case in NOT_FOUND])
 def test_a_write_to_an_unknown_session_raises_session_not_found_and_writes_nothing(
-    manager, populated, row_counts, call
+    manager, populated, counted, call
 ):
-    before = row_counts()
+    before = counted()
     with pytest.raises(SessionNotFound) as raised:
         call(manager)
     assert raised.value.session_id == UNKNOWN_ID
-    assert row_counts() == before
+    assert counted() == before
 
 
 SQL_TEXT = "'; DROP TABLE session_metadata; --"
 
 
-def test_sql_text_in_keys_and_content_is_stored_verbatim(manager, row_counts):
+def test_sql_text_in_keys_and_content_is_stored_verbatim(manager, counted):
     session_id = manager.create_session(Channel.MAIN, SQL_TEXT, user_id=SQL_TEXT + '"')
     content = SQL_TEXT + " \\' \\\\ %s %(x)s ? $1"
     manager.save_message(session_id, "user", content)
@@ -243,7 +258,7 @@ def test_sql_text_in_keys_and_content_is_stored_verbatim(manager, row_counts):
     assert [(m.role, m.content) for m in manager.get_messages(session_id)] == [("user", content), (SQL_TEXT, content)]
     assert manager.cost_overview().by_model[0].model == SQL_TEXT
     assert manager.resolve_session(Channel.MAIN, SQL_TEXT, user_id=SQL_TEXT + '"') == Continue(session_id)
-    assert row_counts()["session_metadata"] == 1
+    assert counted()["session_metadata"] == 1
 
 
 @pytest.mark.parametrize(

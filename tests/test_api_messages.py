@@ -11,14 +11,10 @@ from freezegun import freeze_time
 from sqlalchemy import text
 
 from starpod_session import Channel, StorageError
-from starpod_session.engine import create_storage_engine, to_url
+
+from .helpers import raw_connection
 
 MIB = 1024 * 1024
-
-
-@pytest.fixture
-def session_id(manager):
-    return manager.create_session(Channel.MAIN, "k")
 
 
 def test_messages_come_back_in_insertion_order(manager, session_id):
@@ -89,12 +85,8 @@ def test_mariadb_statement_over_the_servers_packet_limit_is_a_clear_storage_erro
 ):
     if backend != "mariadb":
         pytest.skip("max_allowed_packet is a MariaDB server setting")
-    engine = create_storage_engine(to_url(db_target))
-    try:
-        with engine.connect() as connection:
-            limit = connection.execute(text("SELECT @@GLOBAL.max_allowed_packet")).scalar_one()
-    finally:
-        engine.dispose()
+    with raw_connection(db_target) as connection:
+        limit = connection.execute(text("SELECT @@GLOBAL.max_allowed_packet")).scalar_one()
     if limit > 256 * MIB:
         pytest.skip(f"the server's max_allowed_packet ({limit}) is too large to exceed cheaply")
     # Summaries have no size limit of their own, so one can exceed the server's packet.

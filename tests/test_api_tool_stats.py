@@ -29,11 +29,6 @@ def by_tool(manager, **bounds):
     return [(t.tool_name, t.invocations, t.errors) for t in manager.cost_overview(**bounds).by_tool]
 
 
-@pytest.fixture
-def session_id(manager):
-    return manager.create_session(Channel.MAIN, "tool-test")
-
-
 # -- ported from the crate --------------------------------------------------------------------
 
 

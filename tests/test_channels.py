@@ -23,7 +23,7 @@ from starpod_session import (
     slack_session_key,
 )
 
-from .gaps import T0, assert_gap_is
+from .helpers import GAP_T0 as T0, assert_gap_is
 
 
 # -- names ------------------------------------------------------------------

@@ -1,4 +1,7 @@
-"""``starpod-session db upgrade | current | check``, run as a user runs them."""
+"""``starpod-session db upgrade | current | check``, run as a user runs them.
+
+In-process (``main(argv)``: exit status, stdout and stderr as the command gives them);
+the installed command as a process where only a process shows it (no traceback, ``python -m``)."""
 
 from __future__ import annotations
 
@@ -11,11 +14,17 @@ import pytest
 from starpod_session.cli.db import EXIT_BEHIND
 from starpod_session.schema import BASELINE_REVISION, head_revision
 
-from .cli_run import assert_clean_failure, run_command
-from .test_schema_versions import command_target, snapshot, stamps
+from .cli_run import assert_clean_failure, run_command, run_in_process
+from .helpers import command_target, snapshot, stamps
 
 
 def db(command: str, target: object, *arguments: object) -> subprocess.CompletedProcess[str]:
+    """``starpod-session db COMMAND --db TARGET ...``, in-process."""
+    return run_in_process("db", command, "--db", target, *arguments)
+
+
+def db_process(command: str, target: object, *arguments: object) -> subprocess.CompletedProcess[str]:
+    """The same as a process of the installed command."""
     return run_command("db", command, "--db", target, *arguments)
 
 
@@ -96,21 +105,21 @@ def test_a_database_from_a_newer_release_is_refused_by_every_command(tmp_path):
 def test_errors_are_one_line_on_stderr_without_a_traceback(tmp_path):
     missing = tmp_path / "missing.db"
     for command in ("current", "check"):
-        assert_clean_failure(db(command, missing))
+        assert_clean_failure(db_process(command, missing))
         assert not missing.exists()
 
     garbage = tmp_path / "garbage.db"
     garbage.write_bytes(b"not a database " * 300)
     for command in ("upgrade", "current", "check"):
-        result = db(command, garbage)
+        result = db_process(command, garbage)
         assert_clean_failure(result)
         assert "file is not a database" in result.stderr
 
-    unknown = db("upgrade", tmp_path / "new.db", "--revision", "nope")
+    unknown = db_process("upgrade", tmp_path / "new.db", "--revision", "nope")
     assert_clean_failure(unknown)
     assert "unknown revision 'nope'" in unknown.stderr
-    assert_clean_failure(db("current", "postgresql+psycopg://nobody@127.0.0.1:1/nothing"))
-    assert_clean_failure(db("current", "nosuchdialect://x/y"))
+    assert_clean_failure(db_process("current", "postgresql+psycopg://nobody@127.0.0.1:1/nothing"))
+    assert_clean_failure(db_process("current", "nosuchdialect://x/y"))
 
 
 def test_the_help_documents_the_exit_statuses():

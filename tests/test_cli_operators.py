@@ -4,7 +4,6 @@ In-process (``main(argv)``); what only a process shows is in test_cli_command.py
 
 from __future__ import annotations
 
-import json
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -12,14 +11,9 @@ from freezegun import freeze_time
 
 from starpod_session import Channel, SessionManager, UsageRecord
 
-from .cli_run import assert_clean_failure, run_in_process as cli
+from .cli_run import as_json, assert_clean_failure, formatting_only, run_in_process as cli
 
 NOW = datetime.now(timezone.utc)
-
-
-def as_json(result):
-    assert result.returncode == 0, result.stderr
-    return json.loads(result.stdout)
 
 
 @pytest.fixture
@@ -41,12 +35,6 @@ def populated(db_target, tmp_path):
             today = manager.create_session(Channel.MAIN, "cli", user_id="alice")
             manager.record_usage(today, UsageRecord(300, 30, 0, 0, 0.25, "opus", "alice"), turn=1)
     return {"old": old, "bob": bob, "today": today, "db": db_target}
-
-
-def formatting_only(backend):
-    """Output formatting and argument handling do not depend on the backend: test them once."""
-    if backend != "sqlite":
-        pytest.skip("formatting and errors are the same on every backend; checked on SQLite")
 
 
 def listed(populated, *arguments):

@@ -39,10 +39,11 @@ from starpod_session import (
     UsageRecord,
 )
 from starpod_session._clock import utc_now
-from starpod_session.engine import create_storage_engine, to_url
 from starpod_session.models import SessionRow
 from starpod_session.repositories import SessionRepository
 from starpod_session.repositories.sessions import INSERT_TRIES
+
+from .helpers import raw_engine
 
 T = TypeVar("T")
 
@@ -58,9 +59,8 @@ SESSIONS = SessionRow.__table__
 @pytest.fixture
 def direct(db_target: str) -> Iterator[sa.Engine]:
     """An engine of its own on the test's database, beside the managers under test (ask for ``manager`` too for a schema)."""
-    engine = create_storage_engine(to_url(db_target))
-    yield engine
-    engine.dispose()
+    with raw_engine(db_target) as engine:
+        yield engine
 
 
 def race(pool: ThreadPoolExecutor, call: Callable[[int], T], parties: int = THREADS) -> list[T]:

@@ -23,7 +23,7 @@ from starpod_session import (
     TimeGapResolver,
 )
 
-from .gaps import assert_gap_is
+from .helpers import assert_gap_is
 
 UTC = timezone.utc
 ROME = ZoneInfo("Europe/Rome")

@@ -1,16 +1,14 @@
-"""Markdown transcripts of closed sessions, and the on_close hook of auto-closes."""
+"""Markdown transcripts of closed sessions (the on_close hook that can write them is in test_api_resolution.py)."""
 
 from __future__ import annotations
 
-import logging
 import os
-import threading
 from datetime import datetime, timedelta, timezone
 
 import pytest
 from freezegun import freeze_time
 
-from starpod_session import Channel, ExportError, InvalidInput, New, SessionManager, SessionMeta, SessionNotFound
+from starpod_session import Channel, ExportError, SessionManager, SessionNotFound
 from starpod_session import transcripts
 
 T0 = datetime(2026, 3, 20, 12, 0, 0, tzinfo=timezone.utc)
@@ -125,99 +123,3 @@ def test_an_open_session_or_a_manager_without_a_folder_cannot_export(manager, db
     with pytest.raises(SessionNotFound):
         manager.export_transcript("00000000-0000-4000-8000-000000000000")
     assert files_in(tmp_path / "sessions") == []
-
-
-# -- on_close ---------------------------------------------------------------
-
-
-def test_on_close_gets_the_auto_closed_session_after_it_is_committed(make_manager):
-    seen = []
-    manager = None
-
-    def on_close(meta):
-        # Committed: a fresh transaction already sees the session closed.
-        seen.append((meta, manager.get_session(meta.id).is_closed))
-
-    manager = make_manager(on_close=on_close)
-    with freeze_time(T0) as clock:
-        old = manager.open_session(Channel.TELEGRAM, "k").session_id
-        clock.tick(timedelta(hours=6))
-        opened = manager.open_session(Channel.TELEGRAM, "k")
-    [(meta, closed_in_database)] = seen
-    assert isinstance(meta, SessionMeta) and meta.id == old == opened.closed_session_id
-    assert meta.is_closed and meta.summary == "Auto-closed: inactivity" and closed_in_database
-
-
-def test_on_close_is_not_called_for_a_close_by_hand_or_a_continue(make_manager):
-    seen = []
-    manager = make_manager(on_close=seen.append)
-    session_id = manager.open_session(Channel.TELEGRAM, "k").session_id
-    manager.resolve_session(Channel.TELEGRAM, "k")
-    manager.close_session(session_id, "by hand")
-    manager.resolve_session(Channel.TELEGRAM, "k")
-    assert seen == []
-
-
-def test_on_close_can_export_the_transcript(make_manager, tmp_path):
-    exported = []
-    manager = None
-    manager = make_manager(on_close=lambda meta: exported.append(manager.export_transcript(meta.id)))
-    with freeze_time(T0) as clock:
-        session_id = manager.open_session(Channel.TELEGRAM, "k").session_id
-        manager.save_message(session_id, "user", "hello")
-        clock.tick(timedelta(hours=7))
-        manager.resolve_session(Channel.TELEGRAM, "k")
-    [path] = exported
-    assert "- Summary: Auto-closed: inactivity\n" in path.read_text()
-
-
-def test_a_failing_on_close_does_not_undo_the_close(make_manager, caplog):
-    def on_close(meta):
-        raise RuntimeError("webhook down")
-
-    manager = make_manager(on_close=on_close)
-    with freeze_time(T0) as clock:
-        session_id = manager.open_session(Channel.TELEGRAM, "k").session_id
-        clock.tick(timedelta(hours=6))
-        with caplog.at_level(logging.ERROR, logger="starpod_session"):
-            decision = manager.resolve_session(Channel.TELEGRAM, "k")
-    assert decision == New(closed_session_id=session_id)
-    assert manager.get_session(session_id).is_closed
-    assert "webhook down" in caplog.text and session_id in caplog.text
-
-
-@pytest.mark.parametrize("call", ["open_session", "resolve_session"])
-def test_on_close_is_called_once_when_many_threads_resolve_the_stale_session(make_manager, backend, call):
-    calls = []
-    lock = threading.Lock()
-
-    def on_close(meta):
-        with lock:
-            calls.append(meta.id)
-
-    manager = make_manager(on_close=on_close)
-    with freeze_time(T0):
-        stale = manager.open_session(Channel.TELEGRAM, "k").session_id
-    threads, barrier = 8, threading.Barrier(8)
-    results = []
-
-    def resolve():
-        barrier.wait()
-        results.append(getattr(manager, call)(Channel.TELEGRAM, "k"))
-
-    workers = [threading.Thread(target=resolve) for _ in range(threads)]
-    for worker in workers:
-        worker.start()
-    for worker in workers:
-        worker.join()
-    assert calls == [stale]
-    assert len(results) == threads
-    assert [getattr(r, "closed_session_id", None) for r in results].count(stale) == 1
-    if call == "open_session":
-        assert len({r.session_id for r in results}) == 1
-
-
-def test_on_close_must_be_callable(tmp_path):
-    with pytest.raises(InvalidInput) as raised:
-        SessionManager(tmp_path / "s.db", on_close="export")
-    assert raised.value.field == "on_close"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -12,29 +11,17 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import OperationalError
 
 from starpod_session import Channel, InvalidInput, SessionManager, StorageError, UsageRecord, UsageSummary
-from starpod_session.engine import create_storage_engine, to_url
 from starpod_session.models import MessageRow, UsageRow
 
-from .conftest import FIXTURES
-from .test_adoption import RUST_FILES, raw_rows
-from .test_query_plans import full_scans, populate, statements_of
+from .helpers import RUST_FILES, raw_connection, raw_rows
 
 RECORD = UsageRecord(100, 10, 1000, 5, 0.25, "opus")
 
 
-@pytest.fixture
-def session_id(manager: SessionManager) -> str:
-    return manager.create_session(Channel.MAIN, "k")
-
-
 def stored_rows(target: str, table: Any) -> int:
     """Rows of the table as the database holds them, read outside the library."""
-    engine = create_storage_engine(to_url(target))
-    try:
-        with engine.connect() as connection:
-            return connection.execute(select(func.count()).select_from(table)).scalar_one()
-    finally:
-        engine.dispose()
+    with raw_connection(target) as connection:
+        return connection.execute(select(func.count()).select_from(table)).scalar_one()
 
 
 def test_a_repeated_message_key_returns_the_first_id_and_writes_nothing(manager, session_id):
@@ -216,32 +203,12 @@ def test_exactly_once_recipe_a_caller_retrying_with_its_key_after_storage_error(
     assert manager.session_usage(session_id).total_turns == 1
 
 
-# -- plans --------------------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    "call",
-    [
-        lambda m, d: m.save_message(d["session_id"], "user", "hi", message_key="plan"),
-        lambda m, d: m.record_usage(d["session_id"], RECORD, 1, usage_key="plan"),
-    ],
-    ids=["save_message", "record_usage"],
-)
-def test_keyed_writes_and_their_repeats_use_an_index(db_target, call):
-    data = populate(db_target)
-    assert full_scans(db_target, statements_of(db_target, call, data), ordered_walk=False) == []
-    # The repeat finds the first row by its key.
-    assert full_scans(db_target, statements_of(db_target, call, data), ordered_walk=False) == []
-
-
 # -- Rust-era files -----------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("name", RUST_FILES)
-def test_a_rust_era_file_gains_the_key_columns_with_every_old_row_unkeyed(tmp_path, name):
-    copy = tmp_path / "adopted.sqlite"
-    shutil.copyfile(FIXTURES / name, copy)
-    copy.chmod(0o600)
+def test_a_rust_era_file_gains_the_key_columns_with_every_old_row_unkeyed(writable_copy, name):
+    copy = writable_copy(name, "adopted.sqlite")
     before = {table: len(raw_rows(copy, table)) for table in ("session_messages", "usage_stats")}
     with SessionManager(copy) as manager:
         session_id = raw_rows(copy, "session_metadata")[0]["id"]

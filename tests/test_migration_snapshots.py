@@ -23,10 +23,9 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.exc import SAWarning
 
-from starpod_session.engine import create_storage_engine, to_url
 from starpod_session.schema import upgrade_schema
 
-from .test_migrations import revisions_in_order
+from .helpers import raw_engine, revisions_in_order
 
 SNAPSHOTS = Path(__file__).parent / "fixtures" / "schema_snapshots"
 RECORD_VARIABLE = "STARPOD_SESSION_RECORD_SCHEMA"
@@ -68,14 +67,11 @@ def schema_of(connection: sa.Connection) -> dict[str, Any]:
     return json.loads(json.dumps(schema))  # tuples as lists, as the recorded file holds them
 
 
-def test_each_revision_creates_the_schema_it_was_recorded_with(empty_db_target):
-    backend = to_url(empty_db_target).get_backend_name()
-    backend = "mariadb" if backend == "mysql" else backend
+def test_each_revision_creates_the_schema_it_was_recorded_with(backend, empty_db_target):
     snapshot_file = SNAPSHOTS / f"{backend}.json"
     recorded = json.loads(snapshot_file.read_text()) if snapshot_file.exists() else {}
     recording = os.environ.get(RECORD_VARIABLE) == "1"
-    engine = create_storage_engine(to_url(empty_db_target))
-    try:
+    with raw_engine(empty_db_target) as engine:
         for revision in revisions_in_order():
             upgrade_schema(engine, revision)
             with engine.connect() as connection:
@@ -88,8 +84,6 @@ def test_each_revision_creates_the_schema_it_was_recorded_with(empty_db_target):
                 recorded[revision] = schema
                 continue
             assert schema == recorded[revision], f"revision {revision} now creates another schema on {backend}"
-    finally:
-        engine.dispose()
     if recording:
         SNAPSHOTS.mkdir(parents=True, exist_ok=True)
         snapshot_file.write_text(json.dumps(recorded, indent=1, sort_keys=True, ensure_ascii=False) + "\n")

@@ -16,8 +16,7 @@ from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import inspect
 
-from starpod_session import SessionManager, UsageRecord
-from starpod_session.engine import create_storage_engine, to_url
+from starpod_session import SessionManager, UsageRecord, UsageSummary
 from starpod_session.models import Base
 from starpod_session.schema_comparison import (
     EXPRESSION_INDEXES,
@@ -34,6 +33,8 @@ from starpod_session.schema import (
     upgrade_schema,
 )
 
+from .helpers import raw_connection, raw_engine, revisions_in_order, row_counts
+
 ROOT = Path(__file__).resolve().parents[1]
 OUR_TABLES = {
     "session_metadata", "session_messages", "usage_stats", "compaction_log", "tool_calls", "alembic_version"
@@ -41,39 +42,30 @@ OUR_TABLES = {
 
 
 def schema_differences(target: str) -> list:
-    engine = create_storage_engine(to_url(target))
-    try:
-        with engine.connect() as connection:
-            context = MigrationContext.configure(
-                connection, opts={"compare_type": True, "include_object": include_in_comparison}
-            )
-            with expression_index_warnings_silenced():
-                return compare_metadata(context, Base.metadata)
-    finally:
-        engine.dispose()
+    with raw_connection(target) as connection:
+        context = MigrationContext.configure(
+            connection, opts={"compare_type": True, "include_object": include_in_comparison}
+        )
+        with expression_index_warnings_silenced():
+            return compare_metadata(context, Base.metadata)
 
 
 def test_upgrade_of_an_empty_database_matches_the_models(empty_db_target):
-    engine = create_storage_engine(to_url(empty_db_target))
-    try:
+    with raw_engine(empty_db_target) as engine:
         upgrade_schema(engine)
         with engine.connect() as connection:
             assert current_revision(connection) == head_revision()
             assert set(inspect(connection).get_table_names()) - SEARCH_OBJECTS == OUR_TABLES
-    finally:
-        engine.dispose()
     assert schema_differences(empty_db_target) == []
 
 
 def test_sqlite_has_the_expression_indexes_the_comparison_cannot_see(tmp_path):
     path = tmp_path / "sessions.db"
     SessionManager(path).close()
-    engine = sa.create_engine(f"sqlite:///{path}")
-    with engine.connect() as connection:
+    with raw_connection(path) as connection:
         created = dict(
             connection.execute(sa.text("SELECT name, sql FROM sqlite_master WHERE type = 'index'")).all()
         )
-    engine.dispose()
     assert set(EXPRESSION_INDEXES) <= set(created)
     assert created["idx_usage_stats_day_model_user"] == (
         "CREATE INDEX idx_usage_stats_day_model_user ON usage_stats (substr(timestamp, 1, 10), model, "
@@ -106,43 +98,35 @@ SQLITE_SEARCH_DDL = {
 
 
 def test_the_search_index_exists_as_migration_0008_made_it(backend, db_target, manager):
-    engine = create_storage_engine(to_url(db_target))
-    try:
-        with engine.connect() as connection:
-            if backend == "sqlite":
-                found = {
-                    (kind, name): sql
-                    for kind, name, sql in connection.exec_driver_sql(
-                        "SELECT type, name, sql FROM sqlite_master WHERE name LIKE 'session_messages_fts%'"
-                    )
-                }
-                for key, sql in SQLITE_SEARCH_DDL.items():
-                    assert found[key] == sql
-            elif backend == "postgresql":
-                sql = connection.exec_driver_sql(
-                    "SELECT indexdef FROM pg_indexes WHERE indexname = 'ix_session_messages_search'"
-                ).scalar_one()
-                assert sql == (
-                    "CREATE INDEX ix_session_messages_search ON public.session_messages USING gin "
-                    "(to_tsvector('simple'::regconfig, \"left\"(content, 100000)))"
+    with raw_connection(db_target) as connection:
+        if backend == "sqlite":
+            found = {
+                (kind, name): sql
+                for kind, name, sql in connection.exec_driver_sql(
+                    "SELECT type, name, sql FROM sqlite_master WHERE name LIKE 'session_messages_fts%'"
                 )
-            else:
-                create = connection.exec_driver_sql("SHOW CREATE TABLE session_messages").one()[1]
-                assert "FULLTEXT KEY `ix_session_messages_fulltext` (`content`)" in create
-                assert "`content` longtext CHARACTER SET utf8mb4 COLLATE utf8mb4_uca1400_as_ci NOT NULL" in create
-    finally:
-        engine.dispose()
+            }
+            for key, sql in SQLITE_SEARCH_DDL.items():
+                assert found[key] == sql
+        elif backend == "postgresql":
+            sql = connection.exec_driver_sql(
+                "SELECT indexdef FROM pg_indexes WHERE indexname = 'ix_session_messages_search'"
+            ).scalar_one()
+            assert sql == (
+                "CREATE INDEX ix_session_messages_search ON public.session_messages USING gin "
+                "(to_tsvector('simple'::regconfig, \"left\"(content, 100000)))"
+            )
+        else:
+            create = connection.exec_driver_sql("SHOW CREATE TABLE session_messages").one()[1]
+            assert "FULLTEXT KEY `ix_session_messages_fulltext` (`content`)" in create
+            assert "`content` longtext CHARACTER SET utf8mb4 COLLATE utf8mb4_uca1400_as_ci NOT NULL" in create
 
 
 def test_opening_a_new_database_brings_it_to_head(empty_db_target, tmp_path):
     with SessionManager(empty_db_target, tmp_path / "sessions") as manager:
         manager.create_session("main", "k")
-    engine = create_storage_engine(to_url(empty_db_target))
-    try:
-        with engine.connect() as connection:
-            assert current_revision(connection) == head_revision()
-    finally:
-        engine.dispose()
+    with raw_connection(empty_db_target) as connection:
+        assert current_revision(connection) == head_revision()
     assert schema_differences(empty_db_target) == []
 
 
@@ -176,12 +160,6 @@ OUR_DATA_TABLES = ("session_metadata", "session_messages", "usage_stats", "compa
 
 def at(minutes: int) -> datetime:
     return T0 + timedelta(minutes=minutes)
-
-
-def revisions_in_order() -> list[str]:
-    """Every revision of the script directory, baseline first."""
-    scripts = ScriptDirectory.from_config(alembic_config())
-    return [script.revision for script in reversed(list(scripts.walk_revisions()))]
 
 
 def downgrade_schema(engine: sa.Engine, revision: str) -> None:
@@ -264,14 +242,6 @@ def populate(engine: sa.Engine) -> None:
         )
 
 
-def row_counts(engine: sa.Engine) -> dict[str, int]:
-    with engine.connect() as connection:
-        return {
-            name: connection.execute(sa.select(sa.func.count()).select_from(sa.table(name))).scalar_one()
-            for name in OUR_DATA_TABLES
-        }
-
-
 def compaction_rows(engine: sa.Engine) -> list[tuple]:
     with engine.connect() as connection:
         t = tables_as_they_are(connection)["compaction_log"]
@@ -313,38 +283,39 @@ def check_every_row_through_the_api(target: str, tmp_path: Path) -> None:
         assert overview.total_cost_usd == pytest.approx(sum(r[6] for r in USAGE))
         assert {m.model for m in overview.by_model} == {"claude-sonnet-4-5", "claude-haiku-4-5", "unknown"}
 
-        # Usable at head, not only readable.
-        assert manager.open_session("main", "main").session_id == "s-main"
-        manager.save_message("s-dup-new", "user", "after the upgrade")
+        # Usable at head, not only readable: what each call writes reads back.
+        opened = manager.open_session("main", "main")
+        assert (opened.session_id, opened.created, opened.closed_session_id) == ("s-main", False, None)
+        message_id = manager.save_message("s-dup-new", "user", "after the upgrade")
+        [before, after] = manager.get_messages("s-dup-new")
+        assert (before.content, after.content) == ("second", "after the upgrade")
+        assert after.id == message_id and after.id > before.id
         manager.record_usage("s-dup-new", UsageRecord(1, 1), turn=2)
+        assert manager.session_usage("s-dup-new") == UsageSummary(801, 201, 0, 0, 0.004, 2)
 
 
 def test_every_revision_upgrades_a_database_holding_data(empty_db_target, tmp_path):
-    engine = create_storage_engine(to_url(empty_db_target))
-    try:
+    with raw_engine(empty_db_target) as engine:
         upgrade_schema(engine, BASELINE_REVISION)
         populate(engine)
-        counts = row_counts(engine)
+        counts = row_counts(engine, OUR_DATA_TABLES)
         for revision in revisions_in_order()[1:]:
             upgrade_schema(engine, revision)
             assert revision_of(engine) == revision
-            assert row_counts(engine) == counts, f"revision {revision} lost or added rows"
+            assert row_counts(engine, OUR_DATA_TABLES) == counts, f"revision {revision} lost or added rows"
         assert compaction_rows(engine) == COMPACTIONS
-    finally:
-        engine.dispose()
     check_every_row_through_the_api(empty_db_target, tmp_path)
 
 
 def test_head_to_base_to_head_round_trips_without_drift(empty_db_target):
-    engine = create_storage_engine(to_url(empty_db_target))
-    try:
+    with raw_engine(empty_db_target) as engine:
         upgrade_schema(engine, BASELINE_REVISION)
         populate(engine)
         upgrade_schema(engine)
         for revision in reversed(revisions_in_order()[:-1]):
             downgrade_schema(engine, revision)  # one revision at a time, with rows in the tables
             assert revision_of(engine) == revision
-            assert row_counts(engine)["session_messages"] == len(MESSAGES)
+            assert row_counts(engine, OUR_DATA_TABLES)["session_messages"] == len(MESSAGES)
         downgrade_schema(engine, "base")
         assert revision_of(engine) is None
         with engine.connect() as connection:
@@ -352,14 +323,11 @@ def test_head_to_base_to_head_round_trips_without_drift(empty_db_target):
         upgrade_schema(engine)
         assert revision_of(engine) == head_revision()
         assert schema_drift(engine) == []
-    finally:
-        engine.dispose()
     assert schema_differences(empty_db_target) == []
 
 
 def test_the_drift_check_passes_at_head_and_names_a_missing_index(empty_db_target):
-    engine = create_storage_engine(to_url(empty_db_target))
-    try:
+    with raw_engine(empty_db_target) as engine:
         upgrade_schema(engine)
         assert schema_drift(engine) == []
         with engine.begin() as connection:
@@ -367,8 +335,6 @@ def test_the_drift_check_passes_at_head_and_names_a_missing_index(empty_db_targe
             [dropped] = [i for i in index if i.name == "idx_usage_stats_session"]
             dropped.drop(connection)
         assert schema_drift(engine) == ["add_index idx_usage_stats_session"]
-    finally:
-        engine.dispose()
 
 
 # -- 0004: keys compare exactly on MariaDB ---------------------------------------------------------
@@ -406,8 +372,7 @@ def test_keys_differing_in_trailing_spaces_stay_apart_from_0004_on_and_a_downgra
     backend, empty_db_target, tmp_path
 ):
     before = ScriptDirectory.from_config(alembic_config()).get_revision(EXACT_KEYS_REVISION).down_revision
-    engine = create_storage_engine(to_url(empty_db_target))
-    try:
+    with raw_engine(empty_db_target) as engine:
         upgrade_schema(engine, before)
         with engine.begin() as connection:
             t = tables_as_they_are(connection)
@@ -431,7 +396,7 @@ def test_keys_differing_in_trailing_spaces_stay_apart_from_0004_on_and_a_downgra
             assert mariadb_collations(engine) == {"utf8mb4_bin"}
 
         upgrade_schema(engine, EXACT_KEYS_REVISION)
-        assert (row_counts(engine)["session_metadata"], row_counts(engine)["usage_stats"]) == (2, 2)
+        assert row_counts(engine, ("session_metadata", "usage_stats")) == {"session_metadata": 2, "usage_stats": 2}
         if backend == "mariadb":
             assert mariadb_collations(engine) == {"utf8mb4_nopad_bin"}
         upgrade_schema(engine)
@@ -452,10 +417,8 @@ def test_keys_differing_in_trailing_spaces_stay_apart_from_0004_on_and_a_downgra
             assert mariadb_collations(engine) == {"utf8mb4_bin"}
         else:
             assert states["s-k"] == (False, None)
-        assert row_counts(engine)["session_metadata"] == 3
+        assert row_counts(engine, OUR_DATA_TABLES)["session_metadata"] == 3
 
         upgrade_schema(engine)
         assert schema_drift(engine) == []
-    finally:
-        engine.dispose()
     assert schema_differences(empty_db_target) == []

@@ -32,11 +32,13 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, event, insert, text
+from sqlalchemy import Engine, event, func, insert, select, text
 
 from starpod_session import Channel, SessionManager, UsageRecord
-from starpod_session.engine import create_storage_engine, to_url
+from starpod_session.engine import to_url
 from starpod_session.models import MessageRow, SessionRow, ToolCallRow, UsageRow
+
+from .helpers import raw_connection, raw_engine
 
 T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
 SESSIONS, MESSAGES_EACH, USAGE_ROWS, DAYS = 300, 10, 3000, 300
@@ -64,11 +66,16 @@ def captured() -> Iterator[list[Statement]]:
         event.remove(Engine, "before_cursor_execute", capture)
 
 
-def populate(target: str, sessions_count: int = SESSIONS, messages_each: int = MESSAGES_EACH) -> dict[str, Any]:
-    """Sessions, messages and usage rows enough for a server planner to prefer its indexes."""
+def populate(target: str) -> dict[str, Any]:
+    """Sessions, messages and usage rows enough for a server planner to prefer its indexes.
+
+    ``LISTED_SESSIONS`` sessions; the first ``SESSIONS`` of them have ``MESSAGES_EACH``
+    messages each (all counted as tool calls) and the ``USAGE_ROWS`` usage rows. Returns
+    an open session of channel main (its id, key and user) for the calls to use.
+    """
     with SessionManager(target):
         pass  # our schema, at head
-    ids = [str(uuid.UUID(int=n + 1, version=4)) for n in range(sessions_count)]
+    ids = [str(uuid.UUID(int=n + 1, version=4)) for n in range(LISTED_SESSIONS)]
     sessions, messages, usage = [], [], []
     for n, session_id in enumerate(ids):
         at = T0 + timedelta(hours=n)
@@ -77,32 +84,29 @@ def populate(target: str, sessions_count: int = SESSIONS, messages_each: int = M
             "channel": "telegram" if n % 10 == 0 else "main", "channel_session_key": f"key-{n}",
             "user_id": f"user-{n % 10}", "is_read": True, "message_count": 0,
         })  # fmt: skip
-        messages += [
-            {"session_id": session_id, "role": "user", "content": f"m{m} note{n}", "timestamp": at}
-            for m in range(messages_each)
-        ]
+        if n < SESSIONS:
+            messages += [
+                {"session_id": session_id, "role": "user", "content": f"m{m} note{n}", "timestamp": at}
+                for m in range(MESSAGES_EACH)
+            ]
     for n in range(USAGE_ROWS):
         usage.append({
-            "session_id": ids[n % len(ids)], "turn": n, "input_tokens": n, "output_tokens": n, "cache_read": 0,
+            "session_id": ids[n % SESSIONS], "turn": n, "input_tokens": n, "output_tokens": n, "cache_read": 0,
             "cache_write": 0, "cost_usd": 0.01, "model": f"model-{n % 4}", "user_id": f"user-{n % 10}",
             "timestamp": T0 + timedelta(days=DAYS) * n / USAGE_ROWS,
         })  # fmt: skip
-    engine = create_storage_engine(to_url(target))
-    try:
+    with raw_engine(target) as engine:
         with engine.begin() as connection:
             connection.execute(insert(SessionRow.__table__), sessions)
-            if messages:
-                connection.execute(insert(MessageRow.__table__), messages)
-                connection.execute(insert(ToolCallRow.__table__), tool_calls_of(connection))
+            connection.execute(insert(MessageRow.__table__), messages)
+            connection.execute(insert(ToolCallRow.__table__), tool_calls_of(connection))
             connection.execute(insert(UsageRow.__table__), usage)
         with engine.connect() as connection:
             if connection.dialect.name == "postgresql":
                 connection.execution_options(isolation_level="AUTOCOMMIT").exec_driver_sql("ANALYZE")
             elif connection.dialect.name != "sqlite":
                 connection.exec_driver_sql("ANALYZE TABLE session_metadata, session_messages, usage_stats, tool_calls")
-    finally:
-        engine.dispose()
-    open_main = next(n for n in range(sessions_count) if n % 3 and n % 2)
+    open_main = next(n for n in range(SESSIONS) if n % 3 and n % 2)
     return {"session_id": ids[open_main], "key": f"key-{open_main}", "user_id": f"user-{open_main % 10}"}
 
 
@@ -120,6 +124,32 @@ def tool_calls_of(connection: Any) -> list[dict[str, Any]]:
     ]
 
 
+@pytest.fixture(scope="module")
+def populated_databases() -> dict[str, tuple[str, dict[str, Any]]]:
+    """Backend → its populated database and ``populate``'s answer, filled once per module."""
+    return {}
+
+
+@pytest.fixture
+def populated(
+    backend: str, populated_databases, clean_database, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[str, dict[str, Any]]:
+    """A database holding ``populate``'s rows, populated once per backend for the whole module.
+
+    Inserting 50,000 sessions cost more than the checks themselves; the calls explained
+    here write a few rows more, which changes no plan. A server database emptied by
+    another test in between is populated again.
+    """
+    if backend in populated_databases:
+        target, data = populated_databases[backend]
+        with raw_connection(target) as connection:
+            if connection.execute(select(func.count()).select_from(SessionRow.__table__)).scalar_one() >= LISTED_SESSIONS:
+                return target, data
+    target = clean_database(backend, tmp_path_factory.mktemp("plans"))
+    populated_databases[backend] = target, populate(target)
+    return populated_databases[backend]
+
+
 # -- reading plans --------------------------------------------------------------
 
 
@@ -128,29 +158,25 @@ def full_scans(target: str, statements: list[Statement], *, ordered_walk: bool =
     backend = to_url(target).get_backend_name()
     if backend == "sqlite":
         return _sqlite_full_scans(target, statements, ordered_walk)
-    engine = create_storage_engine(to_url(target))
-    try:
-        with engine.connect() as connection:
-            if backend == "postgresql":
-                connection.exec_driver_sql("SET enable_seqscan = off")
-                return [
-                    problem
-                    for statement, parameters in statements
-                    for problem in _postgres_problems(
-                        connection.exec_driver_sql(f"EXPLAIN (FORMAT JSON) {statement}", parameters).scalar(),
-                        ordered_walk,
-                    )
-                ]
-            found = []
-            for statement, parameters in statements:
-                for row in connection.exec_driver_sql(f"EXPLAIN {statement}", parameters).mappings():
-                    if row["table"] not in TABLES:
-                        continue  # <derivedN>, <unionN>: a subquery's or CTE's own rows
-                    if row["type"] == "ALL" or (row["type"] == "index" and not ordered_walk):
-                        found.append(f"{row['table']}: access type {row['type']} ({statement.split()[0]})")
-            return found
-    finally:
-        engine.dispose()
+    with raw_connection(target) as connection:
+        if backend == "postgresql":
+            connection.exec_driver_sql("SET enable_seqscan = off")
+            return [
+                problem
+                for statement, parameters in statements
+                for problem in _postgres_problems(
+                    connection.exec_driver_sql(f"EXPLAIN (FORMAT JSON) {statement}", parameters).scalar(),
+                    ordered_walk,
+                )
+            ]
+        found = []
+        for statement, parameters in statements:
+            for row in connection.exec_driver_sql(f"EXPLAIN {statement}", parameters).mappings():
+                if row["table"] not in TABLES:
+                    continue  # <derivedN>, <unionN>: a subquery's or CTE's own rows
+                if row["type"] == "ALL" or (row["type"] == "index" and not ordered_walk):
+                    found.append(f"{row['table']}: access type {row['type']} ({statement.split()[0]})")
+        return found
 
 
 def _sqlite_full_scans(target: str, statements: list[Statement], ordered_walk: bool) -> list[str]:
@@ -210,11 +236,6 @@ HOT_QUERIES: dict[str, tuple[Call, bool]] = {
 }
 
 
-@pytest.fixture
-def populated(db_target: str) -> tuple[str, dict[str, Any]]:
-    return db_target, populate(db_target)
-
-
 def statements_of(target: str, call: Call, data: dict[str, Any]) -> list[Statement]:
     with SessionManager(target) as manager:
         with captured() as statements:
@@ -224,12 +245,8 @@ def statements_of(target: str, call: Call, data: dict[str, Any]) -> list[Stateme
 
 
 @pytest.mark.parametrize("query", list(HOT_QUERIES))
-def test_hot_queries_use_an_index(db_target, query):
-    target = db_target
-    if query.startswith("list_sessions"):
-        data = populate(target, LISTED_SESSIONS, messages_each=0)
-    else:
-        data = populate(target)
+def test_hot_queries_use_an_index(populated, query):
+    target, data = populated
     call, ordered_walk = HOT_QUERIES[query]
     statements = statements_of(target, call, data)
     assert full_scans(target, statements, ordered_walk=ordered_walk) == []
@@ -241,19 +258,18 @@ def indexes_dropped(target: str, table: str, indexes: dict[str, str]) -> Iterato
 
     ``indexes`` maps each name to ``"UNIQUE |columns"`` or ``"|columns"``.
     """
-    engine = create_storage_engine(to_url(target))
-    on = "" if engine.dialect.name != "mariadb" and engine.dialect.name != "mysql" else f" ON {table}"
-    try:
-        with engine.begin() as connection:
-            for index in indexes:
-                connection.execute(text(f"DROP INDEX {index}{on}"))
-        yield
-    finally:
-        with engine.begin() as connection:
-            for index, definition in indexes.items():
-                unique, columns = definition.split("|")
-                connection.execute(text(f"CREATE {unique}INDEX {index} ON {table} ({columns})"))
-        engine.dispose()
+    with raw_engine(target) as engine:
+        on = "" if engine.dialect.name != "mariadb" and engine.dialect.name != "mysql" else f" ON {table}"
+        try:
+            with engine.begin() as connection:
+                for index in indexes:
+                    connection.execute(text(f"DROP INDEX {index}{on}"))
+            yield
+        finally:
+            with engine.begin() as connection:
+                for index, definition in indexes.items():
+                    unique, columns = definition.split("|")
+                    connection.execute(text(f"CREATE {unique}INDEX {index} ON {table} ({columns})"))
 
 
 def indexes_used(target: str, statements: list[Statement]) -> set[str]:
@@ -266,40 +282,36 @@ def indexes_used(target: str, statements: list[Statement]) -> set[str]:
                 for row in raw.execute(f"EXPLAIN QUERY PLAN {statement}", parameters)
             ]  # fmt: skip
         return {word for detail in details for word in detail.split() if word.startswith(("idx_", "uq_"))}
-    engine = create_storage_engine(to_url(target))
-    try:
-        with engine.connect() as connection:
-            if backend == "postgresql":
-                found: set[str] = set()
-                for statement, parameters in statements:
-                    plan = connection.exec_driver_sql(f"EXPLAIN (FORMAT JSON) {statement}", parameters).scalar()
-                    nodes = [(json.loads(plan) if isinstance(plan, str) else plan)[0]["Plan"]]
-                    while nodes:
-                        node = nodes.pop()
-                        nodes.extend(node.get("Plans", ()))
-                        if "Index Name" in node:
-                            found.add(node["Index Name"])
-                return found
-            return {
-                row["key"]
-                for statement, parameters in statements
-                for row in connection.exec_driver_sql(f"EXPLAIN {statement}", parameters).mappings()
-                if row["key"]
-            }
-    finally:
-        engine.dispose()
+    with raw_connection(target) as connection:
+        if backend == "postgresql":
+            found: set[str] = set()
+            for statement, parameters in statements:
+                plan = connection.exec_driver_sql(f"EXPLAIN (FORMAT JSON) {statement}", parameters).scalar()
+                nodes = [(json.loads(plan) if isinstance(plan, str) else plan)[0]["Plan"]]
+                while nodes:
+                    node = nodes.pop()
+                    nodes.extend(node.get("Plans", ()))
+                    if "Index Name" in node:
+                        found.add(node["Index Name"])
+            return found
+        return {
+            row["key"]
+            for statement, parameters in statements
+            for row in connection.exec_driver_sql(f"EXPLAIN {statement}", parameters).mappings()
+            if row["key"]
+        }
 
 
 @pytest.mark.parametrize(
     ("filters", "index"),
     [({"user_id": "user-3"}, "idx_session_user_recent"), ({"channel": "telegram"}, "idx_session_channel_recent")],
 )
-def test_a_filtered_listing_walks_its_own_index_in_order(db_target, filters, index):
+def test_a_filtered_listing_walks_its_own_index_in_order(populated, filters, index):
     """Listing one user's or one channel's sessions reads that filter's index, in order, with no sort."""
-    data = populate(db_target, LISTED_SESSIONS, messages_each=0)
-    statements = statements_of(db_target, lambda m, _d: m.list_sessions(20, **filters), data)
-    assert index in indexes_used(db_target, statements)
-    assert full_scans(db_target, statements, ordered_walk=True) == []
+    target, data = populated
+    statements = statements_of(target, lambda m, _d: m.list_sessions(20, **filters), data)
+    assert index in indexes_used(target, statements)
+    assert full_scans(target, statements, ordered_walk=True) == []
 
 
 def test_a_dropped_index_is_detected(populated):
@@ -315,3 +327,22 @@ def test_a_dropped_index_is_detected(populated):
         statements = statements_of(target, call, data)
         assert full_scans(target, statements, ordered_walk=ordered_walk) != []
     assert full_scans(target, statements_of(target, call, data), ordered_walk=ordered_walk) == []
+
+
+# -- idempotency keys --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda m, d: m.save_message(d["session_id"], "user", "hi", message_key="plan"),
+        lambda m, d: m.record_usage(d["session_id"], UsageRecord(100, 10, 1000, 5, 0.25, "opus"), 1, usage_key="plan"),
+    ],
+    ids=["save_message", "record_usage"],
+)
+def test_keyed_writes_and_their_repeats_use_an_index(populated, call):
+    """A write with an idempotency key (test_idempotency.py) looks the key up by index, first time and repeat."""
+    target, data = populated
+    assert full_scans(target, statements_of(target, call, data), ordered_walk=False) == []
+    # The repeat finds the first row by its key.
+    assert full_scans(target, statements_of(target, call, data), ordered_walk=False) == []

@@ -13,9 +13,10 @@ import sqlalchemy as sa
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
 from starpod_session import Channel, InvalidInput, RetryPolicy, SessionManager, StorageBusy
-from starpod_session.engine import create_storage_engine, to_url
 from starpod_session.models import SessionRow
 from starpod_session.retry import is_transient
+
+from .helpers import raw_connection
 
 #: Driver errors as pymysql raises them: the error number first.
 DEADLOCK = (1213, "Deadlock found when trying to get lock; try restarting transaction")
@@ -78,15 +79,11 @@ def row_lock_held(backend: str, db_target: str, session_id: str) -> Iterator[Cal
         finally:
             raw.close()
         return
-    engine = create_storage_engine(to_url(db_target))
-    try:
-        with engine.connect() as connection:
-            transaction = connection.begin()
-            table = SessionRow.__table__
-            connection.execute(sa.update(table).where(table.c.id == session_id).values(title="held"))
-            yield lambda: transaction.is_active and transaction.rollback()
-    finally:
-        engine.dispose()
+    with raw_connection(db_target) as connection:
+        transaction = connection.begin()
+        table = SessionRow.__table__
+        connection.execute(sa.update(table).where(table.c.id == session_id).values(title="held"))
+        yield lambda: transaction.is_active and transaction.rollback()
 
 
 @contextmanager
@@ -187,43 +184,39 @@ def test_a_real_deadlock_is_retried_and_the_call_succeeds_once(backend, db_targe
     first, second = (manager.create_session(Channel.MAIN, key) for key in ("a", "b"))
     weight = [manager.create_session(Channel.MAIN, f"weight-{n}") for n in range(WEIGHT_ROWS)]
     table = SessionRow.__table__
-    other_engine = create_storage_engine(to_url(db_target))
     other_failures: list[BaseException] = []
     threads: list[threading.Thread] = []
-    try:
-        with other_engine.connect() as other:
-            if backend == "postgresql":
-                # PostgreSQL aborts the waiter whose deadlock_timeout (1 s) expires first: ours.
-                other.exec_driver_sql("SET deadlock_timeout = '60s'")
-            other.execute(sa.update(table).where(table.c.id == first).values(title="other holds a"))
-            other.execute(sa.update(table).where(table.c.id.in_(weight)).values(title="weight"))
+    with raw_connection(db_target) as other:
+        if backend == "postgresql":
+            # PostgreSQL aborts the waiter whose deadlock_timeout (1 s) expires first: ours.
+            other.exec_driver_sql("SET deadlock_timeout = '60s'")
+        other.execute(sa.update(table).where(table.c.id == first).values(title="other holds a"))
+        other.execute(sa.update(table).where(table.c.id.in_(weight)).values(title="weight"))
 
-            def other_takes_second() -> None:
-                try:
-                    # Waits for the library's lock on B, closing the cycle; gets it once the
-                    # library's attempt is rolled back.
-                    other.execute(sa.update(table).where(table.c.id == second).values(title="other holds b"))
-                    other.commit()
-                except BaseException as error:  # reported below
-                    other_failures.append(error)
-
-            def then_take_first(conn, _cursor, statement, *_args) -> None:  # noqa: ANN001
-                if threads or not statement.startswith("UPDATE session_metadata"):
-                    return
-                threads.append(threading.Thread(target=other_takes_second))
-                threads[0].start()
-                with closing(conn.connection.dbapi_connection.cursor()) as cursor:
-                    cursor.execute("UPDATE session_metadata SET title = 'library holds a' WHERE id = %s", (first,))
-
-            sa.event.listen(manager._engine, "after_cursor_execute", then_take_first)
+        def other_takes_second() -> None:
             try:
-                manager.touch_session(second)
-            finally:
-                sa.event.remove(manager._engine, "after_cursor_execute", then_take_first)
-                for thread in threads:
-                    thread.join()
-    finally:
-        other_engine.dispose()
+                # Waits for the library's lock on B, closing the cycle; gets it once the
+                # library's attempt is rolled back.
+                other.execute(sa.update(table).where(table.c.id == second).values(title="other holds b"))
+                other.commit()
+            except BaseException as error:  # reported below
+                other_failures.append(error)
+
+        def then_take_first(conn, _cursor, statement, *_args) -> None:  # noqa: ANN001
+            if threads or not statement.startswith("UPDATE session_metadata"):
+                return
+            threads.append(threading.Thread(target=other_takes_second))
+            threads[0].start()
+            with closing(conn.connection.dbapi_connection.cursor()) as cursor:
+                cursor.execute("UPDATE session_metadata SET title = 'library holds a' WHERE id = %s", (first,))
+
+        sa.event.listen(manager._engine, "after_cursor_execute", then_take_first)
+        try:
+            manager.touch_session(second)
+        finally:
+            sa.event.remove(manager._engine, "after_cursor_execute", then_take_first)
+            for thread in threads:
+                thread.join()
     assert other_failures == []
     assert pauses == [1], "the deadlock was not retried exactly once"
     assert manager.get_session(second).message_count == 1

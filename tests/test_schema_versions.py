@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from sqlalchemy import event, inspect
+from sqlalchemy import event
 
 from starpod_session import Channel, SchemaOutdated, SchemaTooNew, SessionManager
 from starpod_session.engine import create_storage_engine, to_url
@@ -18,48 +18,15 @@ from starpod_session.models import Base
 from starpod_session import schema
 from starpod_session.schema import BASELINE_REVISION, current_revision, head_revision, upgrade_schema
 
+from .helpers import command_target, raw_connection, raw_engine, snapshot, stamps
+
 OPENERS = 4
 FUTURE_REVISION = "ffff_from_the_future"
 
 
-def snapshot(target: str) -> object:
-    """Everything a test can see in the database: a full SQL dump for SQLite, counts and stamp on servers."""
-    url = to_url(target)
-    if url.get_backend_name() == "sqlite":
-        with sqlite3.connect(f"file:{url.database}?mode=ro", uri=True) as raw:
-            return list(raw.iterdump())
-    engine = create_storage_engine(url)
-    try:
-        with engine.connect() as connection:
-            tables = sorted(inspect(connection).get_table_names())
-            counts = {t: connection.execute(sa.select(sa.func.count()).select_from(sa.table(t))).scalar_one() for t in tables}
-            stamp = connection.execute(sa.text("SELECT version_num FROM alembic_version")).all() if "alembic_version" in tables else None
-            return tables, counts, stamp
-    finally:
-        engine.dispose()
-
-
-def stamps(target: str) -> list[str]:
-    engine = create_storage_engine(to_url(target))
-    try:
-        with engine.connect() as connection:
-            return [row[0] for row in connection.execute(sa.text("SELECT version_num FROM alembic_version"))]
-    finally:
-        engine.dispose()
-
-
 def at_revision(target: str, revision: str) -> None:
-    engine = create_storage_engine(to_url(target))
-    try:
+    with raw_engine(target) as engine:
         upgrade_schema(engine, revision)
-    finally:
-        engine.dispose()
-
-
-def command_target(target: str) -> str:
-    """How the library names the database in its messages (password hidden)."""
-    url = to_url(target)
-    return str(url.database) if url.get_backend_name() == "sqlite" else url.render_as_string(hide_password=True)
 
 
 # -- racing openers ----------------------------------------------------------------
@@ -186,12 +153,8 @@ def test_a_rust_era_file_is_outdated_and_not_even_stamped_when_auto_upgrade_is_o
 def test_a_database_ahead_of_the_code_is_refused_untouched(db_target, auto_upgrade):
     with SessionManager(db_target) as manager:
         manager.create_session(Channel.MAIN, "written by the newer release")
-    engine = create_storage_engine(to_url(db_target))
-    try:
-        with engine.begin() as connection:
-            connection.execute(sa.text("UPDATE alembic_version SET version_num = :v"), {"v": FUTURE_REVISION})
-    finally:
-        engine.dispose()
+    with raw_connection(db_target, begin=True) as connection:
+        connection.execute(sa.text("UPDATE alembic_version SET version_num = :v"), {"v": FUTURE_REVISION})
     before = snapshot(db_target)
     with pytest.raises(SchemaTooNew) as raised:
         SessionManager(db_target, auto_upgrade=auto_upgrade)
@@ -212,22 +175,17 @@ def test_a_process_waiting_for_the_migration_lock_finds_the_finished_stamp(backe
     """MariaDB's named lock outlives transactions: it may only go once the migration is committed."""
     if backend != "mariadb":
         pytest.skip("elsewhere the migration lock is the transaction itself (SQLite's write lock, PostgreSQL's xact lock)")
-    engine = create_storage_engine(to_url(empty_db_target))
-    waiting = create_storage_engine(to_url(empty_db_target))
     seen_at_release: list[str | None] = []
     unlock = schema._unlock
+    with raw_engine(empty_db_target) as engine, raw_engine(empty_db_target) as waiting:
 
-    def observed_unlock(connection: sa.Connection) -> None:
-        with waiting.connect() as other:  # what a process that gets the lock next would read
-            seen_at_release.append(current_revision(other))
-        unlock(connection)
+        def observed_unlock(connection: sa.Connection) -> None:
+            with waiting.connect() as other:  # what a process that gets the lock next would read
+                seen_at_release.append(current_revision(other))
+            unlock(connection)
 
-    monkeypatch.setattr(schema, "_unlock", observed_unlock)
-    try:
+        monkeypatch.setattr(schema, "_unlock", observed_unlock)
         upgrade_schema(engine)
-    finally:
-        engine.dispose()
-        waiting.dispose()
     assert seen_at_release == [head_revision()]
 
 
@@ -236,13 +194,10 @@ def test_a_process_waiting_for_the_migration_lock_finds_the_finished_stamp(backe
 
 @pytest.mark.parametrize("auto_upgrade", [True, False])
 def test_our_tables_without_a_stamp_are_refused_with_what_to_do_and_left_as_they_are(empty_db_target, auto_upgrade):
-    engine = create_storage_engine(to_url(empty_db_target))
-    try:
-        with warnings.catch_warnings():  # PostgreSQL: open_slot is STORED, as our migration makes it
-            warnings.simplefilter("ignore", sa.exc.SAWarning)
-            Base.metadata.create_all(engine)  # another tool: no alembic_version
-    finally:
-        engine.dispose()
+    with raw_engine(empty_db_target) as engine, warnings.catch_warnings():
+        # PostgreSQL: open_slot is STORED, as our migration makes it
+        warnings.simplefilter("ignore", sa.exc.SAWarning)
+        Base.metadata.create_all(engine)  # another tool: no alembic_version
     before = snapshot(empty_db_target)
     with pytest.raises(SchemaOutdated) as raised:
         SessionManager(empty_db_target, auto_upgrade=auto_upgrade)

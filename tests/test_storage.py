@@ -23,19 +23,16 @@ from starpod_session import (
     StorageError,
     UsageRecord,
 )
-from starpod_session.engine import create_storage_engine, to_url
+
+from .helpers import raw_engine
 
 
 def sqlite_pragmas(path, **options) -> dict[str, object]:
-    engine = create_storage_engine(to_url(path), **options)
-    try:
-        with engine.connect() as connection:
-            return {
-                name: connection.exec_driver_sql(f"PRAGMA {name}").scalar()
-                for name in ("foreign_keys", "journal_mode", "busy_timeout", "synchronous")
-            }
-    finally:
-        engine.dispose()
+    with raw_engine(path, **options) as engine, engine.connect() as connection:
+        return {
+            name: connection.exec_driver_sql(f"PRAGMA {name}").scalar()
+            for name in ("foreign_keys", "journal_mode", "busy_timeout", "synchronous")
+        }
 
 
 def test_sqlite_connections_enforce_foreign_keys_use_wal_and_wait_when_busy(tmp_path):

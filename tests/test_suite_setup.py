@@ -10,6 +10,8 @@ from pathlib import Path
 from .backends import EXAMPLE_URLS, URLS_VARIABLE
 
 ROOT = Path(__file__).resolve().parents[1]
+#: One backend-parametrised test, so each run stays short.
+ONE_TEST = "tests/test_api_sessions.py::test_create_session_records_the_given_user_and_no_trigger_by_default"
 
 
 def run_pytest(*arguments: str) -> list[str]:
@@ -22,7 +24,7 @@ def run_pytest(*arguments: str) -> list[str]:
 
 
 def test_a_run_without_servers_says_in_one_line_why_they_did_not_run():
-    lines = run_pytest("tests/test_smoke_fixture.py")
+    lines = run_pytest(ONE_TEST)
     assert "sqlite: 1 passed, 0 failed, 0 skipped" in lines
     assert "postgresql: not configured" in lines and "mariadb: not configured" in lines
     [explanation] = [line for line in lines if URLS_VARIABLE in line]
@@ -32,7 +34,7 @@ def test_a_run_without_servers_says_in_one_line_why_they_did_not_run():
 
 
 def test_backend_runs_the_backend_tests_on_that_backend_only():
-    lines = run_pytest("tests/test_smoke_fixture.py", "--backend", "sqlite", "-q")
+    lines = run_pytest(ONE_TEST, "--backend", "sqlite", "-q")
     assert "sqlite: 1 passed, 0 failed, 0 skipped" in lines
     assert "postgresql: not selected (--backend)" in lines
     assert not [line for line in lines if URLS_VARIABLE in line]
