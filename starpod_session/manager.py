@@ -24,7 +24,6 @@ from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from ._clock import utc_now
 from .channels import Channel, ChannelRegistry, ChannelResolver, check_gap_minutes
 from .config import AgentConfig, load_config
-from .decisions import Continue, New, OpenedSession, SessionDecision
 from .engine import (
     DEFAULT_LOCK_TIMEOUT,
     MYSQL_MAX_ALLOWED_PACKET,
@@ -35,7 +34,19 @@ from .engine import (
     to_url,
 )
 from .errors import ExportError, InvalidInput, SessionNotFound, StarpodSessionError, StorageBusy, StorageError
-from .records import CostOverview, Erasure, SearchHit, SessionMessage, SessionMeta, UsageRecord, UsageSummary
+from .records import (
+    Continue,
+    CostOverview,
+    Erasure,
+    New,
+    OpenedSession,
+    SearchHit,
+    SessionDecision,
+    SessionMessage,
+    SessionMeta,
+    UsageRecord,
+    UsageSummary,
+)
 from .repositories import (
     CompactionRepository,
     MessageRepository,

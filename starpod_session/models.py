@@ -11,7 +11,7 @@ from datetime import datetime
 from sqlalchemy import Computed, ForeignKey, Index, Integer, MetaData, false, func, text, true
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from .types import (
+from .column_types import (
     Count,
     ExactChannelText,
     ExactShortText,

@@ -1,4 +1,8 @@
-"""Frozen value records returned to callers (no ORM object ever leaves a transaction)."""
+"""Frozen value records returned to callers (no ORM object ever leaves a transaction).
+
+Among them the outcomes of resolving a key: ``Continue(id)`` / ``New(closed_session_id)``
+(both :class:`SessionDecision`), and :class:`OpenedSession`.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +14,10 @@ from .errors import InvalidInput
 from .validation import MAX_COST_USD, MAX_COUNT, check_count, check_optional_short_text, check_short_text
 
 __all__ = [
+    "SessionDecision",
+    "Continue",
+    "New",
+    "OpenedSession",
     "SessionMeta",
     "SessionMessage",
     "UsageRecord",
@@ -223,3 +231,43 @@ class Erasure:
     usage_rows: int = 0
     transcripts: int = 0
     pseudonym: str | None = None
+
+@attrs.frozen
+class SessionDecision:
+    """Base of the two decisions; match on :class:`Continue` and :class:`New`.
+
+    ``SessionDecision.Continue`` and ``SessionDecision.New`` name the same classes,
+    for code that reads like the Rust crate's ``SessionDecision::Continue``.
+    """
+
+
+@attrs.frozen
+class Continue(SessionDecision):
+    """Keep using the open session ``session_id``."""
+
+    session_id: str
+
+
+@attrs.frozen
+class New(SessionDecision):
+    """Start a new session; ``closed_session_id`` is the stale session this call auto-closed, if any."""
+
+    closed_session_id: str | None = None
+
+
+@attrs.frozen
+class OpenedSession:
+    """The outcome of :meth:`SessionManager.open_session`.
+
+    ``session_id`` is the key's open session; ``created`` says whether this call
+    created it; ``closed_session_id`` is the stale session this call auto-closed
+    (reported to exactly one caller), if any.
+    """
+
+    session_id: str
+    closed_session_id: str | None
+    created: bool
+
+
+SessionDecision.Continue = Continue  # type: ignore[attr-defined]
+SessionDecision.New = New  # type: ignore[attr-defined]

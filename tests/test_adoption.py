@@ -12,7 +12,7 @@ from freezegun import freeze_time
 from starpod_session import SessionManager, ToolUsageSummary
 from starpod_session.engine import create_storage_engine, to_url
 from starpod_session.schema import BASELINE_REVISION, head_revision, upgrade_schema
-from starpod_session.schema_comparison import SEARCH_OBJECTS
+from starpod_session.schema import SEARCH_OBJECTS
 from starpod_session.timestamps import parse_rfc3339
 
 RUST_FILES = ("rust-session-db-2026-03.sqlite", "rust-core-db-0.3.sqlite")

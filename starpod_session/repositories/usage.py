@@ -137,8 +137,8 @@ _APPEND = Prepared(
 class UsageRepository:
     """Records usage rows and aggregates them in SQL."""
 
-    def __init__(self, session: Connection) -> None:
-        self._s = session
+    def __init__(self, connection: Connection) -> None:
+        self._connection = connection
 
     def append(self, session_id: str, turn: int, record: UsageRecord, now: datetime, key: str) -> None:
         """Store the usage of one turn of ``session_id`` under its idempotency ``key``.
@@ -146,7 +146,7 @@ class UsageRepository:
         Nothing is stored when the session already has a row under ``key``.
         """
         _APPEND.rowcount(
-            self._s,
+            self._connection,
             session_id=session_id,
             turn=turn,
             input_tokens=record.input_tokens,
@@ -164,7 +164,7 @@ class UsageRepository:
         """Totals over the session's rows (zeros when it has none)."""
 
         def summed(breakdown: Breakdown) -> list[Any]:
-            return self._s.execute(select(*breakdown).where(_t.c.session_id == session_id)).one()
+            return self._connection.execute(select(*breakdown).where(_t.c.session_id == session_id)).one()
 
         cost, input_tokens, output_tokens, turns, cache_read, cache_write = _breakdown(self._exactly(summed))
         return UsageSummary(
@@ -198,7 +198,7 @@ class UsageRepository:
             where += [_t.c.timestamp >= since, day >= since.astimezone(timezone.utc).date()]
         if until is not None:
             where += [_t.c.timestamp < until, day <= until.astimezone(timezone.utc).date()]
-        if self._s.dialect.name in ("mysql", "mariadb"):
+        if self._connection.dialect.name in ("mysql", "mariadb"):
             groups = self._rows_as_groups_of_one(day, where)
         else:
             groups = (
@@ -216,7 +216,7 @@ class UsageRepository:
             select(literal_column(str(_BY_MODEL)), model, no_day, *sums).group_by(model),
             select(literal_column(str(_BY_DAY)), model, groups.c.day, *sums).group_by(groups.c.day, model),
         ).subquery("report")
-        rows = self._s.execute(
+        rows = self._connection.execute(
             select(report).order_by(report.c.part, report.c.day, report.c.cost.desc(), self._binary(report.c.name))
         ).all()
         parts: dict[int, list[Any]] = {_TOTAL: [], _BY_USER: [], _BY_MODEL: [], _BY_DAY: []}
@@ -274,13 +274,13 @@ class UsageRepository:
         try:
             return report(_BREAKDOWN)
         except DBAPIError as error:
-            if self._s.dialect.name != "sqlite" or "integer overflow" not in str(error.orig):
+            if self._connection.dialect.name != "sqlite" or "integer overflow" not in str(error.orig):
                 raise
         return report(_BREAKDOWN_HALVED)
 
     def _binary(self, expression: ColumnElement) -> ColumnElement:
         """Order names by code point on every backend (PostgreSQL would use its locale)."""
-        if self._s.dialect.name == "postgresql":
+        if self._connection.dialect.name == "postgresql":
             return expression.collate("C")
         return expression
 

@@ -11,6 +11,7 @@ from sqlalchemy.dialects import mysql
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator, TypeEngine
 
+from .limits import SHORT_TEXT_LENGTH
 from .timestamps import format_rfc3339, parse_rfc3339
 
 __all__ = [
@@ -26,9 +27,7 @@ __all__ = [
     "Money",
 ]
 
-#: Identifiers, keys, roles and model names. MariaDB cannot index TEXT, so it gets
-#: VARCHAR(255); the library rejects longer values on every backend alike.
-SHORT_TEXT_LENGTH = 255
+#: Identifiers, keys, roles and model names (see :data:`limits.SHORT_TEXT_LENGTH`).
 ShortText: TypeEngine[str] = Text().with_variant(String(SHORT_TEXT_LENGTH), "mysql", "mariadb")
 
 #: Channel names, kept short so MariaDB's 3072-byte index limit fits the
