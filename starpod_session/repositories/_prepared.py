@@ -8,7 +8,10 @@ run directly on the DBAPI connection of the transaction the facade opened,
 with the same bind and result processing the column types define. Driver
 errors are wrapped as SQLAlchemy's ``DBAPIError`` exactly as a Core execution
 would wrap them, so the facade's retry and error mapping see no difference,
-and ``before_cursor_execute`` / ``after_cursor_execute`` listeners still fire.
+and ``before_cursor_execute`` / ``after_cursor_execute`` listeners still fire
+(with the runner as ``conn`` and no execution context); ``handle_error`` does not.
+A statement runs on any :class:`~.runner.StatementRunner`: a ``Connection``, or
+SQLite's ``engine.DriverTransaction``.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from sqlalchemy import Column, Connection, Insert, Table, func
+from sqlalchemy import Column, Insert, Table, func
 from sqlalchemy.dialects import mysql, postgresql, sqlite
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError
@@ -25,6 +28,7 @@ from sqlalchemy.sql import ColumnElement
 from sqlalchemy.sql.expression import Executable
 
 from ..errors import StorageError
+from .runner import StatementRunner
 
 __all__ = ["Prepared", "insert_unless_duplicate"]
 
@@ -126,7 +130,7 @@ class Prepared:
                 compiled = self._by_dialect.setdefault(dialect, _Compiled(statement, dialect, self._id_column))
         return compiled
 
-    def _run(self, connection: Connection, values: dict[str, Any], fetch: Callable[[Any, _Compiled], Any]) -> Any:
+    def _run(self, connection: StatementRunner, values: dict[str, Any], fetch: Callable[[Any, _Compiled], Any]) -> Any:
         dialect = connection.dialect
         compiled = self._compiled(dialect)
         parameters = compiled.parameters(values)
@@ -158,23 +162,23 @@ class Prepared:
         finally:
             cursor.close()
 
-    def rows(self, connection: Connection, **values: Any) -> list[Any]:
+    def rows(self, connection: StatementRunner, **values: Any) -> list[Any]:
         """Every result row, as tuples with the column types' result processing applied."""
         return self._run(connection, values, _fetch_all)
 
-    def first(self, connection: Connection, **values: Any) -> Any | None:
+    def first(self, connection: StatementRunner, **values: Any) -> Any | None:
         """The first result row (processed), or ``None``."""
         return self._run(connection, values, _fetch_first)
 
-    def rowcount(self, connection: Connection, **values: Any) -> int:
+    def rowcount(self, connection: StatementRunner, **values: Any) -> int:
         """How many rows an UPDATE or DELETE matched."""
         return self._run(connection, values, _rowcount)
 
-    def insert(self, connection: Connection, **values: Any) -> int:
+    def insert(self, connection: StatementRunner, **values: Any) -> int:
         """Run an INSERT and return the generated ``id_column`` value."""
         return self._run(connection, values, _inserted_id)
 
-    def insert_or_none(self, connection: Connection, **values: Any) -> int | None:
+    def insert_or_none(self, connection: StatementRunner, **values: Any) -> int | None:
         """Run an :func:`insert_unless_duplicate` INSERT: the new row's id, ``None`` if it stored nothing.
 
         (On MariaDB a skipped insert may answer with the existing row's id instead.)

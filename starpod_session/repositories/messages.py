@@ -5,12 +5,14 @@ from __future__ import annotations
 from datetime import datetime
 
 import functools
+from typing import Generic
 
 from sqlalchemy import Connection, Integer, bindparam, select
 
 from ..models import MessageRow
 from ..records import SessionMessage
 from ._prepared import Prepared, insert_unless_duplicate
+from .runner import Runner
 
 __all__ = ["MessageRepository"]
 
@@ -36,10 +38,10 @@ _BY_KEY = Prepared(
 )
 
 
-class MessageRepository:
+class MessageRepository(Generic[Runner]):
     """Appends to and reads session transcripts."""
 
-    def __init__(self, connection: Connection) -> None:
+    def __init__(self, connection: Runner) -> None:
         self._connection = connection
 
     def append(self, session_id: str, role: str, content: str, now: datetime, key: str) -> int:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import functools
 from datetime import datetime
+from typing import Generic
 
 import attrs
+
 from sqlalchemy import Connection, Integer, bindparam, exists, false, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
@@ -13,6 +15,7 @@ from ..errors import StorageBusy
 from ..models import SessionRow
 from ..records import SessionMeta
 from ._prepared import Prepared
+from .runner import Runner
 
 __all__ = ["SessionRepository", "SessionFilter", "OpenSession"]
 
@@ -88,14 +91,14 @@ class SessionFilter:
     is_archived: bool | None = None
 
 
-class SessionRepository:
+class SessionRepository(Generic[Runner]):
     """Reads and writes rows of ``session_metadata``."""
 
-    def __init__(self, connection: Connection) -> None:
+    def __init__(self, connection: Runner) -> None:
         self._connection = connection
 
     def insert(
-        self,
+        self: SessionRepository[Connection],
         *,
         session_id: str,
         channel: str,
@@ -130,7 +133,7 @@ class SessionRepository:
         return None if row is None else (row[0], row[1])
 
     def insert_unless_open(
-        self,
+        self: SessionRepository[Connection],
         *,
         session_id: str,
         channel: str,
@@ -196,7 +199,7 @@ class SessionRepository:
             return _MESSAGE_ACTIVITY.rowcount(self._connection, session_id=session_id, now=now) == 1
         return _MESSAGE_ACTIVITY_TITLED.rowcount(self._connection, session_id=session_id, now=now, title=title) == 1
 
-    def ids_starting_with(self, prefix: str, limit: int) -> list[str]:
+    def ids_starting_with(self: SessionRepository[Connection], prefix: str, limit: int) -> list[str]:
         """Up to ``limit`` session ids beginning with ``prefix``, in id order.
 
         For ids typed by people (the operator command line), not a hot path: a

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Generic
 
 from sqlalchemy import Connection, and_, bindparam, case, exists, func, select, true, update
 
@@ -10,6 +11,7 @@ from ..models import ToolCallRow
 from ..records import ToolUsageSummary
 from ..tool_calls import TOOL_RESULT, TOOL_USE, ToolResult, ToolUse
 from ._prepared import Prepared, insert_unless_duplicate
+from .runner import Runner
 
 __all__ = ["ToolCallRepository"]
 
@@ -32,10 +34,10 @@ _ERROR_REPORTED = Prepared(select(exists().where(_same_call, _t.c.role == TOOL_R
 _MARK_FAILED = Prepared(update(_t).where(_same_call, _t.c.role == TOOL_USE).values(is_error=True))
 
 
-class ToolCallRepository:
+class ToolCallRepository(Generic[Runner]):
     """Records tool uses and failed results, and counts them per tool."""
 
-    def __init__(self, connection: Connection) -> None:
+    def __init__(self, connection: Runner) -> None:
         self._connection = connection
 
     def record_use(self, message_id: int, session_id: str, use: ToolUse, now: datetime) -> None:
@@ -61,7 +63,7 @@ class ToolCallRepository:
             tool_name=tool_name, timestamp=now, is_error=is_error,
         )  # fmt: skip
 
-    def usage(self, since: datetime | None, until: datetime | None) -> tuple[ToolUsageSummary, ...]:
+    def usage(self: ToolCallRepository[Connection], since: datetime | None, until: datetime | None) -> tuple[ToolUsageSummary, ...]:
         """Calls per tool with ``since <= timestamp < until`` (a None bound is open), most called first,
         then by tool name (code point order). A range walk of ``idx_tool_calls_report``."""
         query = (

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import date, datetime, timezone
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 from sqlalchemy import (
     ColumnElement,
@@ -35,6 +35,7 @@ from ..records import (
     UserCostSummary,
 )
 from ._prepared import Prepared, insert_unless_duplicate
+from .runner import Runner
 
 __all__ = ["UsageRepository", "UNKNOWN_MODEL"]
 
@@ -134,10 +135,10 @@ _APPEND = Prepared(
 )
 
 
-class UsageRepository:
+class UsageRepository(Generic[Runner]):
     """Records usage rows and aggregates them in SQL."""
 
-    def __init__(self, connection: Connection) -> None:
+    def __init__(self, connection: Runner) -> None:
         self._connection = connection
 
     def append(self, session_id: str, turn: int, record: UsageRecord, now: datetime, key: str) -> None:
@@ -160,7 +161,7 @@ class UsageRepository:
             usage_key=key,
         )
 
-    def session_summary(self, session_id: str) -> UsageSummary:
+    def session_summary(self: UsageRepository[Connection], session_id: str) -> UsageSummary:
         """Totals over the session's rows (zeros when it has none)."""
 
         def summed(breakdown: Breakdown) -> list[Any]:
@@ -176,7 +177,7 @@ class UsageRepository:
             total_turns=turns,
         )
 
-    def overview(self, since: datetime | None, until: datetime | None = None) -> CostOverview:
+    def overview(self: UsageRepository[Connection], since: datetime | None, until: datetime | None = None) -> CostOverview:
         """Totals, per user, per model and per (UTC day, model), over rows with
         ``since <= timestamp < until`` (either bound may be None).
 
@@ -189,7 +190,7 @@ class UsageRepository:
         """
         return self._exactly(lambda breakdown: self._overview(since, until, breakdown))
 
-    def _overview(self, since: datetime | None, until: datetime | None, breakdown: Breakdown) -> CostOverview:
+    def _overview(self: UsageRepository[Connection], since: datetime | None, until: datetime | None, breakdown: Breakdown) -> CostOverview:
         day = utc_day(_t.c.timestamp)
         # Each day bound is implied by its timestamp bound; it is stated so that
         # SQLite seeks its index by day instead of walking all of it.
@@ -265,7 +266,7 @@ class UsageRepository:
             .subquery("usage_groups")
         )
 
-    def _exactly(self, report: Callable[[Breakdown], T]) -> T:
+    def _exactly(self: UsageRepository[Connection], report: Callable[[Breakdown], T]) -> T:
         """``report(_BREAKDOWN)``, or on SQLite, when a token sum passed 2**63-1, ``report`` of the halved sums.
 
         The common case pays nothing for the rare one; every backend then gives
