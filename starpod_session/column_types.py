@@ -102,9 +102,10 @@ class UtcTimestamp(TypeDecorator[datetime]):
             return None
         if isinstance(value, str):
             return parse_rfc3339(value)
-        if value.tzinfo is None:
-            return value.replace(tzinfo=timezone.utc)
-        return value.astimezone(timezone.utc)
+        instant: datetime = value
+        if instant.tzinfo is None:
+            return instant.replace(tzinfo=timezone.utc)
+        return instant.astimezone(timezone.utc)
 
     def result_processor(self, dialect: Dialect, coltype: object) -> Any:
         if dialect.name != "sqlite":

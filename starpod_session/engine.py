@@ -9,7 +9,7 @@ import weakref
 from collections.abc import Iterator
 from contextlib import closing, contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import Engine, PoolProxiedConnection, create_engine, event
 from sqlalchemy.engine import URL, make_url
@@ -352,7 +352,8 @@ def sqlite_driver_transaction(engine: Engine, *, read_only: bool) -> Iterator[Dr
         pooled = engine.raw_connection()
     except sqlite3.Error as error:
         raise DBAPIError.instance(None, None, error, sqlite3.Error, dialect=engine.dialect) from error
-    driver_connection = pooled.dbapi_connection
+    # The engine is a SQLite engine: its driver connections are sqlite3's.
+    driver_connection = cast(sqlite3.Connection, pooled.dbapi_connection)
     try:
         _sqlite_execute(driver_connection, _sqlite_begin(engine, read_only), engine.dialect)
         yield DriverTransaction(engine, pooled)

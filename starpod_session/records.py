@@ -6,7 +6,9 @@ Among them the outcomes of resolving a key: ``Continue(id)`` / ``New(closed_sess
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import date, datetime
+from typing import Any, ClassVar, Protocol
 
 import attrs
 
@@ -64,8 +66,10 @@ class SessionMessage:
     timestamp: datetime
 
 
-def _validated(check, field: str):  # noqa: ANN001, ANN202 - adapts a check to attrs
-    def validator(_instance: object, _attribute: attrs.Attribute, value: object) -> None:
+def _validated(check: Callable[[str, Any], object], field: str) -> Callable[[object, attrs.Attribute[Any], object], None]:
+    """An attrs validator running ``check`` on the field's value."""
+
+    def validator(_instance: object, _attribute: attrs.Attribute[Any], value: object) -> None:
         check(field, value)
 
     return validator
@@ -101,8 +105,21 @@ class UsageRecord:
     user_id: str | None = attrs.field(default=None, validator=_validated(check_optional_short_text, "user_id"))
 
 
-def _prompt_tokens(totals: object) -> int:
-    return totals.total_input_tokens + totals.total_cache_read + totals.total_cache_write  # type: ignore[attr-defined]
+class _TokenTotals(Protocol):
+    """The totals a prompt-token count is the sum of."""
+
+    @property
+    def total_input_tokens(self) -> int: ...
+
+    @property
+    def total_cache_read(self) -> int: ...
+
+    @property
+    def total_cache_write(self) -> int: ...
+
+
+def _prompt_tokens(totals: _TokenTotals) -> int:
+    return totals.total_input_tokens + totals.total_cache_read + totals.total_cache_write
 
 
 def _prompt_tokens_field() -> int:
@@ -240,6 +257,9 @@ class SessionDecision:
     for code that reads like the Rust crate's ``SessionDecision::Continue``.
     """
 
+    Continue: ClassVar[type[Continue]]
+    New: ClassVar[type[New]]
+
 
 @attrs.frozen
 class Continue(SessionDecision):
@@ -269,5 +289,5 @@ class OpenedSession:
     created: bool
 
 
-SessionDecision.Continue = Continue  # type: ignore[attr-defined]
-SessionDecision.New = New  # type: ignore[attr-defined]
+SessionDecision.Continue = Continue
+SessionDecision.New = New

@@ -6,12 +6,13 @@ shared by the migrations' environment and the tests, so both compare the same th
 from __future__ import annotations
 
 import io
+import sqlite3
 import threading
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from alembic import command
 from alembic.config import Config
@@ -215,7 +216,7 @@ def schema_drift(engine: Engine) -> list[str]:
     return []
 
 
-def _without_rust_era_quirks(diffs: list) -> list:
+def _without_rust_era_quirks(diffs: list[Any]) -> list[Any]:
     """Drop the differences every adopted Rust-era SQLite file has, and that do not matter.
 
     Its primary keys lack an explicit NOT NULL (ids are always given), and its
@@ -224,7 +225,7 @@ def _without_rust_era_quirks(diffs: list) -> list:
     tables to change either would rewrite a file other Starpod crates share.
     """
 
-    def foreign_key(diff: object) -> tuple | None:
+    def foreign_key(diff: object) -> tuple[str, tuple[str, ...], str] | None:
         if isinstance(diff, tuple) and diff[0] in ("add_fk", "remove_fk"):
             constraint = diff[1]
             columns = tuple(column.name for column in constraint.columns)
@@ -235,19 +236,19 @@ def _without_rust_era_quirks(diffs: list) -> list:
     removed = {foreign_key(diff) for diff in diffs if isinstance(diff, tuple) and diff[0] == "remove_fk"}
     renamed = added & removed
 
-    def quirk(diff: object) -> bool:
+    def quirk(diff: Any) -> bool:
         if isinstance(diff, list):
             return all(quirk(change) for change in diff)
         if diff[0] == "modify_nullable":
             table, column = diff[2], diff[3]
-            return Base.metadata.tables[table].c[column].primary_key
+            return bool(Base.metadata.tables[table].c[column].primary_key)
         key = foreign_key(diff)
         return key is not None and key in renamed
 
     return [diff for diff in diffs if not quirk(diff)]
 
 
-def _describe(diff: tuple | list) -> str:
+def _describe(diff: tuple[Any, ...] | list[Any]) -> str:
     """One line for an Alembic autogenerate diff, e.g. ``add_index idx_usage_stats_session``."""
     if isinstance(diff, list):  # several changes to one column
         return "; ".join(_describe(change) for change in diff)
@@ -268,7 +269,7 @@ def _lock_against_other_processes(connection: Connection) -> None:
         # Engines from create_storage_engine began with BEGIN IMMEDIATE, which
         # excludes every other writer until commit; any other engine has not
         # started a transaction yet, so take the write lock here.
-        if not connection.connection.dbapi_connection.in_transaction:
+        if not cast(sqlite3.Connection, connection.connection.dbapi_connection).in_transaction:
             connection.exec_driver_sql("BEGIN IMMEDIATE")
     elif dialect == "postgresql":
         connection.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": _POSTGRES_LOCK_ID})

@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import datetime
 
 import attrs
-from sqlalchemy import Connection, Select, delete, func, select, true, update
+from sqlalchemy import Connection, Select, Table, delete, func, select, true, update
 
 from ..models import CompactionRow, MessageRow, SessionRow, UsageRow
 
@@ -36,7 +36,7 @@ class Removed:
         return Removed(*(a + b for a, b in zip(attrs.astuple(self), attrs.astuple(other), strict=True)))
 
 
-def _prunable(cutoff: datetime) -> Select:
+def _prunable(cutoff: datetime) -> Select[str]:
     return select(_sessions.c.id).where(_sessions.c.is_closed == true(), _sessions.c.last_message_at < cutoff)
 
 
@@ -58,7 +58,7 @@ class LifecycleRepository:
         """What pruning at ``cutoff`` would remove, counted in SQL."""
         chosen = _prunable(cutoff)
 
-        def rows(t) -> int:  # noqa: ANN001
+        def rows(t: Table) -> int:
             column = t.c.id if t is _sessions else t.c.session_id
             return self._connection.execute(select(func.count()).select_from(t).where(column.in_(chosen))).scalar_one()
 
@@ -73,7 +73,7 @@ class LifecycleRepository:
         if not session_ids:
             return Removed()
 
-        def gone(t) -> int:  # noqa: ANN001
+        def gone(t: Table) -> int:
             column = t.c.id if t is _sessions else t.c.session_id
             return self._connection.execute(delete(t).where(column.in_(session_ids))).rowcount
 

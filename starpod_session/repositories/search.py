@@ -9,11 +9,12 @@ quoted. The query string is then a bound parameter like any other value.
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 import attrs
 from sqlalchemy import Connection, Float, and_, cast, column, func, literal_column, or_, select, table, text
 from sqlalchemy.dialects.mysql import match as mysql_match
-from sqlalchemy.sql import ColumnElement
+from sqlalchemy.sql import ColumnElement, FromClause
 
 from ..models import MessageRow, SessionRow
 from ..search_query import QueryPart, SearchQuery
@@ -91,7 +92,7 @@ class SearchRepository:
             .order_by(*((score.desc(),) if ranked else ()), _messages.c.id.desc())
             .limit(limit)
         )
-        return [tuple(row) for row in self._connection.execute(statement)]  # type: ignore[misc]
+        return [tuple(row) for row in self._connection.execute(statement)]
 
     def purge_deleted_entries(self) -> None:
         """Make erased words leave the index's storage, not only its answers.
@@ -106,7 +107,7 @@ class SearchRepository:
 
     # -- each engine's index ---------------------------------------------------------------
 
-    def _match(self, query: SearchQuery) -> tuple[list[ColumnElement], ColumnElement, object]:
+    def _match(self, query: SearchQuery) -> tuple[list[ColumnElement[Any]], ColumnElement[Any], FromClause]:
         """(conditions, score, FROM clause) of the indexed parts of ``query``."""
         indexed = query.indexed
         if self._dialect == "mariadb":
@@ -117,7 +118,9 @@ class SearchRepository:
             # bm25() is lower for better matches; negated so every backend ranks high first.
             score = -literal_column(f"bm25({_FTS})", Float)
             source = _fts.join(_messages, _messages.c.id == _fts.c.rowid)
-            return [text(f"{_FTS} MATCH :fts_query").bindparams(fts_query=_fts5(indexed))], score, source
+            match = text(f"{_FTS} MATCH :fts_query").bindparams(fts_query=_fts5(indexed))
+            # A WHERE condition of raw SQL: SQLAlchemy accepts it, its stubs want a ColumnElement.
+            return [match], score, source  # type: ignore[list-item]
         if self._dialect == "postgresql":
             vector = func.to_tsvector(
                 literal_column("'simple'::regconfig"), func.left(_messages.c.content, literal_column(str(PG_INDEXED_CHARS)))
@@ -129,7 +132,7 @@ class SearchRepository:
         # same double; rounded to 9 decimals, the score a cursor carries compares equal.
         return [matched], func.round(cast(matched, Float), 9), _messages
 
-    def _substrings(self, query: SearchQuery) -> list[ColumnElement]:
+    def _substrings(self, query: SearchQuery) -> list[ColumnElement[Any]]:
         """Conditions for the parts no index answers: substrings, and MariaDB's short words."""
         conditions = []
         for part in query.substrings:
@@ -149,8 +152,8 @@ class SearchRepository:
 
 
 def _keyset(
-    score: ColumnElement | None, message_id: ColumnElement, after: tuple[float, int] | None
-) -> list[ColumnElement]:
+    score: ColumnElement[Any] | None, message_id: ColumnElement[Any], after: tuple[float, int] | None
+) -> list[ColumnElement[Any]]:
     """Rows after the (score, id) of the previous page's last row, in (score, id) descending order."""
     if after is None:
         return []
@@ -160,7 +163,7 @@ def _keyset(
     return [or_(score < last_score, and_(score == last_score, message_id < last_id))]
 
 
-def _filters(filters: SearchFilter) -> list[ColumnElement]:
+def _filters(filters: SearchFilter) -> list[ColumnElement[Any]]:
     conditions = []
     if filters.user_id is not None:
         conditions.append(_sessions.c.user_id == filters.user_id)

@@ -183,7 +183,7 @@ class SessionRepository(Generic[Runner]):
 
     def exists(self, session_id: str) -> bool:
         """Whether a session with this id exists (open or closed)."""
-        return bool(_EXISTS.first(self._connection, session_id=session_id)[0])
+        return bool(_EXISTS.scalar(self._connection, session_id=session_id))
 
     def owner(self, session_id: str) -> str | None:
         """The session's ``user_id``, or ``None`` if there is no such session."""

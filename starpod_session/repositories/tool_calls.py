@@ -43,7 +43,7 @@ class ToolCallRepository(Generic[Runner]):
     def record_use(self, message_id: int, session_id: str, use: ToolUse, now: datetime) -> None:
         """Record the ``tool_use`` message ``message_id``, failed already if an error result came first."""
         failed = use.call_id is not None and bool(
-            _ERROR_REPORTED.first(self._connection, session_id=session_id, call_id=use.call_id)[0]
+            _ERROR_REPORTED.scalar(self._connection, session_id=session_id, call_id=use.call_id)
         )
         self._insert(message_id, session_id, TOOL_USE, use.call_id, use.tool_name, now, failed)
 

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import date, datetime, timezone
 from typing import Any, Generic, TypeVar
 
 from sqlalchemy import (
+    CTE,
     ColumnElement,
     Connection,
     Date,
@@ -45,7 +46,7 @@ UNKNOWN_MODEL = "unknown"
 _t = UsageRow.__table__
 
 
-def _total(column: ColumnElement) -> ColumnElement:
+def _total(column: ColumnElement[Any]) -> ColumnElement[Any]:
     return func.coalesce(func.sum(column), 0)
 
 
@@ -58,7 +59,7 @@ _cache_write = _total(_t.c.cache_write).label("cache_write")
 _model_name = func.coalesce(_t.c.model, literal(UNKNOWN_MODEL)).label("name")
 #: The columns of every breakdown row after its name, in the order the records take them.
 _BREAKDOWN = (_cost, _input, _output, _turns, _cache_read, _cache_write)
-Breakdown = tuple[ColumnElement, ...]
+Breakdown = tuple[ColumnElement[Any], ...]
 
 #: The token columns of :data:`_BREAKDOWN`, by label.
 _TOKENS = {"input": _t.c.input_tokens, "output": _t.c.output_tokens, "cache_read": _t.c.cache_read,
@@ -74,7 +75,7 @@ def _halved(breakdown: Breakdown) -> Breakdown:
     below 2**32, so their sums stay in range up to 2**31 rows, and
     :func:`_breakdown` joins them back into the exact total.
     """
-    columns: list[ColumnElement] = []
+    columns: list[ColumnElement[Any]] = []
     for part in breakdown:
         column = _TOKENS.get(part.name)
         if column is None:
@@ -93,7 +94,7 @@ T = TypeVar("T")
 _TOTAL, _BY_USER, _BY_MODEL, _BY_DAY = range(4)
 
 
-class utc_day(FunctionElement):  # noqa: N801 - reads like the SQL function it stands for
+class utc_day(FunctionElement[Any]):  # noqa: N801 - reads like the SQL function it stands for
     """The UTC calendar day of a timestamp column, computed by the database."""
 
     type = Date()
@@ -164,7 +165,7 @@ class UsageRepository(Generic[Runner]):
     def session_summary(self: UsageRepository[Connection], session_id: str) -> UsageSummary:
         """Totals over the session's rows (zeros when it has none)."""
 
-        def summed(breakdown: Breakdown) -> list[Any]:
+        def summed(breakdown: Breakdown) -> Sequence[Any]:
             return self._connection.execute(select(*breakdown).where(_t.c.session_id == session_id)).one()
 
         cost, input_tokens, output_tokens, turns, cache_read, cache_write = _breakdown(self._exactly(summed))
@@ -199,6 +200,7 @@ class UsageRepository(Generic[Runner]):
             where += [_t.c.timestamp >= since, day >= since.astimezone(timezone.utc).date()]
         if until is not None:
             where += [_t.c.timestamp < until, day <= until.astimezone(timezone.utc).date()]
+        groups: Subquery | CTE
         if self._connection.dialect.name in ("mysql", "mariadb"):
             groups = self._rows_as_groups_of_one(day, where)
         else:
@@ -241,7 +243,7 @@ class UsageRepository(Generic[Runner]):
         )
 
     @staticmethod
-    def _rows_as_groups_of_one(day: ColumnElement, where: list[ColumnElement]) -> Subquery:
+    def _rows_as_groups_of_one(day: ColumnElement[Any], where: list[ColumnElement[Any]]) -> Subquery:
         """The usage rows under the column names of the overview's groups, one group each.
 
         MariaDB merges this into each breakdown, which then groups the rows directly.
@@ -279,14 +281,14 @@ class UsageRepository(Generic[Runner]):
                 raise
         return report(_BREAKDOWN_HALVED)
 
-    def _binary(self, expression: ColumnElement) -> ColumnElement:
+    def _binary(self, expression: ColumnElement[Any]) -> ColumnElement[Any]:
         """Order names by code point on every backend (PostgreSQL would use its locale)."""
         if self._connection.dialect.name == "postgresql":
             return expression.collate("C")
         return expression
 
 
-def _breakdown(row: list[Any]) -> tuple[float, int, int, int, int, int]:
+def _breakdown(row: Sequence[Any]) -> tuple[float, int, int, int, int, int]:
     """The values of :data:`_BREAKDOWN` (or :data:`_BREAKDOWN_HALVED`) as Python numbers.
 
     Drivers return Decimals for the servers' sums; halved token sums are joined exactly.
