@@ -12,7 +12,6 @@ from .channels import (
     slack_session_key,
 )
 from .config import AgentConfig, ChannelConfig
-from .decisions import Continue, New, OpenedSession, SessionDecision
 from .errors import (
     ConfigError,
     ExportError,
@@ -26,11 +25,15 @@ from .errors import (
 )
 from .manager import AUTO_CLOSE_SUMMARY, SessionManager
 from .records import (
+    Continue,
     CostOverview,
     DailyModelCost,
     Erasure,
     ModelCostSummary,
+    New,
+    OpenedSession,
     SearchHit,
+    SessionDecision,
     SessionMessage,
     SessionMeta,
     ToolUsageSummary,

@@ -169,9 +169,9 @@ def slack_session_key(team_id: str, channel_id: str, *, ts: str, thread_ts: str 
     for field, value in (("team_id", team_id), ("channel_id", channel_id)):
         if not isinstance(value, str) or not _SLACK_ID.fullmatch(value):
             raise InvalidInput(field, f"expected a Slack ID of 1-64 letters, digits, '_' or '-', got {value!r}")
-    for field, value in (("ts", ts), ("thread_ts", thread_ts)):
-        if (value is not None or field == "ts") and not (isinstance(value, str) and _SLACK_TS.fullmatch(value)):
-            raise InvalidInput(field, f"expected a Slack timestamp string such as '1700000000.000100', got {value!r}")
+    for field, stamp in (("ts", ts), ("thread_ts", thread_ts)):
+        if (stamp is not None or field == "ts") and not (isinstance(stamp, str) and _SLACK_TS.fullmatch(stamp)):
+            raise InvalidInput(field, f"expected a Slack timestamp string such as '1700000000.000100', got {stamp!r}")
     return f"{team_id}:{channel_id}:{thread_ts or ts}"
 
 

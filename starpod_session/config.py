@@ -26,6 +26,7 @@ import re
 import sys
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import attrs
@@ -53,17 +54,17 @@ __all__ = ["AgentConfig", "ChannelConfig", "load_config"]
 _CHANNEL_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
-def _check_reset_hour(_instance: object, _attribute: attrs.Attribute, value: object) -> None:
+def _check_reset_hour(_instance: object, _attribute: attrs.Attribute[Any], value: object) -> None:
     if value is not None and (type(value) is not int or not 0 <= value <= 23):
         raise InvalidInput("reset_at_hour", f"expected an int hour in 0..23, got {value!r}")
 
 
-def _check_gap(_instance: object, _attribute: attrs.Attribute, value: object) -> None:
+def _check_gap(_instance: object, _attribute: attrs.Attribute[Any], value: object) -> None:
     if value is not None:
         check_gap_minutes(value)
 
 
-def _check_tz(_instance: object, _attribute: attrs.Attribute, value: object) -> None:
+def _check_tz(_instance: object, _attribute: attrs.Attribute[Any], value: object) -> None:
     if value is not None:
         _zone(value)
 

@@ -7,9 +7,8 @@ from pathlib import Path
 from typing import Callable
 
 from .channels import Channel
-from .decisions import Continue, New
 from .manager import SessionManager
-from .records import UsageRecord
+from .records import Continue, New, UsageRecord
 
 
 def run_demo(db_path: Path | None = None, echo: Callable[[str], None] = print) -> None:

@@ -9,7 +9,7 @@ import weakref
 from collections.abc import Iterator
 from contextlib import closing, contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import Engine, PoolProxiedConnection, create_engine, event
 from sqlalchemy.engine import URL, make_url
@@ -318,11 +318,14 @@ def _driver_execute(driver_connection: Any, statement: str, dialect: Any) -> Non
 class DriverTransaction:
     """A SQLite transaction on a pooled driver connection, with no SQLAlchemy ``Connection`` around it.
 
-    It offers what prepared statements (``repositories._prepared``) use of a
-    ``Connection``: ``dialect``, ``connection`` (the pooled connection), ``dispatch``
-    (the engine's listeners) and ``invalidate``. Work that runs only prepared
-    statements skips the ``Connection`` bookkeeping, which costs more than a
-    SQLite primary-key lookup.
+    It is a ``repositories.runner.StatementRunner``: it offers what prepared
+    statements (``repositories._prepared``) use of a ``Connection``: ``dialect``,
+    ``connection`` (the pooled connection), ``dispatch`` (the engine's listeners),
+    ``info`` (the pooled connection's dict, the one ``Connection.info`` returns)
+    and ``invalidate``. Work that runs only prepared statements skips the
+    ``Connection`` bookkeeping, which costs more than a SQLite primary-key lookup.
+    No ``begin``, ``commit`` or ``rollback`` event fires for it (listeners of those
+    expect a ``Connection``); ``before_cursor_execute`` and ``after_cursor_execute`` do.
     """
 
     __slots__ = ("dialect", "connection", "dispatch")
@@ -332,8 +335,14 @@ class DriverTransaction:
         self.connection = pooled
         self.dispatch = engine.dispatch
 
-    def invalidate(self, error: BaseException | None = None) -> None:
-        self.connection.invalidate(error)
+    @property
+    def info(self) -> dict[Any, Any]:
+        """The pooled connection's ``info``: kept with the driver connection across checkouts."""
+        return self.connection.info
+
+    def invalidate(self, exception: BaseException | None = None) -> None:
+        """Discard the driver connection (it was lost), as ``Connection.invalidate`` does."""
+        self.connection.invalidate(exception)
 
 
 @contextmanager
@@ -343,7 +352,8 @@ def sqlite_driver_transaction(engine: Engine, *, read_only: bool) -> Iterator[Dr
         pooled = engine.raw_connection()
     except sqlite3.Error as error:
         raise DBAPIError.instance(None, None, error, sqlite3.Error, dialect=engine.dialect) from error
-    driver_connection = pooled.dbapi_connection
+    # The engine is a SQLite engine: its driver connections are sqlite3's.
+    driver_connection = cast(sqlite3.Connection, pooled.dbapi_connection)
     try:
         _sqlite_execute(driver_connection, _sqlite_begin(engine, read_only), engine.dialect)
         yield DriverTransaction(engine, pooled)

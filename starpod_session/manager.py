@@ -8,34 +8,34 @@ import logging
 import math
 import os
 import secrets
-import time
 import uuid
 from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import TypeVar
 
 import attrs
 
 from sqlalchemy import Connection, Engine
 from sqlalchemy.engine import URL
-from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from ._clock import utc_now
 from .channels import Channel, ChannelRegistry, ChannelResolver, check_gap_minutes
 from .config import AgentConfig, load_config
-from .decisions import Continue, New, OpenedSession, SessionDecision
-from .engine import (
-    DEFAULT_LOCK_TIMEOUT,
-    MYSQL_MAX_ALLOWED_PACKET,
-    READ_ONLY,
-    SNAPSHOT,
-    create_storage_engine,
-    sqlite_driver_transaction,
-    to_url,
+from .engine import DEFAULT_LOCK_TIMEOUT, create_storage_engine, to_url
+from .errors import ExportError, InvalidInput, SessionNotFound
+from .records import (
+    Continue,
+    CostOverview,
+    Erasure,
+    New,
+    OpenedSession,
+    SearchHit,
+    SessionDecision,
+    SessionMessage,
+    SessionMeta,
+    UsageRecord,
+    UsageSummary,
 )
-from .errors import ExportError, InvalidInput, SessionNotFound, StarpodSessionError, StorageBusy, StorageError
-from .records import CostOverview, Erasure, SearchHit, SessionMessage, SessionMeta, UsageRecord, UsageSummary
 from .repositories import (
     CompactionRepository,
     MessageRepository,
@@ -44,17 +44,18 @@ from .repositories import (
     UsageRepository,
 )
 from .repositories.lifecycle import LifecycleRepository, Removed
+from .repositories.runner import Runner, StatementRunner
 from .repositories.search import SearchFilter, SearchRepository
 from .repositories.sessions import SessionFilter
-from .retry import RetryPolicy, is_transient
+from .retry import RetryPolicy
 from .schema import ensure_schema
 from .folders import ensure_folder
 from .search_query import highlight, parse_query
 from .timestamps import coerce_instant
 from .titles import shorten_title
 from .tool_calls import TOOL_RESULT, TOOL_USE, read_tool_result, read_tool_use
+from .transactions import TransactionRunner
 from .transcripts import remove_transcripts, render_transcript, transcript_filename, write_if_changed
-from .urls import redact_text, redact_url, url_secrets
 from .validation import (
     MAX_CONTENT_BYTES,
     check_count,
@@ -74,8 +75,6 @@ PRUNE_BATCH = 500
 #: The summary of a session closed because its channel's gap passed.
 AUTO_CLOSE_SUMMARY = "Auto-closed: inactivity"
 
-T = TypeVar("T")
-Work = Callable[[Connection], T]
 #: Whether a session last active at the given time is stale for this resolution.
 StalenessTest = Callable[[datetime], bool]
 #: Called with the metadata of each session a call auto-closed, after the commit.
@@ -133,46 +132,34 @@ class SessionManager:
         #: The agent configuration in force (channels from ``agent.toml``).
         self.config = load_config(config)
         self._channels = ChannelRegistry({**self.config.resolvers(), **(channels or {})})
-        self._retry = retry or RetryPolicy()
         self.sessions_dir = None if sessions_dir is None else ensure_folder(Path(sessions_dir), "sessions_dir")
-        self._closed = False
         self._engine: Engine = create_storage_engine(
             self._url, sqlite_synchronous=sqlite_synchronous, lock_timeout=self._lock_timeout
         )
-        # Errors the driver raises outside a statement (a connection lost while it is
-        # committed or handed back to the pool) reach us unwrapped by SQLAlchemy.
-        self._driver_errors: tuple[type[BaseException], ...] = (self._engine.dialect.loaded_dbapi.Error, OSError)
+        self._transactions = TransactionRunner(
+            self._engine, self._url, retry=retry or RetryPolicy(), lock_timeout=self._lock_timeout
+        )
         try:
-            self._guard(lambda: ensure_schema(self._engine, auto_upgrade=auto_upgrade, target=self.target))
+            self._transactions.guard(
+                lambda: ensure_schema(self._engine, auto_upgrade=auto_upgrade, target=self.target)
+            )
         except BaseException:
             self._engine.dispose()
             raise
-        # Core connections: an ORM Session would add its own bookkeeping to every call.
-        # On servers every connection runs at READ COMMITTED (set once at connect, see
-        # engine.py): a write that lost a race on the unique index re-reads the winner's
-        # row, which MariaDB's default REPEATABLE READ would hide. Reads of several
-        # queries (reports) must see one snapshot: they begin at REPEATABLE READ.
-        self._writes = self._engine
-        self._reads = self._engine.execution_options(**{READ_ONLY: True})
-        self._snapshots = self._engine.execution_options(**{READ_ONLY: True, SNAPSHOT: True})
-        self._sqlite = self._url.get_backend_name() == "sqlite"
 
     # -- lifecycle -------------------------------------------------------
 
     @property
     def target(self) -> str:
         """The database, as a path for SQLite or a URL with the password hidden."""
-        if self._url.get_backend_name() == "sqlite":
-            return str(self._url.database)
-        return redact_url(self._url)
+        return self._transactions.target
 
     def close(self) -> None:
         """Release every pooled connection. Every later call raises :class:`StarpodSessionError`.
 
         Closing again does nothing.
         """
-        self._closed = True
-        self._engine.dispose()
+        self._transactions.close()
 
     def __enter__(self) -> SessionManager:
         return self
@@ -204,11 +191,11 @@ class SessionManager:
         """
         name, key, user_id, is_stale = self._resolution(channel, key, gap_minutes, user_id)
 
-        def work(s: Connection) -> SessionDecision:
-            open_id, closed_id = _close_if_stale(SessionRepository(s), name, key, user_id, is_stale)
+        def work(connection: StatementRunner) -> SessionDecision:
+            open_id, closed_id = _close_if_stale(SessionRepository(connection), name, key, user_id, is_stale)
             return New(closed_session_id=closed_id) if open_id is None else Continue(open_id)
 
-        decision = self._write_prepared(work)
+        decision = self._transactions.write_prepared(work)
         if isinstance(decision, New):
             self._report_auto_close(decision.closed_session_id)
         return decision
@@ -234,8 +221,8 @@ class SessionManager:
             triggered_by = check_short_text("triggered_by", triggered_by)
         new_id = str(uuid.uuid4())
 
-        def work(s: Connection) -> OpenedSession:
-            sessions = SessionRepository(s)
+        def work(connection: Connection) -> OpenedSession:
+            sessions = SessionRepository(connection)
             open_id, closed_id = _close_if_stale(sessions, name, key, user_id, is_stale)
             if open_id is not None:
                 return OpenedSession(open_id, closed_id, created=False)
@@ -249,7 +236,7 @@ class SessionManager:
             )
             return OpenedSession(session_id, closed_id, created=created)
 
-        opened = self._write(work)
+        opened = self._transactions.write(work)
         self._report_auto_close(opened.closed_session_id)
         return opened
 
@@ -274,8 +261,8 @@ class SessionManager:
             triggered_by = check_short_text("triggered_by", triggered_by)
         new_id = str(uuid.uuid4())
 
-        def work(s: Connection) -> str:
-            session_id, _created = SessionRepository(s).insert_unless_open(
+        def work(connection: Connection) -> str:
+            session_id, _created = SessionRepository(connection).insert_unless_open(
                 session_id=new_id,
                 channel=name,
                 key=key,
@@ -285,7 +272,7 @@ class SessionManager:
             )
             return session_id
 
-        return self._write(work)
+        return self._transactions.write(work)
 
     def touch_session(self, session_id: str) -> None:
         """Mark activity now: ``last_message_at = now`` and ``message_count += 1``."""
@@ -325,7 +312,7 @@ class SessionManager:
     def get_session(self, session_id: str) -> SessionMeta | None:
         """The session's metadata, or ``None`` if there is no such session."""
         session_id = check_session_id(session_id)
-        return self._read_prepared(lambda s: SessionRepository(s).get(session_id))
+        return self._transactions.read_prepared(lambda connection: SessionRepository(connection).get(session_id))
 
     def session_ids_starting_with(self, prefix: str, limit: int = 2) -> list[str]:
         """Up to ``limit`` ids of sessions whose id begins with ``prefix``, in id order.
@@ -335,7 +322,9 @@ class SessionManager:
         """
         prefix = check_text("prefix", prefix, max_chars=255, allow_empty=False)
         limit = check_limit("limit", limit)
-        return self._read(lambda s: SessionRepository(s).ids_starting_with(prefix, limit))
+        return self._transactions.read(
+            lambda connection: SessionRepository(connection).ids_starting_with(prefix, limit)
+        )
 
     def list_sessions(
         self,
@@ -364,7 +353,9 @@ class SessionManager:
             is_read=None if is_read is None else check_flag("is_read", is_read),
             is_archived=None if archived is None else check_flag("archived", archived),
         )
-        return self._read_prepared(lambda s: SessionRepository(s).list_recent(limit, filters))
+        return self._transactions.read_prepared(
+            lambda connection: SessionRepository(connection).list_recent(limit, filters)
+        )
 
     # -- messages --------------------------------------------------------
 
@@ -395,8 +386,8 @@ class SessionManager:
         use = read_tool_use(content) if role == TOOL_USE else None
         result = read_tool_result(content) if role == TOOL_RESULT else None
 
-        def work(s: Connection) -> int:
-            sessions, messages = SessionRepository(s), MessageRepository(s)
+        def work(connection: StatementRunner) -> int:
+            sessions, messages = SessionRepository(connection), MessageRepository(connection)
             if given_key is not None or use is not None or result is not None:
                 # A repeat is answered before anything is written (the title and the
                 # tool statistics too). A generated key is new, except on a retry after
@@ -413,12 +404,12 @@ class SessionManager:
                 raise SessionNotFound(session_id)
             message_id = messages.append(session_id, role, content, now, key)
             if use is not None:
-                ToolCallRepository(s).record_use(message_id, session_id, use, now)
+                ToolCallRepository(connection).record_use(message_id, session_id, use, now)
             elif result is not None:
-                ToolCallRepository(s).record_result(message_id, session_id, result, now)
+                ToolCallRepository(connection).record_result(message_id, session_id, result, now)
             return message_id
 
-        return self._write_prepared(work)
+        return self._transactions.write_prepared(work)
 
     def get_messages(
         self, session_id: str, limit: int | None = None, before_id: int | None = None
@@ -435,7 +426,9 @@ class SessionManager:
             limit = check_limit("limit", limit)
         if before_id is not None:
             before_id = check_count("before_id", before_id)
-        return self._read_prepared(lambda s: MessageRepository(s).list_for_session(session_id, limit, before_id))
+        return self._transactions.read_prepared(
+            lambda connection: MessageRepository(connection).list_for_session(session_id, limit, before_id)
+        )
 
     def export_transcript(self, session_id: str) -> Path:
         """Write the closed session's Markdown transcript to ``sessions_dir``; returns its path.
@@ -450,8 +443,12 @@ class SessionManager:
         session_id = check_session_id(session_id)
         if self.sessions_dir is None:
             raise ExportError("no sessions_dir: pass SessionManager(db, sessions_dir) to export transcripts")
-        meta, messages = self._read(
-            lambda s: (SessionRepository(s).get(session_id), MessageRepository(s).list_for_session(session_id))
+        meta, messages = self._transactions.read_prepared(
+            lambda connection: (
+                SessionRepository(connection).get(session_id),
+                MessageRepository(connection).list_for_session(session_id),
+            ),
+            snapshot=True,
         )
         if meta is None:
             raise SessionNotFound(session_id)
@@ -486,19 +483,19 @@ class SessionManager:
         if key is None:
             key = _generated_key()  # one for every attempt of this call
 
-        def work(s: Connection) -> None:
-            owner = SessionRepository(s).owner(session_id)
+        def work(connection: StatementRunner) -> None:
+            owner = SessionRepository(connection).owner(session_id)
             if owner is None:
                 raise SessionNotFound(session_id)
             record = usage_record if usage_record.user_id is not None else attrs.evolve(usage_record, user_id=owner)
-            UsageRepository(s).append(session_id, turn, record, utc_now(), key)
+            UsageRepository(connection).append(session_id, turn, record, utc_now(), key)
 
-        self._write_prepared(work)
+        self._transactions.write_prepared(work)
 
     def session_usage(self, session_id: str) -> UsageSummary:
         """Totals over the session's usage rows (zeros for none or an unknown id)."""
         session_id = check_session_id(session_id)
-        return self._read(lambda s: UsageRepository(s).session_summary(session_id))
+        return self._transactions.read(lambda connection: UsageRepository(connection).session_summary(session_id))
 
     def cost_overview(
         self, since: str | datetime | None = None, until: str | datetime | None = None
@@ -518,11 +515,11 @@ class SessionManager:
         if start is not None and end is not None and end < start:
             raise InvalidInput("until", f"{end.isoformat()} is before since ({start.isoformat()})")
 
-        def work(s: Connection) -> CostOverview:
-            overview = UsageRepository(s).overview(start, end)
-            return attrs.evolve(overview, by_tool=ToolCallRepository(s).usage(start, end))
+        def work(connection: Connection) -> CostOverview:
+            overview = UsageRepository(connection).overview(start, end)
+            return attrs.evolve(overview, by_tool=ToolCallRepository(connection).usage(start, end))
 
-        return self._read(work)
+        return self._transactions.read(work)
 
     def record_compaction(
         self,
@@ -539,9 +536,9 @@ class SessionManager:
         summary = check_text("summary", summary)
         messages_compacted = check_count("messages_compacted", messages_compacted)
 
-        def work(s: Connection) -> None:
-            _require_session(SessionRepository(s), session_id)
-            CompactionRepository(s).append(
+        def work(connection: Connection) -> None:
+            _require_session(SessionRepository(connection), session_id)
+            CompactionRepository(connection).append(
                 session_id,
                 trigger=trigger,
                 pre_tokens=pre_tokens,
@@ -550,7 +547,7 @@ class SessionManager:
                 now=utc_now(),
             )
 
-        self._write(work)
+        self._transactions.write(work)
 
     # -- search and data lifecycle --------------------------------------------
 
@@ -588,7 +585,9 @@ class SessionManager:
             roles=None if roles is None else _check_roles(roles),
         )
         after = None if cursor is None else decode_cursor(cursor)
-        rows = self._read(lambda s: SearchRepository(s).search(parsed, filters, limit, after))
+        rows = self._transactions.read(
+            lambda connection: SearchRepository(connection).search(parsed, filters, limit, after)
+        )
         return [
             SearchHit(
                 message_id, session, role, timestamp, title, channel_name, user, highlight(content, parsed),
@@ -607,11 +606,11 @@ class SessionManager:
         session_id = check_session_id(session_id)
         keep_usage = check_flag("keep_usage", keep_usage)
 
-        def work(s: Connection) -> Removed:
-            _require_session(SessionRepository(s), session_id)
-            return LifecycleRepository(s).delete_sessions([session_id], keep_usage=keep_usage)
+        def work(connection: Connection) -> Removed:
+            _require_session(SessionRepository(connection), session_id)
+            return LifecycleRepository(connection).delete_sessions([session_id], keep_usage=keep_usage)
 
-        removed = self._write(work)
+        removed = self._transactions.write(work)
         return _erasure(removed, self._remove_transcripts([session_id]))
 
     def forget_user(self, user_id: str) -> Erasure:
@@ -626,16 +625,16 @@ class SessionManager:
         user_id = check_short_text("user_id", user_id)
         pseudonym = f"forgotten-{uuid.uuid4().hex}"
 
-        def work(s: Connection) -> tuple[list[str], Removed, int]:
-            lifecycle = LifecycleRepository(s)
+        def work(connection: Connection) -> tuple[list[str], Removed, int]:
+            lifecycle = LifecycleRepository(connection)
             session_ids = lifecycle.session_ids_of_user(user_id)
             removed = lifecycle.delete_sessions(session_ids, keep_usage=True)
             usage_rows = lifecycle.pseudonymise_usage(user_id, pseudonym)
             if removed.messages:
-                SearchRepository(s).purge_deleted_entries()
+                SearchRepository(connection).purge_deleted_entries()
             return session_ids, removed, usage_rows
 
-        session_ids, removed, usage_rows = self._write(work)
+        session_ids, removed, usage_rows = self._transactions.write(work)
         erasure = _erasure(removed, self._remove_transcripts(session_ids))
         return attrs.evolve(erasure, usage_rows=usage_rows, pseudonym=pseudonym if usage_rows else None)
 
@@ -660,17 +659,19 @@ class SessionManager:
         if check_limit("batch_size", batch_size) < 1:
             raise InvalidInput("batch_size", f"expected a positive int, got {batch_size!r}")
         if dry_run:
-            counted = self._read(lambda s: LifecycleRepository(s).count_prunable(cutoff, keep_usage=keep_usage))
+            counted = self._transactions.read(
+                lambda connection: LifecycleRepository(connection).count_prunable(cutoff, keep_usage=keep_usage)
+            )
             return _erasure(counted, 0)
         total, transcripts = Removed(), 0
 
-        def batch(s: Connection) -> tuple[list[str], Removed]:
-            lifecycle = LifecycleRepository(s)
+        def batch(connection: Connection) -> tuple[list[str], Removed]:
+            lifecycle = LifecycleRepository(connection)
             session_ids = lifecycle.prunable_session_ids(cutoff, batch_size)
             return session_ids, lifecycle.delete_sessions(session_ids, keep_usage=keep_usage)
 
         while True:
-            session_ids, removed = self._write(batch)
+            session_ids, removed = self._transactions.write(batch)
             total += removed
             transcripts += self._remove_transcripts(session_ids)
             if len(session_ids) < batch_size:
@@ -713,93 +714,18 @@ class SessionManager:
         except Exception:
             _log.exception("on_close failed for auto-closed session %s (it stays closed)", closed_session_id)
 
-    def _update_session(self, session_id: str, change: Callable[[SessionRepository], bool]) -> None:
+    def _update_session(self, session_id: str, change: Callable[[SessionRepository[StatementRunner]], bool]) -> None:
         """Apply ``change`` in a write transaction; it returns False when the id is unknown."""
 
-        def work(s: Connection) -> None:
-            if not change(SessionRepository(s)):
+        def work(connection: StatementRunner) -> None:
+            if not change(SessionRepository(connection)):
                 raise SessionNotFound(session_id)
 
-        self._write_prepared(work)
-
-    def _write(self, work: Work[T]) -> T:
-        return self._transaction(self._writes, work)
-
-    def _read(self, work: Work[T]) -> T:
-        return self._transaction(self._snapshots, work)
-
-    def _write_prepared(self, work: Work[T]) -> T:
-        """:meth:`_write` for work that runs only prepared statements (``repositories._prepared``)."""
-        return self._prepared(work, read_only=False)
-
-    def _read_prepared(self, work: Work[T]) -> T:
-        """:meth:`_read` for work that runs one prepared statement (``repositories._prepared``).
-
-        One statement reads one snapshot at any isolation level: on servers it skips
-        the round trip that starts a REPEATABLE READ transaction.
-        """
-        return self._prepared(work, read_only=True)
-
-    def _prepared(self, work: Work[T], *, read_only: bool) -> T:
-        if not self._sqlite:
-            return self._transaction(self._reads if read_only else self._writes, work)
-
-        # SQLite: straight on a pooled driver connection (``engine.DriverTransaction``);
-        # a SQLAlchemy Connection would cost more than the statements themselves.
-        def attempt() -> T:
-            with sqlite_driver_transaction(self._engine, read_only=read_only) as transaction:
-                return work(transaction)  # type: ignore[arg-type]  # it does what prepared statements need
-
-        return self._guard(attempt)
-
-    def _transaction(self, engine: Engine, work: Work[T]) -> T:
-        def attempt() -> T:
-            with engine.begin() as connection:
-                return work(connection)
-
-        return self._guard(attempt)
-
-    def _guard(self, call: Callable[[], T]) -> T:
-        """Run ``call``, retrying transient lock errors; never let a driver error out raw.
-
-        Retries stop after the policy's attempts, or once ``lock_timeout`` has passed
-        since the first attempt began (each lock wait is itself bounded by it).
-        """
-        if self._closed:
-            raise StarpodSessionError(f"this SessionManager ({self.target}) is closed; open a new one")
-        failures = 0
-        started = time.monotonic()
-        while True:
-            try:
-                return call()
-            except StarpodSessionError:
-                raise
-            except DBAPIError as error:
-                if not is_transient(error):
-                    raise StorageError(
-                        f"database error on {self.target}: {self._driver_text(error.orig)}{_packet_hint(error)}"
-                    ) from error
-                failures += 1
-                waited = time.monotonic() - started
-                if failures >= self._retry.attempts or waited >= self._lock_timeout:
-                    raise StorageBusy(
-                        f"{self.target} stayed locked for {waited:.1f} s through {failures} attempts "
-                        f"(lock_timeout {self._lock_timeout:g} s): {self._driver_text(error.orig)}"
-                    ) from error
-                self._retry.pause(failures)
-            except SQLAlchemyError as error:
-                raise StorageError(f"database error on {self.target}: {self._driver_text(error)}") from error
-            except self._driver_errors as error:
-                # The commit may or may not have happened: not retried.
-                raise StorageError(f"database error on {self.target}: {self._driver_text(error)}") from error
-
-    def _driver_text(self, error: BaseException | None) -> str:
-        """A driver's error text with the URL's passwords hidden (drivers may quote the connection string)."""
-        return redact_text(str(error), url_secrets(self._url))
+        self._transactions.write_prepared(work)
 
 
 def _close_if_stale(
-    sessions: SessionRepository, channel: str, key: str, user_id: str, is_stale: StalenessTest
+    sessions: SessionRepository[Runner], channel: str, key: str, user_id: str, is_stale: StalenessTest
 ) -> tuple[str | None, str | None]:
     """Find the key's open session and auto-close it if stale.
 
@@ -828,54 +754,8 @@ def _check_lock_timeout(lock_timeout: object) -> float:
 #: A day: beyond it a wait is no longer a bound (and MariaDB's own limit is about a year).
 _MAX_LOCK_TIMEOUT = 86_400
 
-#: MariaDB refused a statement larger than the server's max_allowed_packet.
-_PACKET_REFUSED = 1153
-#: MariaDB dropped the connection: while a large statement was being sent, or for any other reason.
-_CONNECTION_LOST = frozenset({2006, 2013})
-#: Parameters this large make a dropped connection likely to be the packet size.
-_LARGE_STATEMENT_BYTES = 1024 * 1024
 
-
-def _packet_hint(error: DBAPIError) -> str:
-    """Name the likely cause when MariaDB refused or dropped a large statement.
-
-    The statement's own error may be the context of a later one (the rollback
-    that followed on the dropped connection): the whole chain is looked at.
-    """
-    chain: list[BaseException] = []
-    current: BaseException | None = error
-    while current is not None and current not in chain:
-        chain.append(current)
-        current = current.__context__
-    numbers = {_error_number(link) for link in chain}
-    large = any(_parameter_bytes(getattr(link, "params", None)) > _LARGE_STATEMENT_BYTES for link in chain)
-    if _PACKET_REFUSED not in numbers and not (numbers & _CONNECTION_LOST and large):
-        return ""
-    return (
-        f" (if the statement carried a large value: the server's max_allowed_packet must be at least "
-        f"{MYSQL_MAX_ALLOWED_PACKET} bytes; an administrator sets it with "
-        f"SET GLOBAL max_allowed_packet = {MYSQL_MAX_ALLOWED_PACKET})"
-    )
-
-
-def _error_number(error: BaseException) -> int | None:
-    """The driver's error number (MariaDB drivers put it first), or None."""
-    args = getattr(error.orig if isinstance(error, DBAPIError) else error, "args", ())
-    return args[0] if args and isinstance(args[0], int) else None
-
-
-def _parameter_bytes(params: object) -> int:
-    """Roughly how many bytes a statement's text and binary parameters carry."""
-    if isinstance(params, (str, bytes, bytearray)):
-        return len(params)
-    if isinstance(params, dict):
-        params = list(params.values())
-    if isinstance(params, (list, tuple)):
-        return sum(map(_parameter_bytes, params))
-    return 0
-
-
-def _require_session(sessions: SessionRepository, session_id: str) -> None:
+def _require_session(sessions: SessionRepository[Runner], session_id: str) -> None:
     if not sessions.exists(session_id):
         raise SessionNotFound(session_id)
 

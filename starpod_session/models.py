@@ -7,11 +7,12 @@ generated from (and checked against) this metadata.
 from __future__ import annotations
 
 from datetime import datetime
+from typing import ClassVar
 
-from sqlalchemy import Computed, ForeignKey, Index, Integer, MetaData, false, func, text, true
+from sqlalchemy import Computed, ForeignKey, Index, Integer, MetaData, Table, false, func, text, true
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from .types import (
+from .column_types import (
     Count,
     ExactChannelText,
     ExactShortText,
@@ -47,6 +48,9 @@ class Base(DeclarativeBase):
     """Declarative base carrying the shared :data:`NAMING_CONVENTION`."""
 
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    #: Every model here maps one Table (SQLAlchemy types it as any FromClause, which
+    #: ``insert``/``update`` and the repositories' column lists would not accept).
+    __table__: ClassVar[Table]
 
 
 class SessionRow(Base):

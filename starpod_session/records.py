@@ -1,8 +1,14 @@
-"""Frozen value records returned to callers (no ORM object ever leaves a transaction)."""
+"""Frozen value records returned to callers (no ORM object ever leaves a transaction).
+
+Among them the outcomes of resolving a key: ``Continue(id)`` / ``New(closed_session_id)``
+(both :class:`SessionDecision`), and :class:`OpenedSession`.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import date, datetime
+from typing import Any, ClassVar, Protocol
 
 import attrs
 
@@ -10,6 +16,10 @@ from .errors import InvalidInput
 from .validation import MAX_COST_USD, MAX_COUNT, check_count, check_optional_short_text, check_short_text
 
 __all__ = [
+    "SessionDecision",
+    "Continue",
+    "New",
+    "OpenedSession",
     "SessionMeta",
     "SessionMessage",
     "UsageRecord",
@@ -56,8 +66,10 @@ class SessionMessage:
     timestamp: datetime
 
 
-def _validated(check, field: str):  # noqa: ANN001, ANN202 - adapts a check to attrs
-    def validator(_instance: object, _attribute: attrs.Attribute, value: object) -> None:
+def _validated(check: Callable[[str, Any], object], field: str) -> Callable[[object, attrs.Attribute[Any], object], None]:
+    """An attrs validator running ``check`` on the field's value."""
+
+    def validator(_instance: object, _attribute: attrs.Attribute[Any], value: object) -> None:
         check(field, value)
 
     return validator
@@ -93,8 +105,21 @@ class UsageRecord:
     user_id: str | None = attrs.field(default=None, validator=_validated(check_optional_short_text, "user_id"))
 
 
-def _prompt_tokens(totals: object) -> int:
-    return totals.total_input_tokens + totals.total_cache_read + totals.total_cache_write  # type: ignore[attr-defined]
+class _TokenTotals(Protocol):
+    """The totals a prompt-token count is the sum of."""
+
+    @property
+    def total_input_tokens(self) -> int: ...
+
+    @property
+    def total_cache_read(self) -> int: ...
+
+    @property
+    def total_cache_write(self) -> int: ...
+
+
+def _prompt_tokens(totals: _TokenTotals) -> int:
+    return totals.total_input_tokens + totals.total_cache_read + totals.total_cache_write
 
 
 def _prompt_tokens_field() -> int:
@@ -223,3 +248,46 @@ class Erasure:
     usage_rows: int = 0
     transcripts: int = 0
     pseudonym: str | None = None
+
+@attrs.frozen
+class SessionDecision:
+    """Base of the two decisions; match on :class:`Continue` and :class:`New`.
+
+    ``SessionDecision.Continue`` and ``SessionDecision.New`` name the same classes,
+    for code that reads like the Rust crate's ``SessionDecision::Continue``.
+    """
+
+    Continue: ClassVar[type[Continue]]
+    New: ClassVar[type[New]]
+
+
+@attrs.frozen
+class Continue(SessionDecision):
+    """Keep using the open session ``session_id``."""
+
+    session_id: str
+
+
+@attrs.frozen
+class New(SessionDecision):
+    """Start a new session; ``closed_session_id`` is the stale session this call auto-closed, if any."""
+
+    closed_session_id: str | None = None
+
+
+@attrs.frozen
+class OpenedSession:
+    """The outcome of :meth:`SessionManager.open_session`.
+
+    ``session_id`` is the key's open session; ``created`` says whether this call
+    created it; ``closed_session_id`` is the stale session this call auto-closed
+    (reported to exactly one caller), if any.
+    """
+
+    session_id: str
+    closed_session_id: str | None
+    created: bool
+
+
+SessionDecision.Continue = Continue
+SessionDecision.New = New

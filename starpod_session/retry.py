@@ -34,7 +34,7 @@ def is_transient(error: DBAPIError) -> bool:
     return False
 
 
-def _is_transient_driver_error(original: BaseException) -> bool:
+def _is_transient_driver_error(original: BaseException | None) -> bool:
     sqlstate = getattr(original, "sqlstate", None) or getattr(original, "pgcode", None)
     if sqlstate in _POSTGRES_TRANSIENT:
         return True

@@ -12,6 +12,7 @@ counts under ``"unknown"`` and takes part in no match.
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import attrs
 
@@ -59,7 +60,7 @@ def read_tool_result(content: str) -> ToolResult:
     return ToolResult(call_id=_call_id(fields.get("tool_use_id")), is_error=is_error)
 
 
-def _object(content: str) -> dict:
+def _object(content: str) -> dict[str, Any]:
     try:
         value = json.loads(content)
     except (ValueError, RecursionError):  # not JSON, or nested deeper than the parser goes

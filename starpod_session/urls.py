@@ -48,7 +48,7 @@ def redact_url(target: URL | str) -> str:
         try:
             target = make_url(target)
         except Exception:  # not parseable: hide what looks like a password in the raw text
-            return redact_text(target)
+            return redact_text(str(target))
     query = {
         key: (HIDDEN if key.lower() in PASSWORD_QUERY_KEYS else value) for key, value in target.query.items()
     }

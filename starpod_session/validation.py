@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from .errors import InvalidInput
-from .types import SHORT_TEXT_LENGTH
+from .limits import SHORT_TEXT_LENGTH
 
 __all__ = [
     "check_text",

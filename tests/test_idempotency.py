@@ -148,7 +148,7 @@ def commit_then_fail(manager: SessionManager, monkeypatch: pytest.MonkeyPatch, e
 
     Returns a list that counts the attempts the library made.
     """
-    guard = manager._guard
+    guard = manager._transactions.guard
     attempts: list[int] = []
 
     def guarded(call: Callable[[], Any]) -> Any:
@@ -161,7 +161,7 @@ def commit_then_fail(manager: SessionManager, monkeypatch: pytest.MonkeyPatch, e
 
         return guard(attempt)
 
-    monkeypatch.setattr(manager, "_guard", guarded)
+    monkeypatch.setattr(manager._transactions, "guard", guarded)
     return attempts
 
 

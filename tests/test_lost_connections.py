@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import OperationalError
 
 from starpod_session import Channel, SessionManager, StarpodSessionError, StorageError
-from starpod_session.manager import _packet_hint
+from starpod_session.transactions import _packet_hint
 
 from .backends import configured_server_urls
 

@@ -18,7 +18,7 @@ from sqlalchemy import inspect
 
 from starpod_session import SessionManager, UsageRecord, UsageSummary
 from starpod_session.models import Base
-from starpod_session.schema_comparison import (
+from starpod_session.schema import (
     EXPRESSION_INDEXES,
     SEARCH_OBJECTS,
     expression_index_warnings_silenced,

@@ -16,7 +16,7 @@
   shorter words out of the index: the library matches those by pattern.
 
 These objects are outside the models (SQLAlchemy cannot describe them);
-``schema_comparison.SEARCH_OBJECTS`` keeps ``alembic check`` from reporting them
+``schema.SEARCH_OBJECTS`` keeps ``alembic check`` from reporting them
 and tests/test_migrations.py checks their DDL instead.
 
 Revision ID: 0008

@@ -74,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     try:
-        status = args.run(args)
+        status: int = args.run(args)
         sys.stdout.flush()  # a closed pipe shows here, not at interpreter exit
         return status
     except BrokenPipeError:
@@ -94,7 +94,8 @@ def _fail(error: Exception) -> int:
     if isinstance(error, StarpodSessionError):
         message = str(error)
     else:
-        reason = error.orig if isinstance(error, SQLAlchemyError) and getattr(error, "orig", None) else error
+        orig = getattr(error, "orig", None) if isinstance(error, SQLAlchemyError) else None
+        reason = orig if orig else error
         message = f"{type(reason).__name__}: {reason}"
     print(f"starpod-session: {hide_passwords(' '.join(message.split()))}", file=sys.stderr)
     return 1

@@ -13,7 +13,7 @@ from rich.table import Table
 from rich.text import Text
 
 from .._clock import utc_now
-from ..records import CostOverview, DailyModelCost, ToolUsageSummary
+from ..records import CostOverview, DailyModelCost, ModelCostSummary, ToolUsageSummary, UserCostSummary
 from ..timestamps import parse_rfc3339
 from .options import add_common_options, console, jsonable, open_manager, print_json, usage_error
 
@@ -31,7 +31,7 @@ _ACCEPTED = (
 _DAY_LABEL = len("2026-03-01")
 
 
-def add_costs_command(subparsers: argparse._SubParsersAction) -> None:
+def add_costs_command(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register ``costs`` on the top-level parser."""
     costs = subparsers.add_parser(
         "costs",
@@ -120,7 +120,7 @@ def _print_report(console: Console, overview: CostOverview, since: datetime | No
         console.print(_tool_table(overview.by_tool))
 
 
-def _breakdown(title: str, label: str, rows: Sequence[tuple[str, object]]) -> Table:
+def _breakdown(title: str, label: str, rows: Sequence[tuple[str, UserCostSummary | ModelCostSummary]]) -> Table:
     # No vertical rules: six full-width numbers and a name fit an 80-column terminal.
     table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False)
     table.add_column(label, overflow="fold")

@@ -46,7 +46,7 @@ Rust-era SQLite files (with a _sqlx_migrations table) are recognised, stamped at
 the baseline revision and upgraded in place; nothing else in them is touched."""
 
 
-def add_db_commands(subparsers: argparse._SubParsersAction) -> None:
+def add_db_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register the ``db`` group (``upgrade``, ``current``, ``check``) on the top-level parser."""
     db = subparsers.add_parser(
         "db",

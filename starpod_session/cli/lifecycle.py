@@ -31,7 +31,7 @@ def parse_age(text: str) -> timedelta:
     return timedelta(**{_UNITS[match[2]]: int(match[1])})
 
 
-def add_lifecycle_commands(subparsers: argparse._SubParsersAction) -> None:
+def add_lifecycle_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register ``sessions delete`` (on the existing ``sessions`` group), ``users forget`` and ``prune``."""
     sessions_group = subparsers.choices["sessions"]
     [sessions] = [a for a in sessions_group._actions if isinstance(a, argparse._SubParsersAction)]

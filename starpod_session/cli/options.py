@@ -11,7 +11,7 @@ import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import date, datetime
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import attrs
 from rich.console import Console
@@ -146,7 +146,7 @@ def _plain(_instance: object, _field: object, value: object) -> object:
     return value
 
 
-def jsonable(record: object) -> object:
+def jsonable(record: Any) -> Any:
     """An attrs record (or a list of them) as JSON-ready dicts; times in ISO 8601, money rounded."""
     if isinstance(record, (list, tuple)):
         return [jsonable(item) for item in record]

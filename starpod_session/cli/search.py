@@ -16,7 +16,7 @@ __all__ = ["add_search_command"]
 _SHORT_ID = 8
 
 
-def add_search_command(subparsers: argparse._SubParsersAction) -> None:
+def add_search_command(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register ``search`` on the top-level parser."""
     search = subparsers.add_parser(
         "search",

@@ -22,7 +22,7 @@ _SHORT_TIME = "%Y-%m-%d %H:%M"
 _SHORT_ID = 8
 
 
-def add_sessions_commands(subparsers: argparse._SubParsersAction) -> None:
+def add_sessions_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register the ``sessions`` group (``list``, ``show``) on the top-level parser."""
     sessions = subparsers.add_parser(
         "sessions",
@@ -66,7 +66,7 @@ def _add_archived_options(listing: argparse.ArgumentParser) -> None:
     listing.set_defaults(archived=False)
 
 
-def _add_archive_commands(commands: argparse._SubParsersAction) -> None:
+def _add_archive_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """``sessions archive ID`` and ``sessions unarchive ID``."""
     for name, archived, help_text in (
         ("archive", True, "hide a session from the listing (it stays readable)"),

@@ -1,6 +1,6 @@
 """One repository per aggregate; all SQL of the library lives here.
 
-Repositories take an open SQLAlchemy ``Session`` and never commit: the facade owns
+Repositories take the open ``connection`` of a transaction and never commit: the facade owns
 the transaction. They return plain records, never ORM objects.
 """
 

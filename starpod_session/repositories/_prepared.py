@@ -8,33 +8,40 @@ run directly on the DBAPI connection of the transaction the facade opened,
 with the same bind and result processing the column types define. Driver
 errors are wrapped as SQLAlchemy's ``DBAPIError`` exactly as a Core execution
 would wrap them, so the facade's retry and error mapping see no difference,
-and ``before_cursor_execute`` / ``after_cursor_execute`` listeners still fire.
+and ``before_cursor_execute`` / ``after_cursor_execute`` listeners still fire
+(with the runner as ``conn`` and no execution context); ``handle_error`` does not.
+A statement runs on any :class:`~.runner.StatementRunner`: a ``Connection``, or
+SQLite's ``engine.DriverTransaction``.
 """
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
-from sqlalchemy import Column, Connection, Insert, Table, func
+from sqlalchemy import Column, Insert, Table, func
 from sqlalchemy.dialects import mysql, postgresql, sqlite
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.sql import ColumnElement
+from sqlalchemy.sql import ClauseElement, ColumnElement
+from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.expression import Executable
 
 from ..errors import StorageError
+from .runner import StatementRunner
 
 __all__ = ["Prepared", "insert_unless_duplicate"]
 
 Processor = Callable[[Any], Any]
+#: What a fetch function makes of the cursor (rows, a count, an id).
+Fetched = TypeVar("Fetched")
 #: Builds a statement for one dialect, where the SQL itself differs between backends.
 StatementFactory = Callable[[Dialect], Executable]
 
 
 def insert_unless_duplicate(
-    table: Table, values: dict[str, Any], unique: Sequence[Column], id_column: Column
+    table: Table, values: dict[str, Any], unique: Sequence[Column[Any]], id_column: Column[Any]
 ) -> StatementFactory:
     """An INSERT that stores nothing when a row with the same ``unique`` values exists.
 
@@ -62,12 +69,15 @@ class _Compiled:
 
     __slots__ = ("sql", "names", "positional", "binds", "results", "returning", "columns")
 
-    def __init__(self, statement: Executable, dialect: Dialect, id_column: ColumnElement | None) -> None:
-        self.returning = id_column is not None and not dialect.postfetch_lastrowid
+    def __init__(self, statement: Executable, dialect: Dialect, id_column: ColumnElement[Any] | None) -> None:
+        # DefaultDialect's attribute, which the Dialect interface's stubs leave out.
+        self.returning = id_column is not None and not dialect.postfetch_lastrowid  # type: ignore[attr-defined]
         if self.returning:
             assert isinstance(statement, Insert) and id_column is not None
             statement = statement.returning(id_column)
+        assert isinstance(statement, ClauseElement)
         compiled = statement.compile(dialect=dialect)
+        assert isinstance(compiled, SQLCompiler)  # a statement (not DDL) compiles with the SQL compiler
         self.sql: str = compiled.string
         self.positional: bool = compiled.positional
         by_name = {name: bind for bind, name in compiled.bind_names.items()}
@@ -112,7 +122,7 @@ class Prepared:
     has no such thing).
     """
 
-    def __init__(self, statement: Executable | StatementFactory, *, id_column: ColumnElement | None = None) -> None:
+    def __init__(self, statement: Executable | StatementFactory, *, id_column: ColumnElement[Any] | None = None) -> None:
         self._statement = statement
         self._id_column = id_column
         self._by_dialect: dict[Dialect, _Compiled] = {}
@@ -126,7 +136,9 @@ class Prepared:
                 compiled = self._by_dialect.setdefault(dialect, _Compiled(statement, dialect, self._id_column))
         return compiled
 
-    def _run(self, connection: Connection, values: dict[str, Any], fetch: Callable[[Any, _Compiled], Any]) -> Any:
+    def _run(
+        self, connection: StatementRunner, values: dict[str, Any], fetch: Callable[[Any, _Compiled], Fetched]
+    ) -> Fetched:
         dialect = connection.dialect
         compiled = self._compiled(dialect)
         parameters = compiled.parameters(values)
@@ -158,23 +170,27 @@ class Prepared:
         finally:
             cursor.close()
 
-    def rows(self, connection: Connection, **values: Any) -> list[Any]:
+    def rows(self, connection: StatementRunner, **values: Any) -> list[Any]:
         """Every result row, as tuples with the column types' result processing applied."""
         return self._run(connection, values, _fetch_all)
 
-    def first(self, connection: Connection, **values: Any) -> Any | None:
+    def first(self, connection: StatementRunner, **values: Any) -> tuple[Any, ...] | None:
         """The first result row (processed), or ``None``."""
         return self._run(connection, values, _fetch_first)
 
-    def rowcount(self, connection: Connection, **values: Any) -> int:
+    def scalar(self, connection: StatementRunner, **values: Any) -> Any:
+        """The first column of the first row, of a statement that always returns a row (``SELECT EXISTS``)."""
+        return self._run(connection, values, _fetch_scalar)
+
+    def rowcount(self, connection: StatementRunner, **values: Any) -> int:
         """How many rows an UPDATE or DELETE matched."""
         return self._run(connection, values, _rowcount)
 
-    def insert(self, connection: Connection, **values: Any) -> int:
+    def insert(self, connection: StatementRunner, **values: Any) -> int:
         """Run an INSERT and return the generated ``id_column`` value."""
         return self._run(connection, values, _inserted_id)
 
-    def insert_or_none(self, connection: Connection, **values: Any) -> int | None:
+    def insert_or_none(self, connection: StatementRunner, **values: Any) -> int | None:
         """Run an :func:`insert_unless_duplicate` INSERT: the new row's id, ``None`` if it stored nothing.
 
         (On MariaDB a skipped insert may answer with the existing row's id instead.)
@@ -207,26 +223,34 @@ def _fetch_all(cursor: Any, compiled: _Compiled) -> list[Any]:
     return [_process(row, compiled) for row in rows]
 
 
-def _fetch_first(cursor: Any, compiled: _Compiled) -> Any | None:
+def _fetch_first(cursor: Any, compiled: _Compiled) -> tuple[Any, ...] | None:
     row = cursor.fetchone()
     if row is None:
         return None
     return _process(row, compiled) if compiled.results else tuple(row)
 
 
+def _fetch_scalar(cursor: Any, compiled: _Compiled) -> Any:
+    row = _fetch_first(cursor, compiled)
+    assert row is not None, "the statement always returns a row"
+    return row[0]
+
+
 def _rowcount(cursor: Any, _compiled: _Compiled) -> int:
-    return cursor.rowcount
+    count: int = cursor.rowcount
+    return count
 
 
 def _inserted_id(cursor: Any, compiled: _Compiled) -> int:
-    if compiled.returning:
-        return cursor.fetchone()[0]
-    return cursor.lastrowid
+    inserted: int = cursor.fetchone()[0] if compiled.returning else cursor.lastrowid
+    return inserted
 
 
 def _inserted_id_or_none(cursor: Any, compiled: _Compiled) -> int | None:
     if compiled.returning:
         row = cursor.fetchone()
-        return None if row is None else row[0]
+        returned: int | None = None if row is None else row[0]
+        return returned
     # sqlite3 keeps the previous insert's lastrowid when this one stored nothing.
-    return cursor.lastrowid if cursor.rowcount > 0 else None
+    inserted: int | None = cursor.lastrowid if cursor.rowcount > 0 else None
+    return inserted

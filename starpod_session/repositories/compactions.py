@@ -16,8 +16,8 @@ _t = CompactionRow.__table__
 class CompactionRepository:
     """Appends to the log of context compactions."""
 
-    def __init__(self, session: Connection) -> None:
-        self._s = session
+    def __init__(self, connection: Connection) -> None:
+        self._connection = connection
 
     def append(
         self,
@@ -30,7 +30,7 @@ class CompactionRepository:
         now: datetime,
     ) -> None:
         """Record one compaction of ``session_id`` at ``now``."""
-        self._s.execute(
+        self._connection.execute(
             insert(_t).values(
                 session_id=session_id,
                 timestamp=now,

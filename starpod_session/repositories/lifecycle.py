@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import datetime
 
 import attrs
-from sqlalchemy import Connection, Select, delete, func, select, true, update
+from sqlalchemy import Connection, Select, Table, delete, func, select, true, update
 
 from ..models import CompactionRow, MessageRow, SessionRow, UsageRow
 
@@ -36,7 +36,7 @@ class Removed:
         return Removed(*(a + b for a, b in zip(attrs.astuple(self), attrs.astuple(other), strict=True)))
 
 
-def _prunable(cutoff: datetime) -> Select:
+def _prunable(cutoff: datetime) -> Select[str]:
     return select(_sessions.c.id).where(_sessions.c.is_closed == true(), _sessions.c.last_message_at < cutoff)
 
 
@@ -44,23 +44,23 @@ class LifecycleRepository:
     """Finds and deletes sessions and their rows; never commits."""
 
     def __init__(self, connection: Connection) -> None:
-        self._s = connection
+        self._connection = connection
 
     def session_ids_of_user(self, user_id: str) -> list[str]:
         """Every session id of ``user_id``."""
-        return list(self._s.scalars(select(_sessions.c.id).where(_sessions.c.user_id == user_id)))
+        return list(self._connection.scalars(select(_sessions.c.id).where(_sessions.c.user_id == user_id)))
 
     def prunable_session_ids(self, cutoff: datetime, limit: int) -> list[str]:
         """Up to ``limit`` closed sessions last active before ``cutoff``, oldest first."""
-        return list(self._s.scalars(_prunable(cutoff).order_by(_sessions.c.last_message_at, _sessions.c.id).limit(limit)))
+        return list(self._connection.scalars(_prunable(cutoff).order_by(_sessions.c.last_message_at, _sessions.c.id).limit(limit)))
 
     def count_prunable(self, cutoff: datetime, *, keep_usage: bool) -> Removed:
         """What pruning at ``cutoff`` would remove, counted in SQL."""
         chosen = _prunable(cutoff)
 
-        def rows(t) -> int:  # noqa: ANN001
+        def rows(t: Table) -> int:
             column = t.c.id if t is _sessions else t.c.session_id
-            return self._s.execute(select(func.count()).select_from(t).where(column.in_(chosen))).scalar_one()
+            return self._connection.execute(select(func.count()).select_from(t).where(column.in_(chosen))).scalar_one()
 
         return Removed(rows(_sessions), rows(_messages), rows(_compactions), 0 if keep_usage else rows(_usage))
 
@@ -73,9 +73,9 @@ class LifecycleRepository:
         if not session_ids:
             return Removed()
 
-        def gone(t) -> int:  # noqa: ANN001
+        def gone(t: Table) -> int:
             column = t.c.id if t is _sessions else t.c.session_id
-            return self._s.execute(delete(t).where(column.in_(session_ids))).rowcount
+            return self._connection.execute(delete(t).where(column.in_(session_ids))).rowcount
 
         messages = gone(_messages)
         compactions = gone(_compactions)
@@ -84,6 +84,6 @@ class LifecycleRepository:
 
     def pseudonymise_usage(self, user_id: str, pseudonym: str) -> int:
         """Replace ``user_id`` by ``pseudonym`` on every usage row; returns how many rows changed."""
-        return self._s.execute(
+        return self._connection.execute(
             update(_usage).where(_usage.c.user_id == user_id).values(user_id=pseudonym)
         ).rowcount

@@ -5,12 +5,14 @@ from __future__ import annotations
 from datetime import datetime
 
 import functools
+from typing import Generic
 
 from sqlalchemy import Connection, Integer, bindparam, select
 
 from ..models import MessageRow
 from ..records import SessionMessage
 from ._prepared import Prepared, insert_unless_duplicate
+from .runner import Runner
 
 __all__ = ["MessageRepository"]
 
@@ -36,11 +38,11 @@ _BY_KEY = Prepared(
 )
 
 
-class MessageRepository:
+class MessageRepository(Generic[Runner]):
     """Appends to and reads session transcripts."""
 
-    def __init__(self, session: Connection) -> None:
-        self._s = session
+    def __init__(self, connection: Runner) -> None:
+        self._connection = connection
 
     def append(self, session_id: str, role: str, content: str, now: datetime, key: str) -> int:
         """Store one message under its idempotency ``key``; returns its id (ids ascend in insertion order).
@@ -49,7 +51,7 @@ class MessageRepository:
         or a racing call) nothing is stored and that message's id is returned.
         """
         message_id = _APPEND.insert_or_none(
-            self._s, session_id=session_id, role=role, content=content, now=now, key=key
+            self._connection, session_id=session_id, role=role, content=content, now=now, key=key
         )
         if message_id is None:
             message_id = self.find_by_key(session_id, key)
@@ -58,7 +60,7 @@ class MessageRepository:
 
     def find_by_key(self, session_id: str, key: str) -> int | None:
         """The id of the session's message stored under idempotency ``key``, or ``None``."""
-        row = _BY_KEY.first(self._s, session_id=session_id, key=key)
+        row = _BY_KEY.first(self._connection, session_id=session_id, key=key)
         return None if row is None else row[0]
 
     def list_for_session(
@@ -71,7 +73,7 @@ class MessageRepository:
         ``(session_id, id)`` index.
         """
         rows = _page(limit is not None, before_id is not None).rows(
-            self._s, session_id=session_id, limit=limit, before_id=before_id
+            self._connection, session_id=session_id, limit=limit, before_id=before_id
         )
         if limit is not None:
             rows.reverse()

@@ -9,19 +9,20 @@ quoted. The query string is then a bound parameter like any other value.
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 import attrs
 from sqlalchemy import Connection, Float, and_, cast, column, func, literal_column, or_, select, table, text
 from sqlalchemy.dialects.mysql import match as mysql_match
-from sqlalchemy.sql import ColumnElement
+from sqlalchemy.sql import ColumnElement, FromClause
 
 from ..models import MessageRow, SessionRow
 from ..search_query import QueryPart, SearchQuery
 
 __all__ = ["SearchRepository", "SearchFilter", "SearchRow", "PG_INDEXED_CHARS", "MARIADB_MIN_TOKEN"]
 
-_m = MessageRow.__table__
-_s = SessionRow.__table__
+_messages = MessageRow.__table__
+_sessions = SessionRow.__table__
 
 #: PostgreSQL indexes the first this many characters of a message (a tsvector
 #: holds at most 1 MiB); migration 0008 carries a frozen copy in its index.
@@ -55,7 +56,7 @@ class SearchRepository:
     """Ranked full-text queries over ``session_messages``."""
 
     def __init__(self, connection: Connection) -> None:
-        self._s = connection
+        self._connection = connection
         name = connection.dialect.name
         self._dialect = "mariadb" if name in ("mysql", "mariadb") else name
 
@@ -69,7 +70,7 @@ class SearchRepository:
         matched, score, source = self._match(query)
         conditions = [*matched, *self._substrings(query), *_filters(filters)]
         ranked = score is not _UNRANKED
-        conditions += _keyset(score if ranked else None, _m.c.id, after)
+        conditions += _keyset(score if ranked else None, _messages.c.id, after)
         if self._dialect == "sqlite" and ranked and filters == SearchFilter() and not query.substrings:
             # Nothing but the index decides: rank inside FTS5 and join only the page's rows,
             # instead of fetching every match's message and session before sorting.
@@ -80,18 +81,18 @@ class SearchRepository:
                 .limit(limit)
                 .subquery("top")
             )
-            source, score, conditions = top.join(_m, _m.c.id == top.c.id), top.c.score, []
+            source, score, conditions = top.join(_messages, _messages.c.id == top.c.id), top.c.score, []
         statement = (
             select(
-                _m.c.id, _m.c.session_id, _m.c.role, _m.c.timestamp,
-                _s.c.title, _s.c.channel, _s.c.user_id, _m.c.content, score.label("score"),
+                _messages.c.id, _messages.c.session_id, _messages.c.role, _messages.c.timestamp,
+                _sessions.c.title, _sessions.c.channel, _sessions.c.user_id, _messages.c.content, score.label("score"),
             )  # fmt: skip
-            .select_from(source.join(_s, _s.c.id == _m.c.session_id))
+            .select_from(source.join(_sessions, _sessions.c.id == _messages.c.session_id))
             .where(*conditions)
-            .order_by(*((score.desc(),) if ranked else ()), _m.c.id.desc())
+            .order_by(*((score.desc(),) if ranked else ()), _messages.c.id.desc())
             .limit(limit)
         )
-        return [tuple(row) for row in self._s.execute(statement)]  # type: ignore[misc]
+        return [tuple(row) for row in self._connection.execute(statement)]
 
     def purge_deleted_entries(self) -> None:
         """Make erased words leave the index's storage, not only its answers.
@@ -102,46 +103,48 @@ class SearchRepository:
         The servers' indexes drop deleted rows themselves.
         """
         if self._dialect == "sqlite":
-            self._s.execute(text(f"INSERT INTO {_FTS}({_FTS}) VALUES ('optimize')"))
+            self._connection.execute(text(f"INSERT INTO {_FTS}({_FTS}) VALUES ('optimize')"))
 
     # -- each engine's index ---------------------------------------------------------------
 
-    def _match(self, query: SearchQuery) -> tuple[list[ColumnElement], ColumnElement, object]:
+    def _match(self, query: SearchQuery) -> tuple[list[ColumnElement[Any]], ColumnElement[Any], FromClause]:
         """(conditions, score, FROM clause) of the indexed parts of ``query``."""
         indexed = query.indexed
         if self._dialect == "mariadb":
             indexed = tuple(part for part in indexed if _in_mariadb_index(part))
         if not indexed:
-            return [], _UNRANKED, _m
+            return [], _UNRANKED, _messages
         if self._dialect == "sqlite":
             # bm25() is lower for better matches; negated so every backend ranks high first.
             score = -literal_column(f"bm25({_FTS})", Float)
-            source = _fts.join(_m, _m.c.id == _fts.c.rowid)
-            return [text(f"{_FTS} MATCH :fts_query").bindparams(fts_query=_fts5(indexed))], score, source
+            source = _fts.join(_messages, _messages.c.id == _fts.c.rowid)
+            match = text(f"{_FTS} MATCH :fts_query").bindparams(fts_query=_fts5(indexed))
+            # A WHERE condition of raw SQL: SQLAlchemy accepts it, its stubs want a ColumnElement.
+            return [match], score, source  # type: ignore[list-item]
         if self._dialect == "postgresql":
             vector = func.to_tsvector(
-                literal_column("'simple'::regconfig"), func.left(_m.c.content, literal_column(str(PG_INDEXED_CHARS)))
+                literal_column("'simple'::regconfig"), func.left(_messages.c.content, literal_column(str(PG_INDEXED_CHARS)))
             )
             tsquery = func.to_tsquery(literal_column("'simple'::regconfig"), _tsquery(indexed))
-            return [vector.op("@@")(tsquery)], cast(func.ts_rank(vector, tsquery), Float), _m
-        matched = mysql_match(_m.c.content, against=_boolean_mode(indexed)).in_boolean_mode()
+            return [vector.op("@@")(tsquery)], cast(func.ts_rank(vector, tsquery), Float), _messages
+        matched = mysql_match(_messages.c.content, against=_boolean_mode(indexed)).in_boolean_mode()
         # MariaDB sends doubles as text with 15 digits, which need not read back as the
         # same double; rounded to 9 decimals, the score a cursor carries compares equal.
-        return [matched], func.round(cast(matched, Float), 9), _m
+        return [matched], func.round(cast(matched, Float), 9), _messages
 
-    def _substrings(self, query: SearchQuery) -> list[ColumnElement]:
+    def _substrings(self, query: SearchQuery) -> list[ColumnElement[Any]]:
         """Conditions for the parts no index answers: substrings, and MariaDB's short words."""
         conditions = []
         for part in query.substrings:
             if self._dialect == "sqlite":
-                conditions.append(func.instr(func.lower(_m.c.content), part.text) > 0)
+                conditions.append(func.instr(func.lower(_messages.c.content), part.text) > 0)
             elif self._dialect == "postgresql":
-                conditions.append(func.strpos(func.lower(_m.c.content), part.text) > 0)
+                conditions.append(func.strpos(func.lower(_messages.c.content), part.text) > 0)
             else:
-                conditions.append(func.locate(part.text, func.lower(_m.c.content)) > 0)
+                conditions.append(func.locate(part.text, func.lower(_messages.c.content)) > 0)
         if self._dialect == "mariadb":
             conditions += [
-                _m.c.content.regexp_match(_word_pattern(part))
+                _messages.c.content.regexp_match(_word_pattern(part))
                 for part in query.indexed
                 if not _in_mariadb_index(part)
             ]
@@ -149,8 +152,8 @@ class SearchRepository:
 
 
 def _keyset(
-    score: ColumnElement | None, message_id: ColumnElement, after: tuple[float, int] | None
-) -> list[ColumnElement]:
+    score: ColumnElement[Any] | None, message_id: ColumnElement[Any], after: tuple[float, int] | None
+) -> list[ColumnElement[Any]]:
     """Rows after the (score, id) of the previous page's last row, in (score, id) descending order."""
     if after is None:
         return []
@@ -160,20 +163,20 @@ def _keyset(
     return [or_(score < last_score, and_(score == last_score, message_id < last_id))]
 
 
-def _filters(filters: SearchFilter) -> list[ColumnElement]:
+def _filters(filters: SearchFilter) -> list[ColumnElement[Any]]:
     conditions = []
     if filters.user_id is not None:
-        conditions.append(_s.c.user_id == filters.user_id)
+        conditions.append(_sessions.c.user_id == filters.user_id)
     if filters.channel is not None:
-        conditions.append(_s.c.channel == filters.channel)
+        conditions.append(_sessions.c.channel == filters.channel)
     if filters.session_id is not None:
-        conditions.append(_m.c.session_id == filters.session_id)
+        conditions.append(_messages.c.session_id == filters.session_id)
     if filters.since is not None:
-        conditions.append(_m.c.timestamp >= filters.since)
+        conditions.append(_messages.c.timestamp >= filters.since)
     if filters.until is not None:
-        conditions.append(_m.c.timestamp < filters.until)
+        conditions.append(_messages.c.timestamp < filters.until)
     if filters.roles is not None:
-        conditions.append(_m.c.role.in_(filters.roles))
+        conditions.append(_messages.c.role.in_(filters.roles))
     return conditions
 
 

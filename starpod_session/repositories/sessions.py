@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import functools
 from datetime import datetime
+from typing import Generic
 
 import attrs
+
 from sqlalchemy import Connection, Integer, bindparam, exists, false, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
@@ -13,6 +15,7 @@ from ..errors import StorageBusy
 from ..models import SessionRow
 from ..records import SessionMeta
 from ._prepared import Prepared
+from .runner import Runner
 
 __all__ = ["SessionRepository", "SessionFilter", "OpenSession"]
 
@@ -88,14 +91,14 @@ class SessionFilter:
     is_archived: bool | None = None
 
 
-class SessionRepository:
+class SessionRepository(Generic[Runner]):
     """Reads and writes rows of ``session_metadata``."""
 
-    def __init__(self, session: Connection) -> None:
-        self._s = session
+    def __init__(self, connection: Runner) -> None:
+        self._connection = connection
 
     def insert(
-        self,
+        self: SessionRepository[Connection],
         *,
         session_id: str,
         channel: str,
@@ -105,7 +108,7 @@ class SessionRepository:
         now: datetime,
     ) -> None:
         """Insert an open, read session with no messages; created and last active at ``now``."""
-        self._s.execute(
+        self._connection.execute(
             insert(_t).values(
                 id=session_id,
                 created_at=now,
@@ -126,11 +129,11 @@ class SessionRepository:
         There is at most one: ``uq_session_one_open_per_key`` guarantees it, and
         serves this lookup.
         """
-        row = _FIND_OPEN.first(self._s, channel=channel, key=key, user_id=user_id)
+        row = _FIND_OPEN.first(self._connection, channel=channel, key=key, user_id=user_id)
         return None if row is None else (row[0], row[1])
 
     def insert_unless_open(
-        self,
+        self: SessionRepository[Connection],
         *,
         session_id: str,
         channel: str,
@@ -155,7 +158,7 @@ class SessionRepository:
             if found is not None:
                 return found[0], False
             try:
-                with self._s.begin_nested():
+                with self._connection.begin_nested():
                     self.insert(
                         session_id=session_id,
                         channel=channel,
@@ -175,16 +178,16 @@ class SessionRepository:
 
     def get(self, session_id: str) -> SessionMeta | None:
         """The session's metadata, or ``None``."""
-        row = _GET.first(self._s, session_id=session_id)
+        row = _GET.first(self._connection, session_id=session_id)
         return None if row is None else SessionMeta(*row)
 
     def exists(self, session_id: str) -> bool:
         """Whether a session with this id exists (open or closed)."""
-        return bool(_EXISTS.first(self._s, session_id=session_id)[0])
+        return bool(_EXISTS.scalar(self._connection, session_id=session_id))
 
     def owner(self, session_id: str) -> str | None:
         """The session's ``user_id``, or ``None`` if there is no such session."""
-        row = _OWNER.first(self._s, session_id=session_id)
+        row = _OWNER.first(self._connection, session_id=session_id)
         return None if row is None else row[0]
 
     def record_message_activity(self, session_id: str, now: datetime, title: str | None) -> bool:
@@ -193,16 +196,16 @@ class SessionRepository:
         One statement, which also tells whether the session exists (False if not).
         """
         if title is None:
-            return _MESSAGE_ACTIVITY.rowcount(self._s, session_id=session_id, now=now) == 1
-        return _MESSAGE_ACTIVITY_TITLED.rowcount(self._s, session_id=session_id, now=now, title=title) == 1
+            return _MESSAGE_ACTIVITY.rowcount(self._connection, session_id=session_id, now=now) == 1
+        return _MESSAGE_ACTIVITY_TITLED.rowcount(self._connection, session_id=session_id, now=now, title=title) == 1
 
-    def ids_starting_with(self, prefix: str, limit: int) -> list[str]:
+    def ids_starting_with(self: SessionRepository[Connection], prefix: str, limit: int) -> list[str]:
         """Up to ``limit`` session ids beginning with ``prefix``, in id order.
 
         For ids typed by people (the operator command line), not a hot path: a
         ``LIKE`` that may scan the table.
         """
-        rows = self._s.execute(
+        rows = self._connection.execute(
             select(_t.c.id).where(_t.c.id.startswith(prefix, autoescape=True)).order_by(_t.c.id).limit(limit)
         )
         return [row[0] for row in rows]
@@ -219,32 +222,32 @@ class SessionRepository:
         """
         values = attrs.asdict(filters or SessionFilter())
         given = tuple(name for name, value in values.items() if value is not None)
-        rows = _listing(given).rows(self._s, limit=limit, **{name: values[name] for name in given})
+        rows = _listing(given).rows(self._connection, limit=limit, **{name: values[name] for name in given})
         return [SessionMeta(*row) for row in rows]
 
     def touch(self, session_id: str, now: datetime) -> bool:
         """Set ``last_message_at`` to ``now`` and count one more request; False if no such row."""
-        return _TOUCH.rowcount(self._s, session_id=session_id, now=now) == 1
+        return _TOUCH.rowcount(self._connection, session_id=session_id, now=now) == 1
 
     def close(self, session_id: str, summary: str) -> bool:
         """Close the session with ``summary`` (again, if already closed); False if no such row."""
-        return _CLOSE.rowcount(self._s, session_id=session_id, summary=summary) == 1
+        return _CLOSE.rowcount(self._connection, session_id=session_id, summary=summary) == 1
 
     def close_if_open(self, session_id: str, summary: str) -> bool:
         """Close the session only if it is still open; True for exactly one of racing callers."""
-        return _CLOSE_IF_OPEN.rowcount(self._s, session_id=session_id, summary=summary) == 1
+        return _CLOSE_IF_OPEN.rowcount(self._connection, session_id=session_id, summary=summary) == 1
 
     def set_title_if_null(self, session_id: str, title: str) -> bool:
         """Store ``title`` if the session has none; True if it was stored."""
-        return _SET_TITLE_IF_NULL.rowcount(self._s, session_id=session_id, title=title) == 1
+        return _SET_TITLE_IF_NULL.rowcount(self._connection, session_id=session_id, title=title) == 1
 
     def set_read(self, session_id: str, is_read: bool) -> bool:
         """Set the read flag; False if no such row."""
-        return _SET_READ.rowcount(self._s, session_id=session_id, is_read=is_read) == 1
+        return _SET_READ.rowcount(self._connection, session_id=session_id, is_read=is_read) == 1
 
     def set_archived(self, session_id: str, is_archived: bool) -> bool:
         """Set the archived flag; False if no such row."""
-        return _SET_ARCHIVED.rowcount(self._s, session_id=session_id, is_archived=is_archived) == 1
+        return _SET_ARCHIVED.rowcount(self._connection, session_id=session_id, is_archived=is_archived) == 1
 
 
 @functools.cache

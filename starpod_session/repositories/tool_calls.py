@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Generic
 
 from sqlalchemy import Connection, and_, bindparam, case, exists, func, select, true, update
 
@@ -10,6 +11,7 @@ from ..models import ToolCallRow
 from ..records import ToolUsageSummary
 from ..tool_calls import TOOL_RESULT, TOOL_USE, ToolResult, ToolUse
 from ._prepared import Prepared, insert_unless_duplicate
+from .runner import Runner
 
 __all__ = ["ToolCallRepository"]
 
@@ -32,16 +34,16 @@ _ERROR_REPORTED = Prepared(select(exists().where(_same_call, _t.c.role == TOOL_R
 _MARK_FAILED = Prepared(update(_t).where(_same_call, _t.c.role == TOOL_USE).values(is_error=True))
 
 
-class ToolCallRepository:
+class ToolCallRepository(Generic[Runner]):
     """Records tool uses and failed results, and counts them per tool."""
 
-    def __init__(self, session: Connection) -> None:
-        self._s = session
+    def __init__(self, connection: Runner) -> None:
+        self._connection = connection
 
     def record_use(self, message_id: int, session_id: str, use: ToolUse, now: datetime) -> None:
         """Record the ``tool_use`` message ``message_id``, failed already if an error result came first."""
         failed = use.call_id is not None and bool(
-            _ERROR_REPORTED.first(self._s, session_id=session_id, call_id=use.call_id)[0]
+            _ERROR_REPORTED.scalar(self._connection, session_id=session_id, call_id=use.call_id)
         )
         self._insert(message_id, session_id, TOOL_USE, use.call_id, use.tool_name, now, failed)
 
@@ -50,18 +52,18 @@ class ToolCallRepository:
         if not result.is_error or result.call_id is None:
             return
         self._insert(message_id, session_id, TOOL_RESULT, result.call_id, None, now, True)
-        _MARK_FAILED.rowcount(self._s, session_id=session_id, call_id=result.call_id)
+        _MARK_FAILED.rowcount(self._connection, session_id=session_id, call_id=result.call_id)
 
     def _insert(
         self, message_id: int, session_id: str, role: str, call_id: str | None, tool_name: str | None,
         now: datetime, is_error: bool,
     ) -> None:  # fmt: skip
         _INSERT.rowcount(
-            self._s, message_id=message_id, session_id=session_id, role=role, call_id=call_id,
+            self._connection, message_id=message_id, session_id=session_id, role=role, call_id=call_id,
             tool_name=tool_name, timestamp=now, is_error=is_error,
         )  # fmt: skip
 
-    def usage(self, since: datetime | None, until: datetime | None) -> tuple[ToolUsageSummary, ...]:
+    def usage(self: ToolCallRepository[Connection], since: datetime | None, until: datetime | None) -> tuple[ToolUsageSummary, ...]:
         """Calls per tool with ``since <= timestamp < until`` (a None bound is open), most called first,
         then by tool name (code point order). A range walk of ``idx_tool_calls_report``."""
         query = (
@@ -77,6 +79,6 @@ class ToolCallRepository:
             query = query.where(_t.c.timestamp >= since)
         if until is not None:
             query = query.where(_t.c.timestamp < until)
-        counts = [ToolUsageSummary(name, int(calls), int(errors)) for name, calls, errors in self._s.execute(query)]
+        counts = [ToolUsageSummary(name, int(calls), int(errors)) for name, calls, errors in self._connection.execute(query)]
         # A handful of rows; Python's str order is code point order on every backend.
         return tuple(sorted(counts, key=lambda tool: (-tool.invocations, tool.tool_name)))

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import date, datetime, timezone
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 from sqlalchemy import (
+    CTE,
     ColumnElement,
     Connection,
     Date,
@@ -35,6 +36,7 @@ from ..records import (
     UserCostSummary,
 )
 from ._prepared import Prepared, insert_unless_duplicate
+from .runner import Runner
 
 __all__ = ["UsageRepository", "UNKNOWN_MODEL"]
 
@@ -44,7 +46,7 @@ UNKNOWN_MODEL = "unknown"
 _t = UsageRow.__table__
 
 
-def _total(column: ColumnElement) -> ColumnElement:
+def _total(column: ColumnElement[Any]) -> ColumnElement[Any]:
     return func.coalesce(func.sum(column), 0)
 
 
@@ -57,7 +59,7 @@ _cache_write = _total(_t.c.cache_write).label("cache_write")
 _model_name = func.coalesce(_t.c.model, literal(UNKNOWN_MODEL)).label("name")
 #: The columns of every breakdown row after its name, in the order the records take them.
 _BREAKDOWN = (_cost, _input, _output, _turns, _cache_read, _cache_write)
-Breakdown = tuple[ColumnElement, ...]
+Breakdown = tuple[ColumnElement[Any], ...]
 
 #: The token columns of :data:`_BREAKDOWN`, by label.
 _TOKENS = {"input": _t.c.input_tokens, "output": _t.c.output_tokens, "cache_read": _t.c.cache_read,
@@ -73,7 +75,7 @@ def _halved(breakdown: Breakdown) -> Breakdown:
     below 2**32, so their sums stay in range up to 2**31 rows, and
     :func:`_breakdown` joins them back into the exact total.
     """
-    columns: list[ColumnElement] = []
+    columns: list[ColumnElement[Any]] = []
     for part in breakdown:
         column = _TOKENS.get(part.name)
         if column is None:
@@ -92,7 +94,7 @@ T = TypeVar("T")
 _TOTAL, _BY_USER, _BY_MODEL, _BY_DAY = range(4)
 
 
-class utc_day(FunctionElement):  # noqa: N801 - reads like the SQL function it stands for
+class utc_day(FunctionElement[Any]):  # noqa: N801 - reads like the SQL function it stands for
     """The UTC calendar day of a timestamp column, computed by the database."""
 
     type = Date()
@@ -134,11 +136,11 @@ _APPEND = Prepared(
 )
 
 
-class UsageRepository:
+class UsageRepository(Generic[Runner]):
     """Records usage rows and aggregates them in SQL."""
 
-    def __init__(self, session: Connection) -> None:
-        self._s = session
+    def __init__(self, connection: Runner) -> None:
+        self._connection = connection
 
     def append(self, session_id: str, turn: int, record: UsageRecord, now: datetime, key: str) -> None:
         """Store the usage of one turn of ``session_id`` under its idempotency ``key``.
@@ -146,7 +148,7 @@ class UsageRepository:
         Nothing is stored when the session already has a row under ``key``.
         """
         _APPEND.rowcount(
-            self._s,
+            self._connection,
             session_id=session_id,
             turn=turn,
             input_tokens=record.input_tokens,
@@ -160,11 +162,11 @@ class UsageRepository:
             usage_key=key,
         )
 
-    def session_summary(self, session_id: str) -> UsageSummary:
+    def session_summary(self: UsageRepository[Connection], session_id: str) -> UsageSummary:
         """Totals over the session's rows (zeros when it has none)."""
 
-        def summed(breakdown: Breakdown) -> list[Any]:
-            return self._s.execute(select(*breakdown).where(_t.c.session_id == session_id)).one()
+        def summed(breakdown: Breakdown) -> Sequence[Any]:
+            return self._connection.execute(select(*breakdown).where(_t.c.session_id == session_id)).one()
 
         cost, input_tokens, output_tokens, turns, cache_read, cache_write = _breakdown(self._exactly(summed))
         return UsageSummary(
@@ -176,7 +178,7 @@ class UsageRepository:
             total_turns=turns,
         )
 
-    def overview(self, since: datetime | None, until: datetime | None = None) -> CostOverview:
+    def overview(self: UsageRepository[Connection], since: datetime | None, until: datetime | None = None) -> CostOverview:
         """Totals, per user, per model and per (UTC day, model), over rows with
         ``since <= timestamp < until`` (either bound may be None).
 
@@ -189,7 +191,7 @@ class UsageRepository:
         """
         return self._exactly(lambda breakdown: self._overview(since, until, breakdown))
 
-    def _overview(self, since: datetime | None, until: datetime | None, breakdown: Breakdown) -> CostOverview:
+    def _overview(self: UsageRepository[Connection], since: datetime | None, until: datetime | None, breakdown: Breakdown) -> CostOverview:
         day = utc_day(_t.c.timestamp)
         # Each day bound is implied by its timestamp bound; it is stated so that
         # SQLite seeks its index by day instead of walking all of it.
@@ -198,7 +200,8 @@ class UsageRepository:
             where += [_t.c.timestamp >= since, day >= since.astimezone(timezone.utc).date()]
         if until is not None:
             where += [_t.c.timestamp < until, day <= until.astimezone(timezone.utc).date()]
-        if self._s.dialect.name in ("mysql", "mariadb"):
+        groups: Subquery | CTE
+        if self._connection.dialect.name in ("mysql", "mariadb"):
             groups = self._rows_as_groups_of_one(day, where)
         else:
             groups = (
@@ -216,7 +219,7 @@ class UsageRepository:
             select(literal_column(str(_BY_MODEL)), model, no_day, *sums).group_by(model),
             select(literal_column(str(_BY_DAY)), model, groups.c.day, *sums).group_by(groups.c.day, model),
         ).subquery("report")
-        rows = self._s.execute(
+        rows = self._connection.execute(
             select(report).order_by(report.c.part, report.c.day, report.c.cost.desc(), self._binary(report.c.name))
         ).all()
         parts: dict[int, list[Any]] = {_TOTAL: [], _BY_USER: [], _BY_MODEL: [], _BY_DAY: []}
@@ -240,7 +243,7 @@ class UsageRepository:
         )
 
     @staticmethod
-    def _rows_as_groups_of_one(day: ColumnElement, where: list[ColumnElement]) -> Subquery:
+    def _rows_as_groups_of_one(day: ColumnElement[Any], where: list[ColumnElement[Any]]) -> Subquery:
         """The usage rows under the column names of the overview's groups, one group each.
 
         MariaDB merges this into each breakdown, which then groups the rows directly.
@@ -265,7 +268,7 @@ class UsageRepository:
             .subquery("usage_groups")
         )
 
-    def _exactly(self, report: Callable[[Breakdown], T]) -> T:
+    def _exactly(self: UsageRepository[Connection], report: Callable[[Breakdown], T]) -> T:
         """``report(_BREAKDOWN)``, or on SQLite, when a token sum passed 2**63-1, ``report`` of the halved sums.
 
         The common case pays nothing for the rare one; every backend then gives
@@ -274,18 +277,18 @@ class UsageRepository:
         try:
             return report(_BREAKDOWN)
         except DBAPIError as error:
-            if self._s.dialect.name != "sqlite" or "integer overflow" not in str(error.orig):
+            if self._connection.dialect.name != "sqlite" or "integer overflow" not in str(error.orig):
                 raise
         return report(_BREAKDOWN_HALVED)
 
-    def _binary(self, expression: ColumnElement) -> ColumnElement:
+    def _binary(self, expression: ColumnElement[Any]) -> ColumnElement[Any]:
         """Order names by code point on every backend (PostgreSQL would use its locale)."""
-        if self._s.dialect.name == "postgresql":
+        if self._connection.dialect.name == "postgresql":
             return expression.collate("C")
         return expression
 
 
-def _breakdown(row: list[Any]) -> tuple[float, int, int, int, int, int]:
+def _breakdown(row: Sequence[Any]) -> tuple[float, int, int, int, int, int]:
     """The values of :data:`_BREAKDOWN` (or :data:`_BREAKDOWN_HALVED`) as Python numbers.
 
     Drivers return Decimals for the servers' sums; halved token sums are joined exactly.

@@ -11,6 +11,7 @@ from sqlalchemy.dialects import mysql
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator, TypeEngine
 
+from .limits import SHORT_TEXT_LENGTH
 from .timestamps import format_rfc3339, parse_rfc3339
 
 __all__ = [
@@ -26,9 +27,7 @@ __all__ = [
     "Money",
 ]
 
-#: Identifiers, keys, roles and model names. MariaDB cannot index TEXT, so it gets
-#: VARCHAR(255); the library rejects longer values on every backend alike.
-SHORT_TEXT_LENGTH = 255
+#: Identifiers, keys, roles and model names (see :data:`limits.SHORT_TEXT_LENGTH`).
 ShortText: TypeEngine[str] = Text().with_variant(String(SHORT_TEXT_LENGTH), "mysql", "mariadb")
 
 #: Channel names, kept short so MariaDB's 3072-byte index limit fits the
@@ -103,9 +102,10 @@ class UtcTimestamp(TypeDecorator[datetime]):
             return None
         if isinstance(value, str):
             return parse_rfc3339(value)
-        if value.tzinfo is None:
-            return value.replace(tzinfo=timezone.utc)
-        return value.astimezone(timezone.utc)
+        instant: datetime = value
+        if instant.tzinfo is None:
+            return instant.replace(tzinfo=timezone.utc)
+        return instant.astimezone(timezone.utc)
 
     def result_processor(self, dialect: Dialect, coltype: object) -> Any:
         if dialect.name != "sqlite":

@@ -1,0 +1,27 @@
+"""``cost_overview`` (whole range and the last 30 days): the floor replays the very statements ours emitted."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from starpod_session import SessionManager
+
+from datasets import Dataset, Target
+from harness import CAPTURE, T0, Report, Scale, interleaved
+
+
+def measure(target: Target, big: Dataset, scale: Scale, rows: int, report: Report) -> None:
+    floor = target.floor(big.url)
+    since = T0 + timedelta(days=330)  # the last 30 of 360 days: about 8% of the rows
+    with SessionManager(big.url) as mgr:
+        for label, argument in (("cost_overview", None), ("cost_overview(since)", since)):
+            with CAPTURE() as statements:
+                mgr.cost_overview(argument)
+            ours, theirs = interleaved(
+                scale.overview_calls, lambda _n: mgr.cost_overview(argument), lambda _n: floor.replay(statements),
+                warmup=1,
+            )
+            report.compare(f"{label} of {rows:,} rows ({len(statements)} stmts)", ours, theirs, limit=1.5)
+            if target.backend == "sqlite" and rows >= 1_000_000:
+                report.check(f"{label}: {ours.median:.3f} s < 1 s at {rows:,} rows", ours.median < 1.0)
+    floor.close()

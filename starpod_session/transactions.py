@@ -1,0 +1,207 @@
+"""Running one public call as one transaction: isolation, the SQLite fast path, retries, error mapping.
+
+:class:`TransactionRunner` is what ``SessionManager`` hands its ``work`` functions
+to. It picks the transaction for the kind of work, retries transient lock errors
+within ``lock_timeout``, and turns every driver or SQLAlchemy error into our own
+:class:`StorageError` / :class:`StorageBusy`, with passwords hidden.
+
+Four kinds of work, checked by the type of the argument ``work`` receives:
+
+- :meth:`~TransactionRunner.write` / :meth:`~TransactionRunner.read`: a SQLAlchemy
+  ``Connection`` (any Core statement); reads see one snapshot (REPEATABLE READ on servers).
+- :meth:`~TransactionRunner.write_prepared` / :meth:`~TransactionRunner.read_prepared`:
+  a :class:`StatementRunner`, which runs only prepared statements
+  (``repositories._prepared``). On SQLite that is a pooled driver connection with
+  no ``Connection`` around it (``engine.DriverTransaction``): a ``Connection``
+  costs more than the statements themselves there.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import TypeVar
+
+from sqlalchemy import Connection, Engine
+from sqlalchemy.engine import URL
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+
+from .engine import MYSQL_MAX_ALLOWED_PACKET, READ_ONLY, SNAPSHOT, sqlite_driver_transaction
+from .errors import StarpodSessionError, StorageBusy, StorageError
+from .repositories.runner import StatementRunner
+from .retry import RetryPolicy, is_transient
+from .urls import redact_text, redact_url, url_secrets
+
+__all__ = ["TransactionRunner", "CoreWork", "PreparedWork"]
+
+T = TypeVar("T")
+#: Work that may run any Core statement: it gets a real ``Connection``.
+CoreWork = Callable[[Connection], T]
+#: Work that runs only prepared statements: it gets a :class:`StatementRunner`.
+PreparedWork = Callable[[StatementRunner], T]
+
+
+class TransactionRunner:
+    """Runs ``work`` functions in transactions of one engine; each call of a method is one transaction.
+
+    ``lock_timeout`` (seconds) also bounds the retries: none starts once that long
+    has passed since the first attempt began. After :meth:`close` every call
+    raises :class:`StarpodSessionError`.
+    """
+
+    def __init__(self, engine: Engine, url: URL, *, retry: RetryPolicy, lock_timeout: float) -> None:
+        self.engine = engine
+        self._url = url
+        self._retry = retry
+        self._lock_timeout = lock_timeout
+        self._closed = False
+        self._sqlite = url.get_backend_name() == "sqlite"
+        # Errors the driver raises outside a statement (a connection lost while it is
+        # committed or handed back to the pool) reach us unwrapped by SQLAlchemy.
+        self._driver_errors: tuple[type[BaseException], ...] = (engine.dialect.loaded_dbapi.Error, OSError)
+        # Core connections: an ORM Session would add its own bookkeeping to every call.
+        # On servers every connection runs at READ COMMITTED (set once at connect, see
+        # engine.py): a write that lost a race on the unique index re-reads the winner's
+        # row, which MariaDB's default REPEATABLE READ would hide. Reads of several
+        # queries (reports) must see one snapshot: they begin at REPEATABLE READ.
+        self._writes = engine
+        self._reads = engine.execution_options(**{READ_ONLY: True})
+        self._snapshots = engine.execution_options(**{READ_ONLY: True, SNAPSHOT: True})
+
+    @property
+    def target(self) -> str:
+        """The database, as a path for SQLite or a URL with the password hidden."""
+        if self._sqlite:
+            return str(self._url.database)
+        return redact_url(self._url)
+
+    def close(self) -> None:
+        """Release every pooled connection; later calls raise :class:`StarpodSessionError`."""
+        self._closed = True
+        self.engine.dispose()
+
+    def write(self, work: CoreWork[T]) -> T:
+        """Run ``work`` in a write transaction on a ``Connection``."""
+        return self._transaction(self._writes, work)
+
+    def read(self, work: CoreWork[T]) -> T:
+        """Run ``work`` in a read-only transaction on a ``Connection`` that sees one snapshot."""
+        return self._transaction(self._snapshots, work)
+
+    def write_prepared(self, work: PreparedWork[T]) -> T:
+        """:meth:`write` for work that runs only prepared statements (``repositories._prepared``)."""
+        return self._prepared(work, read_only=False, snapshot=False)
+
+    def read_prepared(self, work: PreparedWork[T], *, snapshot: bool = False) -> T:
+        """:meth:`read` for work that runs only prepared statements.
+
+        One statement reads one snapshot at any isolation level: on servers, without
+        ``snapshot`` it skips the round trip that starts a REPEATABLE READ
+        transaction. Work of several statements that must agree passes
+        ``snapshot=True`` (SQLite's read transactions always see one snapshot).
+        """
+        return self._prepared(work, read_only=True, snapshot=snapshot)
+
+    def _prepared(self, work: PreparedWork[T], *, read_only: bool, snapshot: bool) -> T:
+        if not self._sqlite:
+            engine = self._writes if not read_only else self._snapshots if snapshot else self._reads
+            return self._transaction(engine, work)
+
+        # SQLite: straight on a pooled driver connection (``engine.DriverTransaction``).
+        def attempt() -> T:
+            with sqlite_driver_transaction(self.engine, read_only=read_only) as transaction:
+                return work(transaction)
+
+        return self.guard(attempt)
+
+    def _transaction(self, engine: Engine, work: CoreWork[T]) -> T:
+        def attempt() -> T:
+            with engine.begin() as connection:
+                return work(connection)
+
+        return self.guard(attempt)
+
+    def guard(self, call: Callable[[], T]) -> T:
+        """Run ``call``, retrying transient lock errors; never let a driver error out raw.
+
+        Retries stop after the policy's attempts, or once ``lock_timeout`` has passed
+        since the first attempt began (each lock wait is itself bounded by it).
+        """
+        if self._closed:
+            raise StarpodSessionError(f"this SessionManager ({self.target}) is closed; open a new one")
+        failures = 0
+        started = time.monotonic()
+        while True:
+            try:
+                return call()
+            except StarpodSessionError:
+                raise
+            except DBAPIError as error:
+                if not is_transient(error):
+                    raise StorageError(
+                        f"database error on {self.target}: {self._driver_text(error.orig)}{_packet_hint(error)}"
+                    ) from error
+                failures += 1
+                waited = time.monotonic() - started
+                if failures >= self._retry.attempts or waited >= self._lock_timeout:
+                    raise StorageBusy(
+                        f"{self.target} stayed locked for {waited:.1f} s through {failures} attempts "
+                        f"(lock_timeout {self._lock_timeout:g} s): {self._driver_text(error.orig)}"
+                    ) from error
+                self._retry.pause(failures)
+            except SQLAlchemyError as error:
+                raise StorageError(f"database error on {self.target}: {self._driver_text(error)}") from error
+            except self._driver_errors as error:
+                # The commit may or may not have happened: not retried.
+                raise StorageError(f"database error on {self.target}: {self._driver_text(error)}") from error
+
+    def _driver_text(self, error: BaseException | None) -> str:
+        """A driver's error text with the URL's passwords hidden (drivers may quote the connection string)."""
+        return redact_text(str(error), url_secrets(self._url))
+
+
+#: MariaDB refused a statement larger than the server's max_allowed_packet.
+_PACKET_REFUSED = 1153
+#: MariaDB dropped the connection: while a large statement was being sent, or for any other reason.
+_CONNECTION_LOST = frozenset({2006, 2013})
+#: Parameters this large make a dropped connection likely to be the packet size.
+_LARGE_STATEMENT_BYTES = 1024 * 1024
+
+
+def _packet_hint(error: DBAPIError) -> str:
+    """Name the likely cause when MariaDB refused or dropped a large statement.
+
+    The statement's own error may be the context of a later one (the rollback
+    that followed on the dropped connection): the whole chain is looked at.
+    """
+    chain: list[BaseException] = []
+    current: BaseException | None = error
+    while current is not None and current not in chain:
+        chain.append(current)
+        current = current.__context__
+    numbers = {_error_number(link) for link in chain}
+    large = any(_parameter_bytes(getattr(link, "params", None)) > _LARGE_STATEMENT_BYTES for link in chain)
+    if _PACKET_REFUSED not in numbers and not (numbers & _CONNECTION_LOST and large):
+        return ""
+    return (
+        f" (if the statement carried a large value: the server's max_allowed_packet must be at least "
+        f"{MYSQL_MAX_ALLOWED_PACKET} bytes; an administrator sets it with "
+        f"SET GLOBAL max_allowed_packet = {MYSQL_MAX_ALLOWED_PACKET})"
+    )
+
+
+def _error_number(error: BaseException) -> int | None:
+    """The driver's error number (MariaDB drivers put it first), or None."""
+    args = getattr(error.orig if isinstance(error, DBAPIError) else error, "args", ())
+    return args[0] if args and isinstance(args[0], int) else None
+
+
+def _parameter_bytes(params: object) -> int:
+    """Roughly how many bytes a statement's text and binary parameters carry."""
+    if isinstance(params, (str, bytes, bytearray)):
+        return len(params)
+    if isinstance(params, dict):
+        params = list(params.values())
+    if isinstance(params, (list, tuple)):
+        return sum(map(_parameter_bytes, params))
+    return 0

@@ -1,0 +1,91 @@
+"""Which SQLAlchemy engine events a listener on the manager's engine sees, on each path.
+
+ARCHITECTURE.md ("The fast path") documents it: every statement fires
+``before_cursor_execute`` / ``after_cursor_execute``, with a ``conn`` that has
+``info`` (SQLAlchemy's query-timing recipe works); ``begin``, ``commit`` and
+``rollback`` fire for every call except the prepared-only calls on SQLite, which
+run on a pooled driver connection with no ``Connection`` to hand a listener.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+
+import pytest
+from sqlalchemy import event
+
+from starpod_session import Channel, SessionManager, SessionNotFound
+
+
+@pytest.fixture
+def events(manager: SessionManager) -> Iterator[Callable[[Callable[[], object]], Counter[str]]]:
+    """Run a call with listeners on the manager's engine; returns how often each event fired."""
+    seen: Counter[str] = Counter()
+    timings: list[float] = []
+
+    # SQLAlchemy's documented query-timing recipe.
+    def before_cursor_execute(conn, cursor, statement, parameters, context, executemany):  # noqa: ANN001
+        conn.info.setdefault("query_start_time", []).append(time.time())
+        seen["before_cursor_execute"] += 1
+
+    def after_cursor_execute(conn, cursor, statement, parameters, context, executemany):  # noqa: ANN001
+        timings.append(time.time() - conn.info["query_start_time"].pop(-1))
+        seen["after_cursor_execute"] += 1
+
+    listeners = {
+        "before_cursor_execute": before_cursor_execute,
+        "after_cursor_execute": after_cursor_execute,
+        "begin": lambda conn: seen.update(["begin"]),
+        "commit": lambda conn: seen.update(["commit"]),
+        "rollback": lambda conn: seen.update(["rollback"]),
+    }
+    for name, listener in listeners.items():
+        event.listen(manager._engine, name, listener)
+
+    def run(call: Callable[[], object]) -> Counter[str]:
+        seen.clear()
+        timings.clear()
+        try:
+            call()
+        except SessionNotFound:
+            pass
+        assert len(timings) == seen["after_cursor_execute"]
+        return Counter(seen)
+
+    try:
+        yield run
+    finally:
+        for name, listener in listeners.items():
+            event.remove(manager._engine, name, listener)
+
+
+def test_the_query_timing_recipe_works_on_the_fast_path(manager, events):
+    session_id = manager.create_session(Channel.MAIN, "k")
+    for call in (
+        lambda: manager.save_message(session_id, "user", "hello"),
+        lambda: manager.get_session(session_id),
+        lambda: manager.get_messages(session_id),
+        lambda: manager.list_sessions(5),
+    ):
+        seen = events(call)
+        assert seen["before_cursor_execute"] == seen["after_cursor_execute"] >= 1
+
+
+def test_prepared_only_calls_fire_transaction_events_on_servers_only(manager, backend, events):
+    session_id = manager.create_session(Channel.MAIN, "k")
+    on_server = int(backend != "sqlite")
+    assert events(lambda: manager.save_message(session_id, "user", "hello"))["commit"] == on_server
+    seen = events(lambda: manager.get_session(session_id))
+    assert (seen["begin"], seen["commit"]) == (on_server, on_server)
+    failed = events(lambda: manager.touch_session("no-such-session"))
+    assert (failed["begin"], failed["commit"], failed["rollback"]) == (on_server, 0, on_server)
+
+
+def test_calls_on_a_connection_fire_transaction_events_on_every_backend(manager, events):
+    seen = events(lambda: manager.create_session(Channel.MAIN, "k"))
+    assert (seen["begin"], seen["commit"], seen["rollback"]) == (1, 1, 0)
+    assert seen["before_cursor_execute"] == seen["after_cursor_execute"] >= 1
+    failed = events(lambda: manager.record_compaction("no-such-session", "auto", 1, "s", 1))
+    assert (failed["begin"], failed["commit"], failed["rollback"]) == (1, 0, 1)
