@@ -13,12 +13,12 @@ from datetime import datetime
 import attrs
 from sqlalchemy import Connection, Float, and_, cast, column, func, literal_column, or_, select, table, text
 from sqlalchemy.dialects.mysql import match as mysql_match
-from sqlalchemy.sql import ColumnElement
+from sqlalchemy.sql import ColumnElement, FromClause
 
 from ..models import MessageRow, SessionRow
 from ..search_query import QueryPart, SearchQuery
 
-__all__ = ["SearchRepository", "SearchFilter", "SearchRow", "PG_INDEXED_CHARS", "MARIADB_MIN_TOKEN"]
+__all__ = ["SearchRepository", "SearchFilter", "SearchRow", "PG_INDEXED_CHARS", "PG_VECTOR_COLUMN", "MARIADB_MIN_TOKEN"]
 
 _m = MessageRow.__table__
 _s = SessionRow.__table__
@@ -26,6 +26,8 @@ _s = SessionRow.__table__
 #: PostgreSQL indexes the first this many characters of a message (a tsvector
 #: holds at most 1 MiB); migration 0008 carries a frozen copy in its index.
 PG_INDEXED_CHARS = 100_000
+#: PostgreSQL's generated column holding each message's ``tsvector`` (migration 0008).
+PG_VECTOR_COLUMN = "content_tsv"
 #: MariaDB's default ``innodb_ft_min_token_size``: shorter words are not in its index.
 MARIADB_MIN_TOKEN = 3
 
@@ -33,6 +35,9 @@ _FTS = "session_messages_fts"
 #: The score of a query no index answers (substrings only): every hit ranks alike, newest first.
 _UNRANKED = literal_column("0.0", Float)
 _fts = table(_FTS, column("rowid"))
+#: PostgreSQL's stored ``tsvector`` of a message (migration 0008), outside the models:
+#: the other backends have no such column.
+_PG_VECTOR = literal_column(f"{_m.name}.{PG_VECTOR_COLUMN}")
 
 #: One result row: message id, session id, role, timestamp, session title, channel,
 #: user id, content, score (higher is more relevant).
@@ -66,30 +71,31 @@ class SearchRepository:
 
         ``after`` is the (score, id) of the last row of the previous page.
         """
-        matched, score, source = self._match(query)
-        conditions = [*matched, *self._substrings(query), *_filters(filters)]
+        # Two steps: rank the matches reading nothing but the index (and the message
+        # row where a filter or a substring needs it), keep the page's (id, score), and
+        # only then fetch those rows' message and session. Fetching every match's rows
+        # before sorting is what made a common word slow over a million messages.
+        matched, score, source, message_id = self._match(query, needs_row=_needs_row(query, filters))
         ranked = score is not _UNRANKED
-        conditions += _keyset(score if ranked else None, _m.c.id, after)
-        if self._dialect == "sqlite" and ranked and filters == SearchFilter() and not query.substrings:
-            # Nothing but the index decides: rank inside FTS5 and join only the page's rows,
-            # instead of fetching every match's message and session before sorting.
-            top = (
-                select(_fts.c.rowid.label("id"), score.label("score"))
-                .where(*matched, *_keyset(score, _fts.c.rowid, after))
-                .order_by(score.desc(), _fts.c.rowid.desc())
-                .limit(limit)
-                .subquery("top")
-            )
-            source, score, conditions = top.join(_m, _m.c.id == top.c.id), top.c.score, []
+        order = (*((score.desc(),) if ranked else ()), message_id.desc())
+        top = (
+            select(message_id.label("id"), score.label("score"))
+            .select_from(source)
+            .where(
+                *matched, *self._substrings(query), *_filters(filters),
+                *_keyset(score if ranked else None, message_id, after),
+            )  # fmt: skip
+            .order_by(*order)
+            .limit(limit)
+            .subquery("top")
+        )
         statement = (
             select(
                 _m.c.id, _m.c.session_id, _m.c.role, _m.c.timestamp,
-                _s.c.title, _s.c.channel, _s.c.user_id, _m.c.content, score.label("score"),
+                _s.c.title, _s.c.channel, _s.c.user_id, _m.c.content, top.c.score,
             )  # fmt: skip
-            .select_from(source.join(_s, _s.c.id == _m.c.session_id))
-            .where(*conditions)
-            .order_by(*((score.desc(),) if ranked else ()), _m.c.id.desc())
-            .limit(limit)
+            .select_from(top.join(_m, _m.c.id == top.c.id).join(_s, _s.c.id == _m.c.session_id))
+            .order_by(*((top.c.score.desc(),) if ranked else ()), top.c.id.desc())
         )
         return [tuple(row) for row in self._s.execute(statement)]  # type: ignore[misc]
 
@@ -106,28 +112,33 @@ class SearchRepository:
 
     # -- each engine's index ---------------------------------------------------------------
 
-    def _match(self, query: SearchQuery) -> tuple[list[ColumnElement], ColumnElement, object]:
-        """(conditions, score, FROM clause) of the indexed parts of ``query``."""
+    def _match(
+        self, query: SearchQuery, *, needs_row: bool
+    ) -> tuple[list[ColumnElement], ColumnElement, FromClause, ColumnElement]:
+        """(conditions, score, FROM clause, message id) of the indexed parts of ``query``.
+
+        ``needs_row``: whether other conditions read the message row (SQLite then joins
+        it to its FTS5 table; the servers' indexes are on the row's table itself).
+        """
         indexed = query.indexed
         if self._dialect == "mariadb":
             indexed = tuple(part for part in indexed if _in_mariadb_index(part))
         if not indexed:
-            return [], _UNRANKED, _m
+            return [], _UNRANKED, _m, _m.c.id
         if self._dialect == "sqlite":
             # bm25() is lower for better matches; negated so every backend ranks high first.
             score = -literal_column(f"bm25({_FTS})", Float)
-            source = _fts.join(_m, _m.c.id == _fts.c.rowid)
-            return [text(f"{_FTS} MATCH :fts_query").bindparams(fts_query=_fts5(indexed))], score, source
+            source = _fts.join(_m, _m.c.id == _fts.c.rowid) if needs_row else _fts
+            condition = text(f"{_FTS} MATCH :fts_query").bindparams(fts_query=_fts5(indexed))
+            return [condition], score, source, _fts.c.rowid
         if self._dialect == "postgresql":
-            vector = func.to_tsvector(
-                literal_column("'simple'::regconfig"), func.left(_m.c.content, literal_column(str(PG_INDEXED_CHARS)))
-            )
+            # The stored tsvector: ranking reads it instead of parsing each match's content again.
             tsquery = func.to_tsquery(literal_column("'simple'::regconfig"), _tsquery(indexed))
-            return [vector.op("@@")(tsquery)], cast(func.ts_rank(vector, tsquery), Float), _m
+            return [_PG_VECTOR.op("@@")(tsquery)], cast(func.ts_rank(_PG_VECTOR, tsquery), Float), _m, _m.c.id
         matched = mysql_match(_m.c.content, against=_boolean_mode(indexed)).in_boolean_mode()
         # MariaDB sends doubles as text with 15 digits, which need not read back as the
         # same double; rounded to 9 decimals, the score a cursor carries compares equal.
-        return [matched], func.round(cast(matched, Float), 9), _m
+        return [matched], func.round(cast(matched, Float), 9), _m, _m.c.id
 
     def _substrings(self, query: SearchQuery) -> list[ColumnElement]:
         """Conditions for the parts no index answers: substrings, and MariaDB's short words."""
@@ -160,12 +171,21 @@ def _keyset(
     return [or_(score < last_score, and_(score == last_score, message_id < last_id))]
 
 
+def _needs_row(query: SearchQuery, filters: SearchFilter) -> bool:
+    """Whether the conditions of a search read the message row, not only the full-text index."""
+    return bool(query.substrings) or filters != SearchFilter()
+
+
 def _filters(filters: SearchFilter) -> list[ColumnElement]:
+    """Conditions on the message row; the session's user and channel through a subquery of session ids."""
     conditions = []
+    of_session = []
     if filters.user_id is not None:
-        conditions.append(_s.c.user_id == filters.user_id)
+        of_session.append(_s.c.user_id == filters.user_id)
     if filters.channel is not None:
-        conditions.append(_s.c.channel == filters.channel)
+        of_session.append(_s.c.channel == filters.channel)
+    if of_session:
+        conditions.append(_m.c.session_id.in_(select(_s.c.id).where(*of_session)))
     if filters.session_id is not None:
         conditions.append(_m.c.session_id == filters.session_id)
     if filters.since is not None:
