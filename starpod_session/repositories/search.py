@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import datetime
 
 import attrs
-from sqlalchemy import Connection, Float, and_, cast, column, func, literal_column, or_, select, table, text
+from sqlalchemy import Connection, Float, and_, cast, column, func, literal_column, or_, select, table, text, true
 from sqlalchemy.dialects.mysql import match as mysql_match
 from sqlalchemy.sql import ColumnElement, FromClause
 
@@ -132,9 +132,17 @@ class SearchRepository:
             condition = text(f"{_FTS} MATCH :fts_query").bindparams(fts_query=_fts5(indexed))
             return [condition], score, source, _fts.c.rowid
         if self._dialect == "postgresql":
-            # The stored tsvector: ranking reads it instead of parsing each match's content again.
-            tsquery = func.to_tsquery(literal_column("'simple'::regconfig"), _tsquery(indexed))
-            return [_PG_VECTOR.op("@@")(tsquery)], cast(func.ts_rank(_PG_VECTOR, tsquery), Float), _m, _m.c.id
+            # The stored tsvector: ranking reads it instead of parsing each match's content
+            # again. The tsquery is a FROM item, built once even where a prepared
+            # statement's generic plan would otherwise build it for every row.
+            parsed = (
+                func.to_tsquery(literal_column("'simple'::regconfig"), _tsquery(indexed))
+                .table_valued("tsquery")
+                .render_derived(name="q")
+            )
+            tsquery = parsed.c.tsquery
+            score = cast(func.ts_rank(_PG_VECTOR, tsquery), Float)
+            return [_PG_VECTOR.op("@@")(tsquery)], score, _m.join(parsed, true()), _m.c.id
         matched = mysql_match(_m.c.content, against=_boolean_mode(indexed)).in_boolean_mode()
         # MariaDB sends doubles as text with 15 digits, which need not read back as the
         # same double; rounded to 9 decimals, the score a cursor carries compares equal.
