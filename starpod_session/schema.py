@@ -294,13 +294,15 @@ EXPRESSION_INDEXES = frozenset({"idx_usage_stats_day_model_user"})
 
 #: The full-text search objects of migration 0008, which SQLAlchemy metadata cannot
 #: describe: SQLite's FTS5 table (and the shadow tables FTS5 keeps beside it; its
-#: triggers are not reflected at all), PostgreSQL's GIN expression index, MariaDB's
-#: FULLTEXT index. Deliberately left out of the comparison; tests/test_migrations.py
-#: checks their DDL on each backend instead.
+#: triggers are not reflected at all), PostgreSQL's generated ``content_tsv`` column
+#: (on that backend only) and its GIN index, MariaDB's FULLTEXT index. Deliberately
+#: left out of the comparison; tests/test_migrations.py checks their DDL on each
+#: backend instead.
 SEARCH_OBJECTS = frozenset(
     {
         "session_messages_fts",
         *(f"session_messages_fts_{shadow}" for shadow in ("data", "idx", "docsize", "config", "content")),
+        "content_tsv",
         "ix_session_messages_search",
         "ix_session_messages_fulltext",
     }
@@ -318,7 +320,7 @@ def include_in_comparison(obj: Any, name: str | None, type_: str, reflected: boo
         return False
     if type_ == "index" and name in EXPRESSION_INDEXES:
         return False
-    if type_ in ("table", "index") and name in SEARCH_OBJECTS:
+    if type_ in ("table", "column", "index") and name in SEARCH_OBJECTS:
         return False
     return True
 

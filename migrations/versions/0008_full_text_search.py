@@ -5,9 +5,13 @@
   step by three triggers, so rows written by any program (the Rust crate
   included) are indexed too. Tokenizer ``unicode61 remove_diacritics 0``:
   case-insensitive, accents significant, as on the servers.
-- PostgreSQL: a GIN index on ``to_tsvector('simple', left(content, 100000))``:
-  no stemming and no stop words, so every language is indexed word for word. A
+- PostgreSQL: a stored generated column ``content_tsv`` holding
+  ``to_tsvector('simple', left(content, 100000))``, with a GIN index on it: no
+  stemming and no stop words, so every language is indexed word for word. A
   tsvector is limited to 1 MiB, hence the first 100,000 characters of a message.
+  Stored, so ranking a match reads its vector instead of parsing its content
+  again (an index on the expression alone made ranking a common word slow);
+  generated, so rows written by any program (the Rust crate included) get it.
 - MariaDB: ``content`` gets a case-insensitive, accent-sensitive collation (its
   index folds case by it; ``utf8mb4_bin`` folds ASCII only), and an InnoDB
   ``FULLTEXT`` index, created with the stop-word
@@ -15,7 +19,8 @@
   backends. ``innodb_ft_min_token_size`` (3 by default, server-wide) still leaves
   shorter words out of the index: the library matches those by pattern.
 
-These objects are outside the models (SQLAlchemy cannot describe them);
+These objects are outside the models (SQLAlchemy cannot describe them, nor a
+column that exists on one backend only);
 ``schema.SEARCH_OBJECTS`` keeps ``alembic check`` from reporting them
 and tests/test_migrations.py checks their DDL instead.
 
@@ -37,6 +42,8 @@ depends_on: str | Sequence[str] | None = None
 
 FTS_TABLE = "session_messages_fts"
 PG_INDEX = "ix_session_messages_search"
+#: Frozen copy of ``repositories.search.PG_VECTOR_COLUMN``.
+PG_VECTOR_COLUMN = "content_tsv"
 MARIADB_INDEX = "ix_session_messages_fulltext"
 #: Frozen copy of ``repositories.search.PG_INDEXED_CHARS``.
 PG_INDEXED_CHARS = 100_000
@@ -70,10 +77,12 @@ def upgrade() -> None:
         for statement in SQLITE_UPGRADE:
             op.execute(statement)
     elif dialect == "postgresql":
+        # Adding the column computes it for every message already stored (the backfill).
         op.execute(
-            f"CREATE INDEX {PG_INDEX} ON session_messages USING gin "
-            f"(to_tsvector('simple'::regconfig, left(content, {PG_INDEXED_CHARS})))"
+            f"ALTER TABLE session_messages ADD COLUMN {PG_VECTOR_COLUMN} tsvector GENERATED ALWAYS AS "
+            f"(to_tsvector('simple'::regconfig, left(content, {PG_INDEXED_CHARS}))) STORED"
         )
+        op.execute(f"CREATE INDEX {PG_INDEX} ON session_messages USING gin ({PG_VECTOR_COLUMN})")
     elif dialect in ("mysql", "mariadb"):
         # The index folds case by the column's collation; utf8mb4_bin folds ASCII only.
         op.execute(f"ALTER TABLE session_messages MODIFY content LONGTEXT COLLATE {SEARCH_COLLATION} NOT NULL")
@@ -89,6 +98,7 @@ def downgrade() -> None:
             op.execute(statement)
     elif dialect == "postgresql":
         op.execute(f"DROP INDEX {PG_INDEX}")
+        op.execute(f"ALTER TABLE session_messages DROP COLUMN {PG_VECTOR_COLUMN}")
     elif dialect in ("mysql", "mariadb"):
         op.execute(f"DROP INDEX {MARIADB_INDEX} ON session_messages")
         op.execute("ALTER TABLE session_messages MODIFY content LONGTEXT COLLATE utf8mb4_bin NOT NULL")

@@ -12,14 +12,14 @@ from datetime import datetime
 from typing import Any
 
 import attrs
-from sqlalchemy import Connection, Float, and_, cast, column, func, literal_column, or_, select, table, text
+from sqlalchemy import Connection, Float, and_, cast, column, func, literal_column, or_, select, table, text, true
 from sqlalchemy.dialects.mysql import match as mysql_match
 from sqlalchemy.sql import ColumnElement, FromClause
 
 from ..models import MessageRow, SessionRow
 from ..search_query import QueryPart, SearchQuery
 
-__all__ = ["SearchRepository", "SearchFilter", "SearchRow", "PG_INDEXED_CHARS", "MARIADB_MIN_TOKEN"]
+__all__ = ["SearchRepository", "SearchFilter", "SearchRow", "PG_INDEXED_CHARS", "PG_VECTOR_COLUMN", "MARIADB_MIN_TOKEN"]
 
 _messages = MessageRow.__table__
 _sessions = SessionRow.__table__
@@ -27,6 +27,8 @@ _sessions = SessionRow.__table__
 #: PostgreSQL indexes the first this many characters of a message (a tsvector
 #: holds at most 1 MiB); migration 0008 carries a frozen copy in its index.
 PG_INDEXED_CHARS = 100_000
+#: PostgreSQL's generated column holding each message's ``tsvector`` (migration 0008).
+PG_VECTOR_COLUMN = "content_tsv"
 #: MariaDB's default ``innodb_ft_min_token_size``: shorter words are not in its index.
 MARIADB_MIN_TOKEN = 3
 
@@ -34,6 +36,9 @@ _FTS = "session_messages_fts"
 #: The score of a query no index answers (substrings only): every hit ranks alike, newest first.
 _UNRANKED = literal_column("0.0", Float)
 _fts = table(_FTS, column("rowid"))
+#: PostgreSQL's stored ``tsvector`` of a message (migration 0008), outside the models:
+#: the other backends have no such column.
+_PG_VECTOR: ColumnElement[Any] = literal_column(f"{_messages.name}.{PG_VECTOR_COLUMN}")
 
 #: One result row: message id, session id, role, timestamp, session title, channel,
 #: user id, content, score (higher is more relevant).
@@ -67,30 +72,31 @@ class SearchRepository:
 
         ``after`` is the (score, id) of the last row of the previous page.
         """
-        matched, score, source = self._match(query)
-        conditions = [*matched, *self._substrings(query), *_filters(filters)]
+        # Two steps: rank the matches reading nothing but the index (and the message
+        # row where a filter or a substring needs it), keep the page's (id, score), and
+        # only then fetch those rows' message and session. Fetching every match's rows
+        # before sorting is what made a common word slow over a million messages.
+        matched, score, source, message_id = self._match(query, needs_row=_needs_row(query, filters))
         ranked = score is not _UNRANKED
-        conditions += _keyset(score if ranked else None, _messages.c.id, after)
-        if self._dialect == "sqlite" and ranked and filters == SearchFilter() and not query.substrings:
-            # Nothing but the index decides: rank inside FTS5 and join only the page's rows,
-            # instead of fetching every match's message and session before sorting.
-            top = (
-                select(_fts.c.rowid.label("id"), score.label("score"))
-                .where(*matched, *_keyset(score, _fts.c.rowid, after))
-                .order_by(score.desc(), _fts.c.rowid.desc())
-                .limit(limit)
-                .subquery("top")
-            )
-            source, score, conditions = top.join(_messages, _messages.c.id == top.c.id), top.c.score, []
+        order = (*((score.desc(),) if ranked else ()), message_id.desc())
+        top = (
+            select(message_id.label("id"), score.label("score"))
+            .select_from(source)
+            .where(
+                *matched, *self._substrings(query), *_filters(filters),
+                *_keyset(score if ranked else None, message_id, after),
+            )  # fmt: skip
+            .order_by(*order)
+            .limit(limit)
+            .subquery("top")
+        )
         statement = (
             select(
                 _messages.c.id, _messages.c.session_id, _messages.c.role, _messages.c.timestamp,
-                _sessions.c.title, _sessions.c.channel, _sessions.c.user_id, _messages.c.content, score.label("score"),
+                _sessions.c.title, _sessions.c.channel, _sessions.c.user_id, _messages.c.content, top.c.score,
             )  # fmt: skip
-            .select_from(source.join(_sessions, _sessions.c.id == _messages.c.session_id))
-            .where(*conditions)
-            .order_by(*((score.desc(),) if ranked else ()), _messages.c.id.desc())
-            .limit(limit)
+            .select_from(top.join(_messages, _messages.c.id == top.c.id).join(_sessions, _sessions.c.id == _messages.c.session_id))
+            .order_by(*((top.c.score.desc(),) if ranked else ()), top.c.id.desc())
         )
         return [tuple(row) for row in self._connection.execute(statement)]
 
@@ -107,34 +113,46 @@ class SearchRepository:
 
     # -- each engine's index ---------------------------------------------------------------
 
-    def _match(self, query: SearchQuery) -> tuple[list[ColumnElement[Any]], ColumnElement[Any], FromClause]:
-        """(conditions, score, FROM clause) of the indexed parts of ``query``."""
+    def _match(
+        self, query: SearchQuery, *, needs_row: bool
+    ) -> tuple[list[ColumnElement[Any]], ColumnElement[Any], FromClause, ColumnElement[Any]]:
+        """(conditions, score, FROM clause, message id) of the indexed parts of ``query``.
+
+        ``needs_row``: whether other conditions read the message row (SQLite then joins
+        it to its FTS5 table; the servers' indexes are on the row's table itself).
+        """
         indexed = query.indexed
         if self._dialect == "mariadb":
             indexed = tuple(part for part in indexed if _in_mariadb_index(part))
         if not indexed:
-            return [], _UNRANKED, _messages
+            return [], _UNRANKED, _messages, _messages.c.id
         if self._dialect == "sqlite":
             # bm25() is lower for better matches; negated so every backend ranks high first.
-            score = -literal_column(f"bm25({_FTS})", Float)
-            source = _fts.join(_messages, _messages.c.id == _fts.c.rowid)
-            match = text(f"{_FTS} MATCH :fts_query").bindparams(fts_query=_fts5(indexed))
+            score: ColumnElement[Any] = -literal_column(f"bm25({_FTS})", Float)
+            source = _fts.join(_messages, _messages.c.id == _fts.c.rowid) if needs_row else _fts
+            condition = text(f"{_FTS} MATCH :fts_query").bindparams(fts_query=_fts5(indexed))
             # A WHERE condition of raw SQL: SQLAlchemy accepts it, its stubs want a ColumnElement.
-            return [match], score, source  # type: ignore[list-item]
+            return [condition], score, source, _fts.c.rowid  # type: ignore[list-item]
         if self._dialect == "postgresql":
-            vector = func.to_tsvector(
-                literal_column("'simple'::regconfig"), func.left(_messages.c.content, literal_column(str(PG_INDEXED_CHARS)))
+            # The stored tsvector: ranking reads it instead of parsing each match's content
+            # again. The tsquery is a FROM item, built once even where a prepared
+            # statement's generic plan would otherwise build it for every row.
+            parsed = (
+                func.to_tsquery(literal_column("'simple'::regconfig"), _tsquery(indexed))
+                .table_valued("tsquery")
+                .render_derived(name="q")
             )
-            tsquery = func.to_tsquery(literal_column("'simple'::regconfig"), _tsquery(indexed))
-            return [vector.op("@@")(tsquery)], cast(func.ts_rank(vector, tsquery), Float), _messages
+            tsquery = parsed.c.tsquery
+            score = cast(func.ts_rank(_PG_VECTOR, tsquery), Float)
+            return [_PG_VECTOR.op("@@")(tsquery)], score, _messages.join(parsed, true()), _messages.c.id
         matched = mysql_match(_messages.c.content, against=_boolean_mode(indexed)).in_boolean_mode()
         # MariaDB sends doubles as text with 15 digits, which need not read back as the
         # same double; rounded to 9 decimals, the score a cursor carries compares equal.
-        return [matched], func.round(cast(matched, Float), 9), _messages
+        return [matched], func.round(cast(matched, Float), 9), _messages, _messages.c.id
 
     def _substrings(self, query: SearchQuery) -> list[ColumnElement[Any]]:
         """Conditions for the parts no index answers: substrings, and MariaDB's short words."""
-        conditions = []
+        conditions: list[ColumnElement[Any]] = []
         for part in query.substrings:
             if self._dialect == "sqlite":
                 conditions.append(func.instr(func.lower(_messages.c.content), part.text) > 0)
@@ -163,12 +181,21 @@ def _keyset(
     return [or_(score < last_score, and_(score == last_score, message_id < last_id))]
 
 
+def _needs_row(query: SearchQuery, filters: SearchFilter) -> bool:
+    """Whether the conditions of a search read the message row, not only the full-text index."""
+    return bool(query.substrings) or filters != SearchFilter()
+
+
 def _filters(filters: SearchFilter) -> list[ColumnElement[Any]]:
-    conditions = []
+    """Conditions on the message row; the session's user and channel through a subquery of session ids."""
+    conditions: list[ColumnElement[Any]] = []
+    of_session: list[ColumnElement[Any]] = []
     if filters.user_id is not None:
-        conditions.append(_sessions.c.user_id == filters.user_id)
+        of_session.append(_sessions.c.user_id == filters.user_id)
     if filters.channel is not None:
-        conditions.append(_sessions.c.channel == filters.channel)
+        of_session.append(_sessions.c.channel == filters.channel)
+    if of_session:
+        conditions.append(_messages.c.session_id.in_(select(_sessions.c.id).where(*of_session)))
     if filters.session_id is not None:
         conditions.append(_messages.c.session_id == filters.session_id)
     if filters.since is not None:
