@@ -13,7 +13,7 @@ from typing import Any, ClassVar, Protocol
 import attrs
 
 from .errors import InvalidInput
-from .validation import MAX_COST_USD, MAX_COUNT, check_count, check_optional_short_text, check_short_text
+from .validation import MAX_COST_USD, MAX_COUNT, check_count, check_optional_short_text
 
 __all__ = [
     "SessionDecision",

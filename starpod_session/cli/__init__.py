@@ -17,10 +17,11 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from ..demo import run_demo
 from ..errors import InvalidInput, StarpodSessionError
+from ..urls import redact_text
 from .costs import add_costs_command
 from .db import add_db_commands
 from .lifecycle import add_lifecycle_commands
-from .options import add_db_option, hide_passwords, usage_error
+from .options import add_db_option, usage_error
 from .search import add_search_command
 from .sessions import add_sessions_commands
 
@@ -97,7 +98,7 @@ def _fail(error: Exception) -> int:
         orig = getattr(error, "orig", None) if isinstance(error, SQLAlchemyError) else None
         reason = orig if orig else error
         message = f"{type(reason).__name__}: {reason}"
-    print(f"starpod-session: {hide_passwords(' '.join(message.split()))}", file=sys.stderr)
+    print(f"starpod-session: {redact_text(' '.join(message.split()))}", file=sys.stderr)
     return 1
 
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import date, datetime
@@ -18,6 +17,7 @@ from rich.console import Console
 from sqlalchemy.engine import URL
 
 from ..engine import to_url
+from ..urls import redact_url
 from ..errors import StarpodSessionError
 from ..manager import SessionManager
 
@@ -29,7 +29,6 @@ __all__ = [
     "console",
     "count",
     "database_of",
-    "hide_passwords",
     "jsonable",
     "open_manager",
     "print_json",
@@ -41,15 +40,6 @@ DB_VARIABLE = "STARPOD_SESSION_DB"
 
 #: Decimal places kept of money values in JSON: far below a cent, above float noise.
 MONEY_PLACES = 10
-
-_USERINFO_PASSWORD = re.compile(r"(://[^/\s:@]*:)[^@\s]*(@)")
-_QUERY_PASSWORD = re.compile(r"([?&](?:password|passwd|pwd)=)[^&\s'\"]*", re.IGNORECASE)
-
-
-def hide_passwords(text: str) -> str:
-    """``text`` with the password of every URL in it (userinfo or ``?password=``) shown as ``***``."""
-    return _QUERY_PASSWORD.sub(r"\1***", _USERINFO_PASSWORD.sub(r"\1***\2", text))
-
 
 @attrs.frozen
 class Database:
@@ -69,7 +59,7 @@ def database_of(target: str | None, *, must_exist: bool) -> Database:
         raise StarpodSessionError(f"say which database: --db PATH_OR_URL, or set {DB_VARIABLE}")
     url = to_url(target)
     if url.get_backend_name() != "sqlite":
-        return Database(url, hide_passwords(url.render_as_string(hide_password=False)))
+        return Database(url, redact_url(url))
     if url.database in (None, "", ":memory:"):
         raise StarpodSessionError(f"{target} names no database file; give a file path")
     shown = str(url.database)

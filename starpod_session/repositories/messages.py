@@ -7,7 +7,7 @@ from datetime import datetime
 import functools
 from typing import Generic
 
-from sqlalchemy import Connection, Integer, bindparam, select
+from sqlalchemy import Integer, bindparam, select
 
 from ..models import MessageRow
 from ..records import SessionMessage
