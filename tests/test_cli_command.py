@@ -19,7 +19,15 @@ from starpod_session import Channel, SessionManager, UsageRecord
 from starpod_session.cli import build_parser
 from starpod_session.schema import head_revision
 
-from .cli_run import assert_clean_failure, command_environment, installed_command, run_command, run_commands, run_main
+from .cli_run import (
+    assert_clean_failure,
+    command_environment,
+    installed_command,
+    run_command,
+    run_commands,
+    run_in_process,
+    run_main,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 SECRET = "S3cret"
@@ -318,3 +326,21 @@ def test_the_library_and_db_upgrade_migrate_silently(tmp_path):
     upgraded = run_command("db", "upgrade", "--db", tmp_path / "command.db")
     assert upgraded.stderr == ""
     assert upgraded.stdout.strip() == f"{tmp_path / 'command.db'}: upgraded from none to {head_revision()}"
+
+
+def test_a_database_locked_by_another_program_is_one_line_after_lock_timeout(tmp_path):
+    database = tmp_path / "locked.db"
+    with SessionManager(database) as manager:
+        session_id = manager.create_session(Channel.MAIN, "k")
+    holder = sqlite3.connect(database, isolation_level=None)
+    try:
+        holder.execute("BEGIN IMMEDIATE")  # another program holds the write lock
+        listed = run_in_process("sessions", "list", "--json", "--lock-timeout", "0.2", db=database)
+        assert [meta["id"] for meta in json.loads(listed.stdout)] == [session_id]  # WAL: readers go on
+        written = run_in_process("sessions", "archive", session_id, "--lock-timeout", "0.2", db=database)
+        assert_clean_failure(written)
+        assert "locked" in written.stderr
+    finally:
+        holder.close()
+    bad = run_in_process("sessions", "list", "--lock-timeout", "-1", db=database)
+    assert bad.returncode == 2 and "argument --lock-timeout" in bad.stderr

@@ -81,7 +81,7 @@ def _run(args: argparse.Namespace) -> int:
     except BrokenPipeError:
         raise
     except InvalidInput as error:  # a value the library rejected: which flag gave it, if any?
-        flag = getattr(args, "flags", {}).get(error.field)
+        flag = {"lock_timeout": "--lock-timeout", **getattr(args, "flags", {})}.get(error.field)
         if flag is not None:
             usage_error(args, flag, error.reason)
         return _fail(error)

@@ -87,6 +87,12 @@ def add_common_options(parser: argparse.ArgumentParser) -> None:
         help="agent.toml, for channels it defines (such as --channel slack)",
     )
     parser.add_argument("--json", action="store_true", help="print JSON for scripts instead of tables")
+    parser.add_argument(
+        "--lock-timeout",
+        type=float,
+        metavar="SECONDS",
+        help="how long to wait for a database another program holds locked (default: 30)",
+    )
 
 
 def usage_error(args: argparse.Namespace, flag: str, message: str) -> NoReturn:
@@ -121,7 +127,8 @@ def console() -> Console:
 def open_manager(args: argparse.Namespace) -> Iterator[SessionManager]:
     """A manager on the database the command names; it must exist and be at this release's schema."""
     database = database_of(args.db, must_exist=True)
-    manager = SessionManager(database.url, config=args.config, auto_upgrade=False)
+    options = {} if args.lock_timeout is None else {"lock_timeout": args.lock_timeout}
+    manager = SessionManager(database.url, config=args.config, auto_upgrade=False, **options)
     try:
         yield manager
     finally:
