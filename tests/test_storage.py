@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+import starpod_session
+
 from starpod_session import (
     Channel,
     InvalidInput,
@@ -133,6 +135,10 @@ def run_as_nobody(script: str, *args: str) -> dict:
     """Run ``script`` (after the prelude) as ``nobody``; it prints one JSON object, returned here."""
     if os.geteuid() != 0:
         pytest.skip("needs root, to run a child as nobody whose writes the file system refuses")
+    package = Path(starpod_session.__file__).parent
+    for folder in (package, *package.parents):
+        if not folder.stat().st_mode & 0o001:
+            pytest.skip(f"nobody cannot reach the package under test: {folder} is closed to others")
     done = subprocess.run(
         [sys.executable, "-c", _AS_NOBODY_PRELUDE.format(uid=NOBODY) + textwrap.dedent(script), *args],
         capture_output=True,
