@@ -43,7 +43,7 @@ from .repositories import (
     ToolCallRepository,
     UsageRepository,
 )
-from .repositories.lifecycle import LifecycleRepository, Removed
+from .repositories.lifecycle import LifecycleRepository, Removed, prunable, sessions_of_user
 from .repositories.runner import Runner, StatementRunner
 from .repositories.search import SearchFilter, SearchRepository
 from .repositories.sessions import SessionFilter
@@ -596,15 +596,22 @@ class SessionManager:
             for message_id, session, role, timestamp, title, channel_name, user, content, score in rows
         ]
 
-    def delete_session(self, session_id: str, *, keep_usage: bool = True) -> Erasure:
+    def delete_session(self, session_id: str, *, keep_usage: bool = True, dry_run: bool = False) -> Erasure:
         """Delete the session with its messages, compactions, search entries and exported transcript.
 
         Its usage rows stay for accounting, still naming the session id (they hold
         no content), unless ``keep_usage=False`` deletes them too.
-        ``SessionNotFound`` for an unknown id.
+        ``SessionNotFound`` for an unknown id. ``dry_run=True`` only counts what would go.
         """
         session_id = check_session_id(session_id)
         keep_usage = check_flag("keep_usage", keep_usage)
+        if check_flag("dry_run", dry_run):
+
+            def count(connection: Connection) -> Removed:
+                _require_session(SessionRepository(connection), session_id)
+                return LifecycleRepository(connection).count_sessions([session_id], keep_usage=keep_usage)
+
+            return _erasure(self._transactions.read(count), 0)
 
         def work(connection: Connection) -> Removed:
             _require_session(SessionRepository(connection), session_id)
@@ -613,7 +620,7 @@ class SessionManager:
         removed = self._transactions.write(work)
         return _erasure(removed, self._remove_transcripts([session_id]))
 
-    def forget_user(self, user_id: str) -> Erasure:
+    def forget_user(self, user_id: str, *, dry_run: bool = False) -> Erasure:
         """Erase everything of ``user_id``, in one transaction: sessions, messages, compactions, search entries.
 
         The user's usage rows stay so that totals still add up, but their
@@ -621,8 +628,18 @@ class SessionManager:
         returned in the result): random, so it cannot be traced back to the user
         id by trying candidate ids. Exported transcripts of the sessions are
         deleted after the commit. A user with no data gives all-zero counts.
+        ``dry_run=True`` only counts what would go (and the usage rows that would
+        take the pseudonym).
         """
         user_id = check_short_text("user_id", user_id)
+        if check_flag("dry_run", dry_run):
+
+            def count(connection: Connection) -> Erasure:
+                lifecycle = LifecycleRepository(connection)
+                removed = lifecycle.count_sessions(sessions_of_user(user_id), keep_usage=True)
+                return attrs.evolve(_erasure(removed, 0), usage_rows=lifecycle.count_usage_of_user(user_id))
+
+            return self._transactions.read(count)
         pseudonym = f"forgotten-{uuid.uuid4().hex}"
 
         def work(connection: Connection) -> tuple[list[str], Removed, int]:
@@ -660,7 +677,9 @@ class SessionManager:
             raise InvalidInput("batch_size", f"expected a positive int, got {batch_size!r}")
         if dry_run:
             counted = self._transactions.read(
-                lambda connection: LifecycleRepository(connection).count_prunable(cutoff, keep_usage=keep_usage)
+                lambda connection: LifecycleRepository(connection).count_sessions(
+                    prunable(cutoff), keep_usage=keep_usage
+                )
             )
             return _erasure(counted, 0)
         total, transcripts = Removed(), 0

@@ -126,3 +126,21 @@ def test_prune_deletes_old_closed_sessions_in_batches_and_dry_run_only_counts(ma
     for bad in (timedelta(days=-1), datetime(2026, 1, 2), "90d", 90):
         with pytest.raises(InvalidInput):
             manager.prune(bad)
+
+
+def test_delete_and_forget_dry_runs_count_in_the_database_and_change_nothing(manager, db_target):
+    kept = populate(manager, "erin", "1")
+    populate(manager, "erin", "2")
+    populate(manager, "frank", "1")
+    before = every_value(db_target)
+    assert manager.delete_session(kept, dry_run=True) == manager.delete_session(kept, dry_run=True)
+    counted = manager.delete_session(kept, keep_usage=False, dry_run=True)
+    assert (counted.sessions, counted.messages, counted.compactions, counted.usage_rows) == (1, 2, 1, 1)
+    forgotten = manager.forget_user("erin", dry_run=True)
+    assert (forgotten.sessions, forgotten.messages, forgotten.compactions, forgotten.usage_rows) == (2, 4, 2, 2)
+    assert forgotten.pseudonym is None and forgotten.transcripts == 0
+    assert every_value(db_target) == before
+    with pytest.raises(SessionNotFound):
+        manager.delete_session("no-such-session", dry_run=True)
+    erased = manager.forget_user("erin")
+    assert (erased.sessions, erased.messages, erased.compactions, erased.usage_rows) == (2, 4, 2, 2)

@@ -13,7 +13,6 @@ import sys
 from datetime import timedelta
 
 from ..errors import StarpodSessionError
-from ..manager import SessionManager
 from ..records import Erasure
 from .options import add_common_options, jsonable, open_manager, print_json
 
@@ -95,19 +94,14 @@ def _report(args: argparse.Namespace, erasure: Erasure, verb: str) -> int:
     return 0
 
 
-def _preview(manager: SessionManager, session_ids: list[str]) -> Erasure:
-    """What deleting these sessions removes (messages counted; for --dry-run)."""
-    messages = sum(len(manager.get_messages(session_id)) for session_id in session_ids)
-    return Erasure(sessions=len(session_ids), messages=messages)
-
-
 def _run_delete(args: argparse.Namespace) -> int:
     with open_manager(args) as manager:
         meta = manager.get_session(args.session_id)
         if meta is None:
             raise StarpodSessionError(f"no session with id {args.session_id!r}")
         if args.dry_run:
-            return _report(args, _preview(manager, [meta.id]), "would delete")
+            counted = manager.delete_session(meta.id, keep_usage=not args.drop_usage, dry_run=True)
+            return _report(args, counted, "would delete")
         _confirm(args, f"Delete session {meta.id} ({meta.title or 'untitled'}) of {meta.user_id}?")
         return _report(args, manager.delete_session(meta.id, keep_usage=not args.drop_usage), "deleted")
 
@@ -115,9 +109,7 @@ def _run_delete(args: argparse.Namespace) -> int:
 def _run_forget(args: argparse.Namespace) -> int:
     with open_manager(args) as manager:
         if args.dry_run:
-            # list_sessions needs a limit: every session of the user fits in the count of all of them.
-            session_ids = [meta.id for meta in manager.list_sessions(2**31 - 1, user_id=args.user_id)]
-            return _report(args, _preview(manager, session_ids), "would erase")
+            return _report(args, manager.forget_user(args.user_id, dry_run=True), "would erase")
         _confirm(args, f"Erase every session, message and transcript of user {args.user_id!r}?")
         return _report(args, manager.forget_user(args.user_id), "erased")
 

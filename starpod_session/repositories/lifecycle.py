@@ -15,7 +15,7 @@ from sqlalchemy import Connection, Select, Table, delete, func, select, true, up
 
 from ..models import CompactionRow, MessageRow, SessionRow, UsageRow
 
-__all__ = ["LifecycleRepository", "Removed"]
+__all__ = ["LifecycleRepository", "Removed", "prunable", "sessions_of_user"]
 
 _sessions = SessionRow.__table__
 _messages = MessageRow.__table__
@@ -36,8 +36,14 @@ class Removed:
         return Removed(*(a + b for a, b in zip(attrs.astuple(self), attrs.astuple(other), strict=True)))
 
 
-def _prunable(cutoff: datetime) -> Select[str]:
+def prunable(cutoff: datetime) -> Select[str]:
+    """The ids of the closed sessions last active before ``cutoff``."""
     return select(_sessions.c.id).where(_sessions.c.is_closed == true(), _sessions.c.last_message_at < cutoff)
+
+
+def sessions_of_user(user_id: str) -> Select[str]:
+    """The ids of ``user_id``'s sessions."""
+    return select(_sessions.c.id).where(_sessions.c.user_id == user_id)
 
 
 class LifecycleRepository:
@@ -48,21 +54,26 @@ class LifecycleRepository:
 
     def session_ids_of_user(self, user_id: str) -> list[str]:
         """Every session id of ``user_id``."""
-        return list(self._connection.scalars(select(_sessions.c.id).where(_sessions.c.user_id == user_id)))
+        return list(self._connection.scalars(sessions_of_user(user_id)))
 
     def prunable_session_ids(self, cutoff: datetime, limit: int) -> list[str]:
         """Up to ``limit`` closed sessions last active before ``cutoff``, oldest first."""
-        return list(self._connection.scalars(_prunable(cutoff).order_by(_sessions.c.last_message_at, _sessions.c.id).limit(limit)))
+        return list(self._connection.scalars(prunable(cutoff).order_by(_sessions.c.last_message_at, _sessions.c.id).limit(limit)))
 
-    def count_prunable(self, cutoff: datetime, *, keep_usage: bool) -> Removed:
-        """What pruning at ``cutoff`` would remove, counted in SQL."""
-        chosen = _prunable(cutoff)
+    def count_sessions(self, chosen: Select[str] | list[str], *, keep_usage: bool) -> Removed:
+        """What deleting the ``chosen`` sessions (ids, or a query of ids) would remove, counted in SQL."""
 
         def rows(t: Table) -> int:
             column = t.c.id if t is _sessions else t.c.session_id
             return self._connection.execute(select(func.count()).select_from(t).where(column.in_(chosen))).scalar_one()
 
         return Removed(rows(_sessions), rows(_messages), rows(_compactions), 0 if keep_usage else rows(_usage))
+
+    def count_usage_of_user(self, user_id: str) -> int:
+        """How many usage rows name ``user_id``."""
+        return self._connection.execute(
+            select(func.count()).select_from(_usage).where(_usage.c.user_id == user_id)
+        ).scalar_one()
 
     def delete_sessions(self, session_ids: list[str], *, keep_usage: bool) -> Removed:
         """Delete the sessions, their messages and compactions; their usage rows stay unless ``keep_usage`` is off.
