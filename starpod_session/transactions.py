@@ -26,7 +26,14 @@ from sqlalchemy import Connection, Engine
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
-from .engine import MYSQL_MAX_ALLOWED_PACKET, READ_ONLY, SNAPSHOT, sqlite_driver_transaction
+from .engine import (
+    MYSQL_MAX_ALLOWED_PACKET,
+    READ_ONLY,
+    SNAPSHOT,
+    HeldConnections,
+    run_sqlite_transaction,
+    sqlite_transaction_begin,
+)
 from .errors import StarpodSessionError, StorageBusy, StorageError
 from .repositories.runner import StatementRunner
 from .retry import RetryPolicy, is_transient
@@ -67,6 +74,8 @@ class TransactionRunner:
         self._writes = engine
         self._reads = engine.execution_options(**{READ_ONLY: True})
         self._snapshots = engine.execution_options(**{READ_ONLY: True, SNAPSHOT: True})
+        # SQLite's fast path keeps its driver connections checked out between calls.
+        self._held = HeldConnections(engine, keep=_pool_size(engine)) if self._sqlite else None
 
     @property
     def target(self) -> str:
@@ -78,6 +87,8 @@ class TransactionRunner:
     def close(self) -> None:
         """Release every pooled connection; later calls raise :class:`StarpodSessionError`."""
         self._closed = True
+        if self._held is not None:
+            self._held.close()
         self.engine.dispose()
 
     def write(self, work: CoreWork[T]) -> T:
@@ -107,12 +118,12 @@ class TransactionRunner:
             engine = self._writes if not read_only else self._snapshots if snapshot else self._reads
             return self._transaction(engine, work)
 
-        # SQLite: straight on a pooled driver connection (``engine.DriverTransaction``).
-        def attempt() -> T:
-            with sqlite_driver_transaction(self.engine, read_only=read_only) as transaction:
-                return work(transaction)
-
-        return self.guard(attempt)
+        # SQLite: straight on a held driver connection (``engine.DriverTransaction``).
+        engine, held = self.engine, self._held
+        assert held is not None
+        return self.guard(
+            lambda: run_sqlite_transaction(engine, held, sqlite_transaction_begin(engine, read_only), work)
+        )
 
     def _transaction(self, engine: Engine, work: CoreWork[T]) -> T:
         def attempt() -> T:
@@ -158,6 +169,12 @@ class TransactionRunner:
     def _driver_text(self, error: BaseException | None) -> str:
         """A driver's error text with the URL's passwords hidden (drivers may quote the connection string)."""
         return redact_text(str(error), url_secrets(self._url))
+
+
+def _pool_size(engine: Engine) -> int:
+    """How many connections the engine's pool keeps idle (what the SQLite fast path may hold)."""
+    size = getattr(engine.pool, "size", None)
+    return size() if callable(size) else 5
 
 
 #: MariaDB refused a statement larger than the server's max_allowed_packet.

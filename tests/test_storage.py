@@ -310,3 +310,40 @@ def test_a_timestamp_another_program_stored_badly_is_a_storage_error_naming_wher
         read(manager, session_id)
     message = str(raised.value)
     assert table in message and repr(row_id) in message and "20/03/2026 12:00" in message
+
+
+def test_closing_a_manager_used_by_many_threads_hands_back_every_sqlite_connection(tmp_path):
+    # The SQLite fast path keeps driver connections checked out between calls.
+    manager = SessionManager(tmp_path / "held.db")
+    engine = manager._engine
+    session_id = manager.create_session(Channel.MAIN, "k")
+    barrier = threading.Barrier(6)
+
+    def use() -> None:
+        barrier.wait()
+        for _ in range(20):
+            manager.save_message(session_id, "user", "hi")
+            manager.get_messages(session_id)
+
+    threads = [threading.Thread(target=use) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert engine.pool.checkedout() > 0  # held for the next calls
+    manager.close()
+    assert engine.pool.checkedout() == 0
+    assert manager._transactions._held._idle == []
+
+
+def test_an_invalidated_sqlite_connection_is_not_used_again(tmp_path):
+    manager = SessionManager(tmp_path / "lost.db")
+    session_id = manager.create_session(Channel.MAIN, "k")
+    held = manager._transactions._held
+    manager.get_messages(session_id)
+    (broken,) = held._idle
+    broken.invalidate()
+    manager.save_message(session_id, "user", "still works")
+    assert [m.content for m in manager.get_messages(session_id)] == ["still works"]
+    assert broken not in held._idle
+    manager.close()
