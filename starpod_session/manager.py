@@ -221,7 +221,7 @@ class SessionManager:
             triggered_by = check_short_text("triggered_by", triggered_by)
         new_id = str(uuid.uuid4())
 
-        def work(connection: Connection) -> OpenedSession:
+        def work(connection: StatementRunner) -> OpenedSession:
             sessions = SessionRepository(connection)
             open_id, closed_id = _close_if_stale(sessions, name, key, user_id, is_stale)
             if open_id is not None:
@@ -236,7 +236,7 @@ class SessionManager:
             )
             return OpenedSession(session_id, closed_id, created=created)
 
-        opened = self._transactions.write(work)
+        opened = self._transactions.write_prepared(work)
         self._report_auto_close(opened.closed_session_id)
         return opened
 
@@ -261,7 +261,7 @@ class SessionManager:
             triggered_by = check_short_text("triggered_by", triggered_by)
         new_id = str(uuid.uuid4())
 
-        def work(connection: Connection) -> str:
+        def work(connection: StatementRunner) -> str:
             session_id, _created = SessionRepository(connection).insert_unless_open(
                 session_id=new_id,
                 channel=name,
@@ -272,7 +272,7 @@ class SessionManager:
             )
             return session_id
 
-        return self._transactions.write(work)
+        return self._transactions.write_prepared(work)
 
     def touch_session(self, session_id: str) -> None:
         """Mark activity now: ``last_message_at = now`` and ``message_count += 1``."""

@@ -188,8 +188,12 @@ def test_threads_opening_and_closing_one_key_get_no_error_and_leave_at_most_one_
 
 
 def insert_open_row(connection: sa.Connection, session_id: str, key: str) -> None:
-    SessionRepository(connection).insert(
-        session_id=session_id, channel="telegram", key=key, user_id="admin", triggered_by=None, now=utc_now()
+    now = utc_now()
+    connection.execute(
+        sa.insert(SessionRow.__table__).values(
+            id=session_id, created_at=now, last_message_at=now, is_closed=False, message_count=0,
+            channel="telegram", channel_session_key=key, user_id="admin", is_read=True,
+        )
     )
 
 
@@ -242,16 +246,15 @@ def interleave_a_racing_winner(monkeypatch: pytest.MonkeyPatch, *, reopen: bool)
     Returns the ids of the winners that were closed.
     """
     find_open_by_key = SessionRepository.find_open_by_key
-    insert = SessionRepository.insert
+    insert_open = SessionRepository.insert_open
     conflicts: list[int] = []
     closed: list[str] = []
 
-    def conflicting_insert(self: SessionRepository, **row: object) -> None:
-        try:
-            insert(self, **row)
-        except sa.exc.IntegrityError:
+    def conflicting_insert(self: SessionRepository, **row: object) -> bool:
+        inserted = insert_open(self, **row)
+        if not inserted:
             conflicts.append(1)
-            raise
+        return inserted
 
     def look_up(self: SessionRepository, channel: str, key: str, user_id: str):  # noqa: ANN202
         found = find_open_by_key(self, channel, key, user_id)
@@ -260,11 +263,13 @@ def interleave_a_racing_winner(monkeypatch: pytest.MonkeyPatch, *, reopen: bool)
             closed.append(found[0])
             if reopen:
                 winner = f"winner-{len(closed)}"
-                self.insert(session_id=winner, channel=channel, key=key, user_id=user_id, triggered_by=None, now=utc_now())
+                assert self.insert_open(
+                    session_id=winner, channel=channel, key=key, user_id=user_id, triggered_by=None, now=utc_now()
+                )
             return find_open_by_key(self, channel, key, user_id) if not reopen else None
         return None if not conflicts or reopen else found
 
-    monkeypatch.setattr(SessionRepository, "insert", conflicting_insert)
+    monkeypatch.setattr(SessionRepository, "insert_open", conflicting_insert)
     monkeypatch.setattr(SessionRepository, "find_open_by_key", look_up)
     return closed
 

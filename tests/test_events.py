@@ -84,7 +84,8 @@ def test_prepared_only_calls_fire_transaction_events_on_servers_only(manager, ba
 
 
 def test_calls_on_a_connection_fire_transaction_events_on_every_backend(manager, events):
-    seen = events(lambda: manager.create_session(Channel.MAIN, "k"))
+    session_id = manager.create_session(Channel.MAIN, "k")
+    seen = events(lambda: manager.session_usage(session_id))
     assert (seen["begin"], seen["commit"], seen["rollback"]) == (1, 1, 0)
     assert seen["before_cursor_execute"] == seen["after_cursor_execute"] >= 1
     failed = events(lambda: manager.record_compaction("no-such-session", "auto", 1, "s", 1))

@@ -72,12 +72,12 @@ class MessageRepository(Generic[Runner]):
         first: a page of a long transcript, read backwards through the
         ``(session_id, id)`` index.
         """
-        rows = _page(limit is not None, before_id is not None).rows(
-            self._connection, session_id=session_id, limit=limit, before_id=before_id
+        messages = _page(limit is not None, before_id is not None).records(
+            self._connection, SessionMessage, session_id=session_id, limit=limit, before_id=before_id
         )
         if limit is not None:
-            rows.reverse()
-        return [SessionMessage(*row) for row in rows]
+            messages.reverse()
+        return messages
 
 
 @functools.cache

@@ -9,7 +9,10 @@ from typing import Generic
 import attrs
 
 from sqlalchemy import Connection, Integer, bindparam, exists, false, func, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.sql.expression import Executable
 
 from ..errors import StorageBusy
 from ..models import SessionRow
@@ -48,6 +51,32 @@ OpenSession = tuple[str, datetime]
 INSERT_TRIES = 20
 
 _id_is = _t.c.id == bindparam("session_id")
+_OPEN_SLOT_INDEX = "uq_session_one_open_per_key"
+_OPEN_SLOT_COLUMNS = (_t.c.channel, _t.c.channel_session_key, _t.c.user_id, _t.c.open_slot)
+
+
+def _insert_open(dialect: Dialect) -> Executable:
+    """INSERT of a new open session that skips (SQLite, PostgreSQL) or fails (MariaDB) if the key has one."""
+    now = bindparam("now", type_=_t.c.created_at.type)
+    values = dict(
+        id=bindparam("session_id"),
+        created_at=now,
+        last_message_at=now,
+        is_closed=False,
+        message_count=0,
+        channel=bindparam("channel"),
+        channel_session_key=bindparam("key"),
+        user_id=bindparam("user_id"),
+        is_read=True,
+        triggered_by=bindparam("triggered_by", type_=_t.c.triggered_by.type),
+    )
+    if dialect.name == "postgresql":
+        return postgresql.insert(_t).values(values).on_conflict_do_nothing(index_elements=_OPEN_SLOT_COLUMNS)
+    if dialect.name == "sqlite":
+        return sqlite.insert(_t).values(values).on_conflict_do_nothing(index_elements=_OPEN_SLOT_COLUMNS)
+    return insert(_t).values(values)
+
+
 # The hot statements, compiled once per dialect (see ``_prepared``).
 _FIND_OPEN = Prepared(
     select(_t.c.id, _t.c.last_message_at).where(
@@ -57,6 +86,7 @@ _FIND_OPEN = Prepared(
         _t.c.open_slot == 1,
     )
 )
+_INSERT_OPEN = Prepared(_insert_open)
 _GET = Prepared(select(*_META_COLUMNS).where(_id_is))
 _EXISTS = Prepared(select(exists().where(_id_is)))
 _OWNER = Prepared(select(_t.c.user_id).where(_id_is))
@@ -97,8 +127,8 @@ class SessionRepository(Generic[Runner]):
     def __init__(self, connection: Runner) -> None:
         self._connection = connection
 
-    def insert(
-        self: SessionRepository[Connection],
+    def insert_open(
+        self,
         *,
         session_id: str,
         channel: str,
@@ -106,22 +136,26 @@ class SessionRepository(Generic[Runner]):
         user_id: str,
         triggered_by: str | None,
         now: datetime,
-    ) -> None:
-        """Insert an open, read session with no messages; created and last active at ``now``."""
-        self._connection.execute(
-            insert(_t).values(
-                id=session_id,
-                created_at=now,
-                last_message_at=now,
-                is_closed=False,
-                message_count=0,
-                channel=channel,
-                channel_session_key=key,
-                user_id=user_id,
-                is_read=True,
-                triggered_by=triggered_by,
-            )
+    ) -> bool:
+        """Insert an open, read session with no messages, created and last active at ``now``.
+
+        Returns False, having written nothing, when (channel, key, user_id) already
+        has an open session (``uq_session_one_open_per_key``), also one that a
+        concurrent transaction inserted and committed while this insert waited for it.
+        """
+        values = dict(
+            session_id=session_id, now=now, channel=channel, key=key, user_id=user_id, triggered_by=triggered_by
         )
+        if self._connection.dialect.name != "mysql":
+            return _INSERT_OPEN.rowcount(self._connection, **values) == 1
+        # MariaDB has no ON CONFLICT for one index: a refused INSERT undoes only itself there.
+        try:
+            _INSERT_OPEN.rowcount(self._connection, **values)
+        except IntegrityError as error:
+            if _OPEN_SLOT_INDEX not in str(error.orig):
+                raise
+            return False
+        return True
 
     def find_open_by_key(self, channel: str, key: str, user_id: str) -> OpenSession | None:
         """The open session of (channel, key, user_id) as ``(id, last_message_at)``, if any.
@@ -133,7 +167,7 @@ class SessionRepository(Generic[Runner]):
         return None if row is None else (row[0], row[1])
 
     def insert_unless_open(
-        self: SessionRepository[Connection],
+        self,
         *,
         session_id: str,
         channel: str,
@@ -145,41 +179,29 @@ class SessionRepository(Generic[Runner]):
         """Insert a new open session unless the key already has one.
 
         Returns ``(id of the key's open session, whether it was inserted here)``.
-        A concurrent transaction may insert first: the unique index then rejects
-        our row (after waiting for the winner to commit), the savepoint undoes just
-        that insert, and the winner's session is returned. The winner may be closed
-        again before we read it; then we try to insert once more, up to
-        :data:`INSERT_TRIES` times, and raise :class:`StorageBusy` if the key's
-        sessions keep opening and closing under us.
+        A concurrent transaction may insert first: our insert then waits for the
+        winner to commit and writes nothing, and the winner's session is returned.
+        The winner may be closed again before we read it; then we try to insert
+        once more, up to :data:`INSERT_TRIES` times, and raise :class:`StorageBusy`
+        if the key's sessions keep opening and closing under us.
         """
-        conflict: IntegrityError | None = None
         for _ in range(INSERT_TRIES):
             found = self.find_open_by_key(channel, key, user_id)
             if found is not None:
                 return found[0], False
-            try:
-                with self._connection.begin_nested():
-                    self.insert(
-                        session_id=session_id,
-                        channel=channel,
-                        key=key,
-                        user_id=user_id,
-                        triggered_by=triggered_by,
-                        now=now,
-                    )
-            except IntegrityError as error:
-                conflict = error  # another session holds the key's open slot, or did a moment ago
-                continue
-            return session_id, True
+            if self.insert_open(
+                session_id=session_id, channel=channel, key=key, user_id=user_id, triggered_by=triggered_by, now=now
+            ):
+                return session_id, True
+            # another session holds the key's open slot, or did a moment ago
         raise StorageBusy(
             f"the open session of ({channel!r}, {key!r}, {user_id!r}) was created and closed by other "
             f"callers {INSERT_TRIES} times while this call tried to open it"
-        ) from conflict
+        )
 
     def get(self, session_id: str) -> SessionMeta | None:
         """The session's metadata, or ``None``."""
-        row = _GET.first(self._connection, session_id=session_id)
-        return None if row is None else SessionMeta(*row)
+        return _GET.record(self._connection, SessionMeta, session_id=session_id)
 
     def exists(self, session_id: str) -> bool:
         """Whether a session with this id exists (open or closed)."""
@@ -222,8 +244,9 @@ class SessionRepository(Generic[Runner]):
         """
         values = attrs.asdict(filters or SessionFilter())
         given = tuple(name for name, value in values.items() if value is not None)
-        rows = _listing(given).rows(self._connection, limit=limit, **{name: values[name] for name in given})
-        return [SessionMeta(*row) for row in rows]
+        return _listing(given).records(
+            self._connection, SessionMeta, limit=limit, **{name: values[name] for name in given}
+        )
 
     def touch(self, session_id: str, now: datetime) -> bool:
         """Set ``last_message_at`` to ``now`` and count one more request; False if no such row."""
