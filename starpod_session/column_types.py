@@ -115,7 +115,15 @@ class UtcTimestamp(TypeDecorator[datetime]):
         def from_text(value: Any) -> datetime | None:
             # Every timestamp read on SQLite: straight to the parser, without the
             # generic decorator wrapper around an impl that converts nothing.
-            return parse_rfc3339(value) if value.__class__ is str else convert(value, dialect)
+            if value.__class__ is not str:
+                return convert(value, dialect)
+            if len(value) == 32 and value[26:] == "+00:00" and value[10] == "T" and value[19] == ".":
+                # What this library writes with a fraction (most rows): the C parser checks the digits.
+                try:
+                    return datetime.fromisoformat(value)
+                except ValueError:
+                    pass  # the general parser says what is wrong
+            return parse_rfc3339(value)
 
         return from_text
 
@@ -140,3 +148,19 @@ class IntBoolean(TypeDecorator[bool]):
 
     def process_result_value(self, value: Any, dialect: Dialect) -> bool | None:
         return None if value is None else bool(value)
+
+    def result_processor(self, dialect: Dialect, coltype: object) -> Any:
+        if dialect.name == "postgresql":
+            return None  # a native BOOLEAN: the driver hands back bools
+        # Every flag read elsewhere (several per listed session): a dict look-up, no Python call.
+        return _FLAGS.__getitem__
+
+
+class _Flags(dict[Any, "bool | None"]):
+    """0/1 (and NULL) as stored on SQLite and MariaDB, to bool (and None); any other number by truth."""
+
+    def __missing__(self, value: Any) -> bool:
+        return bool(value)
+
+
+_FLAGS = _Flags({0: False, 1: True, None: None})

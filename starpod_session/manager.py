@@ -536,7 +536,7 @@ class SessionManager:
         summary = check_text("summary", summary)
         messages_compacted = check_count("messages_compacted", messages_compacted)
 
-        def work(connection: Connection) -> None:
+        def work(connection: StatementRunner) -> None:
             _require_session(SessionRepository(connection), session_id)
             CompactionRepository(connection).append(
                 session_id,
@@ -547,7 +547,7 @@ class SessionManager:
                 now=utc_now(),
             )
 
-        self._transactions.write(work)
+        self._transactions.write_prepared(work)
 
     # -- search and data lifecycle --------------------------------------------
 

@@ -88,5 +88,5 @@ def test_calls_on_a_connection_fire_transaction_events_on_every_backend(manager,
     seen = events(lambda: manager.session_usage(session_id))
     assert (seen["begin"], seen["commit"], seen["rollback"]) == (1, 1, 0)
     assert seen["before_cursor_execute"] == seen["after_cursor_execute"] >= 1
-    failed = events(lambda: manager.record_compaction("no-such-session", "auto", 1, "s", 1))
+    failed = events(lambda: manager.delete_session("no-such-session"))
     assert (failed["begin"], failed["commit"], failed["rollback"]) == (1, 0, 1)

@@ -4,19 +4,33 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Connection, insert
+from typing import Generic
+
+from sqlalchemy import bindparam, insert
 
 from ..models import CompactionRow
+from ._prepared import Prepared
+from .runner import Runner
 
 __all__ = ["CompactionRepository"]
 
 _t = CompactionRow.__table__
+_APPEND = Prepared(
+    insert(_t).values(
+        session_id=bindparam("session_id"),
+        timestamp=bindparam("now"),
+        trigger=bindparam("trigger"),
+        pre_tokens=bindparam("pre_tokens"),
+        summary=bindparam("summary"),
+        messages_compacted=bindparam("messages_compacted"),
+    )
+)
 
 
-class CompactionRepository:
+class CompactionRepository(Generic[Runner]):
     """Appends to the log of context compactions."""
 
-    def __init__(self, connection: Connection) -> None:
+    def __init__(self, connection: Runner) -> None:
         self._connection = connection
 
     def append(
@@ -30,13 +44,12 @@ class CompactionRepository:
         now: datetime,
     ) -> None:
         """Record one compaction of ``session_id`` at ``now``."""
-        self._connection.execute(
-            insert(_t).values(
-                session_id=session_id,
-                timestamp=now,
-                trigger=trigger,
-                pre_tokens=pre_tokens,
-                summary=summary,
-                messages_compacted=messages_compacted,
-            )
+        _APPEND.rowcount(
+            self._connection,
+            session_id=session_id,
+            now=now,
+            trigger=trigger,
+            pre_tokens=pre_tokens,
+            summary=summary,
+            messages_compacted=messages_compacted,
         )
