@@ -14,8 +14,8 @@ doing the same logical work per call with the same SQL and durability settings:
   and ``synchronous=NORMAL``; writes start with ``BEGIN IMMEDIATE``, reads with
   ``BEGIN``, every call commits, exactly as ours.
 * Server floors write at READ COMMITTED and read at REPEATABLE READ, as ours.
-  (Ours also pings a pooled connection before use, ``pool_pre_ping``; the floor
-  holds one connection and does not.)
+  (Neither pings its connection before use: ours replaces a connection found
+  dead before a commit and runs the call again.)
 
 What each floor does per call (one transaction each):
 

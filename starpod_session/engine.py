@@ -154,8 +154,9 @@ def create_storage_engine(
     connection runs with ``foreign_keys=ON``, WAL, ``busy_timeout`` =
     ``lock_timeout`` and the given ``synchronous`` level, and write transactions
     start with ``BEGIN IMMEDIATE`` so that two writers queue on the lock instead of
-    failing half-way. Servers: ``pool_pre_ping`` so a restarted server does not
-    hand out dead connections; every connection is set once, when it opens, to
+    failing half-way. Servers: pooled connections are not pinged before use (a
+    round trip per call); ``TransactionRunner`` replaces one found dead before a
+    commit and runs the call again. Every connection is set once, when it opens, to
     READ COMMITTED and to wait at most ``lock_timeout`` for a row lock, so that
     handing a connection back to the pool costs no round trip; a transaction run
     with the :data:`SNAPSHOT` option starts at REPEATABLE READ.
@@ -168,7 +169,6 @@ def create_storage_engine(
         raise InvalidInput("sqlite_synchronous", f"expected a str, got {type(sqlite_synchronous).__name__}")
     if url.get_backend_name() == "sqlite":
         return _sqlite_engine(url, sqlite_synchronous, lock_timeout, engine_options)
-    engine_options.setdefault("pool_pre_ping", True)
     # save_message updates its session's row, so writers of one session queue on that
     # row lock while holding their connection; SQLAlchemy's 5 + 10 would leave a 16th
     # thread of a shared manager waiting for a connection (unfairly) past the pool timeout.
@@ -316,7 +316,10 @@ def _driver_execute(driver_connection: Any, statement: str, dialect: Any) -> Non
         with closing(driver_connection.cursor()) as cursor:
             cursor.execute(statement)
     except driver_error as error:
-        raise DBAPIError.instance(statement, (), error, driver_error, dialect=dialect) from error
+        lost = bool(dialect.is_disconnect(error, driver_connection, None))
+        raise DBAPIError.instance(
+            statement, (), error, driver_error, connection_invalidated=lost, dialect=dialect
+        ) from error
 
 
 class DriverTransaction:

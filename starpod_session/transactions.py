@@ -127,10 +127,30 @@ class TransactionRunner:
 
     def _transaction(self, engine: Engine, work: CoreWork[T]) -> T:
         def attempt() -> T:
-            with engine.begin() as connection:
-                return work(connection)
+            committing = False
+            try:
+                with engine.begin() as connection:
+                    result = work(connection)
+                    committing = True
+                return result
+            except DBAPIError as error:
+                # Pooled server connections are not pinged before use (a round trip
+                # per call): one found dead before the commit is replaced by a new
+                # one and the call run again, as nothing of it was committed.
+                if not committing and self._lost(error):
+                    raise _LostBeforeCommit(error) from error
+                raise
 
         return self.guard(attempt)
+
+    def _lost(self, error: DBAPIError) -> bool:
+        """Whether ``error`` says the connection to the server is gone."""
+        if error.connection_invalidated:
+            return True
+        orig = error.orig
+        return isinstance(orig, self.engine.dialect.loaded_dbapi.Error) and bool(
+            self.engine.dialect.is_disconnect(orig, None, None)
+        )
 
     def guard(self, call: Callable[[], T]) -> T:
         """Run ``call``, retrying transient lock errors; never let a driver error out raw.
@@ -141,12 +161,22 @@ class TransactionRunner:
         if self._closed:
             raise StarpodSessionError(f"this SessionManager ({self.target}) is closed; open a new one")
         failures = 0
+        reconnected = False
         started = time.monotonic()
         while True:
             try:
                 return call()
             except StarpodSessionError:
                 raise
+            except _LostBeforeCommit as lost:
+                if reconnected:  # a new connection was lost too: the server is gone
+                    raise StorageError(
+                        f"database error on {self.target}: {self._driver_text(lost.error.orig)}"
+                    ) from lost.error
+                reconnected = True
+                # The other idle connections went with the server most likely:
+                # open new ones rather than find each dead one by a failed call.
+                self.engine.dispose()
             except DBAPIError as error:
                 if not is_transient(error):
                     raise StorageError(
@@ -175,6 +205,14 @@ def _pool_size(engine: Engine) -> int:
     """How many connections the engine's pool keeps idle (what the SQLite fast path may hold)."""
     size = getattr(engine.pool, "size", None)
     return size() if callable(size) else 5
+
+
+class _LostBeforeCommit(Exception):
+    """The server connection was gone before the call's commit: running the call again is safe."""
+
+    def __init__(self, error: DBAPIError) -> None:
+        super().__init__(str(error))
+        self.error = error
 
 
 #: MariaDB refused a statement larger than the server's max_allowed_packet.

@@ -119,3 +119,19 @@ def test_a_connection_lost_before_the_commit_is_a_storage_error_without_a_packet
 def test_the_packet_size_hint_comes_only_with_packet_size_errors(error, params, hinted):
     hint = _packet_hint(OperationalError("INSERT INTO session_messages ...", params, Exception(*error)))
     assert ("max_allowed_packet" in hint) is hinted
+
+
+def test_every_pooled_connection_lost_at_once_costs_the_next_calls_nothing(manager, kill_connection):
+    # A server restart or failover: every idle connection in the pool is dead.
+    # Connections are not pinged before use; the first call that meets a dead one
+    # (before its commit) opens new ones and runs again, so no call fails.
+    session_id = manager.create_session(Channel.MAIN, "k")
+    held = [manager._engine.raw_connection() for _ in range(4)]
+    drivers = [pooled.dbapi_connection for pooled in held]
+    for pooled in held:
+        pooled.close()  # four idle connections in the pool
+    for driver in drivers:
+        kill_connection(driver)
+    for n in range(6):
+        manager.save_message(session_id, "user", f"after the restart {n}")
+    assert [m.content for m in manager.get_messages(session_id)] == [f"after the restart {n}" for n in range(6)]
