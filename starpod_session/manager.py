@@ -219,15 +219,13 @@ class SessionManager:
         name, key, user_id, is_stale = self._resolution(channel, key, gap_minutes, user_id)
         if triggered_by is not None:
             triggered_by = check_short_text("triggered_by", triggered_by)
-        new_id = str(uuid.uuid4())
-
         def work(connection: StatementRunner) -> OpenedSession:
             sessions = SessionRepository(connection)
             open_id, closed_id = _close_if_stale(sessions, name, key, user_id, is_stale)
             if open_id is not None:
                 return OpenedSession(open_id, closed_id, created=False)
             session_id, created = sessions.insert_unless_open(
-                session_id=new_id,
+                session_id=str(uuid.uuid4()),  # only when one is needed: most calls continue a session
                 channel=name,
                 key=key,
                 user_id=user_id,
