@@ -33,5 +33,5 @@ def measure(mgr: SessionManager, floor: Floor, data: Dataset, scale: Scale, repo
             *interleaved(
                 calls, lambda _n: mgr.get_messages(session_id), lambda _n: floor_get_messages(floor, session_id)
             ),
-            limit=3,
+            limit=2.0,
         )
