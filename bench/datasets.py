@@ -143,8 +143,13 @@ def load_tool_calls(floor: Floor, is_bool: bool) -> None:
     floor.load("tool_calls", ("message_id", "session_id", "role", "call_id", "tool_name", "timestamp", "is_error"), rows)
 
 
-def load_dataset(target: Target, name: str, *, sessions: int, messages: int, usage: int, with_10k: bool) -> Dataset:
-    """A database our manager created, filled through the raw driver."""
+def load_dataset(
+    target: Target, name: str, *, sessions: int, messages: int, usage: int, with_10k: bool, long_messages: int = 10_000
+) -> Dataset:
+    """A database our manager created, filled through the raw driver.
+
+    ``with_10k``: one session also gets ``long_messages`` messages (10,000 but at the smoke scale).
+    """
     url = target.fresh(name)
     SessionManager(url).close()  # our schema, at head
     rng = random.Random(name)
@@ -175,7 +180,7 @@ def load_dataset(target: Target, name: str, *, sessions: int, messages: int, usa
     data.with_100 = ids[0]
     data.with_10k = ids[10] if with_10k else None
 
-    fixed = [(data.with_100, 100)] + ([(data.with_10k, 10_000)] if with_10k else [])
+    fixed = [(data.with_100, 100)] + ([(data.with_10k, long_messages)] if with_10k else [])
     rows = []
     moment = T0
     for session_id, count in fixed:

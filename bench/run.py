@@ -68,6 +68,7 @@ import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from sqlalchemy.engine import make_url
@@ -82,27 +83,24 @@ from workloads import (
 )  # fmt: skip
 
 
-def per_call_workloads(target: Target, scale: Scale, report: Report) -> None:
-    """save_message, resolve+touch, get_messages and record_usage on one database."""
+def per_call_workloads(target: Target, scale: Scale, report: Report, groups: frozenset[str]) -> None:
+    """On one database: save_message, resolve+touch, get_messages and record_usage ("calls"), then
+    open/create/close_session, mark_read, archive_session and record_compaction ("sessions")."""
     # The 100- and 10,000-message sessions are bulk-loaded; the rest is created through the API.
-    data = load_dataset(target, "calls", sessions=40, messages=0, usage=0, with_10k=True)
+    data = load_dataset(
+        target, "calls", sessions=40, messages=0, usage=0, with_10k=True, long_messages=scale.long_session
+    )
     floor: Floor = target.floor(data.url)
     with SessionManager(data.url) as mgr:
-        ours_ids = [mgr.create_session(Channel.MAIN, f"save-ours-{n}") for n in range(scale.save_sessions)]
-        floor_ids = [mgr.create_session(Channel.MAIN, f"save-floor-{n}") for n in range(scale.save_sessions)]
-        save_message.measure(mgr, floor, ours_ids, floor_ids, scale, report)
-        resolve_touch.measure(mgr, floor, scale, report)
-        get_messages.measure(mgr, floor, data, scale, report)
-        record_usage.measure(mgr, floor, ours_ids[0], floor_ids[0], scale, report)
-    floor.close()
-
-
-def session_workloads(target: Target, scale: Scale, report: Report) -> None:
-    """open_session (new, existing, stale key), create/close_session, mark_read, archive, record_compaction."""
-    data = load_dataset(target, "sessions", sessions=40, messages=0, usage=0, with_10k=False)
-    floor = target.floor(data.url)
-    with SessionManager(data.url) as mgr:
-        session_calls.measure(mgr, floor, scale, report)
+        if "calls" in groups:
+            ours_ids = [mgr.create_session(Channel.MAIN, f"save-ours-{n}") for n in range(scale.save_sessions)]
+            floor_ids = [mgr.create_session(Channel.MAIN, f"save-floor-{n}") for n in range(scale.save_sessions)]
+            save_message.measure(mgr, floor, ours_ids, floor_ids, scale, report)
+            resolve_touch.measure(mgr, floor, scale, report)
+            get_messages.measure(mgr, floor, data, scale, report)
+            record_usage.measure(mgr, floor, ours_ids[0], floor_ids[0], scale, report)
+        if "sessions" in groups:
+            session_calls.measure(mgr, floor, scale, report)
     floor.close()
 
 
@@ -110,7 +108,9 @@ def big_workloads(target: Target, scale: Scale, rows: int, report: Report) -> No
     """cost_overview on the big dataset, then our scaling from the small dataset to the big one."""
     started = time.perf_counter()
     small = load_dataset(target, "1k", sessions=scale.small_rows, messages=scale.small_rows, usage=scale.small_rows, with_10k=False)
-    big = load_dataset(target, "big", sessions=rows, messages=rows, usage=rows, with_10k=True)
+    big = load_dataset(
+        target, "big", sessions=rows, messages=rows, usage=rows, with_10k=True, long_messages=scale.long_session
+    )
     print(f"(loaded {scale.small_rows:,} and {rows:,} rows per table in {time.perf_counter() - started:.0f} s)", flush=True)
     cost_overview.measure(target, big, scale, rows, report)
     scaling.measure(small, big, scale, rows, report)
@@ -125,19 +125,23 @@ def run_backend(target: Target, scale: Scale, rows: int, groups: frozenset[str])
     label = target.backend if target.base is None else target.base.render_as_string(hide_password=True)
     print(f"\n== {label} ==  (times in ms; ratio = median ours / median floor)", flush=True)
     print(HEADER, flush=True)
+    steps: tuple[tuple[tuple[str, ...], Callable[[], None]], ...] = (
+        (("calls", "sessions"), lambda: per_call_workloads(target, scale, report, groups)),
+        (("list",), lambda: list_sessions.run(target, scale, report)),
+        (("big",), lambda: big_workloads(target, scale, rows, report)),
+        (("search",), lambda: search.run(target, scale, rows, report)),
+    )
+    began = time.perf_counter()
     try:
-        if "calls" in groups:
-            per_call_workloads(target, scale, report)
-        if "sessions" in groups:
-            session_workloads(target, scale, report)
-        if "list" in groups:
-            list_sessions.run(target, scale, report)
-        if "big" in groups:
-            big_workloads(target, scale, rows, report)
-        if "search" in groups:
-            search.run(target, scale, rows, report)
+        for names, step in steps:
+            chosen = [name for name in names if name in groups]
+            if chosen:
+                started = time.perf_counter()
+                step()
+                print(f"({' and '.join(chosen)}: {time.perf_counter() - started:.0f} s)", flush=True)
     finally:
         target.cleanup()
+    print(f"({target.backend}: {time.perf_counter() - began:.0f} s in all)", flush=True)
     return report
 
 
