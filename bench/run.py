@@ -2,9 +2,11 @@
 """Benchmark: SessionManager against the raw-SQL floor, in one process and one run.
 
     python3 bench/run.py                     # SQLite, full scale (a few minutes)
-    python3 bench/run.py --quick             # SQLite, small scale (a smoke test)
+    python3 bench/run.py --quick             # SQLite, small scale (100,000-row big datasets)
     python3 bench/run.py --url postgresql+psycopg://postgres@127.0.0.1:5432/starpod_bench \\
                          --url mysql+pymysql://root@127.0.0.1:3306/starpod_bench --server-rows 200000
+    python3 bench/run.py --only calls,sessions   # some workload groups (calls, sessions, list, big, search)
+    python3 bench/run.py --smoke --url ...    # CI: every workload, tiny scale, no target checked
 
 Every workload runs on our ``SessionManager`` and, interleaved in blocks on the
 same database, through the bare driver (``sqlite3``, ``psycopg``, ``pymysql``)
@@ -45,6 +47,19 @@ What each floor does per call (one transaction each):
 * ``list_sessions``: ``SELECT`` the twelve metadata columns ``ORDER BY
   last_message_at DESC, created_at DESC, id DESC LIMIT 20``, timestamps parsed,
   flags made bools.
+* ``open_session`` on a new key: ``SELECT`` the key's open session (none),
+  ``INSERT`` the new one; on an existing key: that ``SELECT`` and the gap test,
+  nothing written (``open_session`` does not touch); on a stale key: the
+  ``SELECT``, the gap test, ``UPDATE ... SET is_closed, summary WHERE id = ? AND
+  is_closed = false``, the ``INSERT``. ``create_session``: the ``SELECT`` and the
+  ``INSERT``. ``close_session``, ``mark_read``, ``archive_session`` (archive and
+  unarchive alternating): one ``UPDATE ... WHERE id = ?`` matching one row or
+  ``SessionNotFound``. ``record_compaction``: ``SELECT EXISTS`` of the session,
+  ``INSERT`` the log row. All in one write transaction each; details in
+  ``workloads/session_calls.py``.
+
+Every per-call workload's target is ours <= 2x the floor (``report.compare(...,
+limit=2.0)``); the cost overview's is 1.5x, the search's 2x and 50 ms.
 
 Scaling compares our own per-call latency (save_message, resolve_session,
 get_messages of a 100-message session) on a database of 1,000 rows per table
@@ -54,10 +69,16 @@ Big datasets are bulk-loaded with the raw driver (``executemany`` in one
 transaction; ``COPY`` on PostgreSQL) into a database our manager created, so
 the schema is ours; SQLite timestamps are written in the exact stored format.
 Server databases are scratch databases: the script creates ``<db>_calls``,
-``<db>_list``, ``<db>_1k`` and ``<db>_big`` beside the one named in the URL and
-drops their tables when it is done.
+``<db>_list``, ``<db>_1k``, ``<db>_big`` and ``<db>_search`` beside the one named
+in the URL and drops their tables when it is done.
 
-Exit status: 0 when every target passes, 1 otherwise.
+``--smoke`` (for CI) runs every workload on tiny datasets (2,000 rows per table,
+a 1,000-message session, 20 calls a workload) and names its server databases
+``<db>_<pid>_...``, dropping the databases at the end, so that runs in parallel
+do not meet. It prints the same report and verdicts but checks none.
+
+Exit status: 0 when every target passes (always, with ``--smoke``, unless
+something raised), 1 otherwise.
 """
 
 from __future__ import annotations
