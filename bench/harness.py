@@ -51,7 +51,7 @@ class Scale:
 FULL = Scale()
 QUICK = Scale(5, 100, 300, 300, 5, 500, 2, 10_000, 300, 1_000, 100_000, 300, 50, 300)
 #: Every workload once over, on datasets small enough for CI; its timings mean nothing.
-SMOKE = Scale(2, 10, 20, 20, 2, 20, 1, 1_000, 20, 200, 2_000, 20, 5, 20, 1_000)
+SMOKE = Scale(2, 5, 10, 10, 2, 10, 1, 500, 10, 100, 1_000, 10, 3, 10, 500)
 
 # --------------------------------------------------------------------------
 # timing

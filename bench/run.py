@@ -72,8 +72,8 @@ Server databases are scratch databases: the script creates ``<db>_calls``,
 ``<db>_list``, ``<db>_1k``, ``<db>_big`` and ``<db>_search`` beside the one named
 in the URL and drops their tables when it is done.
 
-``--smoke`` (for CI) runs every workload on tiny datasets (2,000 rows per table,
-a 1,000-message session, 20 calls a workload) and names its server databases
+``--smoke`` (for CI) runs every workload on tiny datasets (1,000 rows per table,
+a 500-message session, 10 calls a workload) and names its server databases
 ``<db>_<pid>_...``, dropping the databases at the end, so that runs in parallel
 do not meet. It prints the same report and verdicts but checks none.
 
