@@ -18,7 +18,7 @@ transaction, statement for statement where the work needs it:
   undoing the transaction; the floor has no race to lose here, and that
   race-proofing is part of what the ratio measures.
 * ``floor_create_session``: the same select of the key's open session (none, the
-  keys are new) and the ``INSERT``.
+  keys are new) and the ``INSERT`` (ours: the select, and the insert in a savepoint).
 * ``floor_update``: ``close_session`` (``SET is_closed = true, summary = ?``),
   ``mark_read`` (``SET is_read = ?``), ``archive_session`` (``SET is_archived =
   ?``): one ``UPDATE ... WHERE id = ?`` that must match one row, else
