@@ -75,7 +75,8 @@ in the URL and drops their tables when it is done.
 ``--smoke`` (for CI) runs every workload on tiny datasets (1,000 rows per table,
 a 500-message session, 10 calls a workload) and names its server databases
 ``<db>_<pid>_...``, dropping the databases at the end, so that runs in parallel
-do not meet. It prints the same report and verdicts but checks none.
+do not meet; with several backends it runs one process per backend, all at
+once. It prints the same report and verdicts but checks none.
 
 Exit status: 0 when every target passes (always, with ``--smoke``, unless
 something raised), 1 otherwise.
@@ -86,6 +87,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -174,6 +176,28 @@ def _groups(value: str) -> frozenset[str]:
     return names
 
 
+def smoke_in_parallel(backends: list[str | None], groups: frozenset[str]) -> int:
+    """``--smoke`` on each backend in a process of its own, all at once (timings mean nothing
+    in a smoke run, and most of its time is the servers' DDL); their reports in order."""
+    only = ["--only", ",".join(name for name in GROUPS if name in groups)]
+    with tempfile.TemporaryDirectory(prefix="starpod-bench-smoke-") as folder:
+        runs = []
+        for n, url in enumerate(backends):
+            output = open(Path(folder) / f"{n}.txt", "w+")
+            where = [] if url is None else ["--no-sqlite", "--url", url]
+            command = [sys.executable, __file__, "--smoke", *only, *where]
+            runs.append((subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT), output))
+        status = 0
+        for process, output in runs:
+            code = process.wait()
+            output.seek(0)
+            print(output.read(), end="", flush=True)
+            output.close()
+            status = status or code
+    print(f"\nsmoke run {'complete' if status == 0 else 'FAILED'} on {len(backends)} backends")
+    return status
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--url", action="append", default=[], help="a PostgreSQL or MariaDB URL of a scratch database (repeatable)")
@@ -195,6 +219,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     scale = SMOKE if args.smoke else QUICK if args.quick else FULL
     groups = frozenset({"search"}) if args.only_search else args.only
+    backends = ([] if args.no_sqlite else [None]) + args.url
+    if args.smoke and len(backends) > 1:
+        return smoke_in_parallel(backends, groups)
     print(machine())
     workdir = Path(tempfile.mkdtemp(prefix="starpod-bench-"))
     reports = []
