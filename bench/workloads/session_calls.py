@@ -14,11 +14,12 @@ transaction, statement for statement where the work needs it:
   ``INSERT`` the new session (a fresh uuid4, created and last active now, open,
   read, no messages); the unique index ``uq_session_one_open_per_key`` is what
   keeps the key to one open session. Ours additionally selects the key again
-  and wraps the insert in a savepoint, so that a racing insert loses without
-  undoing the transaction; the floor has no race to lose here, and that
-  race-proofing is part of what the ratio measures.
+  (in ``insert_unless_open``) and its INSERT skips on that index (``ON CONFLICT
+  DO NOTHING``; on MariaDB a duplicate-key error it catches), so that a racing
+  insert loses without undoing the transaction; the floor has no race to lose
+  here, and that race-proofing is part of what the ratio measures.
 * ``floor_create_session``: the same select of the key's open session (none, the
-  keys are new) and the ``INSERT`` (ours: the select, and the insert in a savepoint).
+  keys are new) and the ``INSERT`` (ours: the select twice, and the skipping insert).
 * ``floor_update``: ``close_session`` (``SET is_closed = true, summary = ?``),
   ``mark_read`` (``SET is_read = ?``), ``archive_session`` (``SET is_archived =
   ?``): one ``UPDATE ... WHERE id = ?`` that must match one row, else
