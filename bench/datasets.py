@@ -20,9 +20,10 @@ from harness import MODELS, T0, USERS
 class Target:
     """Where the databases of one backend live: files in a temp dir, or scratch server databases."""
 
-    def __init__(self, url: URL | None, workdir: Path) -> None:
+    def __init__(self, url: URL | None, workdir: Path, *, drop_databases: bool = False) -> None:
         self.base = url
         self.workdir = workdir
+        self.drop_databases = drop_databases  # at cleanup; else only their tables are dropped
         self.backend = "sqlite" if url is None else _backend_of(url)
         self._made: list[URL] = []
 
@@ -46,7 +47,10 @@ class Target:
     def cleanup(self) -> None:
         if self.base is not None:
             for url in self._made:
-                _drop_tables(url)
+                if self.drop_databases:
+                    _drop_server_database(self.base, url.database)
+                else:
+                    _drop_tables(url)
 
 
 def _backend_of(url: URL) -> str:
@@ -55,9 +59,7 @@ def _backend_of(url: URL) -> str:
 
 
 def _create_server_database(base: URL, name: str) -> None:
-    # Connect to the server's own database: the one in the URL need not exist.
-    admin_url = base.set(database="postgres" if _backend_of(base) == "postgresql" else "mysql")
-    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    admin = create_engine(_admin_url(base), isolation_level="AUTOCOMMIT")
     try:
         with admin.connect() as conn:
             if _backend_of(base) == "postgresql":
@@ -68,6 +70,23 @@ def _create_server_database(base: URL, name: str) -> None:
                 conn.execute(text(f"CREATE DATABASE IF NOT EXISTS `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_bin"))
     finally:
         admin.dispose()
+
+
+def _drop_server_database(base: URL, name: str) -> None:
+    admin = create_engine(_admin_url(base), isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            if _backend_of(base) == "postgresql":
+                conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            else:
+                conn.execute(text(f"DROP DATABASE IF EXISTS `{name}`"))
+    finally:
+        admin.dispose()
+
+
+def _admin_url(base: URL) -> URL:
+    """The server's own database: the one in the URL need not exist."""
+    return base.set(database="postgres" if _backend_of(base) == "postgresql" else "mysql")
 
 
 def _drop_tables(url: URL) -> None:
@@ -124,8 +143,13 @@ def load_tool_calls(floor: Floor, is_bool: bool) -> None:
     floor.load("tool_calls", ("message_id", "session_id", "role", "call_id", "tool_name", "timestamp", "is_error"), rows)
 
 
-def load_dataset(target: Target, name: str, *, sessions: int, messages: int, usage: int, with_10k: bool) -> Dataset:
-    """A database our manager created, filled through the raw driver."""
+def load_dataset(
+    target: Target, name: str, *, sessions: int, messages: int, usage: int, with_10k: bool, long_messages: int = 10_000
+) -> Dataset:
+    """A database our manager created, filled through the raw driver.
+
+    ``with_10k``: one session also gets ``long_messages`` messages (10,000 but at the smoke scale).
+    """
     url = target.fresh(name)
     SessionManager(url).close()  # our schema, at head
     rng = random.Random(name)
@@ -156,7 +180,7 @@ def load_dataset(target: Target, name: str, *, sessions: int, messages: int, usa
     data.with_100 = ids[0]
     data.with_10k = ids[10] if with_10k else None
 
-    fixed = [(data.with_100, 100)] + ([(data.with_10k, 10_000)] if with_10k else [])
+    fixed = [(data.with_100, 100)] + ([(data.with_10k, long_messages)] if with_10k else [])
     rows = []
     moment = T0
     for session_id, count in fixed:

@@ -153,9 +153,14 @@ class MariaFloor(Floor):
 
     def __init__(self, url: URL) -> None:
         import pymysql
+        from pymysql.constants import CLIENT
 
         super().__init__(url)
-        options = dict(_server_kwargs(url), database=url.database, charset="utf8mb4", autocommit=False)
+        # FOUND_ROWS: an UPDATE's rowcount counts the rows it matched, as on ours
+        # (SQLAlchemy sets it), so "one row or SessionNotFound" reads the same.
+        options = dict(
+            _server_kwargs(url), database=url.database, charset="utf8mb4", autocommit=False, client_flag=CLIENT.FOUND_ROWS
+        )
         self.writer = pymysql.connect(**options)
         self.reader = pymysql.connect(**options)
         with self.writer.cursor() as cur:

@@ -44,10 +44,14 @@ class Scale:
     big_rows: int = 1_000_000
     scaling_calls: int = 3000
     search_calls: int = 200
+    session_calls: int = 2000
+    long_session: int = 10_000  # messages of the long session get_messages reads
 
 
 FULL = Scale()
-QUICK = Scale(5, 100, 300, 300, 5, 500, 2, 10_000, 300, 1_000, 100_000, 300, 50)
+QUICK = Scale(5, 100, 300, 300, 5, 500, 2, 10_000, 300, 1_000, 100_000, 300, 50, 300)
+#: Every workload once over, on datasets small enough for CI; its timings mean nothing.
+SMOKE = Scale(2, 5, 10, 10, 2, 10, 1, 500, 10, 100, 1_000, 10, 3, 10, 500)
 
 # --------------------------------------------------------------------------
 # timing

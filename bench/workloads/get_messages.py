@@ -25,7 +25,7 @@ def floor_get_messages(floor: Floor, session_id: str) -> list[tuple]:
 def measure(mgr: SessionManager, floor: Floor, data: Dataset, scale: Scale, report: Report) -> None:
     for label, session_id, calls in (
         ("get_messages (100 msgs)", data.with_100, scale.get_small_calls),
-        ("get_messages (10,000 msgs)", data.with_10k, scale.get_large_calls),
+        (f"get_messages ({scale.long_session:,} msgs)", data.with_10k, scale.get_large_calls),
     ):
         assert len(mgr.get_messages(session_id)) == len(floor_get_messages(floor, session_id))
         report.compare(
@@ -33,5 +33,5 @@ def measure(mgr: SessionManager, floor: Floor, data: Dataset, scale: Scale, repo
             *interleaved(
                 calls, lambda _n: mgr.get_messages(session_id), lambda _n: floor_get_messages(floor, session_id)
             ),
-            limit=3,
+            limit=2.0,
         )

@@ -35,6 +35,6 @@ def run(target: Target, scale: Scale, report: Report) -> None:
         report.compare(
             f"list_sessions(20) of {rows:,}",
             *interleaved(scale.list_calls, lambda _n: mgr.list_sessions(20), lambda _n: floor_list_sessions(floor, 20)),
-            limit=3,
+            limit=2.0,
         )
     floor.close()

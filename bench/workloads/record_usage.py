@@ -44,5 +44,5 @@ def measure(mgr: SessionManager, floor: Floor, ours_id: str, floor_id: str, scal
             lambda n: mgr.record_usage(ours_id, record, n),
             lambda n: floor_record_usage(floor, floor_id, record, n),
         ),
-        limit=3,
+        limit=2.0,
     )

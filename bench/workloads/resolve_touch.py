@@ -55,5 +55,5 @@ def measure(mgr: SessionManager, floor: Floor, scale: Scale, report: Report) -> 
     def floor_hot(_n: int) -> None:
         floor_touch(floor, floor_resolve(floor, "telegram", "hot-floor"))
 
-    report.compare("resolve_session+touch (hot key)", *interleaved(scale.hot_calls, ours_hot, floor_hot), limit=3)
+    report.compare("resolve_session+touch (hot key)", *interleaved(scale.hot_calls, ours_hot, floor_hot), limit=2.0)
     assert mgr.get_session(hot_ours).is_closed is False and mgr.get_session(hot_floor).is_closed is False

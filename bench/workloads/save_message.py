@@ -46,5 +46,5 @@ def measure(mgr: SessionManager, floor: Floor, ours_ids: list[str], floor_ids: l
             lambda n: mgr.save_message(ours_ids[n % len(ours_ids)], role(n), content),
             lambda n: floor_save_message(floor, floor_ids[n % len(floor_ids)], role(n), content),
         ),
-        limit=3,
+        limit=2.0,
     )
