@@ -3,6 +3,7 @@
 
     python3 bench/run.py                     # SQLite, full scale (a few minutes)
     python3 bench/run.py --quick             # SQLite, small scale (a smoke test)
+    python3 bench/run.py --only cost,record  # some workloads only (names: see WORKLOADS)
     python3 bench/run.py --url postgresql+psycopg://postgres@127.0.0.1:5432/starpod_bench \\
                          --url mysql+pymysql://root@127.0.0.1:3306/starpod_bench --server-rows 200000
 
@@ -79,42 +80,56 @@ from harness import FULL, HEADER, QUICK, Report, Scale, machine
 from workloads import cost_overview, get_messages, list_sessions, record_usage, resolve_touch, save_message, scaling, search
 
 
-def per_call_workloads(target: Target, scale: Scale, report: Report) -> None:
-    """save_message, resolve+touch, get_messages and record_usage on one database."""
+#: The names ``--only`` takes, in the order they run.
+WORKLOADS = ("save", "resolve", "messages", "record", "list", "cost", "scaling", "search")
+
+
+def per_call_workloads(target: Target, scale: Scale, report: Report, only: frozenset[str]) -> None:
+    """save_message, resolve+touch, get_messages and record_usage (those in ``only``) on one database."""
     # The 100- and 10,000-message sessions are bulk-loaded; the rest is created through the API.
     data = load_dataset(target, "calls", sessions=40, messages=0, usage=0, with_10k=True)
     floor: Floor = target.floor(data.url)
     with SessionManager(data.url) as mgr:
         ours_ids = [mgr.create_session(Channel.MAIN, f"save-ours-{n}") for n in range(scale.save_sessions)]
         floor_ids = [mgr.create_session(Channel.MAIN, f"save-floor-{n}") for n in range(scale.save_sessions)]
-        save_message.measure(mgr, floor, ours_ids, floor_ids, scale, report)
-        resolve_touch.measure(mgr, floor, scale, report)
-        get_messages.measure(mgr, floor, data, scale, report)
-        record_usage.measure(mgr, floor, ours_ids[0], floor_ids[0], scale, report)
+        if "save" in only:
+            save_message.measure(mgr, floor, ours_ids, floor_ids, scale, report)
+        if "resolve" in only:
+            resolve_touch.measure(mgr, floor, scale, report)
+        if "messages" in only:
+            get_messages.measure(mgr, floor, data, scale, report)
+        if "record" in only:
+            record_usage.measure(mgr, floor, ours_ids[0], floor_ids[0], scale, report)
     floor.close()
 
 
-def big_workloads(target: Target, scale: Scale, rows: int, report: Report) -> None:
-    """cost_overview on the big dataset, then our scaling from the small dataset to the big one."""
+def big_workloads(target: Target, scale: Scale, rows: int, report: Report, only: frozenset[str]) -> None:
+    """cost_overview on the big dataset, then our scaling from the small dataset to the big one (those in ``only``)."""
     started = time.perf_counter()
-    small = load_dataset(target, "1k", sessions=scale.small_rows, messages=scale.small_rows, usage=scale.small_rows, with_10k=False)
+    small_rows = scale.small_rows if "scaling" in only else 0
+    small = load_dataset(target, "1k", sessions=small_rows, messages=small_rows, usage=small_rows, with_10k=False) if small_rows else None
     big = load_dataset(target, "big", sessions=rows, messages=rows, usage=rows, with_10k=True)
-    print(f"(loaded {scale.small_rows:,} and {rows:,} rows per table in {time.perf_counter() - started:.0f} s)", flush=True)
-    cost_overview.measure(target, big, scale, rows, report)
-    scaling.measure(small, big, scale, rows, report)
+    print(f"(loaded {small_rows:,} and {rows:,} rows per table in {time.perf_counter() - started:.0f} s)", flush=True)
+    if "cost" in only:
+        cost_overview.measure(target, big, scale, rows, report)
+    if small is not None:
+        scaling.measure(small, big, scale, rows, report)
 
 
-def run_backend(target: Target, scale: Scale, rows: int, *, only_search: bool = False) -> Report:
+def run_backend(target: Target, scale: Scale, rows: int, *, only: frozenset[str] = frozenset(WORKLOADS)) -> Report:
     report = Report(target.backend)
     label = target.backend if target.base is None else target.base.render_as_string(hide_password=True)
     print(f"\n== {label} ==  (times in ms; ratio = median ours / median floor)", flush=True)
     print(HEADER, flush=True)
     try:
-        if not only_search:
-            per_call_workloads(target, scale, report)
+        if only & {"save", "resolve", "messages", "record"}:
+            per_call_workloads(target, scale, report, only)
+        if "list" in only:
             list_sessions.run(target, scale, report)
-            big_workloads(target, scale, rows, report)
-        search.run(target, scale, rows, report)
+        if only & {"cost", "scaling"}:
+            big_workloads(target, scale, rows, report, only)
+        if "search" in only:
+            search.run(target, scale, rows, report)
     finally:
         target.cleanup()
     return report
@@ -126,18 +141,29 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="small scale, for a smoke test")
     parser.add_argument("--no-sqlite", action="store_true", help="run the servers only")
     parser.add_argument("--server-rows", type=int, default=None, help="rows per table of the big dataset on servers (default: as on SQLite)")
-    parser.add_argument("--only-search", action="store_true", help="run the search workload only")
+    parser.add_argument("--only-search", action="store_true", help="run the search workload only (--only search)")
+    parser.add_argument(
+        "--only", default=None, metavar="NAME[,NAME]",
+        help=f"run only these workloads, of: {', '.join(WORKLOADS)} (default: all)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
+    names = args.only.split(",") if args.only else list(WORKLOADS)
+    if args.only_search:
+        names = ["search"]
+    unknown = sorted(set(names) - set(WORKLOADS))
+    if unknown:
+        parser.error(f"unknown workload(s) {', '.join(unknown)}; choose from {', '.join(WORKLOADS)}")
+    only = frozenset(names)
     scale = QUICK if args.quick else FULL
     print(machine())
     workdir = Path(tempfile.mkdtemp(prefix="starpod-bench-"))
     reports = []
     try:
         if not args.no_sqlite:
-            reports.append(run_backend(Target(None, workdir), scale, scale.big_rows, only_search=args.only_search))
+            reports.append(run_backend(Target(None, workdir), scale, scale.big_rows, only=only))
         for raw in args.url:
             rows = args.server_rows or scale.big_rows
-            reports.append(run_backend(Target(make_url(raw), workdir), scale, rows, only_search=args.only_search))
+            reports.append(run_backend(Target(make_url(raw), workdir), scale, rows, only=only))
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     print("\n== targets ==")
