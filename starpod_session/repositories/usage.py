@@ -221,7 +221,8 @@ class UsageRepository(Generic[Runner]):
         come from ``usage_daily`` (kept by triggers, one row per day, model and
         user), the rows of a partial day at either edge are grouped from
         ``usage_stats`` through ``idx_usage_stats_timestamp`` (see
-        :func:`_windows`), and every breakdown is summed from those groups.
+        :func:`_windows`); the per-user totals are summed from those groups, the
+        others from their sums per (day, model).
         Token totals are exact on every backend: the rollup and the edge scan
         both carry the sums of each count's high and low 32 bits.
         """
@@ -240,13 +241,19 @@ class UsageRepository(Generic[Runner]):
                 .group_by(day, _model_name, _t.c.user_id)
             )
         groups = (parts[0] if len(parts) == 1 else union_all(*parts)).cte("usage_groups")
-        sums = tuple(func.coalesce(func.sum(groups.c[part.name]), 0).label(part.name) for part in _BREAKDOWN_HALVED)
+
+        def sums(source: Any) -> tuple[ColumnElement[Any], ...]:
+            return tuple(func.coalesce(func.sum(source.c[part.name]), 0).label(part.name) for part in _BREAKDOWN_HALVED)
+
+        # The groups are read twice: per user, and per (day, model), from which the
+        # per-model and overall totals are summed (a few thousand rows a year).
+        days = select(groups.c.day, groups.c.model, *sums(groups)).group_by(groups.c.day, groups.c.model).cte("usage_days")
         no_day = cast(null(), Date)  # typed, or PostgreSQL takes the NULLs for text
         report = union_all(
-            select(literal_column(str(_TOTAL)).label("part"), null().label("name"), no_day.label("day"), *sums),
-            select(literal_column(str(_BY_USER)), groups.c.user_id, no_day, *sums).group_by(groups.c.user_id),
-            select(literal_column(str(_BY_MODEL)), groups.c.model, no_day, *sums).group_by(groups.c.model),
-            select(literal_column(str(_BY_DAY)), groups.c.model, groups.c.day, *sums).group_by(groups.c.day, groups.c.model),
+            select(literal_column(str(_TOTAL)).label("part"), null().label("name"), no_day.label("day"), *sums(days)),
+            select(literal_column(str(_BY_USER)), groups.c.user_id, no_day, *sums(groups)).group_by(groups.c.user_id),
+            select(literal_column(str(_BY_MODEL)), days.c.model, no_day, *sums(days)).group_by(days.c.model),
+            select(literal_column(str(_BY_DAY)), days.c.model, days.c.day, *(days.c[p.name] for p in _BREAKDOWN_HALVED)),
         ).subquery("report")
         rows = self._connection.execute(
             select(report).order_by(report.c.part, report.c.day, report.c.cost.desc(), self._binary(report.c.name))
