@@ -25,6 +25,7 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.functions import FunctionElement
 
+from ..column_types import Count
 from ..models import UNKNOWN_MODEL, UsageDailyRow, UsageRow
 from ..records import (
     CostOverview,
@@ -91,6 +92,11 @@ _BREAKDOWN_HALVED = _halved(_BREAKDOWN)
 _ROLLUP_NAMES = {"cost": "cost_usd", "input_high": "input_tokens_high", "input_low": "input_tokens_low",
                  "output_high": "output_tokens_high", "output_low": "output_tokens_low"}  # fmt: skip
 _ROLLUP_SUMS = tuple(_daily.c[_ROLLUP_NAMES.get(part.name, part.name)].label(part.name) for part in _BREAKDOWN_HALVED)
+#: :data:`_BREAKDOWN_HALVED` with the halves' sums as BIGINT like the rollup's columns (the
+#: servers' SUM gives NUMERIC/DECIMAL, and a union with it would make every later sum one).
+_EDGE_SUMS = tuple(
+    part if part.name in ("cost", "turns") else cast(part, Count).label(part.name) for part in _BREAKDOWN_HALVED
+)
 T = TypeVar("T")
 #: The parts of the overview's one result, in the order they come back.
 _TOTAL, _BY_USER, _BY_MODEL, _BY_DAY = range(4)
@@ -236,7 +242,7 @@ class UsageRepository(Generic[Runner]):
         for low, high in edges:
             day = utc_day(_t.c.timestamp)
             parts.append(
-                select(day.label("day"), _model_name.label("model"), _t.c.user_id, *_BREAKDOWN_HALVED)
+                select(day.label("day"), _model_name.label("model"), _t.c.user_id, *_EDGE_SUMS)
                 .where(_t.c.timestamp >= low, _t.c.timestamp < high)
                 .group_by(day, _model_name, _t.c.user_id)
             )
