@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import date, datetime, timezone
 from typing import Any
 
-from sqlalchemy import BigInteger, Boolean, DateTime, Double, Integer, String, Text
+from sqlalchemy import BigInteger, Boolean, Date, DateTime, Double, Integer, String, Text
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.dialects import mysql
 from sqlalchemy.engine import Dialect
@@ -16,6 +16,7 @@ from .timestamps import format_rfc3339, parse_rfc3339
 
 __all__ = [
     "UtcTimestamp",
+    "UtcDay",
     "IntBoolean",
     "ChannelText",
     "ShortText",
@@ -126,6 +127,31 @@ class UtcTimestamp(TypeDecorator[datetime]):
             return parse_rfc3339(value)
 
         return from_text
+
+
+class UtcDay(TypeDecorator[date]):
+    """A UTC calendar day: a ``date`` in Python; on SQLite the ``YYYY-MM-DD`` text that
+    begins the day's RFC 3339 timestamps (so the day of a row is ``substr(timestamp, 1, 10)``),
+    ``DATE`` on the servers."""
+
+    impl = Date()
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        if dialect.name == "sqlite":
+            return dialect.type_descriptor(Text())
+        return dialect.type_descriptor(Date())
+
+    def process_bind_param(self, value: date | None, dialect: Dialect) -> Any:
+        if value is None or dialect.name != "sqlite":
+            return value
+        return value.isoformat()
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> date | None:
+        if isinstance(value, str):
+            return date.fromisoformat(value)
+        result: date | None = value
+        return result
 
 
 class IntBoolean(TypeDecorator[bool]):

@@ -1,4 +1,4 @@
-"""The four tables, with the Rust crate's table, column and index names.
+"""The tables, with the Rust crate's table, column and index names.
 
 A SQLite file written by the Rust crate opens as it is; Alembic migrations are
 generated from (and checked against) this metadata.
@@ -6,10 +6,10 @@ generated from (and checked against) this metadata.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import ClassVar
 
-from sqlalchemy import Computed, ForeignKey, Index, Integer, MetaData, Table, false, func, text, true
+from sqlalchemy import Computed, ForeignKey, Index, Integer, MetaData, PrimaryKeyConstraint, Table, false, text, true
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from .column_types import (
@@ -21,10 +21,11 @@ from .column_types import (
     Money,
     SearchableText,
     ShortText,
+    UtcDay,
     UtcTimestamp,
 )
 
-__all__ = ["Base", "SessionRow", "MessageRow", "ToolCallRow", "UsageRow", "CompactionRow", "NAMING_CONVENTION"]
+__all__ = ["Base", "SessionRow", "MessageRow", "ToolCallRow", "UsageRow", "UsageDailyRow", "CompactionRow", "NAMING_CONVENTION"]
 
 #: Stable constraint names on every backend, so migrations can name what they drop.
 NAMING_CONVENTION = {
@@ -191,20 +192,40 @@ class UsageRow(Base):
     )
 
 
-#: The columns of the cost reports' covering index, after the UTC day (see below).
-USAGE_REPORT_COLUMNS = (
-    "model", "user_id", "cost_usd", "input_tokens", "output_tokens", "cache_read", "cache_write", "timestamp",
-)  # fmt: skip
+#: How ``usage_daily`` names a usage row recorded without a model (the reports call it that too).
+UNKNOWN_MODEL = "unknown"
 
-# SQLite only. It has no hash aggregation, so grouping a million usage rows by
-# (UTC day, model, user) sorted them all (about 1 s); walking this covering index,
-# which leads with the day as the reports compute it, groups them with no sort and
-# no table read. The servers hash-aggregate and are spared its write cost.
-Index(
-    "idx_usage_stats_day_model_user",
-    func.substr(UsageRow.__table__.c.timestamp, 1, 10),
-    *(UsageRow.__table__.c[name] for name in USAGE_REPORT_COLUMNS),
-).ddl_if(dialect="sqlite")
+
+class UsageDailyRow(Base):
+    """``usage_daily``: the usage rows of each (UTC day, model, user), counted and summed.
+
+    Kept by triggers on ``usage_stats`` (migration 0009; insert, update, delete), so
+    every writer keeps it right, the Rust crate and ``forget_user``'s pseudonyms
+    included; ``cost_overview`` reads it for whole days and scans only the rows of
+    the partial days at the edges of its range. Rows recorded without a model count
+    under :data:`UNKNOWN_MODEL` (as every report names them). Each token sum is kept
+    as the sums of the values' high and low 32 bits, which no number of rows up to
+    2**31 can overflow on any backend (a token count may be up to 2**63-1), and a
+    group whose last row goes is deleted.
+    """
+
+    __tablename__ = "usage_daily"
+
+    day: Mapped[date] = mapped_column(UtcDay)
+    model: Mapped[str] = mapped_column(ExactShortText)
+    user_id: Mapped[str] = mapped_column(ExactShortText)
+    turns: Mapped[int] = mapped_column(Count)
+    cost_usd: Mapped[float] = mapped_column(Money)
+    input_tokens_high: Mapped[int] = mapped_column(Count)
+    input_tokens_low: Mapped[int] = mapped_column(Count)
+    output_tokens_high: Mapped[int] = mapped_column(Count)
+    output_tokens_low: Mapped[int] = mapped_column(Count)
+    cache_read_high: Mapped[int] = mapped_column(Count)
+    cache_read_low: Mapped[int] = mapped_column(Count)
+    cache_write_high: Mapped[int] = mapped_column(Count)
+    cache_write_low: Mapped[int] = mapped_column(Count)
+
+    __table_args__ = (PrimaryKeyConstraint("day", "model", "user_id"), _MARIADB_TABLE_OPTIONS)
 
 
 class CompactionRow(Base):

@@ -18,7 +18,7 @@ from .helpers import RUST_FILES, raw_engine, raw_rows
 
 OUR_TABLES = ("session_metadata", "session_messages", "usage_stats", "compaction_log")
 #: Tables the library adds on adoption.
-ADDED_TABLES = ("tool_calls",)
+ADDED_TABLES = ("tool_calls", "usage_daily")
 #: Columns of session_metadata that both fixtures have (the core.db file has is_archived besides).
 SESSION_COLUMNS = (
     "id", "created_at", "last_message_at", "is_closed", "summary", "message_count",
