@@ -27,6 +27,9 @@ __all__ = [
     "READ_ONLY",
     "SNAPSHOT",
     "DEFAULT_LOCK_TIMEOUT",
+    "DEFAULT_POOL_SIZE",
+    "MAX_POOL_SIZE",
+    "check_pool_size",
     "SQLITE_SYNCHRONOUS_MODES",
     "MYSQL_MAX_ALLOWED_PACKET",
     "DriverTransaction",
@@ -46,6 +49,13 @@ SQLITE_SYNCHRONOUS_MODES = ("OFF", "NORMAL", "FULL", "EXTRA")
 #: database reports it (SQLite ``busy_timeout``, PostgreSQL ``lock_timeout``,
 #: MariaDB ``innodb_lock_wait_timeout``); also the budget of a call's retries.
 DEFAULT_LOCK_TIMEOUT = 30.0
+
+#: How many connections a manager's pool holds at most (opened as threads need them, then kept):
+#: as many as the default ``ThreadPoolExecutor`` (and so ``asyncio.to_thread``) runs threads.
+DEFAULT_POOL_SIZE = 32
+
+#: The largest ``pool_size`` taken: beyond it a server runs out of connections long before.
+MAX_POOL_SIZE = 1000
 
 #: The packet size the MariaDB client allows, and the server's ``max_allowed_packet``
 #: this library needs: a message of 16 MiB plus its statement must fit in one packet.
@@ -131,6 +141,15 @@ def _usable(url: URL) -> URL:
     return url
 
 
+def check_pool_size(pool_size: object) -> int:
+    """``pool_size`` as a count of connections from 1 to :data:`MAX_POOL_SIZE`, else :class:`InvalidInput`."""
+    if isinstance(pool_size, bool) or not isinstance(pool_size, int):
+        raise InvalidInput("pool_size", f"expected a number of connections (int), got {type(pool_size).__name__}")
+    if not 1 <= pool_size <= MAX_POOL_SIZE:
+        raise InvalidInput("pool_size", f"expected 1 to {MAX_POOL_SIZE} connections, got {pool_size}")
+    return pool_size
+
+
 def is_read_only(engine: Engine) -> bool:
     """Whether ``engine`` is a SQLite engine opened read-only (its file or folder is not writable)."""
     return engine in _READ_ONLY_ENGINES
@@ -141,6 +160,7 @@ def create_storage_engine(
     *,
     sqlite_synchronous: str = "NORMAL",
     lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
+    pool_size: int = DEFAULT_POOL_SIZE,
     **engine_options: Any,
 ) -> Engine:
     """An engine for ``url`` with the settings this library relies on.
@@ -156,19 +176,27 @@ def create_storage_engine(
     handing a connection back to the pool costs no round trip; a transaction run
     with the :data:`SNAPSHOT` option starts at REPEATABLE READ.
 
+    Every backend: the pool holds at most ``pool_size`` connections, opened when
+    a thread needs one and none free, and all kept once opened (no overflow
+    connections closed on return and reopened on the next burst); a thread that
+    finds all of them in use waits for one at most ``lock_timeout`` seconds
+    (then SQLAlchemy's pool ``TimeoutError``).
+
     A SQLite file that exists but that this process may not write (the file or its
     folder is read-only) is opened read-only: reads work, and a write transaction
     raises :class:`StorageError` saying so.
     """
     if not isinstance(sqlite_synchronous, str):
         raise InvalidInput("sqlite_synchronous", f"expected a str, got {type(sqlite_synchronous).__name__}")
+    # QueuePool on every backend (SQLAlchemy's default for a SQLite file too): every
+    # connection kept, so a burst of N threads does not close and reopen N - 5 of them
+    # (SQLAlchemy's overflow), which cost a connect per call on the servers.
+    engine_options.setdefault("pool_size", check_pool_size(pool_size))
+    engine_options.setdefault("max_overflow", 0)
+    engine_options.setdefault("pool_timeout", lock_timeout)
     if url.get_backend_name() == "sqlite":
         return _sqlite_engine(url, sqlite_synchronous, lock_timeout, engine_options)
     engine_options.setdefault("pool_pre_ping", True)
-    # save_message updates its session's row, so writers of one session queue on that
-    # row lock while holding their connection; SQLAlchemy's 5 + 10 would leave a 16th
-    # thread of a shared manager waiting for a connection (unfairly) past the pool timeout.
-    engine_options.setdefault("max_overflow", 59)
     # Set at connect, never per checkout: an execution option would make SQLAlchemy
     # restore the level on check-in, a round trip that fails raw on a lost connection.
     engine_options.setdefault("isolation_level", "READ COMMITTED")

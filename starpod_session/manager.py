@@ -21,7 +21,7 @@ from sqlalchemy.engine import URL
 from ._clock import utc_now
 from .channels import Channel, ChannelRegistry, ChannelResolver, check_gap_minutes
 from .config import AgentConfig, load_config
-from .engine import DEFAULT_LOCK_TIMEOUT, create_storage_engine, to_url
+from .engine import DEFAULT_LOCK_TIMEOUT, DEFAULT_POOL_SIZE, check_pool_size, create_storage_engine, to_url
 from .errors import ExportError, InvalidInput, SessionNotFound
 from .records import (
     Continue,
@@ -108,7 +108,16 @@ class SessionManager:
     records. ``lock_timeout`` (seconds, default 30) bounds how long a call waits
     for locks other connections hold: each statement waits at most that long, and
     no retry starts once that long has passed since the call began; then the call
-    raises :class:`StorageBusy`. Use it as a context manager or call :meth:`close`.
+    raises :class:`StorageBusy`.
+
+    ``pool_size`` (default 32, as many threads as Python's default thread pool
+    runs) is the most connections the manager opens: each is opened when a
+    thread needs one and none is free, then kept for the next call, so N threads
+    use N connections and none waits while one is free. A call that finds all
+    ``pool_size`` in use waits for one; past ``lock_timeout`` it raises
+    :class:`StorageBusy`. On SQLite too (readers of a WAL file run in parallel,
+    writers still take turns on the file's lock). Use it as a context manager or
+    call :meth:`close`.
     """
 
     def __init__(
@@ -123,9 +132,11 @@ class SessionManager:
         retry: RetryPolicy | None = None,
         on_close: CloseCallback | None = None,
         lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
+        pool_size: int = DEFAULT_POOL_SIZE,
     ) -> None:
         self._url = to_url(db_path)
         self._lock_timeout = _check_lock_timeout(lock_timeout)
+        pool_size = check_pool_size(pool_size)
         if on_close is not None and not callable(on_close):
             raise InvalidInput("on_close", f"expected a callable, got {type(on_close).__name__}")
         self._on_close = on_close
@@ -134,7 +145,7 @@ class SessionManager:
         self._channels = ChannelRegistry({**self.config.resolvers(), **(channels or {})})
         self.sessions_dir = None if sessions_dir is None else ensure_folder(Path(sessions_dir), "sessions_dir")
         self._engine: Engine = create_storage_engine(
-            self._url, sqlite_synchronous=sqlite_synchronous, lock_timeout=self._lock_timeout
+            self._url, sqlite_synchronous=sqlite_synchronous, lock_timeout=self._lock_timeout, pool_size=pool_size
         )
         self._transactions = TransactionRunner(
             self._engine, self._url, retry=retry or RetryPolicy(), lock_timeout=self._lock_timeout

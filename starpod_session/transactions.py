@@ -25,6 +25,7 @@ from typing import TypeVar
 from sqlalchemy import Connection, Engine
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from .engine import MYSQL_MAX_ALLOWED_PACKET, READ_ONLY, SNAPSHOT, sqlite_driver_transaction
 from .errors import StarpodSessionError, StorageBusy, StorageError
@@ -149,6 +150,13 @@ class TransactionRunner:
                         f"(lock_timeout {self._lock_timeout:g} s): {self._driver_text(error.orig)}"
                     ) from error
                 self._retry.pause(failures)
+            except PoolTimeout as error:
+                # Already waited lock_timeout for a connection: not retried.
+                raise StorageBusy(
+                    f"{self.target}: every connection of this SessionManager (pool_size={_pool_size(self.engine)}) "
+                    f"stayed in use for {self._lock_timeout:g} s (lock_timeout); pass a larger pool_size= "
+                    "or run fewer threads"
+                ) from error
             except SQLAlchemyError as error:
                 raise StorageError(f"database error on {self.target}: {self._driver_text(error)}") from error
             except self._driver_errors as error:
@@ -158,6 +166,12 @@ class TransactionRunner:
     def _driver_text(self, error: BaseException | None) -> str:
         """A driver's error text with the URL's passwords hidden (drivers may quote the connection string)."""
         return redact_text(str(error), url_secrets(self._url))
+
+
+def _pool_size(engine: Engine) -> object:
+    """How many connections the engine's pool holds (QueuePool, which ``engine.py`` configures)."""
+    size = getattr(engine.pool, "size", None)
+    return size() if callable(size) else "?"
 
 
 #: MariaDB refused a statement larger than the server's max_allowed_packet.
