@@ -111,3 +111,35 @@ def test_a_pool_size_that_is_not_a_sensible_count_is_invalid_input(tmp_path, poo
     with pytest.raises(InvalidInput, match="pool_size"):
         SessionManager(tmp_path / "sessions.db", pool_size=pool_size)
     assert not (tmp_path / "sessions.db").exists()  # refused before anything was created
+
+
+def test_a_connection_goes_back_to_the_pool_without_a_rollback_after_a_commit_on_mariadb(
+    backend, make_manager, monkeypatch
+):
+    if backend != "mariadb":
+        pytest.skip("pymysql alone sends ROLLBACK for a connection with no transaction open")
+    import pymysql.connections
+
+    rollbacks: list[object] = []
+    rollback = pymysql.connections.Connection.rollback
+
+    def counted(self):  # noqa: ANN001
+        rollbacks.append(self)
+        return rollback(self)
+
+    monkeypatch.setattr(pymysql.connections.Connection, "rollback", counted)
+    manager = make_manager(pool_size=1)
+    session_id = manager.create_session(Channel.MAIN, "k")
+    rollbacks.clear()  # opening the manager rolled back its schema check's reads
+    manager.save_message(session_id, "user", "hello")
+    manager.get_messages(session_id)
+    manager.cost_overview()
+    assert rollbacks == []  # committed calls: a round trip saved on each
+    # A connection handed back with its transaction open is still rolled back.
+    raw = manager._engine.raw_connection()
+    cursor = raw.cursor()
+    cursor.execute("UPDATE session_metadata SET title = 'uncommitted' WHERE id = %s", (session_id,))
+    cursor.close()
+    raw.close()
+    assert len(rollbacks) == 1
+    assert manager.get_session(session_id).title == "hello"
