@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import os
 import sqlite3
+import time
 import weakref
 from collections.abc import Iterator
 from contextlib import closing, contextmanager
@@ -13,7 +14,7 @@ from typing import Any, cast
 
 from sqlalchemy import Engine, PoolProxiedConnection, create_engine, event
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import DBAPIError, NoSuchModuleError
+from sqlalchemy.exc import DBAPIError, DisconnectionError, NoSuchModuleError
 
 from .errors import InvalidInput, StarpodSessionError, StorageError
 from .folders import ensure_folder
@@ -53,6 +54,11 @@ DEFAULT_LOCK_TIMEOUT = 30.0
 #: How many connections a manager's pool holds at most (opened as threads need them, then kept):
 #: as many as the default ``ThreadPoolExecutor`` (and so ``asyncio.to_thread``) runs threads.
 DEFAULT_POOL_SIZE = 32
+
+#: Seconds a server connection may sit unused in the pool and still be handed out without a
+#: ping first. A connection used this recently was alive then; one idle longer (a server
+#: restarted, an idle timeout, a proxy dropping it) is pinged and replaced if dead.
+PING_AFTER_IDLE = 1.0
 
 #: The largest ``pool_size`` taken: beyond it a server runs out of connections long before.
 MAX_POOL_SIZE = 1000
@@ -170,8 +176,9 @@ def create_storage_engine(
     connection runs with ``foreign_keys=ON``, WAL, ``busy_timeout`` =
     ``lock_timeout`` and the given ``synchronous`` level, and write transactions
     start with ``BEGIN IMMEDIATE`` so that two writers queue on the lock instead of
-    failing half-way. Servers: ``pool_pre_ping`` so a restarted server does not
-    hand out dead connections; every connection is set once, when it opens, to
+    failing half-way. Servers: a connection that sat unused in the pool longer than
+    :data:`PING_AFTER_IDLE` is pinged before it is handed out (and replaced if a
+    restarted server or an idle timeout closed it), one used more recently is not; every connection is set once, when it opens, to
     READ COMMITTED and to wait at most ``lock_timeout`` for a row lock, so that
     handing a connection back to the pool costs no round trip; a transaction run
     with the :data:`SNAPSHOT` option starts at REPEATABLE READ.
@@ -196,7 +203,9 @@ def create_storage_engine(
     engine_options.setdefault("pool_timeout", lock_timeout)
     if url.get_backend_name() == "sqlite":
         return _sqlite_engine(url, sqlite_synchronous, lock_timeout, engine_options)
-    engine_options.setdefault("pool_pre_ping", True)
+    # SQLAlchemy's pool_pre_ping costs a round trip per call; _ping_when_idle (below)
+    # pings only a connection that sat unused longer than PING_AFTER_IDLE.
+    engine_options.setdefault("pool_pre_ping", False)
     # Set at connect, never per checkout: an execution option would make SQLAlchemy
     # restore the level on check-in, a round trip that fails raw on a lost connection.
     engine_options.setdefault("isolation_level", "READ COMMITTED")
@@ -238,6 +247,9 @@ def create_storage_engine(
             with closing(dbapi_connection.cursor()) as cursor:
                 cursor.execute(f"SET SESSION innodb_lock_wait_timeout = {seconds}")
 
+    if not engine_options["pool_pre_ping"]:
+        _ping_when_idle(engine)
+
     @event.listens_for(engine, "begin")
     def begin_snapshot(connection: Any) -> None:
         if connection.get_execution_options().get(SNAPSHOT, False):
@@ -248,6 +260,38 @@ def create_storage_engine(
             )
 
     return engine
+
+
+#: Where a pooled connection keeps when it was last handed back (``record.info``, which
+#: SQLAlchemy clears when the driver connection is replaced).
+_IDLE_SINCE = "starpod_idle_since"
+
+
+def _ping_when_idle(engine: Engine) -> None:
+    """Ping a connection on checkout when it sat in the pool over :data:`PING_AFTER_IDLE` seconds.
+
+    A dead one raises ``DisconnectionError``, on which the pool discards it and
+    hands out a new connection (SQLAlchemy's checkout protocol). Busy threads reuse
+    connections within milliseconds and so never pay the round trip.
+    """
+    dialect = engine.dialect
+
+    @event.listens_for(engine, "checkin")
+    def note_idle_since(dbapi_connection: Any, record: Any) -> None:
+        if dbapi_connection is not None and record is not None:
+            record.info[_IDLE_SINCE] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def ping_if_idle(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        idle_since = record.info.get(_IDLE_SINCE)
+        if idle_since is None or time.monotonic() - idle_since < PING_AFTER_IDLE:
+            return  # just opened, or used a moment ago
+        try:
+            dialect.do_ping(dbapi_connection)
+        except dialect.loaded_dbapi.Error as error:
+            if dialect.is_disconnect(error, dbapi_connection, None):
+                raise DisconnectionError(f"a pooled connection was lost: {error}") from error
+            raise
 
 
 #: The bit of MariaDB's server status that says a transaction is open (``SERVER_STATUS_IN_TRANS``).

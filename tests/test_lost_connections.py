@@ -8,7 +8,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.exc import OperationalError
 
-from starpod_session import Channel, SessionManager, StarpodSessionError, StorageError
+from starpod_session import Channel, StarpodSessionError, StorageError, engine
 from starpod_session.transactions import _packet_hint
 
 from .backends import configured_server_urls
@@ -65,8 +65,11 @@ CALLS = {
 
 
 @pytest.mark.parametrize("call", CALLS)
-def test_a_connection_lost_as_it_goes_back_to_the_pool_raises_nothing_raw(manager, kill_connection, call):
+def test_a_connection_lost_as_it_goes_back_to_the_pool_raises_nothing_raw(manager, kill_connection, monkeypatch, call):
     session_id = manager.create_session(Channel.MAIN, "k")
+    # As if the next call came after the connection sat idle (a server restart takes that
+    # long): it is pinged on checkout, found dead and replaced.
+    monkeypatch.setattr(engine, "PING_AFTER_IDLE", 0.0)
     # The pool's reset (its "reset" listeners, then SQLAlchemy's own) is the last thing it
     # does with the connection itself: the connection dies then, while the call hands it back.
     kill_on_return = once(lambda dbapi_connection, _record, _state: kill_connection(dbapi_connection))

@@ -13,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import sqlalchemy as sa
 
-from starpod_session import Channel, InvalidInput, SessionManager, StorageBusy
+from starpod_session import Channel, InvalidInput, SessionManager, StorageBusy, engine
 from starpod_session.engine import DEFAULT_POOL_SIZE
 
 #: Seconds the threads wait for each other at the barrier before the test fails.
@@ -143,3 +143,21 @@ def test_a_connection_goes_back_to_the_pool_without_a_rollback_after_a_commit_on
     raw.close()
     assert len(rollbacks) == 1
     assert manager.get_session(session_id).title == "hello"
+
+
+def test_a_server_connection_is_pinged_only_after_sitting_idle(backend, make_manager, monkeypatch):
+    if backend == "sqlite":
+        pytest.skip("SQLite has no connection to lose")
+    manager = make_manager(pool_size=1)
+    session_id = manager.create_session(Channel.MAIN, "k")
+    pings: list[object] = []
+    dialect = manager._engine.dialect
+    ping = dialect.do_ping
+    monkeypatch.setattr(dialect, "do_ping", lambda dbapi_connection: pings.append(dbapi_connection) or ping(dbapi_connection))
+    for n in range(10):
+        manager.save_message(session_id, "user", f"m{n}")
+    assert pings == []  # back-to-back calls: the connection was in use a moment ago
+    monkeypatch.setattr(engine, "PING_AFTER_IDLE", 0.0)  # as if every call came after a pause
+    for n in range(10):
+        manager.save_message(session_id, "user", f"again {n}")
+    assert len(pings) == 10
