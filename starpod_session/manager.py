@@ -10,6 +10,7 @@ import os
 import secrets
 import uuid
 from collections.abc import Callable, Iterable
+from itertools import chain
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -55,7 +56,13 @@ from .timestamps import coerce_instant
 from .titles import shorten_title
 from .tool_calls import TOOL_RESULT, TOOL_USE, read_tool_result, read_tool_use
 from .transactions import TransactionRunner
-from .transcripts import remove_transcripts, render_transcript, transcript_filename, write_if_changed
+from .transcripts import (
+    message_section,
+    remove_transcripts,
+    transcript_filename,
+    transcript_header,
+    write_pieces_if_changed,
+)
 from .validation import (
     MAX_CONTENT_BYTES,
     check_count,
@@ -447,30 +454,39 @@ class SessionManager:
         The file is ``<title slug>-<id prefix>.md``: a header (title, id, dates,
         channel, user, message count, summary), then every message. Exporting
         again rewrites nothing when the content is unchanged, and replaces the
-        file atomically when it changed (e.g. a new summary). ``ExportError`` for
-        an open session or a manager without ``sessions_dir``; ``SessionNotFound``
-        for an unknown id.
+        file atomically when it changed (e.g. a new summary). The messages are
+        read in pages of 1,000 within one read snapshot and written as they come,
+        so memory does not grow with the transcript. ``ExportError`` for an open
+        session, a manager without ``sessions_dir`` or a file that cannot be
+        written; ``SessionNotFound`` for an unknown id.
         """
         session_id = check_session_id(session_id)
         if self.sessions_dir is None:
             raise ExportError("no sessions_dir: pass SessionManager(db, sessions_dir) to export transcripts")
-        meta, messages = self._transactions.read_prepared(
-            lambda connection: (
-                SessionRepository(connection).get(session_id),
-                MessageRepository(connection).list_for_session(session_id),
-            ),
-            snapshot=True,
-        )
-        if meta is None:
-            raise SessionNotFound(session_id)
-        if not meta.is_closed:
-            raise ExportError(f"session {session_id!r} is still open: close it before exporting its transcript")
-        path = self.sessions_dir / transcript_filename(meta)
-        try:
-            write_if_changed(path, render_transcript(meta, messages))
-        except OSError as error:
-            raise ExportError(f"cannot write {path}: {error.strerror or error}") from error
-        return path
+        sessions_dir = self.sessions_dir
+
+        def work(connection: StatementRunner) -> Path:
+            # One snapshot: the header's count and the pages agree. The file is written
+            # as the pages come (memory holds one page), inside the read transaction.
+            meta = SessionRepository(connection).get(session_id)
+            if meta is None:
+                raise SessionNotFound(session_id)
+            if not meta.is_closed:
+                raise ExportError(f"session {session_id!r} is still open: close it before exporting its transcript")
+            messages = MessageRepository(connection)
+            path = sessions_dir / transcript_filename(meta)
+            pieces = chain(
+                [transcript_header(meta, messages.count_for_session(session_id))],
+                ("".join(map(message_section, page)) for page in messages.pages(session_id)),
+                ["\n"],
+            )
+            try:
+                write_pieces_if_changed(path, pieces)
+            except OSError as error:
+                raise ExportError(f"cannot write {path}: {error.strerror or error}") from error
+            return path
+
+        return self._transactions.read_prepared(work, snapshot=True)
 
     # -- usage and compactions ---------------------------------------------
 

@@ -36,6 +36,10 @@ __all__ = ["Prepared", "insert_unless_duplicate"]
 Processor = Callable[[Any], Any]
 #: What a fetch function makes of the cursor (rows, a count, an id).
 Fetched = TypeVar("Fetched")
+#: A record built from one processed row.
+Made = TypeVar("Made")
+#: Rows taken from the driver at a time by :meth:`Prepared.records`.
+FETCH_CHUNK = 1000
 #: Builds a statement for one dialect, where the SQL itself differs between backends.
 StatementFactory = Callable[[Dialect], Executable]
 
@@ -137,14 +141,24 @@ class Prepared:
         return compiled
 
     def _run(
-        self, connection: StatementRunner, values: dict[str, Any], fetch: Callable[[Any, _Compiled], Fetched]
+        self,
+        connection: StatementRunner,
+        values: dict[str, Any],
+        fetch: Callable[[Any, _Compiled], Fetched],
+        *,
+        unbuffered: bool = False,
     ) -> Fetched:
         dialect = connection.dialect
         compiled = self._compiled(dialect)
         parameters = compiled.parameters(values)
         dbapi_connection = connection.connection.dbapi_connection
         assert dbapi_connection is not None
-        cursor = dbapi_connection.cursor()
+        if unbuffered and dialect.driver == "pymysql":
+            # pymysql's default cursor reads every row into a list before the first fetch;
+            # SSCursor reads them off the socket as they are fetched.
+            cursor = dbapi_connection.cursor(dialect.loaded_dbapi.cursors.SSCursor)
+        else:  # sqlite3 steps the statement per fetch; psycopg keeps the result in C until fetched
+            cursor = dbapi_connection.cursor()
         dispatch = connection.dispatch
         try:
             # Listeners (logging, tracing, tests) still see every statement; there
@@ -173,6 +187,24 @@ class Prepared:
     def rows(self, connection: StatementRunner, **values: Any) -> list[Any]:
         """Every result row, as tuples with the column types' result processing applied."""
         return self._run(connection, values, _fetch_all)
+
+    def records(self, connection: StatementRunner, make: Callable[..., Made], **values: Any) -> list[Made]:
+        """``make(*row)`` of every processed row, the driver's rows taken :data:`FETCH_CHUNK` at a time.
+
+        Only a chunk of driver rows is alive beside the records, never all of them.
+        """
+
+        def fetch(cursor: Any, compiled: _Compiled) -> list[Made]:
+            made: list[Made] = []
+            process = compiled.results
+            while chunk := cursor.fetchmany(FETCH_CHUNK):
+                if process:
+                    made.extend(make(*_process(row, compiled)) for row in chunk)
+                else:
+                    made.extend(make(*row) for row in chunk)
+            return made
+
+        return self._run(connection, values, fetch, unbuffered=True)
 
     def first(self, connection: StatementRunner, **values: Any) -> tuple[Any, ...] | None:
         """The first result row (processed), or ``None``."""

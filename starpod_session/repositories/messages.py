@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from datetime import datetime
 
 import functools
 from typing import Generic
 
-from sqlalchemy import Integer, bindparam, select
+from sqlalchemy import Integer, bindparam, func, select
 
 from ..models import MessageRow
 from ..records import SessionMessage
@@ -33,6 +34,15 @@ _APPEND = Prepared(
     ),
     id_column=_t.c.id,
 )
+#: Messages per page of :meth:`MessageRepository.pages`.
+PAGE = 1000
+_AFTER = Prepared(
+    select(*_COLUMNS)
+    .where(_t.c.session_id == bindparam("session_id"), _t.c.id > bindparam("after_id"))
+    .order_by(_t.c.id)
+    .limit(bindparam("limit", type_=Integer))
+)
+_COUNT = Prepared(select(func.count()).select_from(_t).where(_t.c.session_id == bindparam("session_id")))
 _BY_KEY = Prepared(
     select(_t.c.id).where(_t.c.session_id == bindparam("session_id"), _t.c.message_key == bindparam("key"))
 )
@@ -72,12 +82,44 @@ class MessageRepository(Generic[Runner]):
         first: a page of a long transcript, read backwards through the
         ``(session_id, id)`` index.
         """
-        rows = _page(limit is not None, before_id is not None).rows(
-            self._connection, session_id=session_id, limit=limit, before_id=before_id
+        messages = _page(limit is not None, before_id is not None).records(
+            self._connection, _message_maker(session_id), session_id=session_id, limit=limit, before_id=before_id
         )
         if limit is not None:
-            rows.reverse()
-        return [SessionMessage(*row) for row in rows]
+            messages.reverse()
+        return messages
+
+    def count_for_session(self, session_id: str) -> int:
+        """How many messages the session has."""
+        count: int = _COUNT.scalar(self._connection, session_id=session_id)
+        return count
+
+    def pages(self, session_id: str) -> Iterator[list[SessionMessage]]:
+        """The session's messages oldest first, :data:`PAGE` at a time (keyset pages on ``(session_id, id)``).
+
+        Each page is a statement of its own in the caller's transaction: run it in a
+        snapshot read, so that the pages add up to one state of the transcript.
+        """
+        make = _message_maker(session_id)
+        after_id = 0
+        while True:
+            page = _AFTER.records(self._connection, make, session_id=session_id, after_id=after_id, limit=PAGE)
+            if page:
+                yield page
+            if len(page) < PAGE:
+                return
+            after_id = page[-1].id
+
+
+def _message_maker(session_id: str) -> Callable[[int, str, str, str, datetime], SessionMessage]:
+    """Builds records sharing one ``session_id`` string and one string per role: a long
+    transcript then holds its contents, not 100,000 copies of the same few strings."""
+    roles: dict[str, str] = {}
+
+    def make(message_id: int, _session_id: str, role: str, content: str, timestamp: datetime) -> SessionMessage:
+        return SessionMessage(message_id, session_id, roles.setdefault(role, role), content, timestamp)
+
+    return make
 
 
 @functools.cache
