@@ -77,6 +77,7 @@ from datasets import Target, load_dataset
 from floors import Floor
 from harness import FULL, HEADER, QUICK, Report, Scale, machine
 from workloads import cost_overview, get_messages, list_sessions, record_usage, resolve_touch, save_message, scaling, search
+from workloads import memory, throughput
 
 
 def per_call_workloads(target: Target, scale: Scale, report: Report) -> None:
@@ -113,6 +114,8 @@ def run_backend(target: Target, scale: Scale, rows: int, *, only_search: bool = 
         if not only_search:
             per_call_workloads(target, scale, report)
             list_sessions.run(target, scale, report)
+            throughput.run(target, report)
+            memory.run(target, report)
             big_workloads(target, scale, rows, report)
         search.run(target, scale, rows, report)
     finally:
