@@ -17,6 +17,7 @@ SQLite's ``engine.DriverTransaction``.
 from __future__ import annotations
 
 import threading
+from itertools import starmap
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
@@ -196,12 +197,12 @@ class Prepared:
 
         def fetch(cursor: Any, compiled: _Compiled) -> list[Made]:
             made: list[Made] = []
-            process = compiled.results
+            if not compiled.results:
+                while chunk := cursor.fetchmany(FETCH_CHUNK):
+                    made += starmap(make, chunk)
+                return made
             while chunk := cursor.fetchmany(FETCH_CHUNK):
-                if process:
-                    made.extend(make(*_process(row, compiled)) for row in chunk)
-                else:
-                    made.extend(make(*row) for row in chunk)
+                made += starmap(make, [_process(row, compiled) for row in chunk])
             return made
 
         return self._run(connection, values, fetch, unbuffered=True)

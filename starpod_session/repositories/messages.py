@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import datetime
 
 import functools
@@ -83,7 +83,7 @@ class MessageRepository(Generic[Runner]):
         ``(session_id, id)`` index.
         """
         messages = _page(limit is not None, before_id is not None).records(
-            self._connection, _message_maker(session_id), session_id=session_id, limit=limit, before_id=before_id
+            self._connection, SessionMessage, session_id=session_id, limit=limit, before_id=before_id
         )
         if limit is not None:
             messages.reverse()
@@ -100,26 +100,14 @@ class MessageRepository(Generic[Runner]):
         Each page is a statement of its own in the caller's transaction: run it in a
         snapshot read, so that the pages add up to one state of the transcript.
         """
-        make = _message_maker(session_id)
         after_id = 0
         while True:
-            page = _AFTER.records(self._connection, make, session_id=session_id, after_id=after_id, limit=PAGE)
+            page = _AFTER.records(self._connection, SessionMessage, session_id=session_id, after_id=after_id, limit=PAGE)
             if page:
                 yield page
             if len(page) < PAGE:
                 return
             after_id = page[-1].id
-
-
-def _message_maker(session_id: str) -> Callable[[int, str, str, str, datetime], SessionMessage]:
-    """Builds records sharing one ``session_id`` string and one string per role: a long
-    transcript then holds its contents, not 100,000 copies of the same few strings."""
-    roles: dict[str, str] = {}
-
-    def make(message_id: int, _session_id: str, role: str, content: str, timestamp: datetime) -> SessionMessage:
-        return SessionMessage(message_id, session_id, roles.setdefault(role, role), content, timestamp)
-
-    return make
 
 
 @functools.cache
