@@ -15,6 +15,7 @@ import sqlalchemy as sa
 from starpod_session import Channel, ExportError
 from starpod_session import transcripts
 from starpod_session.models import MessageRow
+from starpod_session.repositories import _prepared as prepared
 from starpod_session.repositories import messages as message_repository
 
 def bulk_messages(manager, session_id, count, content):
@@ -95,3 +96,12 @@ def test_exporting_a_long_transcript_holds_a_fraction_of_it_in_memory(manager):
     size = path.stat().st_size
     assert size > 10_000_000
     assert peak < size / 2  # a page at a time; the whole transcript held (records, text, bytes) was 4.5x its size
+
+
+def test_get_messages_reads_the_driver_rows_in_chunks_and_returns_them_all_in_order(manager, monkeypatch):
+    monkeypatch.setattr(prepared, "FETCH_CHUNK", 3)
+    session_id = manager.create_session(Channel.MAIN, "k")
+    ids = [manager.save_message(session_id, "user", f"m{n}") for n in range(10)]
+    assert [m.id for m in manager.get_messages(session_id)] == ids
+    assert [m.content for m in manager.get_messages(session_id, limit=7)] == [f"m{n}" for n in range(3, 10)]
+    assert [m.id for m in manager.get_messages(session_id, limit=4, before_id=ids[6])] == ids[2:6]
