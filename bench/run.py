@@ -104,6 +104,7 @@ from harness import FULL, HEADER, QUICK, SMOKE, Report, Scale, machine
 from workloads import (
     cost_overview, get_messages, list_sessions, record_usage, resolve_touch, save_message, scaling, search, session_calls,
 )  # fmt: skip
+from workloads import memory, throughput
 
 
 def per_call_workloads(target: Target, scale: Scale, report: Report, groups: frozenset[str]) -> None:
@@ -140,7 +141,7 @@ def big_workloads(target: Target, scale: Scale, rows: int, report: Report) -> No
 
 
 #: The workload groups, in the order they run; ``--only`` selects some of them.
-GROUPS = ("calls", "sessions", "list", "big", "search")
+GROUPS = ("calls", "sessions", "list", "throughput", "memory", "big", "search")
 
 
 def run_backend(target: Target, scale: Scale, rows: int, groups: frozenset[str]) -> Report:
@@ -151,6 +152,8 @@ def run_backend(target: Target, scale: Scale, rows: int, groups: frozenset[str])
     steps: tuple[tuple[tuple[str, ...], Callable[[], None]], ...] = (
         (("calls", "sessions"), lambda: per_call_workloads(target, scale, report, groups)),
         (("list",), lambda: list_sessions.run(target, scale, report)),
+        (("throughput",), lambda: throughput.run(target, report)),
+        (("memory",), lambda: memory.run(target, report)),
         (("big",), lambda: big_workloads(target, scale, rows, report)),
         (("search",), lambda: search.run(target, scale, rows, report)),
     )
@@ -222,6 +225,8 @@ def main(argv: list[str] | None = None) -> int:
     backends = ([] if args.no_sqlite else [None]) + args.url
     if args.smoke and len(backends) > 1:
         return smoke_in_parallel(backends, groups)
+    if args.smoke:  # the throughput and memory workloads have no Scale of their own
+        throughput.ROUND_SECONDS, throughput.ROUNDS, memory.MESSAGES = 0.2, 1, 2_000
     print(machine())
     workdir = Path(tempfile.mkdtemp(prefix="starpod-bench-"))
     reports = []

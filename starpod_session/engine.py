@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import os
 import sqlite3
+import time
 import weakref
 from collections.abc import Callable
 from contextlib import closing
@@ -13,7 +14,7 @@ from typing import Any, TypeVar, cast
 
 from sqlalchemy import Engine, PoolProxiedConnection, create_engine, event
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import DBAPIError, NoSuchModuleError
+from sqlalchemy.exc import DBAPIError, DisconnectionError, NoSuchModuleError
 
 from .errors import InvalidInput, StarpodSessionError, StorageError
 from .folders import ensure_folder
@@ -27,6 +28,9 @@ __all__ = [
     "READ_ONLY",
     "SNAPSHOT",
     "DEFAULT_LOCK_TIMEOUT",
+    "DEFAULT_POOL_SIZE",
+    "MAX_POOL_SIZE",
+    "check_pool_size",
     "SQLITE_SYNCHRONOUS_MODES",
     "MYSQL_MAX_ALLOWED_PACKET",
     "DriverTransaction",
@@ -50,6 +54,18 @@ SQLITE_SYNCHRONOUS_MODES = ("OFF", "NORMAL", "FULL", "EXTRA")
 #: database reports it (SQLite ``busy_timeout``, PostgreSQL ``lock_timeout``,
 #: MariaDB ``innodb_lock_wait_timeout``); also the budget of a call's retries.
 DEFAULT_LOCK_TIMEOUT = 30.0
+
+#: How many connections a manager's pool holds at most (opened as threads need them, then kept):
+#: as many as the default ``ThreadPoolExecutor`` (and so ``asyncio.to_thread``) runs threads.
+DEFAULT_POOL_SIZE = 32
+
+#: Seconds a server connection may sit unused in the pool and still be handed out without a
+#: ping first. A connection used this recently was alive then; one idle longer (a server
+#: restarted, an idle timeout, a proxy dropping it) is pinged and replaced if dead.
+PING_AFTER_IDLE = 1.0
+
+#: The largest ``pool_size`` taken: beyond it a server runs out of connections long before.
+MAX_POOL_SIZE = 1000
 
 #: The packet size the MariaDB client allows, and the server's ``max_allowed_packet``
 #: this library needs: a message of 16 MiB plus its statement must fit in one packet.
@@ -135,6 +151,15 @@ def _usable(url: URL) -> URL:
     return url
 
 
+def check_pool_size(pool_size: object) -> int:
+    """``pool_size`` as a count of connections from 1 to :data:`MAX_POOL_SIZE`, else :class:`InvalidInput`."""
+    if isinstance(pool_size, bool) or not isinstance(pool_size, int):
+        raise InvalidInput("pool_size", f"expected a number of connections (int), got {type(pool_size).__name__}")
+    if not 1 <= pool_size <= MAX_POOL_SIZE:
+        raise InvalidInput("pool_size", f"expected 1 to {MAX_POOL_SIZE} connections, got {pool_size}")
+    return pool_size
+
+
 def is_read_only(engine: Engine) -> bool:
     """Whether ``engine`` is a SQLite engine opened read-only (its file or folder is not writable)."""
     return engine in _READ_ONLY_ENGINES
@@ -145,6 +170,7 @@ def create_storage_engine(
     *,
     sqlite_synchronous: str = "NORMAL",
     lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
+    pool_size: int = DEFAULT_POOL_SIZE,
     **engine_options: Any,
 ) -> Engine:
     """An engine for ``url`` with the settings this library relies on.
@@ -154,12 +180,21 @@ def create_storage_engine(
     connection runs with ``foreign_keys=ON``, WAL, ``busy_timeout`` =
     ``lock_timeout`` and the given ``synchronous`` level, and write transactions
     start with ``BEGIN IMMEDIATE`` so that two writers queue on the lock instead of
-    failing half-way. Servers: pooled connections are not pinged before use (a
-    round trip per call); ``TransactionRunner`` replaces one found dead before a
-    commit and runs the call again. Every connection is set once, when it opens, to
+    failing half-way. Servers: a connection that sat unused in the pool longer than
+    :data:`PING_AFTER_IDLE` is pinged before it is handed out (and replaced if a
+    restarted server or an idle timeout closed it), one used more recently is not
+    (a round trip per call); a call that finds its connection dead before its
+    commit all the same is run again by ``TransactionRunner`` on a new one. Every
+    connection is set once, when it opens, to
     READ COMMITTED and to wait at most ``lock_timeout`` for a row lock, so that
     handing a connection back to the pool costs no round trip; a transaction run
     with the :data:`SNAPSHOT` option starts at REPEATABLE READ.
+
+    Every backend: the pool holds at most ``pool_size`` connections, opened when
+    a thread needs one and none free, and all kept once opened (no overflow
+    connections closed on return and reopened on the next burst); a thread that
+    finds all of them in use waits for one at most ``lock_timeout`` seconds
+    (then SQLAlchemy's pool ``TimeoutError``).
 
     A SQLite file that exists but that this process may not write (the file or its
     folder is read-only) is opened read-only: reads work, and a write transaction
@@ -167,12 +202,17 @@ def create_storage_engine(
     """
     if not isinstance(sqlite_synchronous, str):
         raise InvalidInput("sqlite_synchronous", f"expected a str, got {type(sqlite_synchronous).__name__}")
+    # QueuePool on every backend (SQLAlchemy's default for a SQLite file too): every
+    # connection kept, so a burst of N threads does not close and reopen N - 5 of them
+    # (SQLAlchemy's overflow), which cost a connect per call on the servers.
+    engine_options.setdefault("pool_size", check_pool_size(pool_size))
+    engine_options.setdefault("max_overflow", 0)
+    engine_options.setdefault("pool_timeout", lock_timeout)
     if url.get_backend_name() == "sqlite":
         return _sqlite_engine(url, sqlite_synchronous, lock_timeout, engine_options)
-    # save_message updates its session's row, so writers of one session queue on that
-    # row lock while holding their connection; SQLAlchemy's 5 + 10 would leave a 16th
-    # thread of a shared manager waiting for a connection (unfairly) past the pool timeout.
-    engine_options.setdefault("max_overflow", 59)
+    # SQLAlchemy's pool_pre_ping costs a round trip per call; _ping_when_idle (below)
+    # pings only a connection that sat unused longer than PING_AFTER_IDLE.
+    engine_options.setdefault("pool_pre_ping", False)
     # Set at connect, never per checkout: an execution option would make SQLAlchemy
     # restore the level on check-in, a round trip that fails raw on a lost connection.
     engine_options.setdefault("isolation_level", "READ COMMITTED")
@@ -187,7 +227,24 @@ def create_storage_engine(
         given = connect_args.get("options", url.query.get("options", ""))
         given = " ".join(given) if isinstance(given, tuple) else given
         connect_args["options"] = f"{given} -c lock_timeout={_milliseconds(lock_timeout)}".strip()
+    # The pool's reset on return is a ROLLBACK, which pymysql sends even when the call's
+    # transaction committed: a round trip per call for nothing (psycopg skips it itself).
+    # The listener below rolls back only a transaction the server says is open.
+    reset_if_open = (
+        mysql and url.get_driver_name() == "pymysql" and "pool_reset_on_return" not in engine_options
+    )
+    if reset_if_open:
+        engine_options["pool_reset_on_return"] = None
     engine = create_engine(url, connect_args=connect_args, **engine_options)
+    if reset_if_open:
+
+        @event.listens_for(engine, "reset")
+        def roll_back_if_open(dbapi_connection: Any, _record: Any, reset_state: Any) -> None:
+            # The server reports in every reply whether a transaction is open; pymysql keeps it.
+            status = getattr(dbapi_connection, "server_status", None)
+            if reset_state.asyncio_safe and (status is None or status & _MYSQL_IN_TRANSACTION):
+                dbapi_connection.rollback()
+
     if mysql:
 
         @event.listens_for(engine, "connect")
@@ -196,6 +253,9 @@ def create_storage_engine(
             seconds = max(1, math.ceil(lock_timeout))
             with closing(dbapi_connection.cursor()) as cursor:
                 cursor.execute(f"SET SESSION innodb_lock_wait_timeout = {seconds}")
+
+    if not engine_options["pool_pre_ping"]:
+        _ping_when_idle(engine)
 
     @event.listens_for(engine, "begin")
     def begin_snapshot(connection: Any) -> None:
@@ -207,6 +267,42 @@ def create_storage_engine(
             )
 
     return engine
+
+
+#: Where a pooled connection keeps when it was last handed back (``record.info``, which
+#: SQLAlchemy clears when the driver connection is replaced).
+_IDLE_SINCE = "starpod_idle_since"
+
+
+def _ping_when_idle(engine: Engine) -> None:
+    """Ping a connection on checkout when it sat in the pool over :data:`PING_AFTER_IDLE` seconds.
+
+    A dead one raises ``DisconnectionError``, on which the pool discards it and
+    hands out a new connection (SQLAlchemy's checkout protocol). Busy threads reuse
+    connections within milliseconds and so never pay the round trip.
+    """
+    dialect = engine.dialect
+
+    @event.listens_for(engine, "checkin")
+    def note_idle_since(dbapi_connection: Any, record: Any) -> None:
+        if dbapi_connection is not None and record is not None:
+            record.info[_IDLE_SINCE] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def ping_if_idle(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        idle_since = record.info.get(_IDLE_SINCE)
+        if idle_since is None or time.monotonic() - idle_since < PING_AFTER_IDLE:
+            return  # just opened, or used a moment ago
+        try:
+            dialect.do_ping(dbapi_connection)
+        except dialect.loaded_dbapi.Error as error:
+            if dialect.is_disconnect(error, dbapi_connection, None):
+                raise DisconnectionError(f"a pooled connection was lost: {error}") from error
+            raise
+
+
+#: The bit of MariaDB's server status that says a transaction is open (``SERVER_STATUS_IN_TRANS``).
+_MYSQL_IN_TRANSACTION = 1
 
 
 def _milliseconds(seconds: float) -> int:

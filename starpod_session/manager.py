@@ -10,6 +10,7 @@ import os
 import secrets
 import uuid
 from collections.abc import Callable, Iterable
+from itertools import chain
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -21,7 +22,7 @@ from sqlalchemy.engine import URL
 from ._clock import utc_now
 from .channels import Channel, ChannelRegistry, ChannelResolver, check_gap_minutes
 from .config import AgentConfig, load_config
-from .engine import DEFAULT_LOCK_TIMEOUT, create_storage_engine, to_url
+from .engine import DEFAULT_LOCK_TIMEOUT, DEFAULT_POOL_SIZE, check_pool_size, create_storage_engine, to_url
 from .errors import ExportError, InvalidInput, SessionNotFound
 from .records import (
     Continue,
@@ -55,7 +56,13 @@ from .timestamps import coerce_instant
 from .titles import shorten_title
 from .tool_calls import TOOL_RESULT, TOOL_USE, read_tool_result, read_tool_use
 from .transactions import TransactionRunner
-from .transcripts import remove_transcripts, render_transcript, transcript_filename, write_if_changed
+from .transcripts import (
+    message_section,
+    remove_transcripts,
+    transcript_filename,
+    transcript_header,
+    write_pieces_if_changed,
+)
 from .validation import (
     MAX_CONTENT_BYTES,
     check_count,
@@ -108,7 +115,16 @@ class SessionManager:
     records. ``lock_timeout`` (seconds, default 30) bounds how long a call waits
     for locks other connections hold: each statement waits at most that long, and
     no retry starts once that long has passed since the call began; then the call
-    raises :class:`StorageBusy`. Use it as a context manager or call :meth:`close`.
+    raises :class:`StorageBusy`.
+
+    ``pool_size`` (default 32, as many threads as Python's default thread pool
+    runs) is the most connections the manager opens: each is opened when a
+    thread needs one and none is free, then kept for the next call, so N threads
+    use N connections and none waits while one is free. A call that finds all
+    ``pool_size`` in use waits for one; past ``lock_timeout`` it raises
+    :class:`StorageBusy`. On SQLite too (readers of a WAL file run in parallel,
+    writers still take turns on the file's lock). Use it as a context manager or
+    call :meth:`close`.
     """
 
     def __init__(
@@ -123,9 +139,11 @@ class SessionManager:
         retry: RetryPolicy | None = None,
         on_close: CloseCallback | None = None,
         lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
+        pool_size: int = DEFAULT_POOL_SIZE,
     ) -> None:
         self._url = to_url(db_path)
         self._lock_timeout = _check_lock_timeout(lock_timeout)
+        pool_size = check_pool_size(pool_size)
         if on_close is not None and not callable(on_close):
             raise InvalidInput("on_close", f"expected a callable, got {type(on_close).__name__}")
         self._on_close = on_close
@@ -134,7 +152,7 @@ class SessionManager:
         self._channels = ChannelRegistry({**self.config.resolvers(), **(channels or {})})
         self.sessions_dir = None if sessions_dir is None else ensure_folder(Path(sessions_dir), "sessions_dir")
         self._engine: Engine = create_storage_engine(
-            self._url, sqlite_synchronous=sqlite_synchronous, lock_timeout=self._lock_timeout
+            self._url, sqlite_synchronous=sqlite_synchronous, lock_timeout=self._lock_timeout, pool_size=pool_size
         )
         self._transactions = TransactionRunner(
             self._engine, self._url, retry=retry or RetryPolicy(), lock_timeout=self._lock_timeout
@@ -434,30 +452,39 @@ class SessionManager:
         The file is ``<title slug>-<id prefix>.md``: a header (title, id, dates,
         channel, user, message count, summary), then every message. Exporting
         again rewrites nothing when the content is unchanged, and replaces the
-        file atomically when it changed (e.g. a new summary). ``ExportError`` for
-        an open session or a manager without ``sessions_dir``; ``SessionNotFound``
-        for an unknown id.
+        file atomically when it changed (e.g. a new summary). The messages are
+        read in pages of 1,000 within one read snapshot and written as they come,
+        so memory does not grow with the transcript. ``ExportError`` for an open
+        session, a manager without ``sessions_dir`` or a file that cannot be
+        written; ``SessionNotFound`` for an unknown id.
         """
         session_id = check_session_id(session_id)
         if self.sessions_dir is None:
             raise ExportError("no sessions_dir: pass SessionManager(db, sessions_dir) to export transcripts")
-        meta, messages = self._transactions.read_prepared(
-            lambda connection: (
-                SessionRepository(connection).get(session_id),
-                MessageRepository(connection).list_for_session(session_id),
-            ),
-            snapshot=True,
-        )
-        if meta is None:
-            raise SessionNotFound(session_id)
-        if not meta.is_closed:
-            raise ExportError(f"session {session_id!r} is still open: close it before exporting its transcript")
-        path = self.sessions_dir / transcript_filename(meta)
-        try:
-            write_if_changed(path, render_transcript(meta, messages))
-        except OSError as error:
-            raise ExportError(f"cannot write {path}: {error.strerror or error}") from error
-        return path
+        sessions_dir = self.sessions_dir
+
+        def work(connection: StatementRunner) -> Path:
+            # One snapshot: the header's count and the pages agree. The file is written
+            # as the pages come (memory holds one page), inside the read transaction.
+            meta = SessionRepository(connection).get(session_id)
+            if meta is None:
+                raise SessionNotFound(session_id)
+            if not meta.is_closed:
+                raise ExportError(f"session {session_id!r} is still open: close it before exporting its transcript")
+            messages = MessageRepository(connection)
+            path = sessions_dir / transcript_filename(meta)
+            pieces = chain(
+                [transcript_header(meta, messages.count_for_session(session_id))],
+                ("".join(map(message_section, page)) for page in messages.pages(session_id)),
+                ["\n"],
+            )
+            try:
+                write_pieces_if_changed(path, pieces)
+            except OSError as error:
+                raise ExportError(f"cannot write {path}: {error.strerror or error}") from error
+            return path
+
+        return self._transactions.read_prepared(work, snapshot=True)
 
     # -- usage and compactions ---------------------------------------------
 

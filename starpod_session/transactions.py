@@ -25,6 +25,7 @@ from typing import TypeVar
 from sqlalchemy import Connection, Engine
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from .engine import (
     MYSQL_MAX_ALLOWED_PACKET,
@@ -190,6 +191,13 @@ class TransactionRunner:
                         f"(lock_timeout {self._lock_timeout:g} s): {self._driver_text(error.orig)}"
                     ) from error
                 self._retry.pause(failures)
+            except PoolTimeout as error:
+                # Already waited lock_timeout for a connection: not retried.
+                raise StorageBusy(
+                    f"{self.target}: every connection of this SessionManager (pool_size={_pool_size(self.engine)}) "
+                    f"stayed in use for {self._lock_timeout:g} s (lock_timeout); pass a larger pool_size= "
+                    "or run fewer threads"
+                ) from error
             except SQLAlchemyError as error:
                 raise StorageError(f"database error on {self.target}: {self._driver_text(error)}") from error
             except self._driver_errors as error:
@@ -202,7 +210,7 @@ class TransactionRunner:
 
 
 def _pool_size(engine: Engine) -> int:
-    """How many connections the engine's pool keeps idle (what the SQLite fast path may hold)."""
+    """How many connections the engine's pool holds (QueuePool, which ``engine.py`` configures)."""
     size = getattr(engine.pool, "size", None)
     return size() if callable(size) else 5
 

@@ -7,13 +7,23 @@ import os
 import re
 import tempfile
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
+from typing import BinaryIO
 
 from .records import SessionMessage, SessionMeta
 
-__all__ = ["transcript_filename", "render_transcript", "write_if_changed", "remove_transcripts"]
+__all__ = [
+    "transcript_filename",
+    "render_transcript",
+    "transcript_header",
+    "message_section",
+    "write_if_changed",
+    "write_pieces_if_changed",
+    "remove_transcripts",
+]
 
 #: How many characters of the title make the file name (the id prefix follows).
 _SLUG_LENGTH = 60
@@ -39,6 +49,11 @@ def _utc(moment: datetime) -> str:
 
 def render_transcript(meta: SessionMeta, messages: Sequence[SessionMessage]) -> str:
     """The Markdown transcript: a header (date, channel, message count, summary), then each message."""
+    return "".join([transcript_header(meta, len(messages)), *map(message_section, messages), "\n"])
+
+
+def transcript_header(meta: SessionMeta, message_count: int) -> str:
+    """The transcript's first lines, up to its last message's end (the text ends with ``"\n"`` after it)."""
     lines = [
         f"# {meta.title or 'Untitled session'}",
         "",
@@ -46,12 +61,15 @@ def render_transcript(meta: SessionMeta, messages: Sequence[SessionMessage]) -> 
         f"- Date: {_utc(meta.created_at)} to {_utc(meta.last_message_at)}",
         f"- Channel: {meta.channel}" + (f" (key `{meta.channel_session_key}`)" if meta.channel_session_key else ""),
         f"- User: {meta.user_id}",
-        f"- Messages: {len(messages)}",
+        f"- Messages: {message_count}",
         f"- Summary: {meta.summary or '(none)'}",
     ]
-    for message in messages:
-        lines += ["", "---", "", f"## {message.role} · {_utc(message.timestamp)}", "", message.content]
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines)
+
+
+def message_section(message: SessionMessage) -> str:
+    """One message of the transcript: a rule, its role and time, its content."""
+    return f"\n\n---\n\n## {message.role} · {_utc(message.timestamp)}\n\n{message.content}"
 
 
 def write_if_changed(path: Path, text: str) -> None:
@@ -62,25 +80,53 @@ def write_if_changed(path: Path, text: str) -> None:
     renamed over ``path``: a reader sees the old file or the new one, never half of
     one, and a failure leaves no temporary file behind.
     """
-    data = text.encode("utf-8")
-    try:
-        if path.read_bytes() == data:
-            return
-    except FileNotFoundError:
-        pass
+    write_pieces_if_changed(path, [text])
+
+
+def write_pieces_if_changed(path: Path, pieces: Iterable[str]) -> None:
+    """:func:`write_if_changed` of the text the ``pieces`` make, written as they come.
+
+    Each piece goes to the temporary file and is compared with the same bytes of
+    the existing file as it is written, so memory holds one piece, never the text.
+    """
     descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(descriptor, "wb") as file:
+        with os.fdopen(descriptor, "wb") as file, _open_existing(path) as existing:
             # Chat logs are private: owner-only whatever the umask (mkstemp's 0600 is subject to it).
             os.fchmod(file.fileno(), 0o600)
-            file.write(data)
-            file.flush()
-            os.fsync(file.fileno())
+            same = existing is not None
+            for piece in pieces:
+                data = piece.encode("utf-8")
+                file.write(data)
+                if same:
+                    assert existing is not None
+                    same = existing.read(len(data)) == data
+            if same:
+                assert existing is not None
+                same = existing.read(1) == b""
+            if not same:
+                file.flush()
+                os.fsync(file.fileno())
+        if same:
+            Path(temporary).unlink()
+            return
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
     _fsync_folder(path.parent)
+
+
+@contextmanager
+def _open_existing(path: Path) -> Iterator[BinaryIO | None]:
+    """The existing file opened for reading, or ``None`` when there is none."""
+    try:
+        file = path.open("rb")
+    except FileNotFoundError:
+        yield None
+        return
+    with file:
+        yield file
 
 
 def _fsync_folder(folder: Path) -> None:

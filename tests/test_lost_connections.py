@@ -8,7 +8,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.exc import OperationalError
 
-from starpod_session import Channel, SessionManager, StarpodSessionError, StorageError
+from starpod_session import Channel, StarpodSessionError, StorageError, engine
 from starpod_session.transactions import _packet_hint
 
 from .backends import configured_server_urls
@@ -65,25 +65,21 @@ CALLS = {
 
 
 @pytest.mark.parametrize("call", CALLS)
-def test_a_connection_lost_as_it_goes_back_to_the_pool_raises_nothing_raw(
-    manager, kill_connection, monkeypatch, call
-):
+def test_a_connection_lost_as_it_goes_back_to_the_pool_raises_nothing_raw(manager, kill_connection, monkeypatch, call):
     session_id = manager.create_session(Channel.MAIN, "k")
-    dialect = manager._engine.dialect
-    rollback = dialect.do_rollback
-
-    def kill_after(dbapi_connection) -> None:  # noqa: ANN001
-        rollback(dbapi_connection)
-        kill_connection(dbapi_connection.dbapi_connection)
-
-    # The pool's reset-on-return rollback is the last round trip it makes itself:
-    # the connection dies right after it, while the call is handing it back.
-    monkeypatch.setattr(dialect, "do_rollback", once(kill_after))
+    # As if the next call came after the connection sat idle (a server restart takes that
+    # long): it is pinged on checkout, found dead and replaced.
+    monkeypatch.setattr(engine, "PING_AFTER_IDLE", 0.0)
+    # The pool's reset (its "reset" listeners, then SQLAlchemy's own) is the last thing it
+    # does with the connection itself: the connection dies then, while the call hands it back.
+    kill_on_return = once(lambda dbapi_connection, _record, _state: kill_connection(dbapi_connection))
+    sa.event.listen(manager._engine, "reset", kill_on_return)
     try:
         CALLS[call](manager, session_id)  # it committed before the connection went: nothing to report
     except StarpodSessionError:
         pass
-    monkeypatch.undo()
+    finally:
+        sa.event.remove(manager._engine, "reset", kill_on_return)
     CALLS[call](manager, session_id)
     expected = 2 if call == "save_message" else 0
     assert [m.content for m in manager.get_messages(session_id)] == ["hello"] * expected

@@ -39,6 +39,7 @@ from sqlalchemy import Engine, event, func, insert, select, text
 from starpod_session import Channel, SessionManager, UsageRecord
 from starpod_session.engine import to_url
 from starpod_session.models import MessageRow, SessionRow, ToolCallRow, UsageRow
+from starpod_session.repositories import MessageRepository
 
 from .helpers import raw_connection, raw_engine
 
@@ -220,6 +221,12 @@ HOT_QUERIES: dict[str, tuple[Call, bool]] = {
     "touch": (lambda m, d: m.touch_session(d["session_id"]), False),
     "messages by session, ordered by id": (lambda m, d: m.get_messages(d["session_id"]), True),
     "a page of messages": (lambda m, d: m.get_messages(d["session_id"], limit=3, before_id=10**9), True),
+    "export: the message count and the pages after an id": (
+        lambda m, d: m._transactions.read_prepared(
+            lambda c: (MessageRepository(c).count_for_session(d["session_id"]), list(MessageRepository(c).pages(d["session_id"])))
+        ),
+        True,
+    ),
     "usage by session": (lambda m, d: m.session_usage(d["session_id"]), False),
     "overview with since": (lambda m, d: m.cost_overview(since=T0 + timedelta(days=DAYS - 10)), False),
     # Whole days from usage_daily; the rows of the two partial days by idx_usage_stats_timestamp.

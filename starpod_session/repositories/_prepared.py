@@ -40,6 +40,8 @@ Processor = Callable[[Any], Any]
 Fetched = TypeVar("Fetched")
 #: An attrs record class a statement's rows become.
 Record = TypeVar("Record")
+#: Rows taken from the driver at a time by :meth:`Prepared.records`.
+FETCH_CHUNK = 1000
 #: Builds a statement for one dialect, where the SQL itself differs between backends.
 StatementFactory = Callable[[Dialect], Executable]
 
@@ -131,12 +133,21 @@ class Prepared:
     ``statement`` is the statement, or a :data:`StatementFactory` building it per
     dialect. ``id_column``: for an INSERT, the generated key to hand back from
     :meth:`insert` (read from ``lastrowid``, or with ``RETURNING`` where the driver
-    has no such thing).
+    has no such thing). ``stream``: the statement may return many rows (a
+    transcript); :meth:`records` then reads them off the server as it goes
+    (pymysql's unbuffered cursor) instead of into one list first.
     """
 
-    def __init__(self, statement: Executable | StatementFactory, *, id_column: ColumnElement[Any] | None = None) -> None:
+    def __init__(
+        self,
+        statement: Executable | StatementFactory,
+        *,
+        id_column: ColumnElement[Any] | None = None,
+        stream: bool = False,
+    ) -> None:
         self._statement = statement
         self._id_column = id_column
+        self._stream = stream
         self._by_dialect: dict[Dialect, _Compiled] = {}
         self._lock = threading.Lock()
 
@@ -149,14 +160,24 @@ class Prepared:
         return compiled
 
     def _run(
-        self, connection: StatementRunner, values: dict[str, Any], fetch: Callable[[Any, _Compiled], Fetched]
+        self,
+        connection: StatementRunner,
+        values: dict[str, Any],
+        fetch: Callable[[Any, _Compiled], Fetched],
+        *,
+        unbuffered: bool = False,
     ) -> Fetched:
         dialect = connection.dialect
         compiled = self._compiled(dialect)
         parameters = compiled.parameters(values)
         dbapi_connection = connection.connection.dbapi_connection
         assert dbapi_connection is not None
-        cursor = dbapi_connection.cursor()
+        if unbuffered and dialect.driver == "pymysql":
+            # pymysql's default cursor reads every row into a list before the first fetch;
+            # SSCursor reads them off the socket as they are fetched.
+            cursor = dbapi_connection.cursor(dialect.loaded_dbapi.cursors.SSCursor)
+        else:  # sqlite3 steps the statement per fetch; psycopg keeps the result in C until fetched
+            cursor = dbapi_connection.cursor()
         dispatch = connection.dispatch
         try:
             # Listeners (logging, tracing, tests) still see every statement; there
@@ -191,8 +212,17 @@ class Prepared:
         return self._run(connection, values, _fetch_first)
 
     def records(self, connection: StatementRunner, record: type[Record], **values: Any) -> list[Record]:
-        """Every result row as a ``record`` (an attrs class whose fields are the selected columns, in order)."""
-        return self._run(connection, values, lambda cursor, compiled: _fetch_records(cursor, compiled, record))
+        """Every result row as a ``record`` (an attrs class whose fields are the selected columns, in order).
+
+        The driver's rows are taken :data:`FETCH_CHUNK` at a time: only a chunk of
+        them is alive beside the records, never all of them.
+        """
+        return self._run(
+            connection,
+            values,
+            lambda cursor, compiled: _fetch_records(cursor, compiled, record),
+            unbuffered=self._stream,
+        )
 
     def record(self, connection: StatementRunner, record: type[Record], **values: Any) -> Record | None:
         """The first result row as a ``record`` (see :meth:`records`), or ``None``."""
@@ -272,13 +302,17 @@ def _record_maker(record: type[Record], processors: dict[int, Processor]) -> Cal
 
 
 def _fetch_records(cursor: Any, compiled: _Compiled, record: type[Record]) -> list[Record]:
-    rows = cursor.fetchall()
-    try:
-        return list(map(compiled.maker(record), rows))
-    except ValueError:
-        for row in rows:
-            _process(row, compiled)  # raises the error that names the unreadable value
-        raise
+    # A chunk of driver rows at a time: never all of them alive beside the records.
+    make = compiled.maker(record)
+    made: list[Record] = []
+    while chunk := cursor.fetchmany(FETCH_CHUNK):
+        try:
+            made += map(make, chunk)
+        except ValueError:
+            for row in chunk:
+                _process(row, compiled)  # raises the error that names the unreadable value
+            raise
+    return made
 
 
 def _fetch_record(cursor: Any, compiled: _Compiled, record: type[Record]) -> Record | None:

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import datetime
 
 import functools
 from typing import Generic
 
-from sqlalchemy import Integer, bindparam, select
+from sqlalchemy import Integer, bindparam, func, select
 
 from ..models import MessageRow
 from ..records import SessionMessage
@@ -33,6 +34,16 @@ _APPEND = Prepared(
     ),
     id_column=_t.c.id,
 )
+#: Messages per page of :meth:`MessageRepository.pages`.
+PAGE = 1000
+_AFTER = Prepared(
+    select(*_COLUMNS)
+    .where(_t.c.session_id == bindparam("session_id"), _t.c.id > bindparam("after_id"))
+    .order_by(_t.c.id)
+    .limit(bindparam("limit", type_=Integer)),
+    stream=True,
+)
+_COUNT = Prepared(select(func.count()).select_from(_t).where(_t.c.session_id == bindparam("session_id")))
 _BY_KEY = Prepared(
     select(_t.c.id).where(_t.c.session_id == bindparam("session_id"), _t.c.message_key == bindparam("key"))
 )
@@ -79,6 +90,26 @@ class MessageRepository(Generic[Runner]):
             messages.reverse()
         return messages
 
+    def count_for_session(self, session_id: str) -> int:
+        """How many messages the session has."""
+        count: int = _COUNT.scalar(self._connection, session_id=session_id)
+        return count
+
+    def pages(self, session_id: str) -> Iterator[list[SessionMessage]]:
+        """The session's messages oldest first, :data:`PAGE` at a time (keyset pages on ``(session_id, id)``).
+
+        Each page is a statement of its own in the caller's transaction: run it in a
+        snapshot read, so that the pages add up to one state of the transcript.
+        """
+        after_id = 0
+        while True:
+            page = _AFTER.records(self._connection, SessionMessage, session_id=session_id, after_id=after_id, limit=PAGE)
+            if page:
+                yield page
+            if len(page) < PAGE:
+                return
+            after_id = page[-1].id
+
 
 @functools.cache
 def _page(limited: bool, before: bool) -> Prepared:
@@ -87,5 +118,5 @@ def _page(limited: bool, before: bool) -> Prepared:
     if before:
         query = query.where(_t.c.id < bindparam("before_id"))
     if not limited:
-        return Prepared(query.order_by(_t.c.id))
-    return Prepared(query.order_by(_t.c.id.desc()).limit(bindparam("limit", type_=Integer)))
+        return Prepared(query.order_by(_t.c.id), stream=True)
+    return Prepared(query.order_by(_t.c.id.desc()).limit(bindparam("limit", type_=Integer)), stream=True)
