@@ -18,14 +18,16 @@ as a substring of the message instead (``substring``), on every backend.
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
+from collections.abc import Callable
 
 import attrs
 
 from .errors import InvalidInput
 
-__all__ = ["QueryPart", "SearchQuery", "parse_query", "highlight", "MAX_QUERY_CHARS", "MAX_QUERY_PARTS"]
+__all__ = ["QueryPart", "SearchQuery", "parse_query", "highlight", "highlighter", "MAX_QUERY_CHARS", "MAX_QUERY_PARTS"]
 
 #: Longest query text accepted.
 MAX_QUERY_CHARS = 1000
@@ -123,13 +125,31 @@ def _pattern(part: QueryPart) -> str:
     return rf"(?<![^\W_]){body}" + (r"[^\W_]*" if part.prefix else r"(?![^\W_])")
 
 
+@functools.lru_cache(maxsize=256)
+def _matcher(query: SearchQuery) -> re.Pattern[str]:
+    """One pattern matching any part of ``query``, compiled once per query."""
+    return re.compile("|".join(f"(?:{_pattern(part)})" for part in query.parts), re.IGNORECASE)
+
+
+def _mark(match: re.Match[str]) -> str:
+    return f"{MARK_OPEN}{match.group(0)}{MARK_CLOSE}"
+
+
 def highlight(content: str, query: SearchQuery, width: int = _SNIPPET_CHARS) -> str:
     """About ``width`` characters of ``content`` around its first match, each match marked «like this».
 
     Whitespace runs become single spaces; ``…`` marks a cut at either end.
     """
+    return _snippet(content, _matcher(query), width)
+
+
+def highlighter(query: SearchQuery, width: int = _SNIPPET_CHARS) -> Callable[[str], str]:
+    """:func:`highlight` for one query, its pattern built once for every hit of a page."""
+    return functools.partial(_snippet, matcher=_matcher(query), width=width)
+
+
+def _snippet(content: str, matcher: re.Pattern[str], width: int) -> str:
     text = " ".join(content.split())
-    matcher = re.compile("|".join(f"(?:{_pattern(part)})" for part in query.parts), re.IGNORECASE)
     first = matcher.search(text)
     start = 0 if first is None else max(0, first.start() - width // 4)
     if start:
@@ -139,5 +159,5 @@ def highlight(content: str, query: SearchQuery, width: int = _SNIPPET_CHARS) -> 
     if end < len(text):
         space = text.rfind(" ", start + width // 2, end)
         end = space if space > 0 else end
-    window = matcher.sub(lambda m: f"{MARK_OPEN}{m.group(0)}{MARK_CLOSE}", text[start:end])
+    window = matcher.sub(_mark, text[start:end])
     return ("…" if start else "") + window + ("…" if end < len(text) else "")
