@@ -121,8 +121,14 @@ _SNIPPET_CHARS = 160
 def _pattern(part: QueryPart) -> str:
     if part.substring:
         return r"\s+".join(re.escape(word) for word in part.words)
-    body = r"[\W_]+".join(re.escape(word) for word in part.words)
-    return rf"(?<![^\W_]){body}" + (r"[^\W_]*" if part.prefix else r"(?![^\W_])")
+    # "No letter or digit before the word", checked once the first word has matched
+    # (a look-behind over it and the character before): the pattern then starts with
+    # a literal, so the regex engine skips to where a word can begin instead of
+    # trying a look-behind at every position. Case-insensitive matching is per
+    # character, so the look-behind has the word's fixed length plus one.
+    first = re.escape(part.words[0])
+    body = r"[\W_]+".join([rf"{first}(?<![^\W_]{first})", *(re.escape(word) for word in part.words[1:])])
+    return body + (r"[^\W_]*" if part.prefix else r"(?![^\W_])")
 
 
 @functools.lru_cache(maxsize=256)
