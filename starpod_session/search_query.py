@@ -44,6 +44,7 @@ def _words(text: str) -> list[str]:
     return [word.lower() for word in re.split(r"[^\w]|_", text) if word]
 
 
+@functools.lru_cache(maxsize=4096)
 def _without_spaces(word: str) -> bool:
     """Whether the word holds a character of a script written without spaces between words."""
     return any(
@@ -92,6 +93,12 @@ def parse_query(query: object) -> SearchQuery:
         raise InvalidInput("query", f"expected a str, got {type(query).__name__}")
     if len(query) > MAX_QUERY_CHARS:
         raise InvalidInput("query", f"{len(query)} characters, at most {MAX_QUERY_CHARS} allowed")
+    return _parse(query)
+
+
+@functools.lru_cache(maxsize=256)
+def _parse(query: str) -> SearchQuery:
+    """:func:`parse_query` of a checked string; a query repeated (the next page, a retry) is parsed once."""
     parts: list[QueryPart] = []
     for match in _TOKEN.finditer(query):
         phrase, bare = match.groups()
