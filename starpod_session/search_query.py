@@ -18,14 +18,16 @@ as a substring of the message instead (``substring``), on every backend.
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
+from collections.abc import Callable
 
 import attrs
 
 from .errors import InvalidInput
 
-__all__ = ["QueryPart", "SearchQuery", "parse_query", "highlight", "MAX_QUERY_CHARS", "MAX_QUERY_PARTS"]
+__all__ = ["QueryPart", "SearchQuery", "parse_query", "highlight", "highlighter", "MAX_QUERY_CHARS", "MAX_QUERY_PARTS"]
 
 #: Longest query text accepted.
 MAX_QUERY_CHARS = 1000
@@ -42,6 +44,7 @@ def _words(text: str) -> list[str]:
     return [word.lower() for word in re.split(r"[^\w]|_", text) if word]
 
 
+@functools.lru_cache(maxsize=4096)
 def _without_spaces(word: str) -> bool:
     """Whether the word holds a character of a script written without spaces between words."""
     return any(
@@ -90,6 +93,12 @@ def parse_query(query: object) -> SearchQuery:
         raise InvalidInput("query", f"expected a str, got {type(query).__name__}")
     if len(query) > MAX_QUERY_CHARS:
         raise InvalidInput("query", f"{len(query)} characters, at most {MAX_QUERY_CHARS} allowed")
+    return _parse(query)
+
+
+@functools.lru_cache(maxsize=256)
+def _parse(query: str) -> SearchQuery:
+    """:func:`parse_query` of a checked string; a query repeated (the next page, a retry) is parsed once."""
     parts: list[QueryPart] = []
     for match in _TOKEN.finditer(query):
         phrase, bare = match.groups()
@@ -119,8 +128,24 @@ _SNIPPET_CHARS = 160
 def _pattern(part: QueryPart) -> str:
     if part.substring:
         return r"\s+".join(re.escape(word) for word in part.words)
-    body = r"[\W_]+".join(re.escape(word) for word in part.words)
-    return rf"(?<![^\W_]){body}" + (r"[^\W_]*" if part.prefix else r"(?![^\W_])")
+    # "No letter or digit before the word", checked once the first word has matched
+    # (a look-behind over it and the character before): the pattern then starts with
+    # a literal, so the regex engine skips to where a word can begin instead of
+    # trying a look-behind at every position. Case-insensitive matching is per
+    # character, so the look-behind has the word's fixed length plus one.
+    first = re.escape(part.words[0])
+    body = r"[\W_]+".join([rf"{first}(?<![^\W_]{first})", *(re.escape(word) for word in part.words[1:])])
+    return body + (r"[^\W_]*" if part.prefix else r"(?![^\W_])")
+
+
+@functools.lru_cache(maxsize=256)
+def _matcher(query: SearchQuery) -> re.Pattern[str]:
+    """One pattern matching any part of ``query``, compiled once per query."""
+    return re.compile("|".join(f"(?:{_pattern(part)})" for part in query.parts), re.IGNORECASE)
+
+
+def _mark(match: re.Match[str]) -> str:
+    return f"{MARK_OPEN}{match.group(0)}{MARK_CLOSE}"
 
 
 def highlight(content: str, query: SearchQuery, width: int = _SNIPPET_CHARS) -> str:
@@ -128,8 +153,16 @@ def highlight(content: str, query: SearchQuery, width: int = _SNIPPET_CHARS) -> 
 
     Whitespace runs become single spaces; ``…`` marks a cut at either end.
     """
+    return _snippet(content, _matcher(query), width)
+
+
+def highlighter(query: SearchQuery, width: int = _SNIPPET_CHARS) -> Callable[[str], str]:
+    """:func:`highlight` for one query, its pattern built once for every hit of a page."""
+    return functools.partial(_snippet, matcher=_matcher(query), width=width)
+
+
+def _snippet(content: str, matcher: re.Pattern[str], width: int) -> str:
     text = " ".join(content.split())
-    matcher = re.compile("|".join(f"(?:{_pattern(part)})" for part in query.parts), re.IGNORECASE)
     first = matcher.search(text)
     start = 0 if first is None else max(0, first.start() - width // 4)
     if start:
@@ -139,5 +172,5 @@ def highlight(content: str, query: SearchQuery, width: int = _SNIPPET_CHARS) -> 
     if end < len(text):
         space = text.rfind(" ", start + width // 2, end)
         end = space if space > 0 else end
-    window = matcher.sub(lambda m: f"{MARK_OPEN}{m.group(0)}{MARK_CLOSE}", text[start:end])
+    window = matcher.sub(_mark, text[start:end])
     return ("…" if start else "") + window + ("…" if end < len(text) else "")

@@ -90,3 +90,17 @@ def test_calls_on_a_connection_fire_transaction_events_on_every_backend(manager,
     assert seen["before_cursor_execute"] == seen["after_cursor_execute"] >= 1
     failed = events(lambda: manager.delete_session("no-such-session"))
     assert (failed["begin"], failed["commit"], failed["rollback"]) == (1, 0, 1)
+
+
+def test_search_is_prepared_work(manager, backend, events):
+    """search_messages runs on the fast path: one statement on SQLite's driver transaction, no Connection events."""
+    session_id = manager.create_session(Channel.MAIN, "k")
+    manager.save_message(session_id, "user", "deploy the billing service")
+    on_server = int(backend != "sqlite")
+    for call in (
+        lambda: manager.search_messages("deploy billing"),
+        lambda: manager.search_messages("deploy", user_id="nobody", roles=["user"], since="2026-01-01T00:00:00Z"),
+    ):
+        seen = events(call)
+        assert seen["before_cursor_execute"] == seen["after_cursor_execute"] == 1
+        assert (seen["begin"], seen["commit"]) == (on_server, on_server)

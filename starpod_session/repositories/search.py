@@ -8,16 +8,25 @@ quoted. The query string is then a bound parameter like any other value.
 
 from __future__ import annotations
 
+import threading
 from datetime import datetime
-from typing import Any
+from typing import Any, Generic
 
 import attrs
-from sqlalchemy import Connection, Float, and_, cast, column, func, literal_column, or_, select, table, text, true
+from sqlalchemy import (
+    Connection, Float, Integer, and_, bindparam, cast, column, func, literal_column, or_, select, table, text, true, type_coerce,
+)  # fmt: skip
 from sqlalchemy.dialects.mysql import match as mysql_match
+from sqlalchemy.engine import Dialect
 from sqlalchemy.sql import ColumnElement, FromClause
+from sqlalchemy.sql.elements import BindParameter
+from sqlalchemy.sql.expression import Executable
+from sqlalchemy.types import NullType
 
 from ..models import MessageRow, SessionRow
 from ..search_query import QueryPart, SearchQuery
+from ._prepared import Prepared
+from .runner import Runner
 
 __all__ = ["SearchRepository", "SearchFilter", "SearchRow", "PG_INDEXED_CHARS", "PG_VECTOR_COLUMN", "MARIADB_MIN_TOKEN"]
 
@@ -57,10 +66,39 @@ class SearchFilter:
     roles: tuple[str, ...] | None = None
 
 
-class SearchRepository:
+@attrs.frozen
+class _Shape:
+    """What a search's SQL depends on (the values are bound parameters): one compiled statement each.
+
+    ``ranked``: whether an index answers part of the query; ``substrings`` and
+    ``short_words`` count the parts matched without it; ``roles`` counts the roles
+    filtered on (``None``: no role filter).
+    """
+
+    ranked: bool
+    needs_row: bool
+    substrings: int
+    short_words: int
+    user_id: bool
+    channel: bool
+    session_id: bool
+    since: bool
+    until: bool
+    roles: int | None
+    after: bool
+
+
+#: Compiled search statements by shape; the shapes are few (bounded by the query's
+#: and the filters' limits), and the cache is emptied should it ever grow large.
+_STATEMENTS: dict[_Shape, Prepared] = {}
+_STATEMENTS_LOCK = threading.Lock()
+_MAX_STATEMENTS = 512
+
+
+class SearchRepository(Generic[Runner]):
     """Ranked full-text queries over ``session_messages``."""
 
-    def __init__(self, connection: Connection) -> None:
+    def __init__(self, connection: Runner) -> None:
         self._connection = connection
         name = connection.dialect.name
         self._dialect = "mariadb" if name in ("mysql", "mariadb") else name
@@ -70,37 +108,41 @@ class SearchRepository:
     ) -> list[SearchRow]:
         """Up to ``limit`` matching messages, most relevant first, then newest (highest id) first.
 
-        ``after`` is the (score, id) of the last row of the previous page.
+        ``after`` is the (score, id) of the last row of the previous page. One
+        prepared statement per shape of query (:class:`_Shape`), its words and
+        filter values bound as parameters.
         """
-        # Two steps: rank the matches reading nothing but the index (and the message
-        # row where a filter or a substring needs it), keep the page's (id, score), and
-        # only then fetch those rows' message and session. Fetching every match's rows
-        # before sorting is what made a common word slow over a million messages.
-        matched, score, source, message_id = self._match(query, needs_row=_needs_row(query, filters))
-        ranked = score is not _UNRANKED
-        order = (*((score.desc(),) if ranked else ()), message_id.desc())
-        top = (
-            select(message_id.label("id"), score.label("score"))
-            .select_from(source)
-            .where(
-                *matched, *self._substrings(query), *_filters(filters),
-                *_keyset(score if ranked else None, message_id, after),
-            )  # fmt: skip
-            .order_by(*order)
-            .limit(limit)
-            .subquery("top")
-        )
-        statement = (
-            select(
-                _messages.c.id, _messages.c.session_id, _messages.c.role, _messages.c.timestamp,
-                _sessions.c.title, _sessions.c.channel, _sessions.c.user_id, _messages.c.content, top.c.score,
-            )  # fmt: skip
-            .select_from(top.join(_messages, _messages.c.id == top.c.id).join(_sessions, _sessions.c.id == _messages.c.session_id))
-            .order_by(*((top.c.score.desc(),) if ranked else ()), top.c.id.desc())
-        )
-        return [tuple(row) for row in self._connection.execute(statement)]
+        indexed = query.indexed
+        if self._dialect == "mariadb":
+            short = tuple(part for part in indexed if not _in_mariadb_index(part))
+            indexed = tuple(part for part in indexed if _in_mariadb_index(part))
+        else:
+            short = ()
+        shape = _Shape(
+            ranked=bool(indexed), needs_row=_needs_row(query, filters), substrings=len(query.substrings),
+            short_words=len(short), user_id=filters.user_id is not None, channel=filters.channel is not None,
+            session_id=filters.session_id is not None, since=filters.since is not None,
+            until=filters.until is not None, roles=None if filters.roles is None else len(filters.roles),
+            after=after is not None,
+        )  # fmt: skip
+        values: dict[str, Any] = {"limit": limit}
+        if indexed:
+            values["fts_query"] = _ENGINE_QUERY[self._dialect](indexed)
+        for n, part in enumerate(query.substrings):
+            values[f"substring_{n}"] = part.text
+        for n, part in enumerate(short):
+            values[f"short_word_{n}"] = _word_pattern(part)
+        for name in ("user_id", "channel", "session_id", "since", "until"):
+            if getattr(filters, name) is not None:
+                values[name] = getattr(filters, name)
+        for n, role in enumerate(filters.roles or ()):
+            values[f"role_{n}"] = role
+        if after is not None:
+            values["after_score"], values["after_id"] = after
+        rows: list[SearchRow] = _statement(shape).rows(self._connection, **values)
+        return rows
 
-    def purge_deleted_entries(self) -> None:
+    def purge_deleted_entries(self: SearchRepository[Connection]) -> None:
         """Make erased words leave the index's storage, not only its answers.
 
         FTS5 records a deletion as a marker beside the old entry until segments
@@ -111,71 +153,111 @@ class SearchRepository:
         if self._dialect == "sqlite":
             self._connection.execute(text(f"INSERT INTO {_FTS}({_FTS}) VALUES ('optimize')"))
 
-    # -- each engine's index ---------------------------------------------------------------
 
-    def _match(
-        self, query: SearchQuery, *, needs_row: bool
-    ) -> tuple[list[ColumnElement[Any]], ColumnElement[Any], FromClause, ColumnElement[Any]]:
-        """(conditions, score, FROM clause, message id) of the indexed parts of ``query``.
-
-        ``needs_row``: whether other conditions read the message row (SQLite then joins
-        it to its FTS5 table; the servers' indexes are on the row's table itself).
-        """
-        indexed = query.indexed
-        if self._dialect == "mariadb":
-            indexed = tuple(part for part in indexed if _in_mariadb_index(part))
-        if not indexed:
-            return [], _UNRANKED, _messages, _messages.c.id
-        if self._dialect == "sqlite":
-            # bm25() is lower for better matches; negated so every backend ranks high first.
-            score: ColumnElement[Any] = -literal_column(f"bm25({_FTS})", Float)
-            source = _fts.join(_messages, _messages.c.id == _fts.c.rowid) if needs_row else _fts
-            condition = text(f"{_FTS} MATCH :fts_query").bindparams(fts_query=_fts5(indexed))
-            # A WHERE condition of raw SQL: SQLAlchemy accepts it, its stubs want a ColumnElement.
-            return [condition], score, source, _fts.c.rowid  # type: ignore[list-item]
-        if self._dialect == "postgresql":
-            # The stored tsvector: ranking reads it instead of parsing each match's content
-            # again. The tsquery is a FROM item, built once even where a prepared
-            # statement's generic plan would otherwise build it for every row.
-            parsed = (
-                func.to_tsquery(literal_column("'simple'::regconfig"), _tsquery(indexed))
-                .table_valued("tsquery")
-                .render_derived(name="q")
-            )
-            tsquery = parsed.c.tsquery
-            score = cast(func.ts_rank(_PG_VECTOR, tsquery), Float)
-            return [_PG_VECTOR.op("@@")(tsquery)], score, _messages.join(parsed, true()), _messages.c.id
-        matched = mysql_match(_messages.c.content, against=_boolean_mode(indexed)).in_boolean_mode()
-        # MariaDB sends doubles as text with 15 digits, which need not read back as the
-        # same double; rounded to 9 decimals, the score a cursor carries compares equal.
-        return [matched], func.round(cast(matched, Float), 9), _messages, _messages.c.id
-
-    def _substrings(self, query: SearchQuery) -> list[ColumnElement[Any]]:
-        """Conditions for the parts no index answers: substrings, and MariaDB's short words."""
-        conditions: list[ColumnElement[Any]] = []
-        for part in query.substrings:
-            if self._dialect == "sqlite":
-                conditions.append(func.instr(func.lower(_messages.c.content), part.text) > 0)
-            elif self._dialect == "postgresql":
-                conditions.append(func.strpos(func.lower(_messages.c.content), part.text) > 0)
-            else:
-                conditions.append(func.locate(part.text, func.lower(_messages.c.content)) > 0)
-        if self._dialect == "mariadb":
-            conditions += [
-                _messages.c.content.regexp_match(_word_pattern(part))
-                for part in query.indexed
-                if not _in_mariadb_index(part)
-            ]
-        return conditions
+def _statement(shape: _Shape) -> Prepared:
+    """The prepared statement of ``shape`` (compiled per dialect on first use)."""
+    prepared = _STATEMENTS.get(shape)
+    if prepared is None:
+        with _STATEMENTS_LOCK:
+            if len(_STATEMENTS) >= _MAX_STATEMENTS:
+                _STATEMENTS.clear()
+            prepared = _STATEMENTS.setdefault(shape, Prepared(lambda dialect: _build(shape, dialect)))
+    return prepared
 
 
-def _keyset(
-    score: ColumnElement[Any] | None, message_id: ColumnElement[Any], after: tuple[float, int] | None
-) -> list[ColumnElement[Any]]:
-    """Rows after the (score, id) of the previous page's last row, in (score, id) descending order."""
-    if after is None:
+def _build(shape: _Shape, dialect: Dialect) -> Executable:
+    """The two-step search statement of ``shape`` on ``dialect``, with named parameters."""
+    # Two steps: rank the matches reading nothing but the index (and the message
+    # row where a filter or a substring needs it), keep the page's (id, score), and
+    # only then fetch those rows' message and session. Fetching every match's rows
+    # before sorting is what made a common word slow over a million messages.
+    name = "mariadb" if dialect.name in ("mysql", "mariadb") else dialect.name
+    matched, score, source, message_id = _match(name, shape)
+    ranked = score is not _UNRANKED
+    order = (*((score.desc(),) if ranked else ()), message_id.desc())
+    top = (
+        select(message_id.label("id"), score.label("score"))
+        .select_from(source)
+        .where(
+            *matched, *_substrings(name, shape), *_filters(shape),
+            *_keyset(score if ranked else None, message_id, shape.after),
+        )  # fmt: skip
+        .order_by(*order)
+        .limit(bindparam("limit", type_=Integer))
+        .subquery("top")
+    )
+    return (
+        select(
+            _messages.c.id, _messages.c.session_id, _messages.c.role, _messages.c.timestamp,
+            _sessions.c.title, _sessions.c.channel, _sessions.c.user_id, _messages.c.content,
+            # Every driver returns the score as a float already (the facade makes sure):
+            # no result processing, which PostgreSQL's numeric types would want a type code for.
+            type_coerce(top.c.score, NullType()),
+        )  # fmt: skip
+        .select_from(top.join(_messages, _messages.c.id == top.c.id).join(_sessions, _sessions.c.id == _messages.c.session_id))
+        .order_by(*((top.c.score.desc(),) if ranked else ()), top.c.id.desc())
+    )
+
+
+# -- each engine's index ---------------------------------------------------------------
+
+
+def _match(
+    dialect: str, shape: _Shape
+) -> tuple[list[ColumnElement[Any]], ColumnElement[Any], FromClause, ColumnElement[Any]]:
+    """(conditions, score, FROM clause, message id) of the indexed parts, their query bound as ``fts_query``.
+
+    ``shape.needs_row``: whether other conditions read the message row (SQLite then
+    joins it to its FTS5 table; the servers' indexes are on the row's table itself).
+    """
+    if not shape.ranked:
+        return [], _UNRANKED, _messages, _messages.c.id
+    fts_query: BindParameter[str] = bindparam("fts_query")
+    if dialect == "sqlite":
+        # bm25() is lower for better matches; negated so every backend ranks high first.
+        score: ColumnElement[Any] = -literal_column(f"bm25({_FTS})", Float)
+        source = _fts.join(_messages, _messages.c.id == _fts.c.rowid) if shape.needs_row else _fts
+        condition = text(f"{_FTS} MATCH :fts_query")
+        # A WHERE condition of raw SQL: SQLAlchemy accepts it, its stubs want a ColumnElement.
+        return [condition], score, source, _fts.c.rowid  # type: ignore[list-item]
+    if dialect == "postgresql":
+        # The stored tsvector: ranking reads it instead of parsing each match's content
+        # again. The tsquery is a FROM item, built once even where a prepared
+        # statement's generic plan would otherwise build it for every row.
+        parsed = (
+            func.to_tsquery(literal_column("'simple'::regconfig"), fts_query)
+            .table_valued("tsquery")
+            .render_derived(name="q")
+        )
+        tsquery = parsed.c.tsquery
+        score = cast(func.ts_rank(_PG_VECTOR, tsquery), Float)
+        return [_PG_VECTOR.op("@@")(tsquery)], score, _messages.join(parsed, true()), _messages.c.id
+    matched = mysql_match(_messages.c.content, against=fts_query).in_boolean_mode()
+    # MariaDB sends doubles as text with 15 digits, which need not read back as the
+    # same double; rounded to 9 decimals, the score a cursor carries compares equal.
+    return [matched], func.round(cast(matched, Float), 9), _messages, _messages.c.id
+
+
+def _substrings(dialect: str, shape: _Shape) -> list[ColumnElement[Any]]:
+    """Conditions for the parts no index answers: substrings, and MariaDB's short words."""
+    conditions: list[ColumnElement[Any]] = []
+    for n in range(shape.substrings):
+        part: BindParameter[str] = bindparam(f"substring_{n}")
+        if dialect == "sqlite":
+            conditions.append(func.instr(func.lower(_messages.c.content), part) > 0)
+        elif dialect == "postgresql":
+            conditions.append(func.strpos(func.lower(_messages.c.content), part) > 0)
+        else:
+            conditions.append(func.locate(part, func.lower(_messages.c.content)) > 0)
+    conditions += [_messages.c.content.regexp_match(bindparam(f"short_word_{n}")) for n in range(shape.short_words)]
+    return conditions
+
+
+def _keyset(score: ColumnElement[Any] | None, message_id: ColumnElement[Any], after: bool) -> list[ColumnElement[Any]]:
+    """Rows after the (score, id) of the previous page's last row (``after_score``, ``after_id``), descending."""
+    if not after:
         return []
-    last_score, last_id = after
+    last_score, last_id = bindparam("after_score", type_=Float), bindparam("after_id", type_=Integer)
     if score is None:
         return [message_id < last_id]
     return [or_(score < last_score, and_(score == last_score, message_id < last_id))]
@@ -186,24 +268,24 @@ def _needs_row(query: SearchQuery, filters: SearchFilter) -> bool:
     return bool(query.substrings) or filters != SearchFilter()
 
 
-def _filters(filters: SearchFilter) -> list[ColumnElement[Any]]:
+def _filters(shape: _Shape) -> list[ColumnElement[Any]]:
     """Conditions on the message row; the session's user and channel through a subquery of session ids."""
     conditions: list[ColumnElement[Any]] = []
     of_session: list[ColumnElement[Any]] = []
-    if filters.user_id is not None:
-        of_session.append(_sessions.c.user_id == filters.user_id)
-    if filters.channel is not None:
-        of_session.append(_sessions.c.channel == filters.channel)
+    if shape.user_id:
+        of_session.append(_sessions.c.user_id == bindparam("user_id"))
+    if shape.channel:
+        of_session.append(_sessions.c.channel == bindparam("channel"))
     if of_session:
         conditions.append(_messages.c.session_id.in_(select(_sessions.c.id).where(*of_session)))
-    if filters.session_id is not None:
-        conditions.append(_messages.c.session_id == filters.session_id)
-    if filters.since is not None:
-        conditions.append(_messages.c.timestamp >= filters.since)
-    if filters.until is not None:
-        conditions.append(_messages.c.timestamp < filters.until)
-    if filters.roles is not None:
-        conditions.append(_messages.c.role.in_(filters.roles))
+    if shape.session_id:
+        conditions.append(_messages.c.session_id == bindparam("session_id"))
+    if shape.since:
+        conditions.append(_messages.c.timestamp >= bindparam("since"))
+    if shape.until:
+        conditions.append(_messages.c.timestamp < bindparam("until"))
+    if shape.roles is not None:
+        conditions.append(_messages.c.role.in_([bindparam(f"role_{n}") for n in range(shape.roles)]))
     return conditions
 
 
@@ -237,6 +319,10 @@ def _boolean_mode(parts: tuple[QueryPart, ...]) -> str:
         f'+"{part.text}"' if len(part.words) > 1 else f"+{part.text}" + ("*" if part.prefix else "")
         for part in parts
     )
+
+
+#: Each engine's query syntax, built from the indexed parts.
+_ENGINE_QUERY = {"sqlite": _fts5, "postgresql": _tsquery, "mariadb": _boolean_mode}
 
 
 def _in_mariadb_index(part: QueryPart) -> bool:
