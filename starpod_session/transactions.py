@@ -138,7 +138,9 @@ class TransactionRunner:
                 # Pooled server connections are not pinged before use (a round trip
                 # per call): one found dead before the commit is replaced by a new
                 # one and the call run again, as nothing of it was committed.
-                if not committing and self._lost(error):
+                # (Not a statement too large for MariaDB's packet: the server drops the
+                # connection for it, and would again.)
+                if not committing and self._lost(error) and not _packet_hint(error):
                     raise _LostBeforeCommit(error) from error
                 raise
 
