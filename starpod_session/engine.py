@@ -458,15 +458,23 @@ class HeldConnections:
     connections stay held; more are handed back to the pool. A connection that
     was invalidated (lost) is never kept. :meth:`close` hands every held
     connection back; one still in use then goes back when its call ends.
+
+    The pool holds at most ``pool_size`` connections and a thread waiting for one
+    waits on the pool, not on this list: so a connection is handed back to the
+    pool rather than kept whenever the pool has none left (someone may be
+    waiting), and :meth:`release_if_exhausted` hands the idle ones back before a
+    call that needs the pool itself (a call on a ``Connection``).
     """
 
-    __slots__ = ("_engine", "_idle", "_keep", "_closed")
+    __slots__ = ("_engine", "_idle", "_keep", "_closed", "_checked_out")
 
     def __init__(self, engine: Engine, keep: int) -> None:
         self._engine = engine
         self._idle: list[PoolProxiedConnection] = []
         self._keep = keep
         self._closed = False
+        # QueuePool's count of connections out of it (held ones included).
+        self._checked_out: Callable[[], int] = getattr(engine.pool, "checkedout", lambda: 0)
 
     def take(self) -> PoolProxiedConnection:
         """An idle held connection that is still valid, or a new checkout from the pool."""
@@ -485,11 +493,21 @@ class HeldConnections:
 
     def give_back(self, pooled: PoolProxiedConnection) -> None:
         """Keep ``pooled`` for the next call, or hand it back to the pool."""
-        if self._closed or not pooled.is_valid or len(self._idle) >= self._keep:
+        if (
+            self._closed
+            or not pooled.is_valid
+            or len(self._idle) >= self._keep
+            or self._checked_out() >= self._keep  # the pool has none left: a thread may wait on it
+        ):
             pooled.close()
             return
         self._idle.append(pooled)
         if self._closed:  # close() ran meanwhile and may have missed it
+            self._release()
+
+    def release_if_exhausted(self) -> None:
+        """Hand the idle held connections back if the pool has none left (before a call that needs one)."""
+        if self._idle and self._checked_out() >= self._keep:
             self._release()
 
     def close(self) -> None:

@@ -127,7 +127,11 @@ class TransactionRunner:
         )
 
     def _transaction(self, engine: Engine, work: CoreWork[T]) -> T:
+        held = self._held
+
         def attempt() -> T:
+            if held is not None:  # SQLite: the connection comes from the pool, not from the held ones
+                held.release_if_exhausted()
             committing = False
             try:
                 with engine.begin() as connection:

@@ -161,3 +161,13 @@ def test_a_server_connection_is_pinged_only_after_sitting_idle(backend, make_man
     for n in range(10):
         manager.save_message(session_id, "user", f"again {n}")
     assert len(pings) == 10
+
+
+def test_a_call_on_a_connection_does_not_wait_for_connections_kept_idle_by_the_fast_path(make_manager):
+    # SQLite's fast path keeps connections checked out between calls; a call that
+    # needs the pool itself (a Core statement, as session_usage runs) must get one.
+    manager = make_manager(pool_size=2, lock_timeout=1)
+    session_id = manager.create_session(Channel.MAIN, "k")
+    meet_inside_a_call(manager, 2)
+    burst(manager, session_id, 2)  # both connections used at once, then kept idle
+    assert manager.session_usage(session_id).total_cost_usd == 0
