@@ -8,7 +8,7 @@ from typing import Generic
 
 import attrs
 
-from sqlalchemy import Connection, Integer, bindparam, exists, false, func, insert, select, update
+from sqlalchemy import Connection, Integer, bindparam, exists, false, func, insert, literal_column, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import IntegrityError
@@ -83,7 +83,10 @@ _FIND_OPEN = Prepared(
         _t.c.channel == bindparam("channel"),
         _t.c.channel_session_key == bindparam("key"),
         _t.c.user_id == bindparam("user_id"),
-        _t.c.open_slot == 1,
+        # A literal, not a parameter: PostgreSQL's generic plan of the prepared
+        # statement (psycopg prepares it after five runs) then knows it is the
+        # open slot, and walks uq_session_one_open_per_key instead of scanning.
+        _t.c.open_slot == literal_column("1"),
     )
 )
 _INSERT_OPEN = Prepared(_insert_open)
