@@ -23,12 +23,12 @@ from typing import Any
 from starpod_session import Channel, SessionManager, UsageRecord
 
 from datasets import Target, load_dataset
-from floors import Floor
 from harness import Report
 from workloads.get_messages import floor_get_messages
 from workloads.list_sessions import floor_list_sessions
 from workloads.record_usage import floor_record_usage
 from workloads.save_message import floor_save_message
+from workloads.session_calls import floor_open_session
 
 THREADS = 16
 READERS = 4
@@ -40,23 +40,6 @@ TARGET = 0.8
 RECORD = UsageRecord(input_tokens=1200, output_tokens=300, cache_read=4000, cost_usd=0.0123, model="claude-sonnet-4-5")
 USER_TEXT = "Please summarise the attached meeting notes and list the action items. " * 2
 REPLY_TEXT = "Here are the action items: " + "do the thing; " * 12
-
-
-def floor_open_session(floor: Floor, channel: str, key: str, user_id: str = "admin") -> str:
-    """The find half of ``open_session`` (the key has an open session of channel main: no gap)."""
-    with floor.write() as cur:
-        cur.execute(
-            floor.sql(
-                "SELECT id, last_message_at FROM session_metadata WHERE channel = ? "
-                "AND channel_session_key = ? AND user_id = ? AND open_slot = 1"
-            ),
-            (channel, key, user_id),
-        )
-        row = cur.fetchone()
-        if row is None:
-            raise LookupError(key)
-        floor.parse(row[1])
-        return row[0]
 
 
 def timed_round(workers: list[Callable[[threading.Event], int]], seconds: float) -> tuple[list[int], float]:
@@ -133,7 +116,7 @@ def servers(target: Target, report: Report) -> None:
             floor = floors[n]
 
             def body(turn: int) -> int:
-                session_id = floor_open_session(floor, "main", f"floor-{n}")
+                session_id = floor_open_session(floor, "main", f"floor-{n}")[0]  # the key's open session
                 floor_save_message(floor, session_id, "user", USER_TEXT)
                 floor_save_message(floor, session_id, "assistant", REPLY_TEXT)
                 floor_record_usage(floor, session_id, RECORD, turn)
