@@ -116,15 +116,7 @@ class UtcTimestamp(TypeDecorator[datetime]):
         def from_text(value: Any) -> datetime | None:
             # Every timestamp read on SQLite: straight to the parser, without the
             # generic decorator wrapper around an impl that converts nothing.
-            if value.__class__ is not str:
-                return convert(value, dialect)
-            if len(value) == 32 and value[26:] == "+00:00" and value[10] == "T" and value[19] == ".":
-                # What this library writes with a fraction (most rows): the C parser checks the digits.
-                try:
-                    return datetime.fromisoformat(value)
-                except ValueError:
-                    pass  # the general parser says what is wrong
-            return parse_rfc3339(value)
+            return parse_rfc3339(value) if value.__class__ is str else convert(value, dialect)
 
         return from_text
 

@@ -346,7 +346,7 @@ def _sqlite_engine(url: URL, synchronous: str, lock_timeout: float, engine_optio
         read_only = connection.get_execution_options().get(READ_ONLY, False)
         # On the driver's connection: a Core execution would cost more than the BEGIN itself.
         _sqlite_execute(
-            connection.connection.dbapi_connection, _sqlite_begin(engine, read_only), connection.dialect
+            connection.connection.dbapi_connection, sqlite_transaction_begin(engine, read_only), connection.dialect
         )
 
     return engine
@@ -386,7 +386,11 @@ def _create_private_file(path: str) -> None:
         os.close(descriptor)
 
 
-def _sqlite_begin(engine: Engine, read_only: bool) -> str:
+def sqlite_transaction_begin(engine: Engine, read_only: bool) -> str:
+    """The statement that begins the engine's transactions (``BEGIN`` / ``BEGIN IMMEDIATE``).
+
+    :class:`StorageError` for a write on a SQLite file opened read-only.
+    """
     if read_only:
         return "BEGIN"
     if engine in _READ_ONLY_ENGINES:
@@ -522,11 +526,6 @@ class HeldConnections:
             except IndexError:
                 return
             pooled.close()
-
-
-def sqlite_transaction_begin(engine: Engine, read_only: bool) -> str:
-    """The statement that begins the engine's transactions (``BEGIN`` / ``BEGIN IMMEDIATE``)."""
-    return _sqlite_begin(engine, read_only)
 
 
 def run_sqlite_transaction(
