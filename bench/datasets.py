@@ -12,6 +12,7 @@ from sqlalchemy import MetaData, create_engine, text
 from sqlalchemy.engine import URL
 
 from starpod_session import SessionManager
+from starpod_session.search_query import indexed_words
 from starpod_session.tool_calls import read_tool_use
 
 from floors import Floor, MariaFloor, PostgresFloor, SqliteFloor
@@ -143,6 +144,53 @@ def load_tool_calls(floor: Floor, is_bool: bool) -> None:
     floor.load("tool_calls", ("message_id", "session_id", "role", "call_id", "tool_name", "timestamp", "is_error"), rows)
 
 
+#: MariaDB's search index (migration 0010): a message's words, as ``save_message`` writes them.
+WORDS_INSERT = (
+    "INSERT INTO session_message_words (word, message_id, hits) VALUES (%s, %s, %s) "
+    "ON DUPLICATE KEY UPDATE hits = VALUES(hits)"
+)
+
+
+WORDS_MESSAGE_INDEX = "ix_session_message_words_message_id"
+WORDS_FOREIGN_KEY = "fk_session_message_words_message_id_session_messages"
+
+
+def load_words(target: Target, floor: Floor) -> None:
+    """On MariaDB, the ``session_message_words`` rows ``save_message`` would have written for
+    the loaded messages (the other backends index rows themselves), loaded in key order."""
+    if target.backend != "mariadb":
+        return
+    postings: dict[str, list[tuple[int, int]]] = {}
+    with floor.read() as cur:
+        cur.execute("SELECT id, content FROM session_messages")
+        for message_id, content in cur.fetchall():
+            for word, hits in indexed_words(content).items():
+                postings.setdefault(word, []).append((message_id, hits))
+    # In primary-key order, with the message-id index (and its foreign key) built after
+    # the rows: loading it row by row costs a random index write per row.
+    with floor.write() as cur:
+        cur.execute(f"ALTER TABLE session_message_words DROP FOREIGN KEY {WORDS_FOREIGN_KEY}")
+        cur.execute(f"ALTER TABLE session_message_words DROP INDEX {WORDS_MESSAGE_INDEX}")
+    batch: list[tuple[str, int, int]] = []
+    for word in sorted(postings):
+        batch += [(word, message_id, hits) for message_id, hits in sorted(postings[word])]
+        if len(batch) >= 100_000:
+            floor.load("session_message_words", ("word", "message_id", "hits"), batch)
+            batch = []
+    if batch:
+        floor.load("session_message_words", ("word", "message_id", "hits"), batch)
+    with floor.write() as cur:
+        cur.execute(f"ALTER TABLE session_message_words ADD INDEX {WORDS_MESSAGE_INDEX} (message_id)")
+        cur.execute("SET SESSION foreign_key_checks = 0")  # the rows were just made from session_messages
+        cur.execute(
+            f"ALTER TABLE session_message_words ADD CONSTRAINT {WORDS_FOREIGN_KEY} FOREIGN KEY (message_id) "
+            "REFERENCES session_messages (id) ON DELETE CASCADE"
+        )
+        cur.execute("SET SESSION foreign_key_checks = 1")
+        cur.execute("ANALYZE TABLE session_message_words")
+        cur.fetchall()
+
+
 def load_dataset(
     target: Target, name: str, *, sessions: int, messages: int, usage: int, with_10k: bool, long_messages: int = 10_000
 ) -> Dataset:
@@ -198,6 +246,7 @@ def load_dataset(
             rows.append((others[rng.randrange(len(others))], "assistant", f"reply {n} " + "y" * 60, floor.stamp(moment)))
     floor.load("session_messages", MESSAGE_COLUMNS, rows)
     load_tool_calls(floor, is_bool)
+    load_words(target, floor)
 
     rows = []
     spacing = timedelta(days=360) / max(usage, 1)

@@ -50,10 +50,11 @@ ExactChannelText: TypeEngine[str] = Text().with_variant(
 #: Message bodies and summaries: MariaDB's TEXT stops at 64 KiB, LONGTEXT at 4 GiB.
 LongText: TypeEngine[str] = Text().with_variant(mysql.LONGTEXT(), "mysql", "mariadb")
 
-#: Message content. On MariaDB its FULLTEXT index folds case by the column's
-#: collation, and ``utf8mb4_bin`` folds ASCII only (``Привет`` would not match
-#: ``привет``): a case-insensitive, accent-sensitive collation makes it fold as
-#: SQLite's and PostgreSQL's indexes do. Nothing compares content by value.
+#: Message content. On MariaDB a case-insensitive, accent-sensitive collation
+#: (``utf8mb4_bin`` folds ASCII only: ``Привет`` would not match ``привет``), set
+#: for 0008's FULLTEXT index; since 0010 the search reads a table of lower-cased
+#: words instead, and the collation serves the substring matches. Nothing compares
+#: content by value.
 SEARCHABLE_TEXT_COLLATION = "utf8mb4_uca1400_as_ci"
 SearchableText: TypeEngine[str] = Text().with_variant(
     mysql.LONGTEXT(collation=SEARCHABLE_TEXT_COLLATION), "mysql", "mariadb"

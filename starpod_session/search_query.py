@@ -27,21 +27,46 @@ import attrs
 
 from .errors import InvalidInput
 
-__all__ = ["QueryPart", "SearchQuery", "parse_query", "highlight", "highlighter", "MAX_QUERY_CHARS", "MAX_QUERY_PARTS"]
+__all__ = [
+    "QueryPart", "SearchQuery", "parse_query", "highlight", "highlighter", "indexed_words",
+    "MAX_QUERY_CHARS", "MAX_QUERY_PARTS", "MAX_INDEXED_WORD",
+]  # fmt: skip
 
 #: Longest query text accepted.
 MAX_QUERY_CHARS = 1000
 #: Most parts (words, prefixes, phrases) in one query.
 MAX_QUERY_PARTS = 16
 
+#: Characters of a word kept by a word index (:func:`indexed_words`); a longer word is
+#: indexed by its first this many characters (and a search for it checks the content).
+MAX_INDEXED_WORD = 64
+
 # A quoted phrase, or a run of anything else up to the next space or quote.
 _TOKEN = re.compile(r'"([^"]*)"?|([^\s"]+)')
 _NO_SPACE_SCRIPTS = ("CJK", "HIRAGANA", "KATAKANA", "HANGUL", "THAI", "LAO", "KHMER", "MYANMAR", "TIBETAN")
 
 
+_SEPARATORS = re.compile(r"[^\w]|_")
+
+
 def _words(text: str) -> list[str]:
     """Lower-cased runs of letters and digits; everything else separates."""
-    return [word.lower() for word in re.split(r"[^\w]|_", text) if word]
+    return [word.lower() for word in _SEPARATORS.split(text) if word]
+
+
+def indexed_words(content: str) -> dict[str, int]:
+    """What a word index keeps of ``content``: each word (cut to :data:`MAX_INDEXED_WORD`) and how often it occurs.
+
+    The words a query is made of (:func:`parse_query`), so a word typed in a query
+    finds the messages holding it; words of scripts written without spaces are left
+    out (a query matches them as substrings of the content).
+    """
+    counts: dict[str, int] = {}
+    for word in _SEPARATORS.split(content):
+        if word and (word.isascii() or not _without_spaces(word)):
+            word = word.lower()[:MAX_INDEXED_WORD]
+            counts[word] = counts.get(word, 0) + 1
+    return counts
 
 
 @functools.lru_cache(maxsize=4096)

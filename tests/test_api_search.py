@@ -67,6 +67,30 @@ def test_accented_latin_cyrillic_and_cjk(manager, corpus):
     assert contents(manager, "タワー") == {"東京タワーに行きましょう"}
 
 
+def test_words_longer_than_an_index_keeps_match_whole(manager, corpus):
+    session_id = corpus["other"]
+    long_word = "k" * 70
+    stored = {
+        manager.save_message(session_id, "user", f"see {long_word} here"): "exact",
+        manager.save_message(session_id, "user", f"see {'k' * 64}{'q' * 6} here"): "same first 64",
+        manager.save_message(session_id, "user", f"see {long_word}zz here"): "longer",
+    }
+    found = lambda query: {stored[h.message_id] for h in manager.search_messages(query)}  # noqa: E731
+    assert found(long_word) == {"exact"}
+    assert found(long_word + "*") == {"exact", "longer"}
+    assert found(f'"see {long_word}"') == {"exact"}
+    assert found("k" * 64) == set()  # a whole word: none of the three is that word
+    assert found("k" * 64 + "*") == {"exact", "same first 64", "longer"}
+
+
+def test_saving_the_same_message_twice_indexes_it_once(manager, corpus):
+    session_id = corpus["other"]
+    first = manager.save_message(session_id, "user", "quince quince", message_key="k-1")
+    again = manager.save_message(session_id, "user", "quince quince", message_key="k-1")
+    assert first == again
+    assert [h.message_id for h in manager.search_messages("quince")] == [first]
+
+
 def test_a_hit_carries_its_message_session_and_a_marked_snippet(manager, corpus):
     [hit] = manager.search_messages("outage")
     assert (hit.session_id, hit.role, hit.channel, hit.user_id) == (corpus["bob"], "user", "telegram", "bob")

@@ -96,7 +96,7 @@ SQLITE_SEARCH_DDL = {
 }
 
 
-def test_the_search_index_exists_as_migration_0008_made_it(backend, db_target, manager):
+def test_the_search_index_exists_as_migrations_0008_and_0010_made_it(backend, db_target, manager):
     with raw_connection(db_target) as connection:
         if backend == "sqlite":
             found = {
@@ -121,8 +121,19 @@ def test_the_search_index_exists_as_migration_0008_made_it(backend, db_target, m
             )
         else:
             create = connection.exec_driver_sql("SHOW CREATE TABLE session_messages").one()[1]
-            assert "FULLTEXT KEY `ix_session_messages_fulltext` (`content`)" in create
+            assert "FULLTEXT" not in create  # 0010 replaced InnoDB's index by a table of words
             assert "`content` longtext CHARACTER SET utf8mb4 COLLATE utf8mb4_uca1400_as_ci NOT NULL" in create
+            words = connection.exec_driver_sql("SHOW CREATE TABLE session_message_words").one()[1]
+            for line in (
+                "`word` varchar(64) NOT NULL",
+                "`message_id` bigint(20) NOT NULL",
+                "`hits` int(11) NOT NULL",
+                "PRIMARY KEY (`word`,`message_id`)",
+                "KEY `ix_session_message_words_message_id` (`message_id`)",
+                "CONSTRAINT `fk_session_message_words_message_id_session_messages` FOREIGN KEY (`message_id`) "
+                "REFERENCES `session_messages` (`id`) ON DELETE CASCADE",
+            ):
+                assert line in words
 
 
 def test_opening_a_new_database_brings_it_to_head(empty_db_target, tmp_path):
@@ -292,6 +303,10 @@ def check_every_row_through_the_api(target: str, tmp_path: Path) -> None:
         assert overview.total_turns == len(USAGE)
         assert overview.total_cost_usd == pytest.approx(sum(r[6] for r in USAGE))
         assert {m.model for m in overview.by_model} == {"claude-sonnet-4-5", "claude-haiku-4-5", "unknown"}
+        # Rows stored before the search index existed were indexed by its migration.
+        assert [h.message_id for h in manager.search_messages("lisbon")] == [
+            m.id for m in manager.get_messages("s-main") if m.role == "user"
+        ]
 
         # Usable at head, not only readable: what each call writes reads back.
         opened = manager.open_session("main", "main")

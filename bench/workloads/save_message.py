@@ -5,9 +5,11 @@ from __future__ import annotations
 from datetime import datetime
 
 from starpod_session import SessionManager
+from starpod_session.search_query import indexed_words
 from starpod_session.titles import shorten_title
 
-from floors import Floor
+from datasets import WORDS_INSERT
+from floors import Floor, MariaFloor
 from harness import UTC, Report, Scale, interleaved
 
 
@@ -24,11 +26,16 @@ def floor_save_message(floor: Floor, session_id: str, role: str, content: str) -
             )
         if cur.rowcount != 1:
             raise LookupError(session_id)
-        return floor.insert_id(
+        message_id = floor.insert_id(
             cur,
             "INSERT INTO session_messages (session_id, role, content, timestamp) VALUES (?, ?, ?, ?)",
             (session_id, role, content, now),
         )
+        if isinstance(floor, MariaFloor):  # MariaDB's search index is a table the writer fills
+            cur.executemany(
+                WORDS_INSERT, [(word, message_id, hits) for word, hits in indexed_words(content).items()]
+            )
+        return message_id
 
 
 def measure(mgr: SessionManager, floor: Floor, ours_ids: list[str], floor_ids: list[str], scale: Scale, report: Report) -> None:

@@ -10,7 +10,7 @@ from sqlalchemy.engine import URL
 
 from starpod_session import SessionManager
 
-from datasets import MESSAGE_COLUMNS, Target, load_dataset
+from datasets import MESSAGE_COLUMNS, Target, load_dataset, load_words
 from harness import CAPTURE, T0, Report, Scale, interleaved
 
 
@@ -47,6 +47,7 @@ def load_search_dataset(target: Target, rows: int) -> URL:
             batch = []
     if batch:
         floor.load("session_messages", MESSAGE_COLUMNS, batch)
+    load_words(target, floor)
     floor.close()
     return data.url
 

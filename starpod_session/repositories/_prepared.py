@@ -162,14 +162,17 @@ class Prepared:
     def _run(
         self,
         connection: StatementRunner,
-        values: dict[str, Any],
+        values: dict[str, Any] | list[dict[str, Any]],
         fetch: Callable[[Any, _Compiled], Fetched],
         *,
         unbuffered: bool = False,
     ) -> Fetched:
         dialect = connection.dialect
         compiled = self._compiled(dialect)
-        parameters = compiled.parameters(values)
+        many = isinstance(values, list)
+        parameters: Any = (
+            [compiled.parameters(row) for row in values] if many else compiled.parameters(values)  # type: ignore[arg-type]
+        )
         dbapi_connection = connection.connection.dbapi_connection
         assert dbapi_connection is not None
         if unbuffered and dialect.driver == "pymysql":
@@ -183,10 +186,13 @@ class Prepared:
             # Listeners (logging, tracing, tests) still see every statement; there
             # is no execution context to hand them.
             if dispatch.before_cursor_execute:
-                dispatch.before_cursor_execute(connection, cursor, compiled.sql, parameters, None, False)
-            cursor.execute(compiled.sql, parameters)
+                dispatch.before_cursor_execute(connection, cursor, compiled.sql, parameters, None, many)
+            if many:
+                cursor.executemany(compiled.sql, parameters)
+            else:
+                cursor.execute(compiled.sql, parameters)
             if dispatch.after_cursor_execute:
-                dispatch.after_cursor_execute(connection, cursor, compiled.sql, parameters, None, False)
+                dispatch.after_cursor_execute(connection, cursor, compiled.sql, parameters, None, many)
             return fetch(cursor, compiled)
         except dialect.loaded_dbapi.Error as error:
             invalidated = dialect.is_disconnect(error, dbapi_connection, cursor)
@@ -239,6 +245,10 @@ class Prepared:
     def insert(self, connection: StatementRunner, **values: Any) -> int:
         """Run an INSERT and return the generated ``id_column`` value."""
         return self._run(connection, values, _inserted_id)
+
+    def execute_many(self, connection: StatementRunner, rows: list[dict[str, Any]]) -> None:
+        """Run the statement once per row of values, in one round trip where the driver can (an INSERT's rows)."""
+        self._run(connection, rows, _nothing)
 
     def insert_or_none(self, connection: StatementRunner, **values: Any) -> int | None:
         """Run an :func:`insert_unless_duplicate` INSERT: the new row's id, ``None`` if it stored nothing.
@@ -337,6 +347,10 @@ def _fetch_scalar(cursor: Any, compiled: _Compiled) -> Any:
     row = _fetch_first(cursor, compiled)
     assert row is not None, "the statement always returns a row"
     return row[0]
+
+
+def _nothing(_cursor: Any, _compiled: _Compiled) -> None:
+    return None
 
 
 def _rowcount(cursor: Any, _compiled: _Compiled) -> int:

@@ -3,7 +3,8 @@
 Messages and compactions are deleted explicitly rather than through ``ON DELETE
 CASCADE``: files adopted from the Rust crate may lack the cascade, and SQLite only
 honours it with ``foreign_keys=ON``. Each engine's search index follows the
-messages by itself (SQLite's triggers, the servers' indexes).
+messages by itself (SQLite's triggers, PostgreSQL's index on its generated
+column, the ``ON DELETE CASCADE`` of MariaDB's table of words).
 """
 
 from __future__ import annotations

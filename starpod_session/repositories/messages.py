@@ -12,8 +12,10 @@ from sqlalchemy import Integer, bindparam, func, select
 
 from ..models import MessageRow
 from ..records import SessionMessage
+from ..search_query import indexed_words
 from ._prepared import Prepared, insert_unless_duplicate
 from .runner import Runner
+from .search import ADD_WORDS
 
 __all__ = ["MessageRepository"]
 
@@ -60,6 +62,9 @@ class MessageRepository(Generic[Runner]):
 
         When the session already has a message under ``key`` (stored by an earlier
         or a racing call) nothing is stored and that message's id is returned.
+        On MariaDB the message's words go into the search index in the same
+        transaction (``repositories.search``, migration 0010); the other engines
+        index a message themselves.
         """
         message_id = _APPEND.insert_or_none(
             self._connection, session_id=session_id, role=role, content=content, now=now, key=key
@@ -67,6 +72,12 @@ class MessageRepository(Generic[Runner]):
         if message_id is None:
             message_id = self.find_by_key(session_id, key)
             assert message_id is not None, "an insert skipped as a duplicate has a stored row to read"
+        elif self._connection.dialect.name in ("mysql", "mariadb"):
+            words = [
+                {"word": word, "message_id": message_id, "hits": hits} for word, hits in indexed_words(content).items()
+            ]
+            if words:
+                ADD_WORDS.execute_many(self._connection, words)
         return message_id
 
     def find_by_key(self, session_id: str, key: str) -> int | None:

@@ -1,9 +1,13 @@
-"""SQL of full-text search: each engine's own index, queried in its own syntax built from parsed words.
+"""SQL of full-text search: SQLite's FTS5, PostgreSQL's ``tsvector``, MariaDB's table of words.
 
 The user's text never reaches an engine's query syntax: :func:`search_query.parse_query`
 reduces it to words of letters and digits, and the engine's query (FTS5 MATCH,
-``tsquery``, InnoDB boolean mode) is assembled here from those words, each one
-quoted. The query string is then a bound parameter like any other value.
+``tsquery``) is assembled here from those words, each one quoted; the query string
+is then a bound parameter like any other value. MariaDB searches
+``session_message_words`` (migration 0010), a table of (word, message id, count)
+that :class:`~.messages.MessageRepository` fills as it stores each message: its
+words are bound parameters of plain comparisons. (InnoDB's own FULLTEXT index
+took 60-150 ms for two words over a million messages.)
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ import attrs
 from sqlalchemy import (
     Connection, Float, Integer, and_, bindparam, cast, column, func, literal_column, or_, select, table, text, true, type_coerce,
 )  # fmt: skip
-from sqlalchemy.dialects.mysql import match as mysql_match
+from sqlalchemy.dialects.mysql import insert as mysql_insert
 from sqlalchemy.engine import Dialect
 from sqlalchemy.sql import ColumnElement, FromClause
 from sqlalchemy.sql.elements import BindParameter
@@ -24,11 +28,11 @@ from sqlalchemy.sql.expression import Executable
 from sqlalchemy.types import NullType
 
 from ..models import MessageRow, SessionRow
-from ..search_query import QueryPart, SearchQuery
+from ..search_query import MAX_INDEXED_WORD, QueryPart, SearchQuery
 from ._prepared import Prepared
 from .runner import Runner
 
-__all__ = ["SearchRepository", "SearchFilter", "SearchRow", "PG_INDEXED_CHARS", "PG_VECTOR_COLUMN", "MARIADB_MIN_TOKEN"]
+__all__ = ["SearchRepository", "SearchFilter", "SearchRow", "PG_INDEXED_CHARS", "PG_VECTOR_COLUMN", "WORDS_TABLE", "ADD_WORDS"]
 
 _messages = MessageRow.__table__
 _sessions = SessionRow.__table__
@@ -38,8 +42,18 @@ _sessions = SessionRow.__table__
 PG_INDEXED_CHARS = 100_000
 #: PostgreSQL's generated column holding each message's ``tsvector`` (migration 0008).
 PG_VECTOR_COLUMN = "content_tsv"
-#: MariaDB's default ``innodb_ft_min_token_size``: shorter words are not in its index.
-MARIADB_MIN_TOKEN = 3
+#: MariaDB's index (migration 0010): one row per (word, message), ``hits`` how often the
+#: word occurs in the message; primary key (word, message_id). Outside the models: the
+#: other backends have no such table.
+WORDS_TABLE = "session_message_words"
+_words = table(WORDS_TABLE, column("word"), column("message_id"), column("hits"))
+#: Adds a message's words (``search_query.indexed_words``) to MariaDB's index; a
+#: repeat of the same (word, message) sets the same count again.
+ADD_WORDS = Prepared(
+    mysql_insert(_words)
+    .values(word=bindparam("word"), message_id=bindparam("message_id"), hits=bindparam("hits"))
+    .on_duplicate_key_update(hits=literal_column("VALUES(hits)"))
+)
 
 _FTS = "session_messages_fts"
 #: The score of a query no index answers (substrings only): every hit ranks alike, newest first.
@@ -70,15 +84,17 @@ class SearchFilter:
 class _Shape:
     """What a search's SQL depends on (the values are bound parameters): one compiled statement each.
 
-    ``ranked``: whether an index answers part of the query; ``substrings`` and
-    ``short_words`` count the parts matched without it; ``roles`` counts the roles
+    ``ranked``: whether an index answers part of the query; ``substrings`` counts
+    the parts matched without it; ``words``: on MariaDB, per indexed part, how many
+    words it has, whether it is a prefix and whether the content must confirm it
+    (a phrase, or a word longer than the index keeps); ``roles`` counts the roles
     filtered on (``None``: no role filter).
     """
 
     ranked: bool
     needs_row: bool
     substrings: int
-    short_words: int
+    words: tuple[tuple[int, bool, bool], ...]
     user_id: bool
     channel: bool
     session_id: bool
@@ -113,25 +129,22 @@ class SearchRepository(Generic[Runner]):
         filter values bound as parameters.
         """
         indexed = query.indexed
-        if self._dialect == "mariadb":
-            short = tuple(part for part in indexed if not _in_mariadb_index(part))
-            indexed = tuple(part for part in indexed if _in_mariadb_index(part))
-        else:
-            short = ()
+        words = tuple(map(_word_part, indexed)) if self._dialect == "mariadb" else ()
         shape = _Shape(
-            ranked=bool(indexed), needs_row=_needs_row(query, filters), substrings=len(query.substrings),
-            short_words=len(short), user_id=filters.user_id is not None, channel=filters.channel is not None,
+            ranked=bool(indexed), needs_row=_needs_row(query, filters) or any(verify for *_, verify in words),
+            substrings=len(query.substrings), words=words,
+            user_id=filters.user_id is not None, channel=filters.channel is not None,
             session_id=filters.session_id is not None, since=filters.since is not None,
             until=filters.until is not None, roles=None if filters.roles is None else len(filters.roles),
             after=after is not None,
         )  # fmt: skip
         values: dict[str, Any] = {"limit": limit}
-        if indexed:
+        if self._dialect == "mariadb":
+            values.update(_word_values(indexed))
+        elif indexed:
             values["fts_query"] = _ENGINE_QUERY[self._dialect](indexed)
         for n, part in enumerate(query.substrings):
             values[f"substring_{n}"] = part.text
-        for n, part in enumerate(short):
-            values[f"short_word_{n}"] = _word_pattern(part)
         for name in ("user_id", "channel", "session_id", "since", "until"):
             if getattr(filters, name) is not None:
                 values[name] = getattr(filters, name)
@@ -232,14 +245,80 @@ def _match(
         tsquery = parsed.c.tsquery
         score = cast(func.ts_rank(_PG_VECTOR, tsquery), Float)
         return [_PG_VECTOR.op("@@")(tsquery)], score, _messages.join(parsed, true()), _messages.c.id
-    matched = mysql_match(_messages.c.content, against=fts_query).in_boolean_mode()
+    return _match_words(shape)
+
+
+def _match_words(
+    shape: _Shape,
+) -> tuple[list[ColumnElement[Any]], ColumnElement[Any], FromClause, ColumnElement[Any]]:
+    """MariaDB: the indexed parts through ``session_message_words`` (migration 0010).
+
+    Each word is a range of the table's primary key (a prefix: a range grouped per
+    message), joined on the message id, so the engine starts from the rarest word
+    and looks the others up by key; a phrase joins each of its words and its
+    content must match the phrase's pattern. Every hit holds every word, so the
+    score ranks by how often it holds them: the sum of BM25's saturated counts
+    ``hits * (k1 + 1) / (hits + k1)``, k1 = 1.2 (no weighting by rarity, which would
+    cost a count of each word's messages per query, and no length normalisation).
+    """
+    sources: list[FromClause] = []
+    conditions: list[ColumnElement[Any]] = []
+    terms: list[ColumnElement[Any]] = []
+    for i, (count, prefix, verify) in enumerate(shape.words):
+        for j in range(count):
+            word: BindParameter[str] = bindparam(f"word_{i}_{j}")
+            if prefix:
+                source: FromClause = (
+                    select(_words.c.message_id, func.sum(_words.c.hits).label("hits"))
+                    .where(_words.c.word.like(word))
+                    .group_by(_words.c.message_id)
+                    .subquery(f"w{i}_{j}")
+                )
+            else:
+                source = _words.alias(f"w{i}_{j}")
+                conditions.append(source.c.word == word)
+            hits = source.c.hits
+            # Doubles (2.2e0): a decimal literal would make MariaDB compute in DECIMAL.
+            terms.append(hits * literal_column("2.2e0") / (hits + literal_column("1.2e0")))
+            sources.append(source)
+        if verify:
+            conditions.append(_messages.c.content.regexp_match(bindparam(f"verify_{i}")))
+    first = sources[0]
+    joined: FromClause = first
+    for source in sources[1:]:
+        joined = joined.join(source, source.c.message_id == first.c.message_id)
+    if shape.needs_row:
+        joined = joined.join(_messages, _messages.c.id == first.c.message_id)
+    score = terms[0]
+    for term in terms[1:]:
+        score = score + term
     # MariaDB sends doubles as text with 15 digits, which need not read back as the
     # same double; rounded to 9 decimals, the score a cursor carries compares equal.
-    return [matched], func.round(cast(matched, Float), 9), _messages, _messages.c.id
+    return conditions, func.round(cast(score, Float), 9), joined, first.c.message_id
+
+
+def _word_part(part: QueryPart) -> tuple[int, bool, bool]:
+    """(words, prefix, verify) of an indexed part on MariaDB (see :class:`_Shape`)."""
+    # A word of MAX_INDEXED_WORD characters or more is only known by its start in the index.
+    too_long = any(len(word) >= MAX_INDEXED_WORD for word in part.words)
+    return len(part.words), part.prefix and not too_long, len(part.words) > 1 or too_long
+
+
+def _word_values(parts: tuple[QueryPart, ...]) -> dict[str, str]:
+    """The bound values of :func:`_match_words`: each word as the index keeps it, a prefix as a LIKE pattern."""
+    values: dict[str, str] = {}
+    for i, part in enumerate(parts):
+        count, prefix, verify = _word_part(part)
+        for j, word in enumerate(part.words):
+            # Words are letters and digits only: no LIKE wildcard or escape in them.
+            values[f"word_{i}_{j}"] = word[:MAX_INDEXED_WORD] + ("%" if prefix else "")
+        if verify:
+            values[f"verify_{i}"] = _word_pattern(part)
+    return values
 
 
 def _substrings(dialect: str, shape: _Shape) -> list[ColumnElement[Any]]:
-    """Conditions for the parts no index answers: substrings, and MariaDB's short words."""
+    """Conditions for the parts no index answers: substrings."""
     conditions: list[ColumnElement[Any]] = []
     for n in range(shape.substrings):
         part: BindParameter[str] = bindparam(f"substring_{n}")
@@ -249,7 +328,6 @@ def _substrings(dialect: str, shape: _Shape) -> list[ColumnElement[Any]]:
             conditions.append(func.strpos(func.lower(_messages.c.content), part) > 0)
         else:
             conditions.append(func.locate(part, func.lower(_messages.c.content)) > 0)
-    conditions += [_messages.c.content.regexp_match(bindparam(f"short_word_{n}")) for n in range(shape.short_words)]
     return conditions
 
 
@@ -313,25 +391,12 @@ def _tsquery(parts: tuple[QueryPart, ...]) -> str:
     return " & ".join(terms)
 
 
-def _boolean_mode(parts: tuple[QueryPart, ...]) -> str:
-    """InnoDB boolean mode: ``+word +pre* +"two words"``."""
-    return " ".join(
-        f'+"{part.text}"' if len(part.words) > 1 else f"+{part.text}" + ("*" if part.prefix else "")
-        for part in parts
-    )
-
-
-#: Each engine's query syntax, built from the indexed parts.
-_ENGINE_QUERY = {"sqlite": _fts5, "postgresql": _tsquery, "mariadb": _boolean_mode}
-
-
-def _in_mariadb_index(part: QueryPart) -> bool:
-    """Whether InnoDB's index can answer the part: a phrase needs one indexed word, a word must be indexed."""
-    return any(len(word) >= MARIADB_MIN_TOKEN for word in part.words)
+#: Each engine's query syntax, built from the indexed parts (MariaDB's index is a table: no syntax).
+_ENGINE_QUERY = {"sqlite": _fts5, "postgresql": _tsquery}
 
 
 def _word_pattern(part: QueryPart) -> str:
-    """A case-insensitive PCRE for a part made of words too short for InnoDB's index."""
+    """A case-insensitive PCRE matching a part's words in a row (a phrase, or a word the index keeps cut)."""
     body = r"[^[:alnum:]]+".join(part.words)
     end = "" if part.prefix else "(?![[:alnum:]])"
     return f"(?i)(?<![[:alnum:]]){body}{end}"
