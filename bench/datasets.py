@@ -157,12 +157,16 @@ WORDS_FOREIGN_KEY = "fk_session_message_words_message_id_session_messages"
 
 def load_words(target: Target, floor: Floor) -> None:
     """On MariaDB, the ``session_message_words`` rows ``save_message`` would have written for
-    the loaded messages (the other backends index rows themselves), loaded in key order."""
+    the messages loaded since the last call (the other backends index rows themselves)."""
     if target.backend != "mariadb":
         return
     postings: dict[str, list[tuple[int, int]]] = {}
     with floor.read() as cur:
-        cur.execute("SELECT id, content FROM session_messages")
+        # Messages loaded since the last call (ids ascend in load order).
+        cur.execute(
+            "SELECT id, content FROM session_messages "
+            "WHERE id > (SELECT COALESCE(MAX(message_id), 0) FROM session_message_words)"
+        )
         for message_id, content in cur.fetchall():
             for word, hits in indexed_words(content).items():
                 postings.setdefault(word, []).append((message_id, hits))
