@@ -1,4 +1,4 @@
-"""Running one public call as one transaction: isolation, the SQLite fast path, retries, error mapping.
+"""Running one public call as one transaction: isolation, the fast path on driver connections, retries, error mapping.
 
 :class:`TransactionRunner` is what ``SessionManager`` hands its ``work`` functions
 to. It picks the transaction for the kind of work, retries transient lock errors
@@ -11,9 +11,10 @@ Four kinds of work, checked by the type of the argument ``work`` receives:
   ``Connection`` (any Core statement); reads see one snapshot (REPEATABLE READ on servers).
 - :meth:`~TransactionRunner.write_prepared` / :meth:`~TransactionRunner.read_prepared`:
   a :class:`StatementRunner`, which runs only prepared statements
-  (``repositories._prepared``). On SQLite that is a pooled driver connection with
-  no ``Connection`` around it (``engine.DriverTransaction``): a ``Connection``
-  costs more than the statements themselves there.
+  (``repositories._prepared``): a pooled driver connection with no ``Connection``
+  around it (``engine.DriverTransaction``), on every backend. A ``Connection``'s
+  bookkeeping costs more than the statements themselves on SQLite, and a fifth
+  of a call's Python time on a server.
 """
 
 from __future__ import annotations
@@ -31,9 +32,11 @@ from .engine import (
     MYSQL_MAX_ALLOWED_PACKET,
     READ_ONLY,
     SNAPSHOT,
+    DriverTransaction,
     HeldConnections,
-    run_sqlite_transaction,
-    sqlite_transaction_begin,
+    driver_commit,
+    driver_execute,
+    transaction_begin,
 )
 from .errors import StarpodSessionError, StorageBusy, StorageError
 from .repositories.runner import StatementRunner
@@ -75,8 +78,10 @@ class TransactionRunner:
         self._writes = engine
         self._reads = engine.execution_options(**{READ_ONLY: True})
         self._snapshots = engine.execution_options(**{READ_ONLY: True, SNAPSHOT: True})
-        # SQLite's fast path keeps its driver connections checked out between calls.
-        self._held = HeldConnections(engine, keep=_pool_size(engine)) if self._sqlite else None
+        # Prepared work runs on driver connections; SQLite's stay checked out between
+        # calls (a checkout costs as much as a small transaction), servers' go back to
+        # the pool (its checkout pings one that sat idle; see engine.py).
+        self._held = HeldConnections(engine, keep=_pool_size(engine) if self._sqlite else 0)
 
     @property
     def target(self) -> str:
@@ -88,8 +93,7 @@ class TransactionRunner:
     def close(self) -> None:
         """Release every pooled connection; later calls raise :class:`StarpodSessionError`."""
         self._closed = True
-        if self._held is not None:
-            self._held.close()
+        self._held.close()
         self.engine.dispose()
 
     def write(self, work: CoreWork[T]) -> T:
@@ -115,23 +119,45 @@ class TransactionRunner:
         return self._prepared(work, read_only=True, snapshot=snapshot)
 
     def _prepared(self, work: PreparedWork[T], *, read_only: bool, snapshot: bool) -> T:
-        if not self._sqlite:
-            engine = self._writes if not read_only else self._snapshots if snapshot else self._reads
-            return self._transaction(engine, work)
-
-        # SQLite: straight on a held driver connection (``engine.DriverTransaction``).
         engine, held = self.engine, self._held
-        assert held is not None
-        return self.guard(
-            lambda: run_sqlite_transaction(engine, held, sqlite_transaction_begin(engine, read_only), work)
-        )
+        dialect = engine.dialect
+
+        def attempt() -> T:
+            # Straight on a pooled driver connection (``engine.DriverTransaction``), no ``Connection``.
+            begin = transaction_begin(engine, read_only=read_only, snapshot=snapshot)
+            pooled = held.take()
+            driver_connection = pooled.dbapi_connection
+            assert driver_connection is not None  # just checked out: valid
+            committing = committed = False
+            try:
+                if begin is not None:
+                    driver_execute(driver_connection, begin, dialect)
+                result = work(DriverTransaction(engine, pooled))
+                committing = True
+                driver_commit(driver_connection, dialect)
+                committed = True
+                return result
+            except DBAPIError as error:
+                if error.connection_invalidated and pooled.is_valid:
+                    pooled.invalidate(error)  # lost: never handed out again
+                self._raise_if_lost_before_commit(error, committing)
+                raise
+            finally:
+                try:
+                    if not committed and pooled.is_valid:
+                        driver_connection.rollback()
+                except self._driver_errors:
+                    pooled.invalidate()
+                finally:
+                    held.give_back(pooled)
+
+        return self.guard(attempt)
 
     def _transaction(self, engine: Engine, work: CoreWork[T]) -> T:
         held = self._held
 
         def attempt() -> T:
-            if held is not None:  # SQLite: the connection comes from the pool, not from the held ones
-                held.release_if_exhausted()
+            held.release_if_exhausted()  # the connection comes from the pool, not from the held ones
             committing = False
             try:
                 with engine.begin() as connection:
@@ -139,16 +165,21 @@ class TransactionRunner:
                     committing = True
                 return result
             except DBAPIError as error:
-                # Pooled server connections are not pinged before use (a round trip
-                # per call): one found dead before the commit is replaced by a new
-                # one and the call run again, as nothing of it was committed.
-                # (Not a statement too large for MariaDB's packet: the server drops the
-                # connection for it, and would again.)
-                if not committing and self._lost(error) and not _packet_hint(error):
-                    raise _LostBeforeCommit(error) from error
+                self._raise_if_lost_before_commit(error, committing)
                 raise
 
         return self.guard(attempt)
+
+    def _raise_if_lost_before_commit(self, error: DBAPIError, committing: bool) -> None:
+        """:class:`_LostBeforeCommit` if ``error`` says the connection was gone before the commit began.
+
+        Pooled server connections are not pinged before use (a round trip per call):
+        one found dead before the commit is replaced by a new one and the call run
+        again, as nothing of it was committed. (Not a statement too large for
+        MariaDB's packet: the server drops the connection for it, and would again.)
+        """
+        if not committing and self._lost(error) and not _packet_hint(error):
+            raise _LostBeforeCommit(error) from error
 
     def _lost(self, error: DBAPIError) -> bool:
         """Whether ``error`` says the connection to the server is gone."""

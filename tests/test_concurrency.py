@@ -515,3 +515,21 @@ def test_a_writer_killed_at_a_random_moment_leaves_a_sound_file_with_every_ackno
     assert {n: stored[n].id for n in messages} == messages, f"seed {seed}"
     assert stored_turns[: len(turns)] == turns == list(range(len(turns))), f"seed {seed}"
     assert len(stored_turns) - len(turns) <= 1, f"seed {seed}"
+
+
+@pytest.mark.parametrize("snapshot", [True, False], ids=["snapshot", "plain"])
+def test_prepared_reads_see_one_snapshot_only_when_asked(manager, backend, snapshot):
+    # Work of several statements that must agree (export_transcript) reads one snapshot;
+    # a plain read on a server reads what was committed before each statement.
+    session_id = manager.create_session(Channel.MAIN, "k")
+
+    def work(connection):  # noqa: ANN001
+        repository = SessionRepository(connection)
+        before = repository.get(session_id).title
+        manager.save_message(session_id, "user", "committed meanwhile")  # another pooled connection
+        return before, repository.get(session_id).title
+
+    before, after = manager._transactions.read_prepared(work, snapshot=snapshot)
+    # SQLite's read transactions always see one snapshot.
+    assert before is None
+    assert after == (None if snapshot or backend == "sqlite" else "committed meanwhile")

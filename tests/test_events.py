@@ -3,8 +3,9 @@
 ARCHITECTURE.md ("The fast path") documents it: every statement fires
 ``before_cursor_execute`` / ``after_cursor_execute``, with a ``conn`` that has
 ``info`` (SQLAlchemy's query-timing recipe works); ``begin``, ``commit`` and
-``rollback`` fire for every call except the prepared-only calls on SQLite, which
-run on a pooled driver connection with no ``Connection`` to hand a listener.
+``rollback`` fire for the calls on a ``Connection``, not for the prepared-only
+calls, which run on a pooled driver connection (``engine.DriverTransaction``)
+with no ``Connection`` to hand a listener, on every backend.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import pytest
 from sqlalchemy import event
 
 from starpod_session import Channel, SessionManager, SessionNotFound
+from starpod_session.engine import DriverTransaction
 
 
 @pytest.fixture
@@ -73,14 +75,31 @@ def test_the_query_timing_recipe_works_on_the_fast_path(manager, events):
         assert seen["before_cursor_execute"] == seen["after_cursor_execute"] >= 1
 
 
-def test_prepared_only_calls_fire_transaction_events_on_servers_only(manager, backend, events):
+def test_prepared_only_calls_fire_no_transaction_events_on_any_backend(manager, events):
     session_id = manager.create_session(Channel.MAIN, "k")
-    on_server = int(backend != "sqlite")
-    assert events(lambda: manager.save_message(session_id, "user", "hello"))["commit"] == on_server
+    seen = events(lambda: manager.save_message(session_id, "user", "hello"))
+    assert (seen["begin"], seen["commit"], seen["rollback"]) == (0, 0, 0)
+    assert seen["before_cursor_execute"] == seen["after_cursor_execute"] >= 1
     seen = events(lambda: manager.get_session(session_id))
-    assert (seen["begin"], seen["commit"]) == (on_server, on_server)
+    assert (seen["begin"], seen["commit"], seen["rollback"]) == (0, 0, 0)
     failed = events(lambda: manager.touch_session("no-such-session"))
-    assert (failed["begin"], failed["commit"], failed["rollback"]) == (on_server, 0, on_server)
+    assert (failed["begin"], failed["commit"], failed["rollback"]) == (0, 0, 0)
+
+
+def test_statement_listeners_of_prepared_work_get_the_driver_transaction(manager):
+    session_id = manager.create_session(Channel.MAIN, "k")
+    conns: list[object] = []
+
+    def before_cursor_execute(conn, cursor, statement, parameters, context, executemany):  # noqa: ANN001
+        conns.append((conn, context))
+
+    event.listen(manager._engine, "before_cursor_execute", before_cursor_execute)
+    try:
+        manager.save_message(session_id, "user", "hello")
+    finally:
+        event.remove(manager._engine, "before_cursor_execute", before_cursor_execute)
+    assert conns
+    assert all(isinstance(conn, DriverTransaction) and context is None for conn, context in conns)
 
 
 def test_calls_on_a_connection_fire_transaction_events_on_every_backend(manager, events):
@@ -92,15 +111,14 @@ def test_calls_on_a_connection_fire_transaction_events_on_every_backend(manager,
     assert (failed["begin"], failed["commit"], failed["rollback"]) == (1, 0, 1)
 
 
-def test_search_is_prepared_work(manager, backend, events):
-    """search_messages runs on the fast path: one statement on SQLite's driver transaction, no Connection events."""
+def test_search_is_prepared_work(manager, events):
+    """search_messages runs on the fast path: one statement on a driver transaction, no Connection events."""
     session_id = manager.create_session(Channel.MAIN, "k")
     manager.save_message(session_id, "user", "deploy the billing service")
-    on_server = int(backend != "sqlite")
     for call in (
         lambda: manager.search_messages("deploy billing"),
         lambda: manager.search_messages("deploy", user_id="nobody", roles=["user"], since="2026-01-01T00:00:00Z"),
     ):
         seen = events(call)
         assert seen["before_cursor_execute"] == seen["after_cursor_execute"] == 1
-        assert (seen["begin"], seen["commit"]) == (on_server, on_server)
+        assert (seen["begin"], seen["commit"], seen["rollback"]) == (0, 0, 0)

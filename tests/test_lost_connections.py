@@ -85,19 +85,58 @@ def test_a_connection_lost_as_it_goes_back_to_the_pool_raises_nothing_raw(manage
     assert [m.content for m in manager.get_messages(session_id)] == ["hello"] * expected
 
 
+def statements_run_by(manager, call: Callable[[], object]) -> int:  # noqa: ANN001
+    """How many statements ``call`` runs."""
+    counted: list[str] = []
+
+    def count(conn, cursor, statement, parameters, context, executemany):  # noqa: ANN001
+        counted.append(statement)
+
+    sa.event.listen(manager._engine, "after_cursor_execute", count)
+    try:
+        call()
+    finally:
+        sa.event.remove(manager._engine, "after_cursor_execute", count)
+    return len(counted)
+
+
 def test_a_connection_lost_before_the_commit_is_a_storage_error_without_a_packet_hint(manager, kill_connection):
     session_id = manager.create_session(Channel.MAIN, "k")
-    before_commit = once(lambda connection: kill_connection(connection.connection.dbapi_connection))
-    sa.event.listen(manager._engine, "commit", before_commit)
+    statements = statements_run_by(manager, lambda: manager.save_message(session_id, "user", "counted"))
+    seen: list[str] = []
+
+    def kill_after_the_last_statement(conn, cursor, statement, parameters, context, executemany):  # noqa: ANN001
+        # The work is done, its commit comes next: the connection dies in between.
+        seen.append(statement)
+        if len(seen) == statements:
+            kill_connection(conn.connection.dbapi_connection)
+
+    sa.event.listen(manager._engine, "after_cursor_execute", kill_after_the_last_statement)
     try:
         with pytest.raises(StorageError) as raised:
             manager.save_message(session_id, "user", "lost with the connection")
     finally:
-        sa.event.remove(manager._engine, "commit", before_commit)
+        sa.event.remove(manager._engine, "after_cursor_execute", kill_after_the_last_statement)
+    # The commit failed: not run again (the client cannot know whether the server committed).
+    assert len(seen) == statements
     assert "max_allowed_packet" not in str(raised.value)
-    assert manager.get_messages(session_id) == []
+    assert [m.content for m in manager.get_messages(session_id)] == ["counted"]
     manager.save_message(session_id, "user", "sent again")
-    assert [m.content for m in manager.get_messages(session_id)] == ["sent again"]
+    assert [m.content for m in manager.get_messages(session_id)] == ["counted", "sent again"]
+
+
+def test_a_connection_lost_before_the_last_statement_runs_the_call_again(manager, kill_connection):
+    session_id = manager.create_session(Channel.MAIN, "k")
+    statements = statements_run_by(manager, lambda: manager.save_message(session_id, "user", "counted"))
+    kill_after_the_first = once(
+        lambda conn, *_args: kill_connection(conn.connection.dbapi_connection) if statements > 1 else None
+    )
+    sa.event.listen(manager._engine, "after_cursor_execute", kill_after_the_first)
+    try:
+        manager.save_message(session_id, "user", "run again")  # its next statement fails: nothing committed
+    finally:
+        sa.event.remove(manager._engine, "after_cursor_execute", kill_after_the_first)
+    assert [m.content for m in manager.get_messages(session_id)] == ["counted", "run again"]
 
 
 @pytest.mark.parametrize(

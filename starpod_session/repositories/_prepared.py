@@ -11,7 +11,7 @@ would wrap them, so the facade's retry and error mapping see no difference,
 and ``before_cursor_execute`` / ``after_cursor_execute`` listeners still fire
 (with the runner as ``conn`` and no execution context); ``handle_error`` does not.
 A statement runs on any :class:`~.runner.StatementRunner`: a ``Connection``, or
-SQLite's ``engine.DriverTransaction``.
+the ``engine.DriverTransaction`` that prepared work gets on every backend.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 The hot statements (``_prepared``) run on the driver's cursor and need only a
 small part of a SQLAlchemy ``Connection``: :class:`StatementRunner`. A real
-``Connection`` has all of it; so has ``engine.DriverTransaction``, the SQLite
+``Connection`` has all of it; so has ``engine.DriverTransaction``, the
 fast path, which skips the ``Connection`` bookkeeping (it costs more than a
 SQLite primary-key lookup).
 
@@ -24,7 +24,7 @@ __all__ = ["StatementRunner", "Runner"]
 
 
 class StatementRunner(Protocol):
-    """A transaction prepared statements can run in: a ``Connection``, or SQLite's ``DriverTransaction``.
+    """A transaction prepared statements can run in: a ``Connection``, or a ``DriverTransaction``.
 
     ``connection`` is the pooled driver connection; ``dispatch`` the engine's
     event listeners (``before_cursor_execute`` / ``after_cursor_execute`` receive
