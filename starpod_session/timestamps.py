@@ -20,10 +20,11 @@ _RFC3339 = re.compile(
     r"(?P<offset>[Zz]|[+-]\d{2}:\d{2})"
 )
 
-#: The shapes :func:`format_rfc3339` writes, by length: the character at index 19,
-#: where the fraction (or the offset, without one) starts. ``datetime.fromisoformat``
-#: checks the digits.
-_CANONICAL_AT_19 = {25: "+", 29: ".", 32: "."}
+#: The shapes :func:`format_rfc3339` writes, indexed by length: the character at index 19,
+#: where the fraction (or the offset, without one) starts; "" (which no character equals)
+#: for any other length. ``datetime.fromisoformat`` checks the digits. (Indexing a tuple
+#: costs less than a dict's get.)
+_CANONICAL_AT_19 = tuple({25: "+", 29: ".", 32: "."}.get(length, "") for length in range(33))
 
 
 def format_rfc3339(moment: datetime) -> str:
@@ -77,10 +78,10 @@ def rfc3339_reader(other: Callable[[Any], datetime | None]) -> Callable[[Any], d
             return other(value)
         try:
             # What this library writes (most reads): the C parser takes it as it is.
-            if value[19] == canonical_at_19.get(len(value)) and value[10] == "T" and value[-6:] == "+00:00":
+            if value[19] == canonical_at_19[len(value)] and value[10] == "T" and value[-6:] == "+00:00":
                 return fromisoformat(value)
         except (IndexError, ValueError):
-            pass  # too short, or not digits where digits belong: the general path says what is wrong
+            pass  # too short or too long, or not digits where digits belong: the general path says what is wrong
         moment = _parse_keeping_offset(value)
         try:
             return moment.astimezone(timezone.utc)
