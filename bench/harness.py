@@ -122,25 +122,27 @@ HEADER = (
 )
 
 class Capture:
-    """The statements every engine sends to its driver while ``on``."""
+    """The statements every engine sends to its driver while capturing.
+
+    The hook is listened to only while capturing: a listener left on ``Engine``
+    would run on every statement of every timed call and add its cost to ours.
+    """
 
     def __init__(self) -> None:
-        self.on = False
         self.statements: list[tuple[str, Any]] = []
-        event.listen(Engine, "before_cursor_execute", self._hook)
 
     def _hook(self, _conn: Any, _cursor: Any, statement: str, parameters: Any, _context: Any, _many: bool) -> None:
-        if self.on and not statement.lstrip().upper().startswith(("BEGIN", "SET ", "SELECT 1", "PRAGMA")):
+        if not statement.lstrip().upper().startswith(("BEGIN", "SET ", "SELECT 1", "PRAGMA")):
             self.statements.append((statement, parameters))
 
     @contextmanager
     def __call__(self) -> Iterator[list[tuple[str, Any]]]:
         self.statements = []
-        self.on = True
+        event.listen(Engine, "before_cursor_execute", self._hook)
         try:
             yield self.statements
         finally:
-            self.on = False
+            event.remove(Engine, "before_cursor_execute", self._hook)
 
 
 CAPTURE = Capture()

@@ -101,11 +101,23 @@ class TimeGapResolver:
     """
 
     gap_minutes: int = TELEGRAM_GAP_MINUTES
+    # The configured gap as a timedelta, made once (making one costs more than the test
+    # itself); None for a gap no timedelta holds, which is_stale then refuses as it comes.
+    _gap: timedelta | None = attrs.field(init=False, eq=False, repr=False)
+
+    @_gap.default
+    def _gap_default(self) -> timedelta | None:
+        try:
+            return timedelta(minutes=self.gap_minutes)
+        except (TypeError, ValueError, OverflowError):
+            return None
 
     def is_stale(self, last_message_at: datetime, now: datetime, gap_minutes: int | None) -> bool:
         """True once the inactivity reaches the gap (the override wins over the configured one)."""
-        gap = self.gap_minutes if gap_minutes is None else gap_minutes
-        return now - last_message_at >= timedelta(minutes=gap)
+        gap = self._gap if gap_minutes is None else None
+        if gap is None:
+            gap = timedelta(minutes=self.gap_minutes if gap_minutes is None else gap_minutes)
+        return now - last_message_at >= gap
 
 
 @attrs.frozen
@@ -190,6 +202,11 @@ class ChannelRegistry:
 
     def channel_name(self, channel: object) -> str:
         """The stored name of ``channel`` (a :class:`Channel` or a registered name)."""
+        # Every call that names a channel: the common cases without the enum's ``value`` property.
+        if channel.__class__ is Channel:
+            return channel._value_  # every Channel is registered (see __init__)
+        if channel.__class__ is str and channel in self._resolvers:
+            return channel
         name = channel.value if isinstance(channel, Channel) else channel
         if not isinstance(name, str) or name not in self._resolvers:
             known = ", ".join(sorted(self._resolvers))

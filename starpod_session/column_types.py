@@ -12,7 +12,7 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator, TypeEngine
 
 from .limits import SHORT_TEXT_LENGTH
-from .timestamps import format_rfc3339, parse_rfc3339
+from .timestamps import format_rfc3339, parse_rfc3339, rfc3339_reader
 
 __all__ = [
     "UtcTimestamp",
@@ -112,14 +112,9 @@ class UtcTimestamp(TypeDecorator[datetime]):
     def result_processor(self, dialect: Dialect, coltype: object) -> Any:
         if dialect.name != "sqlite":
             return super().result_processor(dialect, coltype)
-        convert = self.process_result_value
-
-        def from_text(value: Any) -> datetime | None:
-            # Every timestamp read on SQLite: straight to the parser, without the
-            # generic decorator wrapper around an impl that converts nothing.
-            return parse_rfc3339(value) if value.__class__ is str else convert(value, dialect)
-
-        return from_text
+        # Every timestamp read on SQLite: straight to the parser, without the
+        # generic decorator wrapper around an impl that converts nothing.
+        return rfc3339_reader(lambda value: self.process_result_value(value, dialect))
 
 
 class UtcDay(TypeDecorator[date]):

@@ -511,7 +511,7 @@ class HeldConnections:
                 pooled = self._idle.pop()
             except IndexError:  # another thread took the last one
                 break
-            if pooled.is_valid:
+            if pooled.dbapi_connection is not None:  # is_valid, without a property call per call
                 return pooled
             pooled.close()
         dialect = self._engine.dialect
@@ -524,7 +524,7 @@ class HeldConnections:
         """Keep ``pooled`` for the next call, or hand it back to the pool."""
         if (
             self._closed
-            or not pooled.is_valid
+            or pooled.dbapi_connection is None  # invalidated
             or len(self._idle) >= self._keep
             or self._checked_out() >= self._keep  # the pool has none left: a thread may wait on it
         ):

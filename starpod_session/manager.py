@@ -241,7 +241,7 @@ class SessionManager:
             sessions = SessionRepository(connection)
             open_id, closed_id = _close_if_stale(sessions, name, key, user_id, is_stale)
             if open_id is not None:
-                return OpenedSession(open_id, closed_id, created=False)
+                return OpenedSession(open_id, closed_id, False)  # created: positional, the cheaper call
             session_id, created = sessions.insert_unless_open(
                 session_id=str(uuid.uuid4()),  # only when one is needed: most calls continue a session
                 channel=name,

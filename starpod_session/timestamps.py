@@ -8,7 +8,9 @@ what lets SQLite compare and index timestamps stored as TEXT.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
+from typing import Any, cast
 
 from .errors import InvalidInput
 
@@ -18,9 +20,11 @@ _RFC3339 = re.compile(
     r"(?P<offset>[Zz]|[+-]\d{2}:\d{2})"
 )
 
-#: The shapes :func:`format_rfc3339` writes, by length: where the fraction (or the
-#: offset, without one) starts. ``datetime.fromisoformat`` checks the digits.
-_CANONICAL_SEPARATOR = {25: ("+", 19), 29: (".", 19), 32: (".", 19)}
+#: The shapes :func:`format_rfc3339` writes, indexed by length: the character at index 19,
+#: where the fraction (or the offset, without one) starts; "" (which no character equals)
+#: for any other length. ``datetime.fromisoformat`` checks the digits. (Indexing a tuple
+#: costs less than a dict's get.)
+_CANONICAL_AT_19 = tuple({25: "+", 29: ".", 32: "."}.get(length, "") for length in range(33))
 
 
 def format_rfc3339(moment: datetime) -> str:
@@ -56,18 +60,42 @@ def parse_rfc3339(text: str) -> datetime:
     truncated. Raises ``ValueError`` on anything else, an instant outside years
     1..9999 in UTC included.
     """
-    shape = _CANONICAL_SEPARATOR.get(len(text))
-    if shape is not None and text[shape[1]] == shape[0] and text[10] == "T" and text.endswith("+00:00"):
-        # What this library writes (most reads): the C parser takes it as it is.
+    return cast(datetime, _parse(text))
+
+
+def rfc3339_reader(other: Callable[[Any], datetime | None]) -> Callable[[Any], datetime | None]:
+    """A function reading a ``str`` as :func:`parse_rfc3339` does and anything else with ``other``.
+
+    SQLite's result processor of timestamps: it runs once per timestamp read
+    (twice per listed session, once per message), so what this library writes
+    costs one Python call and the C parser.
+    """
+    fromisoformat = datetime.fromisoformat
+    canonical_at_19 = _CANONICAL_AT_19
+
+    def read(value: Any) -> datetime | None:
+        if value.__class__ is not str:
+            return other(value)
         try:
-            return datetime.fromisoformat(text)
-        except ValueError:
-            pass  # the general path below says what is wrong
-    moment = _parse_keeping_offset(text)
-    try:
-        return moment.astimezone(timezone.utc)
-    except OverflowError:
-        raise ValueError(f"{text!r} is outside years 1..9999 in UTC") from None
+            # What this library writes (most reads): the C parser takes it as it is.
+            if value[19] == canonical_at_19[len(value)] and value[10] == "T" and value[-6:] == "+00:00":
+                return fromisoformat(value)
+        except (IndexError, ValueError):
+            pass  # too short or too long, or not digits where digits belong: the general path says what is wrong
+        moment = _parse_keeping_offset(value)
+        try:
+            return moment.astimezone(timezone.utc)
+        except OverflowError:
+            raise ValueError(f"{value!r} is outside years 1..9999 in UTC") from None
+
+    return read
+
+
+def _not_text(value: object) -> datetime:
+    raise TypeError(f"expected RFC 3339 text (a str), got {type(value).__name__}")
+
+
+_parse = rfc3339_reader(_not_text)
 
 
 def _parse_keeping_offset(text: str) -> datetime:

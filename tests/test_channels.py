@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import attrs
 import pytest
 from freezegun import freeze_time
 
@@ -22,6 +23,7 @@ from starpod_session import (
     TimeGapResolver,
     slack_session_key,
 )
+from starpod_session.channels import ChannelRegistry
 
 from .helpers import GAP_T0 as T0, assert_gap_is
 
@@ -250,3 +252,34 @@ def test_a_bad_slack_timestamp_is_invalid_input(stamps, field):
         slack_session_key("T1", "C1", **stamps)
     assert raised.value.field == field
     assert "1700000000.000100" in str(raised.value)  # the message shows the expected shape
+
+
+def test_a_time_gap_resolver_is_its_gap_and_nothing_else():
+    resolver = TimeGapResolver(60)
+    assert resolver == TimeGapResolver(60) and hash(resolver) == hash(TimeGapResolver(60))
+    assert repr(resolver) == "TimeGapResolver(gap_minutes=60)"
+    shorter = attrs.evolve(resolver, gap_minutes=1)
+    assert shorter.is_stale(T0, T0 + timedelta(minutes=1), None)
+    assert not resolver.is_stale(T0, T0 + timedelta(minutes=59), None)
+    assert resolver.is_stale(T0, T0 + timedelta(minutes=59), 59)  # the per-call gap wins
+
+
+def test_a_gap_no_timedelta_holds_fails_when_tested_not_when_made():
+    resolver = TimeGapResolver(10**13)
+    with pytest.raises(OverflowError):
+        resolver.is_stale(T0, T0, None)
+    assert not resolver.is_stale(T0, T0, 1)
+
+
+class _Name(str):
+    pass
+
+
+def test_a_channel_is_named_by_its_member_its_name_or_a_str_subclass_of_it():
+    registry = ChannelRegistry()
+    assert type(registry.channel_name(Channel.TELEGRAM)) is str
+    assert registry.channel_name(Channel.TELEGRAM) == registry.channel_name("telegram") == "telegram"
+    assert registry.channel_name(_Name("email")) == "email"
+    for unknown in (_Name("nope"), "nope", 3, ["main"]):
+        with pytest.raises(InvalidInput):
+            registry.channel_name(unknown)

@@ -73,7 +73,7 @@ def insert_unless_duplicate(
 class _Compiled:
     """One statement compiled for one dialect."""
 
-    __slots__ = ("sql", "names", "positional", "binds", "results", "returning", "columns", "makers")
+    __slots__ = ("sql", "names", "positional", "binds", "results", "returning", "columns", "makers", "parameters", "row")
 
     def __init__(self, statement: Executable, dialect: Dialect, id_column: ColumnElement[Any] | None) -> None:
         # DefaultDialect's attribute, which the Dialect interface's stubs leave out.
@@ -112,6 +112,12 @@ class _Compiled:
         )
         #: Per record class: the function making one record of a result row (see :func:`_record_maker`).
         self.makers: dict[type, Callable[[Sequence[Any]], Any]] = {}
+        #: The driver's parameters from the caller's values, the binds' processing written out.
+        self.parameters: Callable[[dict[str, Any]], Sequence[Any] | dict[str, Any]] = _parameters_maker(
+            self.binds, self.names if not self.positional else None
+        )
+        #: A result row with the columns' result processing applied, as a tuple.
+        self.row: Callable[[Sequence[Any]], tuple[Any, ...]] = _row_maker(dict(self.results), len(columns))
 
     def maker(self, record: type[Record]) -> Callable[[Sequence[Any]], Record]:
         made = self.makers.get(record)
@@ -119,12 +125,50 @@ class _Compiled:
             made = self.makers.setdefault(record, _record_maker(record, dict(self.results)))
         return made
 
-    def parameters(self, values: dict[str, Any]) -> Sequence[Any] | dict[str, Any]:
-        processed = []
-        for key, literal, process in self.binds:
-            value = literal if key is None else values[key]
-            processed.append(value if process is None else process(value))
-        return processed if self.positional else dict(zip(self.names, processed))
+
+def _generated(name: str, lines: list[str], namespace: dict[str, Any]) -> Any:
+    """The function ``name`` that ``lines`` define, with ``namespace`` as its globals.
+
+    The per-statement and per-record functions are written out as attrs writes
+    its own ``__init__``: no loop over columns or parameters at run time.
+    """
+    exec("\n".join(lines), namespace)
+    return namespace[name]
+
+
+def _parameters_maker(
+    binds: tuple[tuple[str | None, Any, Processor | None], ...], names: tuple[str, ...] | None
+) -> Callable[[dict[str, Any]], Sequence[Any] | dict[str, Any]]:
+    """A function turning the caller's values into the driver's parameters: a list, or a dict by ``names``."""
+    namespace: dict[str, Any] = {}
+    items = []
+    for index, (key, literal, process) in enumerate(binds):
+        if key is None:
+            namespace[f"literal_{index}"] = literal
+            value = f"literal_{index}"
+        else:
+            value = f"values[{key!r}]"
+        if process is not None:
+            namespace[f"process_{index}"] = process
+            value = f"process_{index}({value})"
+        items.append(value if names is None else f"{names[index]!r}: {value}")
+    body = f"[{', '.join(items)}]" if names is None else f"{{{', '.join(items)}}}"
+    parameters: Callable[[dict[str, Any]], Sequence[Any] | dict[str, Any]] = _generated(
+        "parameters", ["def parameters(values):", f"    return {body}"], namespace
+    )
+    return parameters
+
+
+def _row_maker(processors: dict[int, Processor], width: int) -> Callable[[Sequence[Any]], tuple[Any, ...]]:
+    """A function making a tuple of a result row of ``width`` columns, with the columns' result processing."""
+    if not processors:
+        return tuple
+    namespace: dict[str, Any] = {f"process_{index}": processor for index, processor in processors.items()}
+    items = [f"process_{index}(row[{index}])" if index in processors else f"row[{index}]" for index in range(width)]
+    make: Callable[[Sequence[Any]], tuple[Any, ...]] = _generated(
+        "make", ["def make(row):", f"    return ({', '.join(items)},)"], namespace
+    )
+    return make
 
 
 class Prepared:
@@ -168,7 +212,9 @@ class Prepared:
         unbuffered: bool = False,
     ) -> Fetched:
         dialect = connection.dialect
-        compiled = self._compiled(dialect)
+        compiled = self._by_dialect.get(dialect)
+        if compiled is None:
+            compiled = self._compiled(dialect)
         many = isinstance(values, list)
         parameters: Any = (
             [compiled.parameters(row) for row in values] if many else compiled.parameters(values)  # type: ignore[arg-type]
@@ -278,9 +324,12 @@ def _unreadable(row: Sequence[Any], compiled: _Compiled, index: int, error: Valu
 
 def _fetch_all(cursor: Any, compiled: _Compiled) -> list[Any]:
     rows = cursor.fetchall()
-    if not compiled.results:
-        return [tuple(row) for row in rows]
-    return [_process(row, compiled) for row in rows]
+    try:
+        return list(map(compiled.row, rows))
+    except ValueError:
+        for row in rows:
+            _process(row, compiled)  # raises the error that names the unreadable value
+        raise
 
 
 def _record_maker(record: type[Record], processors: dict[int, Processor]) -> Callable[[Sequence[Any]], Record]:
@@ -306,8 +355,7 @@ def _record_maker(record: type[Record], processors: dict[int, Processor]) -> Cal
             value = f"process_{index}({value})"
         lines.append(f"    set_{index}(made, {value})")
     lines.append("    return made")
-    exec("\n".join(lines), namespace)
-    maker: Callable[[Sequence[Any]], Record] = namespace["make"]
+    maker: Callable[[Sequence[Any]], Record] = _generated("make", lines, namespace)
     return maker
 
 
@@ -340,7 +388,11 @@ def _fetch_first(cursor: Any, compiled: _Compiled) -> tuple[Any, ...] | None:
     row = cursor.fetchone()
     if row is None:
         return None
-    return _process(row, compiled) if compiled.results else tuple(row)
+    try:
+        return compiled.row(row)
+    except ValueError:
+        _process(row, compiled)  # raises the error that names the unreadable value
+        raise
 
 
 def _fetch_scalar(cursor: Any, compiled: _Compiled) -> Any:

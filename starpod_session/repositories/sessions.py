@@ -124,6 +124,10 @@ class SessionFilter:
     is_archived: bool | None = None
 
 
+#: The fields of :class:`SessionFilter`, in order (each listing statement filters on some of them).
+_FILTER_FIELDS = tuple(field.name for field in attrs.fields(SessionFilter))
+
+
 class SessionRepository(Generic[Runner]):
     """Reads and writes rows of ``session_metadata``."""
 
@@ -245,11 +249,10 @@ class SessionRepository(Generic[Runner]):
         mostly old (the walk starts at the newest), and leading these indexes with
         it would make listing archived and unarchived sessions together sort.
         """
-        values = attrs.asdict(filters or SessionFilter())
-        given = tuple(name for name, value in values.items() if value is not None)
-        return _listing(given).records(
-            self._connection, SessionMeta, limit=limit, **{name: values[name] for name in given}
-        )
+        values = {} if filters is None else {
+            name: value for name in _FILTER_FIELDS if (value := getattr(filters, name)) is not None
+        }
+        return _listing(tuple(values)).records(self._connection, SessionMeta, limit=limit, **values)
 
     def touch(self, session_id: str, now: datetime) -> bool:
         """Set ``last_message_at`` to ``now`` and count one more request; False if no such row."""
