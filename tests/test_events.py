@@ -104,3 +104,13 @@ def test_search_is_prepared_work(manager, backend, events):
         seen = events(call)
         assert seen["before_cursor_execute"] == seen["after_cursor_execute"] == 1
         assert (seen["begin"], seen["commit"]) == (on_server, on_server)
+
+
+def test_cost_overview_is_prepared_work(manager, backend, events):
+    """cost_overview runs on the fast path: its two statements (usage, tool calls) in one snapshot read,
+    on SQLite's driver transaction with no Connection events."""
+    on_server = int(backend != "sqlite")
+    for call in (lambda: manager.cost_overview(), lambda: manager.cost_overview("2026-01-01T05:00:00Z", "2026-02-01T00:00:00Z")):
+        seen = events(call)
+        assert seen["before_cursor_execute"] == seen["after_cursor_execute"] == 2
+        assert (seen["begin"], seen["commit"]) == (on_server, on_server)
