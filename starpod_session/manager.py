@@ -540,11 +540,11 @@ class SessionManager:
         if start is not None and end is not None and end < start:
             raise InvalidInput("until", f"{end.isoformat()} is before since ({start.isoformat()})")
 
-        def work(connection: Connection) -> CostOverview:
+        def work(connection: StatementRunner) -> CostOverview:
             overview = UsageRepository(connection).overview(start, end)
             return attrs.evolve(overview, by_tool=ToolCallRepository(connection).usage(start, end))
 
-        return self._transactions.read(work)
+        return self._transactions.read_prepared(work, snapshot=True)
 
     def record_compaction(
         self,

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Sequence
-from typing import Any, TypeVar, cast
+from typing import Any, Generic, TypeVar, cast
 
 import attrs
 
@@ -33,7 +33,7 @@ from sqlalchemy.sql.expression import Executable
 from ..errors import StorageError
 from .runner import StatementRunner
 
-__all__ = ["Prepared", "insert_unless_duplicate"]
+__all__ = ["Prepared", "PreparedShapes", "insert_unless_duplicate"]
 
 Processor = Callable[[Any], Any]
 #: What a fetch function makes of the cursor (rows, a count, an id).
@@ -44,6 +44,8 @@ Record = TypeVar("Record")
 FETCH_CHUNK = 1000
 #: Builds a statement for one dialect, where the SQL itself differs between backends.
 StatementFactory = Callable[[Dialect], Executable]
+#: What tells apart the statements of one query whose SQL depends on its arguments (a hashable value).
+Shape = TypeVar("Shape")
 
 
 def insert_unless_duplicate(
@@ -302,6 +304,32 @@ class Prepared:
         (On MariaDB a skipped insert may answer with the existing row's id instead.)
         """
         return self._run(connection, values, _inserted_id_or_none)
+
+
+class PreparedShapes(Generic[Shape]):
+    """One :class:`Prepared` statement per shape of a query whose SQL depends on its
+    arguments (which filters are given, how many words), built by ``build(shape,
+    dialect)`` and compiled on first use, its values bound as parameters.
+
+    The shapes are few; should they ever number ``limit``, the cache starts afresh.
+    """
+
+    def __init__(self, build: Callable[[Shape, Dialect], Executable], *, limit: int = 512) -> None:
+        self._build = build
+        self._limit = limit
+        self._statements: dict[Shape, Prepared] = {}
+        self._lock = threading.Lock()
+
+    def __getitem__(self, shape: Shape) -> Prepared:
+        """The prepared statement of ``shape``."""
+        prepared = self._statements.get(shape)
+        if prepared is None:
+            with self._lock:
+                if len(self._statements) >= self._limit:
+                    self._statements.clear()
+                build = self._build
+                prepared = self._statements.setdefault(shape, Prepared(lambda dialect: build(shape, dialect)))
+        return prepared
 
 
 def _process(row: Sequence[Any], compiled: _Compiled) -> tuple[Any, ...]:

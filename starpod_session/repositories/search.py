@@ -12,7 +12,6 @@ took 60-150 ms for two words over a million messages.)
 
 from __future__ import annotations
 
-import threading
 from datetime import datetime
 from typing import Any, Generic
 
@@ -29,7 +28,7 @@ from sqlalchemy.types import NullType
 
 from ..models import MessageRow, SessionRow
 from ..search_query import MAX_INDEXED_WORD, QueryPart, SearchQuery
-from ._prepared import Prepared
+from ._prepared import Prepared, PreparedShapes
 from .runner import Runner
 
 __all__ = ["SearchRepository", "SearchFilter", "SearchRow", "PG_INDEXED_CHARS", "PG_VECTOR_COLUMN", "WORDS_TABLE", "ADD_WORDS"]
@@ -104,13 +103,6 @@ class _Shape:
     after: bool
 
 
-#: Compiled search statements by shape; the shapes are few (bounded by the query's
-#: and the filters' limits), and the cache is emptied should it ever grow large.
-_STATEMENTS: dict[_Shape, Prepared] = {}
-_STATEMENTS_LOCK = threading.Lock()
-_MAX_STATEMENTS = 512
-
-
 class SearchRepository(Generic[Runner]):
     """Ranked full-text queries over ``session_messages``."""
 
@@ -152,7 +144,7 @@ class SearchRepository(Generic[Runner]):
             values[f"role_{n}"] = role
         if after is not None:
             values["after_score"], values["after_id"] = after
-        rows: list[SearchRow] = _statement(shape).rows(self._connection, **values)
+        rows: list[SearchRow] = _STATEMENTS[shape].rows(self._connection, **values)
         return rows
 
     def purge_deleted_entries(self: SearchRepository[Connection]) -> None:
@@ -165,17 +157,6 @@ class SearchRepository(Generic[Runner]):
         """
         if self._dialect == "sqlite":
             self._connection.execute(text(f"INSERT INTO {_FTS}({_FTS}) VALUES ('optimize')"))
-
-
-def _statement(shape: _Shape) -> Prepared:
-    """The prepared statement of ``shape`` (compiled per dialect on first use)."""
-    prepared = _STATEMENTS.get(shape)
-    if prepared is None:
-        with _STATEMENTS_LOCK:
-            if len(_STATEMENTS) >= _MAX_STATEMENTS:
-                _STATEMENTS.clear()
-            prepared = _STATEMENTS.setdefault(shape, Prepared(lambda dialect: _build(shape, dialect)))
-    return prepared
 
 
 def _build(shape: _Shape, dialect: Dialect) -> Executable:
@@ -210,6 +191,10 @@ def _build(shape: _Shape, dialect: Dialect) -> Executable:
         .select_from(top.join(_messages, _messages.c.id == top.c.id).join(_sessions, _sessions.c.id == _messages.c.session_id))
         .order_by(*((top.c.score.desc(),) if ranked else ()), top.c.id.desc())
     )
+
+
+#: The search statements by shape (bounded by the query's and the filters' limits).
+_STATEMENTS = PreparedShapes(_build)
 
 
 # -- each engine's index ---------------------------------------------------------------

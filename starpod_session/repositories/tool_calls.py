@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Generic
+from typing import Any, Generic
 
-from sqlalchemy import Connection, and_, bindparam, case, exists, func, select, true, update
+from sqlalchemy import Select, and_, bindparam, case, exists, func, select, true, update
+from sqlalchemy.engine import Dialect
 
 from ..models import ToolCallRow
 from ..records import ToolUsageSummary
 from ..tool_calls import TOOL_RESULT, TOOL_USE, ToolResult, ToolUse
-from ._prepared import Prepared, insert_unless_duplicate
+from ._prepared import Prepared, PreparedShapes, insert_unless_duplicate
 from .runner import Runner
 
 __all__ = ["ToolCallRepository"]
@@ -63,22 +64,28 @@ class ToolCallRepository(Generic[Runner]):
             tool_name=tool_name, timestamp=now, is_error=is_error,
         )  # fmt: skip
 
-    def usage(self: ToolCallRepository[Connection], since: datetime | None, until: datetime | None) -> tuple[ToolUsageSummary, ...]:
+    def usage(self, since: datetime | None, until: datetime | None) -> tuple[ToolUsageSummary, ...]:
         """Calls per tool with ``since <= timestamp < until`` (a None bound is open), most called first,
         then by tool name (code point order). A range walk of ``idx_tool_calls_report``."""
-        query = (
-            select(
-                _t.c.tool_name,
-                func.count(),
-                func.coalesce(func.sum(case((_t.c.is_error == true(), 1), else_=0)), 0),
-            )
-            .where(_t.c.role == TOOL_USE)
-            .group_by(_t.c.tool_name)
-        )
-        if since is not None:
-            query = query.where(_t.c.timestamp >= since)
-        if until is not None:
-            query = query.where(_t.c.timestamp < until)
-        counts = [ToolUsageSummary(name, int(calls), int(errors)) for name, calls, errors in self._connection.execute(query)]
+        rows = _USAGE[since is not None, until is not None].rows(self._connection, since=since, until=until)
+        counts = [ToolUsageSummary(name, int(calls), int(errors)) for name, calls, errors in rows]
         # A handful of rows; Python's str order is code point order on every backend.
         return tuple(sorted(counts, key=lambda tool: (-tool.invocations, tool.tool_name)))
+
+
+def _usage_statement(bounds: tuple[bool, bool], _dialect: Dialect) -> Select[Any]:
+    """Calls and failed calls per tool; ``bounds``: whether ``since`` and ``until`` are given (as parameters)."""
+    query = (
+        select(_t.c.tool_name, func.count(), func.coalesce(func.sum(case((_t.c.is_error == true(), 1), else_=0)), 0))
+        .where(_t.c.role == TOOL_USE)
+        .group_by(_t.c.tool_name)
+    )
+    since, until = bounds
+    if since:
+        query = query.where(_t.c.timestamp >= bindparam("since"))
+    if until:
+        query = query.where(_t.c.timestamp < bindparam("until"))
+    return query
+
+
+_USAGE = PreparedShapes(_usage_statement)

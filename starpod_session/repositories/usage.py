@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from datetime import date, datetime, timedelta, timezone
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, NamedTuple, TypeVar
 
 from sqlalchemy import (
     ColumnElement,
@@ -12,18 +12,23 @@ from sqlalchemy import (
     Date,
     Select,
     bindparam,
+    case,
     cast,
     func,
     literal,
     literal_column,
     null,
+    or_,
     select,
+    true,
     union_all,
 )
+from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.functions import FunctionElement
+from sqlalchemy.types import NullType
 
 from ..column_types import Count
 from ..models import UNKNOWN_MODEL, UsageDailyRow, UsageRow
@@ -35,7 +40,7 @@ from ..records import (
     UsageSummary,
     UserCostSummary,
 )
-from ._prepared import Prepared, insert_unless_duplicate
+from ._prepared import Prepared, PreparedShapes, insert_unless_duplicate
 from .runner import Runner
 
 __all__ = ["UsageRepository", "UNKNOWN_MODEL"]
@@ -219,68 +224,41 @@ class UsageRepository(Generic[Runner]):
             total_turns=turns,
         )
 
-    def overview(self: UsageRepository[Connection], since: datetime | None, until: datetime | None = None) -> CostOverview:
+    def overview(self, since: datetime | None, until: datetime | None = None) -> CostOverview:
         """Totals, per user, per model and per (UTC day, model), over rows with
         ``since <= timestamp < until`` (either bound may be None).
 
-        One statement, exact to the microsecond: the whole UTC days of the range
-        come from ``usage_daily`` (kept by triggers, one row per day, model and
-        user), the rows of a partial day at either edge are grouped from
-        ``usage_stats`` through ``idx_usage_stats_timestamp`` (see
-        :func:`_windows`); the per-user totals are summed from those groups, the
-        others from their sums per (day, model).
+        One prepared statement per shape of range (:func:`_overview_statement`),
+        exact to the microsecond: the whole UTC days of the range come from
+        ``usage_daily`` (kept by triggers, one row per day, model and user), the
+        rows of a partial day at either edge are grouped from ``usage_stats``
+        through ``idx_usage_stats_timestamp`` (see :func:`_windows`).
         Token totals are exact on every backend: the rollup and the edge scan
         both carry the sums of each count's high and low 32 bits.
         """
         whole_days, edges = _windows(since, until)
-        parts: list[Select[Any]] = []
-        if whole_days is not None:
-            first, end = whole_days
-            where = [] if first is None else [_daily.c.day >= first]
-            where += [] if end is None else [_daily.c.day < end]
-            parts.append(select(_daily.c.day, _daily.c.model, _daily.c.user_id, *_ROLLUP_SUMS).where(*where))
-        for low, high in edges:
-            day = utc_day(_t.c.timestamp)
-            parts.append(
-                select(day.label("day"), _model_name.label("model"), _t.c.user_id, *_EDGE_SUMS)
-                .where(_t.c.timestamp >= low, _t.c.timestamp < high)
-                .group_by(day, _model_name, _t.c.user_id)
-            )
-        groups = (parts[0] if len(parts) == 1 else union_all(*parts)).cte("usage_groups")
-
-        def sums(source: Any) -> tuple[ColumnElement[Any], ...]:
-            return tuple(func.coalesce(func.sum(source.c[part.name]), 0).label(part.name) for part in _BREAKDOWN_HALVED)
-
-        # The groups are read twice: per user, and per (day, model), from which the
-        # per-model and overall totals are summed (a few thousand rows a year).
-        days = select(groups.c.day, groups.c.model, *sums(groups)).group_by(groups.c.day, groups.c.model).cte("usage_days")
-        no_day = cast(null(), Date)  # typed, or PostgreSQL takes the NULLs for text
-        report = union_all(
-            select(literal_column(str(_TOTAL)).label("part"), null().label("name"), no_day.label("day"), *sums(days)),
-            select(literal_column(str(_BY_USER)), groups.c.user_id, no_day, *sums(groups)).group_by(groups.c.user_id),
-            select(literal_column(str(_BY_MODEL)), days.c.model, no_day, *sums(days)).group_by(days.c.model),
-            select(literal_column(str(_BY_DAY)), days.c.model, days.c.day, *(days.c[p.name] for p in _BREAKDOWN_HALVED)),
-        ).subquery("report")
-        rows = self._connection.execute(
-            select(report).order_by(report.c.part, report.c.day, report.c.cost.desc(), self._binary(report.c.name))
-        ).all()
+        first, end = whole_days or (None, None)
+        values: dict[str, Any] = {"first": first, "end": end}
+        for n, (low, high) in enumerate(edges):
+            values[f"low_{n}"], values[f"high_{n}"] = low, high
+        shape = _Range(days=whole_days is not None, first=first is not None, end=end is not None, edges=len(edges))
         by_part: dict[int, list[Any]] = {_TOTAL: [], _BY_USER: [], _BY_MODEL: [], _BY_DAY: []}
-        for part, *row in rows:
-            by_part[int(part)].append(row)
-        ((_name, _day, *totals),) = by_part[_TOTAL]
-        cost, input_tokens, output_tokens, turns, cache_read, cache_write = _breakdown(totals)
+        for part, *row in _OVERVIEWS[shape].rows(self._connection, **values):
+            by_part[part].append(row)
+        # MariaDB's statement has no total row for a range without rows (a grouping of nothing).
+        ((_name, _day, *totals),) = by_part[_TOTAL] or [(None, None, *[0] * len(_BREAKDOWN_HALVED))]
+        cost, input_tokens, output_tokens, turns, cache_read, cache_write = _joined(totals)
         return CostOverview(
             total_cost_usd=cost,
             total_input_tokens=input_tokens,
             total_output_tokens=output_tokens,
             total_turns=turns,
-            by_user=tuple(UserCostSummary(name, *_breakdown(row)) for name, _day, *row in by_part[_BY_USER]),
-            by_model=tuple(ModelCostSummary(name, *_breakdown(row)) for name, _day, *row in by_part[_BY_MODEL]),
+            by_user=tuple(UserCostSummary(name, *_joined(row)) for name, _day, *row in by_part[_BY_USER]),
+            by_model=tuple(ModelCostSummary(name, *_joined(row)) for name, _day, *row in by_part[_BY_MODEL]),
             total_cache_read=cache_read,
             total_cache_write=cache_write,
             by_day=tuple(
-                DailyModelCost(name, *_breakdown(row), day=_as_date(day_value))
-                for name, day_value, *row in by_part[_BY_DAY]
+                DailyModelCost(name, *_joined(row), day=_as_date(day_value)) for name, day_value, *row in by_part[_BY_DAY]
             ),
         )
 
@@ -297,11 +275,131 @@ class UsageRepository(Generic[Runner]):
                 raise
         return report(_BREAKDOWN_HALVED)
 
-    def _binary(self, expression: ColumnElement[Any]) -> ColumnElement[Any]:
-        """Order names by code point on every backend (PostgreSQL would use its locale)."""
-        if self._connection.dialect.name == "postgresql":
-            return expression.collate("C")
-        return expression
+
+class _Range(NamedTuple):
+    """What tells apart the overview's statements: whether whole days are read from the
+    rollup, and with which bounds, and how many partial days are scanned (see :func:`_windows`)."""
+
+    days: bool
+    first: bool
+    end: bool
+    edges: int
+
+
+def _overview_statement(shape: _Range, dialect: Dialect) -> Select[Any]:
+    """The overview of ``shape``: rows ``(part, name, day, *sums)`` ordered by part, day,
+    cost descending, then name in code point order; its bounds are the parameters
+    ``first`` and ``end`` (days), ``low_N`` and ``high_N`` (the instants of edge N).
+
+    The groups, per (day, model, user), are the rollup's rows of whole days and the
+    edge scans' groups; :func:`_shared_report` or, on MariaDB, :func:`_fanned_report`
+    sums them up.
+    """
+    parts: list[Select[Any]] = []
+    if shape.days:
+        where = [_daily.c.day >= bindparam("first")] if shape.first else []
+        where += [_daily.c.day < bindparam("end")] if shape.end else []
+        parts.append(select(_daily.c.day, _daily.c.model, _daily.c.user_id, *_ROLLUP_SUMS).where(*where))
+    row_day = utc_day(_t.c.timestamp)
+    for n in range(shape.edges):
+        parts.append(
+            select(row_day.label("day"), _model_name.label("model"), _t.c.user_id, *_EDGE_SUMS)
+            .where(_t.c.timestamp >= bindparam(f"low_{n}"), _t.c.timestamp < bindparam(f"high_{n}"))
+            .group_by(row_day, _model_name, _t.c.user_id)
+        )
+    groups = parts[0] if len(parts) == 1 else union_all(*parts)
+    report = (_shared_report if dialect.name == "sqlite" or dialect.name == "postgresql" else _fanned_report)(groups)
+    # PostgreSQL would order names by its locale.
+    in_code_points = report.c.name.collate("C") if dialect.name == "postgresql" else report.c.name
+    return select(report).order_by(report.c.part, report.c.day, report.c.cost.desc(), in_code_points)
+
+
+def _sums(source: Any) -> tuple[ColumnElement[Any], ...]:
+    # Untyped: :func:`_joined` makes the numbers (a prepared statement's result processors
+    # are chosen without the cursor's column types, which psycopg's Double would need).
+    return tuple(
+        func.coalesce(func.sum(source.c[part.name]), 0, type_=NullType()).label(part.name) for part in _BREAKDOWN_HALVED
+    )
+
+
+def _constant(value: int) -> ColumnElement[Any]:
+    # A literal, not a parameter: the same expression must appear in SELECT and GROUP BY.
+    return literal_column(str(value))
+
+
+def _shared_report(groups: Any) -> Any:
+    """The report from the groups read twice: per user, and per (day, model), from
+    which the per-model and overall totals are summed (a few thousand rows a year).
+
+    For SQLite and PostgreSQL, which compute a CTE read more than once only once.
+    """
+    groups = groups.cte("usage_groups")
+    days = select(groups.c.day, groups.c.model, *_sums(groups)).group_by(groups.c.day, groups.c.model).cte("usage_days")
+    no_day = cast(null(), Date)  # typed, or PostgreSQL takes the NULLs for text
+    return union_all(
+        select(_constant(_TOTAL).label("part"), null().label("name"), no_day.label("day"), *_sums(days)),
+        select(_constant(_BY_USER), groups.c.user_id, no_day, *_sums(groups)).group_by(groups.c.user_id),
+        select(_constant(_BY_MODEL), days.c.model, no_day, *_sums(days)).group_by(days.c.model),
+        select(_constant(_BY_DAY), days.c.model, days.c.day, *(days.c[p.name] for p in _BREAKDOWN_HALVED)),
+    ).subquery("report")
+
+
+def _fanned_report(groups: Any) -> Any:
+    """The report reading each derived table once, for MariaDB, which computes a CTE
+    again at each reference (the edge scans ran four times).
+
+    The groups fan out (joined to the constants 1 and 3) to per-user and per-(day,
+    model) sums in one grouping, and those sums fan out again (to 0, 2 and 3) to the
+    overall total, per model and per (day, model). A range without rows has no total row.
+    """
+    groups = groups.subquery("usage_groups")
+
+    def fan_out(name: str, *values: int) -> Any:
+        return union_all(*(select(_constant(value).label("part")) for value in values)).subquery(name)
+
+    split = fan_out("split", _BY_USER, _BY_DAY)
+    name = case((split.c.part == _constant(_BY_USER), groups.c.user_id), else_=groups.c.model)
+    day = case((split.c.part == _constant(_BY_DAY), groups.c.day))
+    level = (
+        select(split.c.part, name.label("name"), day.label("day"), *_sums(groups))
+        .select_from(groups.join(split, true()))
+        .group_by(split.c.part, name, day)
+        .subquery("usage_sums")
+    )
+    fan = fan_out("fan", _TOTAL, _BY_MODEL, _BY_DAY)
+    user_row = level.c.part == _constant(_BY_USER)
+    part = case((user_row, _constant(_BY_USER)), else_=fan.c.part)
+    name = case((fan.c.part == _constant(_TOTAL), null()), else_=level.c.name)
+    day = case((fan.c.part == _constant(_BY_DAY), level.c.day))
+    return (
+        select(part.label("part"), name.label("name"), day.label("day"), *_sums(level))
+        .select_from(level.join(fan, or_(fan.c.part == _constant(_BY_DAY), ~user_row)))
+        .group_by(part, name, day)
+        .subquery("report")
+    )
+
+
+_OVERVIEWS = PreparedShapes(_overview_statement)
+
+
+def _joined(row: Sequence[Any]) -> tuple[float, int, int, int, int, int]:
+    """The values of :data:`_BREAKDOWN_HALVED` as those of :data:`_BREAKDOWN`, Python numbers:
+    each token total joined exactly from its halves' sums (Decimals on the servers)."""
+    cost, input_high, input_low, output_high, output_low, turns, read_high, read_low, write_high, write_low = row
+    return (
+        float(cost),
+        (int(input_high) << _HALF_BITS) + int(input_low),
+        (int(output_high) << _HALF_BITS) + int(output_low),
+        int(turns),
+        (int(read_high) << _HALF_BITS) + int(read_low),
+        (int(write_high) << _HALF_BITS) + int(write_low),
+    )
+
+
+assert [part.name for part in _BREAKDOWN_HALVED] == [
+    "cost", "input_high", "input_low", "output_high", "output_low", "turns",
+    "cache_read_high", "cache_read_low", "cache_write_high", "cache_write_low",
+], "_joined unpacks the halved breakdown in this order"  # fmt: skip
 
 
 def _breakdown(row: Sequence[Any]) -> tuple[float, int, int, int, int, int]:
@@ -310,10 +408,6 @@ def _breakdown(row: Sequence[Any]) -> tuple[float, int, int, int, int, int]:
     Drivers return Decimals for the servers' sums; halved token sums are joined exactly.
     """
     if len(row) == len(_BREAKDOWN_HALVED):
-        values = iter(row)
-        row = [
-            (int(next(values)) << _HALF_BITS) + int(next(values)) if part.name in _TOKENS else next(values)
-            for part in _BREAKDOWN
-        ]
+        return _joined(row)
     cost, inp, out, turns, cache_read, cache_write = row
     return float(cost), int(inp), int(out), int(turns), int(cache_read), int(cache_write)
