@@ -188,9 +188,7 @@ def create_storage_engine(
     :data:`PING_AFTER_IDLE` is pinged before it is handed out (and replaced if a
     restarted server or an idle timeout closed it), one used more recently is not
     (a round trip per call); a call that finds its connection dead before its
-    commit all the same is run again by ``TransactionRunner`` on a new one.
-    PostgreSQL connections plan every statement for its values
-    (``plan_cache_mode = force_custom_plan``). Every
+    commit all the same is run again by ``TransactionRunner`` on a new one. Every
     connection is set once, when it opens, to
     READ COMMITTED and to wait at most ``lock_timeout`` for a row lock, so that
     handing a connection back to the pool costs no round trip; a transaction run
@@ -230,14 +228,9 @@ def create_storage_engine(
             connect_args.setdefault("max_allowed_packet", MYSQL_MAX_ALLOWED_PACKET)
     elif url.get_backend_name() == "postgresql":
         # In the startup packet (no round trip); after any options the URL gives, so ours wins.
-        # force_custom_plan: psycopg prepares a statement on its fifth run, and a generic
-        # plan made while a table was small (and never ANALYZEd) can stick on the wrong
-        # index as it grows; a plan per run costs the server some microseconds.
         given = connect_args.get("options", url.query.get("options", ""))
         given = " ".join(given) if isinstance(given, tuple) else given
-        connect_args["options"] = (
-            f"{given} -c lock_timeout={_milliseconds(lock_timeout)} -c plan_cache_mode=force_custom_plan"
-        ).strip()
+        connect_args["options"] = f"{given} -c lock_timeout={_milliseconds(lock_timeout)}".strip()
     # The pool's reset on return is a ROLLBACK, which pymysql sends even when the call's
     # transaction committed: a round trip per call for nothing (psycopg skips it itself).
     # The listener below rolls back only a transaction the server says is open.

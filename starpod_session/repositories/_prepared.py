@@ -181,7 +181,11 @@ class Prepared:
     :meth:`insert` (read from ``lastrowid``, or with ``RETURNING`` where the driver
     has no such thing). ``stream``: the statement may return many rows (a
     transcript); :meth:`records` then reads them off the server as it goes
-    (pymysql's unbuffered cursor) instead of into one list first.
+    (pymysql's unbuffered cursor) instead of into one list first. ``replan``:
+    PostgreSQL plans the statement for its values on every run instead of keeping
+    one generic plan once psycopg prepares it (on its fifth run): for a look-up
+    that several indexes could serve, a generic plan made while the table was
+    small and never ANALYZEd can stick to the wrong one as the table grows.
     """
 
     def __init__(
@@ -190,10 +194,12 @@ class Prepared:
         *,
         id_column: ColumnElement[Any] | None = None,
         stream: bool = False,
+        replan: bool = False,
     ) -> None:
         self._statement = statement
         self._id_column = id_column
         self._stream = stream
+        self._replan = replan
         self._by_dialect: dict[Dialect, _Compiled] = {}
         self._lock = threading.Lock()
 
@@ -238,7 +244,7 @@ class Prepared:
             if many:
                 cursor.executemany(compiled.sql, parameters)
             else:
-                cursor.execute(compiled.sql, parameters)
+                cursor.execute(compiled.sql, parameters, **self._no_prepare(dialect))
             if dispatch.after_cursor_execute:
                 dispatch.after_cursor_execute(connection, cursor, compiled.sql, parameters, None, many)
             return fetch(cursor, compiled)
@@ -256,6 +262,10 @@ class Prepared:
             ) from error
         finally:
             cursor.close()
+
+    def _no_prepare(self, dialect: Dialect) -> dict[str, Any]:
+        """psycopg's option that keeps a ``replan`` statement unprepared (an unnamed statement, planned per run)."""
+        return _NO_PREPARE if self._replan and dialect.driver == "psycopg" else _NONE
 
     def rows(self, connection: StatementRunner, **values: Any) -> list[Any]:
         """Every result row, as tuples with the column types' result processing applied."""
@@ -427,6 +437,10 @@ def _fetch_scalar(cursor: Any, compiled: _Compiled) -> Any:
     row = _fetch_first(cursor, compiled)
     assert row is not None, "the statement always returns a row"
     return row[0]
+
+
+_NO_PREPARE: dict[str, Any] = {"prepare": False}
+_NONE: dict[str, Any] = {}
 
 
 def _nothing(_cursor: Any, _compiled: _Compiled) -> None:

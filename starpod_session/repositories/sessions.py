@@ -83,11 +83,12 @@ _FIND_OPEN = Prepared(
         _t.c.channel == bindparam("channel"),
         _t.c.channel_session_key == bindparam("key"),
         _t.c.user_id == bindparam("user_id"),
-        # A literal, not a parameter: PostgreSQL's generic plan of the prepared
-        # statement (psycopg prepares it after five runs) then knows it is the
-        # open slot, and walks uq_session_one_open_per_key instead of scanning.
+        # A literal, not a parameter: the plan knows it is the open slot.
         _t.c.open_slot == literal_column("1"),
-    )
+    ),
+    # Several indexes lead with channel or user_id: a generic plan made on a small
+    # new table walked one of them on channel alone once the table had grown.
+    replan=True,
 )
 _INSERT_OPEN = Prepared(_insert_open)
 _GET = Prepared(select(*_META_COLUMNS).where(_id_is))
