@@ -68,12 +68,21 @@ def _insert_session(floor: Floor, cur: Any, channel: str, key: str, user_id: str
     return session_id
 
 
+def _find_open(floor: Floor, cur: Any, channel: str, key: str, user_id: str) -> Any:
+    """The key's open session (id, last_message_at) or None; on PostgreSQL unprepared, planned per run,
+    as ours runs it (``Prepared(..., replan=True)``: a generic plan can stick to the wrong index)."""
+    if floor.backend == "postgresql":
+        cur.execute(floor.sql(_FIND_OPEN), (channel, key, user_id), prepare=False)
+    else:
+        cur.execute(floor.sql(_FIND_OPEN), (channel, key, user_id))
+    return cur.fetchone()
+
+
 def floor_open_session(floor: Floor, channel: str, key: str, user_id: str = "admin") -> tuple[str, str | None, bool]:
     """(session id, id of the stale session closed here, whether it was created), as ``OpenedSession``."""
     closed = None
     with floor.write() as cur:
-        cur.execute(floor.sql(_FIND_OPEN), (channel, key, user_id))
-        row = cur.fetchone()
+        row = _find_open(floor, cur, channel, key, user_id)
         if row is not None:
             if not (channel == "telegram" and datetime.now(UTC) - floor.parse(row[1]) >= TELEGRAM_GAP):
                 return row[0], None, False
@@ -88,8 +97,7 @@ def floor_open_session(floor: Floor, channel: str, key: str, user_id: str = "adm
 def floor_create_session(floor: Floor, channel: str, key: str, user_id: str = "admin") -> str:
     """The key's open session if it has one, else a new one."""
     with floor.write() as cur:
-        cur.execute(floor.sql(_FIND_OPEN), (channel, key, user_id))
-        row = cur.fetchone()
+        row = _find_open(floor, cur, channel, key, user_id)
         return row[0] if row is not None else _insert_session(floor, cur, channel, key, user_id)
 
 
