@@ -132,7 +132,7 @@ class SearchRepository(Generic[Runner]):
         )  # fmt: skip
         values: dict[str, Any] = {"limit": limit}
         if self._dialect == "mariadb":
-            values.update(_word_values(indexed))
+            values.update(_word_values(indexed, words))
         elif indexed:
             values["fts_query"] = _ENGINE_QUERY[self._dialect](indexed)
         for n, part in enumerate(query.substrings):
@@ -289,11 +289,11 @@ def _word_part(part: QueryPart) -> tuple[int, bool, bool]:
     return len(part.words), part.prefix and not too_long, len(part.words) > 1 or too_long
 
 
-def _word_values(parts: tuple[QueryPart, ...]) -> dict[str, str]:
-    """The bound values of :func:`_match_words`: each word as the index keeps it, a prefix as a LIKE pattern."""
+def _word_values(parts: tuple[QueryPart, ...], kinds: tuple[tuple[int, bool, bool], ...]) -> dict[str, str]:
+    """The bound values of :func:`_match_words` (``kinds``: the parts' :func:`_word_part`): each word as the
+    index keeps it, a prefix as a LIKE pattern."""
     values: dict[str, str] = {}
-    for i, part in enumerate(parts):
-        count, prefix, verify = _word_part(part)
+    for i, (part, (_count, prefix, verify)) in enumerate(zip(parts, kinds)):
         for j, word in enumerate(part.words):
             # Words are letters and digits only: no LIKE wildcard or escape in them.
             values[f"word_{i}_{j}"] = word[:MAX_INDEXED_WORD] + ("%" if prefix else "")
