@@ -62,9 +62,9 @@ def indexed_words(content: str) -> dict[str, int]:
     out (a query matches them as substrings of the content).
     """
     counts: dict[str, int] = {}
-    for word in _SEPARATORS.split(content):
-        if word and (word.isascii() or not _without_spaces(word)):
-            word = word.lower()[:MAX_INDEXED_WORD]
+    for word in _words(content):
+        if word.isascii() or not _without_spaces(word):
+            word = word[:MAX_INDEXED_WORD]
             counts[word] = counts.get(word, 0) + 1
     return counts
 

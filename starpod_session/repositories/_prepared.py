@@ -75,9 +75,17 @@ def insert_unless_duplicate(
 class _Compiled:
     """One statement compiled for one dialect."""
 
-    __slots__ = ("sql", "names", "positional", "binds", "results", "returning", "columns", "makers", "parameters", "row")
+    __slots__ = (
+        "sql", "names", "positional", "binds", "results", "returning", "columns", "makers", "parameters", "row",
+        "execute_options",
+    )  # fmt: skip
 
-    def __init__(self, statement: Executable, dialect: Dialect, id_column: ColumnElement[Any] | None) -> None:
+    def __init__(
+        self, statement: Executable, dialect: Dialect, id_column: ColumnElement[Any] | None, *, replan: bool = False
+    ) -> None:
+        #: Keyword arguments of the cursor's ``execute``: psycopg's ``prepare=False`` keeps a
+        #: ``replan`` statement unprepared (an unnamed statement, planned per run).
+        self.execute_options: dict[str, Any] = {"prepare": False} if replan and dialect.driver == "psycopg" else {}
         # DefaultDialect's attribute, which the Dialect interface's stubs leave out.
         self.returning = id_column is not None and not dialect.postfetch_lastrowid  # type: ignore[attr-defined]
         if self.returning:
@@ -208,7 +216,9 @@ class Prepared:
         if compiled is None:
             with self._lock:
                 statement = self._statement if isinstance(self._statement, Executable) else self._statement(dialect)
-                compiled = self._by_dialect.setdefault(dialect, _Compiled(statement, dialect, self._id_column))
+                compiled = self._by_dialect.setdefault(
+                    dialect, _Compiled(statement, dialect, self._id_column, replan=self._replan)
+                )
         return compiled
 
     def _run(
@@ -244,7 +254,7 @@ class Prepared:
             if many:
                 cursor.executemany(compiled.sql, parameters)
             else:
-                cursor.execute(compiled.sql, parameters, **self._no_prepare(dialect))
+                cursor.execute(compiled.sql, parameters, **compiled.execute_options)
             if dispatch.after_cursor_execute:
                 dispatch.after_cursor_execute(connection, cursor, compiled.sql, parameters, None, many)
             return fetch(cursor, compiled)
@@ -262,10 +272,6 @@ class Prepared:
             ) from error
         finally:
             cursor.close()
-
-    def _no_prepare(self, dialect: Dialect) -> dict[str, Any]:
-        """psycopg's option that keeps a ``replan`` statement unprepared (an unnamed statement, planned per run)."""
-        return _NO_PREPARE if self._replan and dialect.driver == "psycopg" else _NONE
 
     def rows(self, connection: StatementRunner, **values: Any) -> list[Any]:
         """Every result row, as tuples with the column types' result processing applied."""
@@ -439,8 +445,6 @@ def _fetch_scalar(cursor: Any, compiled: _Compiled) -> Any:
     return row[0]
 
 
-_NO_PREPARE: dict[str, Any] = {"prepare": False}
-_NONE: dict[str, Any] = {}
 
 
 def _nothing(_cursor: Any, _compiled: _Compiled) -> None:
