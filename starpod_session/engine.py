@@ -494,7 +494,7 @@ class HeldConnections:
     call that needs the pool itself (a call on a ``Connection``).
     """
 
-    __slots__ = ("_engine", "_idle", "_keep", "_closed", "_checked_out")
+    __slots__ = ("_engine", "_idle", "_keep", "_closed", "_checked_out", "_overflow")
 
     def __init__(self, engine: Engine, keep: int) -> None:
         self._engine = engine
@@ -503,6 +503,9 @@ class HeldConnections:
         self._closed = False
         # QueuePool's count of connections out of it (held ones included).
         self._checked_out: Callable[[], int] = getattr(engine.pool, "checkedout", lambda: 0)
+        # QueuePool's overflow: negative while it has opened fewer than pool_size (= keep)
+        # connections, when none can be missing. Free to ask; ``checkedout`` takes the pool's lock.
+        self._overflow: Callable[[], int] = getattr(engine.pool, "overflow", lambda: -1)
 
     def take(self) -> PoolProxiedConnection:
         """An idle held connection that is still valid, or a new checkout from the pool."""
@@ -526,7 +529,8 @@ class HeldConnections:
             self._closed
             or pooled.dbapi_connection is None  # invalidated
             or len(self._idle) >= self._keep
-            or self._checked_out() >= self._keep  # the pool has none left: a thread may wait on it
+            # The pool has none left: a thread may wait on it.
+            or (self._overflow() >= 0 and self._checked_out() >= self._keep)
         ):
             pooled.close()
             return

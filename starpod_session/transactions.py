@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import TypeVar
+from typing import ParamSpec, TypeVar
 
 from sqlalchemy import Connection, Engine
 from sqlalchemy.engine import URL
@@ -46,6 +46,7 @@ from .urls import redact_text, redact_url, url_secrets
 __all__ = ["TransactionRunner", "CoreWork", "PreparedWork"]
 
 T = TypeVar("T")
+P = ParamSpec("P")
 #: Work that may run any Core statement: it gets a real ``Connection``.
 CoreWork = Callable[[Connection], T]
 #: Work that runs only prepared statements: it gets a :class:`StatementRunner`.
@@ -82,6 +83,10 @@ class TransactionRunner:
         # calls (a checkout costs as much as a small transaction), servers' go back to
         # the pool (its checkout pings one that sat idle; see engine.py).
         self._held = HeldConnections(engine, keep=_pool_size(engine) if self._sqlite else 0)
+        self._dialect = engine.dialect
+        # (read_only, snapshot) -> the statement beginning prepared work's transaction
+        # (``engine.transaction_begin``), worked out once: fixed for an engine.
+        self._begins: dict[tuple[bool, bool], str | None] = {}
 
     @property
     def target(self) -> str:
@@ -106,7 +111,7 @@ class TransactionRunner:
 
     def write_prepared(self, work: PreparedWork[T]) -> T:
         """:meth:`write` for work that runs only prepared statements (``repositories._prepared``)."""
-        return self._prepared(work, read_only=False, snapshot=False)
+        return self.guard(self._attempt_prepared, work, False, False)
 
     def read_prepared(self, work: PreparedWork[T], *, snapshot: bool = False) -> T:
         """:meth:`read` for work that runs only prepared statements.
@@ -116,42 +121,45 @@ class TransactionRunner:
         transaction. Work of several statements that must agree passes
         ``snapshot=True`` (SQLite's read transactions always see one snapshot).
         """
-        return self._prepared(work, read_only=True, snapshot=snapshot)
+        return self.guard(self._attempt_prepared, work, True, snapshot)
 
-    def _prepared(self, work: PreparedWork[T], *, read_only: bool, snapshot: bool) -> T:
-        engine, held = self.engine, self._held
-        dialect = engine.dialect
-
-        def attempt() -> T:
-            # Straight on a pooled driver connection (``engine.DriverTransaction``), no ``Connection``.
-            begin = transaction_begin(engine, read_only=read_only, snapshot=snapshot)
-            pooled = held.take()
-            driver_connection = pooled.dbapi_connection
-            assert driver_connection is not None  # just checked out: valid
-            committing = committed = False
+    def _attempt_prepared(self, work: PreparedWork[T], read_only: bool, snapshot: bool) -> T:
+        """One attempt at prepared work, straight on a pooled driver connection (``engine.DriverTransaction``)."""
+        # A method, not a closure per call: prepared work is the hot path (a SQLite
+        # call costs about 20 µs in all, and a closure with its cells is a sizeable part).
+        engine, held, dialect = self.engine, self._held, self._dialect
+        try:
+            begin = self._begins[read_only, snapshot]
+        except KeyError:
+            # Raises for a write on a read-only SQLite file: never kept, raised on every call.
+            begin = self._begins[read_only, snapshot] = transaction_begin(
+                engine, read_only=read_only, snapshot=snapshot
+            )
+        pooled = held.take()
+        driver_connection = pooled.dbapi_connection
+        assert driver_connection is not None  # just checked out: valid
+        committing = committed = False
+        try:
+            if begin is not None:
+                driver_execute(driver_connection, begin, dialect)
+            result = work(DriverTransaction(engine, pooled))
+            committing = True
+            driver_commit(driver_connection, dialect)
+            committed = True
+            return result
+        except DBAPIError as error:
+            if error.connection_invalidated and pooled.is_valid:
+                pooled.invalidate(error)  # lost: never handed out again
+            self._raise_if_lost_before_commit(error, committing)
+            raise
+        finally:
             try:
-                if begin is not None:
-                    driver_execute(driver_connection, begin, dialect)
-                result = work(DriverTransaction(engine, pooled))
-                committing = True
-                driver_commit(driver_connection, dialect)
-                committed = True
-                return result
-            except DBAPIError as error:
-                if error.connection_invalidated and pooled.is_valid:
-                    pooled.invalidate(error)  # lost: never handed out again
-                self._raise_if_lost_before_commit(error, committing)
-                raise
+                if not committed and pooled.is_valid:
+                    driver_connection.rollback()
+            except self._driver_errors:
+                pooled.invalidate()
             finally:
-                try:
-                    if not committed and pooled.is_valid:
-                        driver_connection.rollback()
-                except self._driver_errors:
-                    pooled.invalidate()
-                finally:
-                    held.give_back(pooled)
-
-        return self.guard(attempt)
+                held.give_back(pooled)
 
     def _transaction(self, engine: Engine, work: CoreWork[T]) -> T:
         held = self._held
@@ -190,8 +198,8 @@ class TransactionRunner:
             self.engine.dialect.is_disconnect(orig, None, None)
         )
 
-    def guard(self, call: Callable[[], T]) -> T:
-        """Run ``call``, retrying transient lock errors; never let a driver error out raw.
+    def guard(self, call: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """Run ``call(*args, **kwargs)``, retrying transient lock errors; never let a driver error out raw.
 
         Retries stop after the policy's attempts, or once ``lock_timeout`` has passed
         since the first attempt began (each lock wait is itself bounded by it).
@@ -203,7 +211,7 @@ class TransactionRunner:
         started = time.monotonic()
         while True:
             try:
-                return call()
+                return call(*args, **kwargs)
             except StarpodSessionError:
                 raise
             except _LostBeforeCommit as lost:

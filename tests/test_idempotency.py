@@ -151,10 +151,10 @@ def commit_then_fail(manager: SessionManager, monkeypatch: pytest.MonkeyPatch, e
     guard = manager._transactions.guard
     attempts: list[int] = []
 
-    def guarded(call: Callable[[], Any]) -> Any:
+    def guarded(call: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         def attempt() -> Any:
             attempts.append(1)
-            result = call()  # committed
+            result = call(*args, **kwargs)  # committed
             if len(attempts) == 1:
                 raise error
             return result
