@@ -1,4 +1,4 @@
-"""The raw-driver floors: one bare driver connection per backend, with our durability settings.
+"""The raw-driver floors: one bare driver connection per backend, with our connection settings.
 
 Each workload module writes its own floor side (the same logical work as ours,
 by hand) on top of these: ``write()`` / ``read()`` transactions, ``stamp`` /
@@ -15,6 +15,7 @@ from typing import Any
 
 from sqlalchemy.engine import URL
 
+from starpod_session.engine import DEFAULT_SQLITE_MMAP_SIZE
 from starpod_session.timestamps import format_rfc3339
 
 UTC = timezone.utc
@@ -70,7 +71,13 @@ class SqliteFloor(Floor):
     def __init__(self, url: URL) -> None:
         super().__init__(url)
         self.conn = sqlite3.connect(url.database, isolation_level=None, check_same_thread=False)
-        for pragma in ("busy_timeout = 5000", "foreign_keys = ON", "journal_mode = WAL", "synchronous = NORMAL"):
+        for pragma in (
+            "busy_timeout = 5000",
+            "foreign_keys = ON",
+            "journal_mode = WAL",
+            "synchronous = NORMAL",
+            f"mmap_size = {DEFAULT_SQLITE_MMAP_SIZE}",  # as ours reads the file
+        ):
             self.conn.execute(f"PRAGMA {pragma}")
         self.cur = self.conn.cursor()
 

@@ -10,10 +10,10 @@
 
 Every workload runs on our ``SessionManager`` and, interleaved in blocks on the
 same database, through the bare driver (``sqlite3``, ``psycopg``, ``pymysql``)
-doing the same logical work per call with the same SQL and durability settings:
+doing the same logical work per call with the same SQL and connection settings:
 
-* SQLite floor connections run ``busy_timeout=5000``, ``foreign_keys=ON``, WAL
-  and ``synchronous=NORMAL``; writes start with ``BEGIN IMMEDIATE``, reads with
+* SQLite floor connections run ``busy_timeout=5000``, ``foreign_keys=ON``, WAL,
+  ``synchronous=NORMAL`` and ``mmap_size`` of 1 GiB (as ours); writes start with ``BEGIN IMMEDIATE``, reads with
   ``BEGIN``, every call commits, exactly as ours.
 * Server floors write at READ COMMITTED and read at REPEATABLE READ, as ours.
   (Neither pings its connection before use: ours replaces a connection found

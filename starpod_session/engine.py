@@ -29,7 +29,10 @@ __all__ = [
     "SNAPSHOT",
     "DEFAULT_LOCK_TIMEOUT",
     "DEFAULT_POOL_SIZE",
+    "DEFAULT_SQLITE_MMAP_SIZE",
     "MAX_POOL_SIZE",
+    "MAX_SQLITE_MMAP_SIZE",
+    "check_sqlite_mmap_size",
     "check_pool_size",
     "SQLITE_SYNCHRONOUS_MODES",
     "MYSQL_MAX_ALLOWED_PACKET",
@@ -67,6 +70,15 @@ DEFAULT_POOL_SIZE = 32
 #: ping first. A connection used this recently was alive then; one idle longer (a server
 #: restarted, an idle timeout, a proxy dropping it) is pinged and replaced if dead.
 PING_AFTER_IDLE = 1.0
+
+#: How much of a SQLite file each connection reads through a memory map (``PRAGMA mmap_size``):
+#: a page read is then a memory access instead of a system call and a copy, which is
+#: most of what a look-up's B-tree walk grows by in a large file. The map is the
+#: operating system's file cache, shared by every connection, not memory of their own.
+DEFAULT_SQLITE_MMAP_SIZE = 1 << 30
+
+#: The largest ``sqlite_mmap_size`` taken (1 TiB): beyond any file this library makes.
+MAX_SQLITE_MMAP_SIZE = 1 << 40
 
 #: The largest ``pool_size`` taken: beyond it a server runs out of connections long before.
 MAX_POOL_SIZE = 1000
@@ -157,11 +169,21 @@ def _usable(url: URL) -> URL:
 
 def check_pool_size(pool_size: object) -> int:
     """``pool_size`` as a count of connections from 1 to :data:`MAX_POOL_SIZE`, else :class:`InvalidInput`."""
-    if isinstance(pool_size, bool) or not isinstance(pool_size, int):
-        raise InvalidInput("pool_size", f"expected a number of connections (int), got {type(pool_size).__name__}")
-    if not 1 <= pool_size <= MAX_POOL_SIZE:
-        raise InvalidInput("pool_size", f"expected 1 to {MAX_POOL_SIZE} connections, got {pool_size}")
-    return pool_size
+    return _check_whole_number("pool_size", pool_size, 1, MAX_POOL_SIZE, "connections")
+
+
+def check_sqlite_mmap_size(size: object) -> int:
+    """``sqlite_mmap_size`` as bytes from 0 (no map) to :data:`MAX_SQLITE_MMAP_SIZE`, else :class:`InvalidInput`."""
+    return _check_whole_number("sqlite_mmap_size", size, 0, MAX_SQLITE_MMAP_SIZE, "bytes")
+
+
+def _check_whole_number(field: str, value: object, low: int, high: int, unit: str) -> int:
+    """``value`` as an ``int`` (not a bool) from ``low`` to ``high`` ``unit``, else :class:`InvalidInput`."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidInput(field, f"expected a number of {unit} (int), got {type(value).__name__}")
+    if not low <= value <= high:
+        raise InvalidInput(field, f"expected {low} to {high} {unit}, got {value}")
+    return value
 
 
 def is_read_only(engine: Engine) -> bool:
@@ -173,6 +195,7 @@ def create_storage_engine(
     url: URL,
     *,
     sqlite_synchronous: str = "NORMAL",
+    sqlite_mmap_size: int = DEFAULT_SQLITE_MMAP_SIZE,
     lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
     pool_size: int = DEFAULT_POOL_SIZE,
     **engine_options: Any,
@@ -182,7 +205,8 @@ def create_storage_engine(
     SQLite: the file is created readable by its owner only (``0600``; SQLite gives
     its ``-wal`` and ``-shm`` files the same mode) with its folders; every
     connection runs with ``foreign_keys=ON``, WAL, ``busy_timeout`` =
-    ``lock_timeout`` and the given ``synchronous`` level, and write transactions
+    ``lock_timeout``, the given ``synchronous`` level and ``mmap_size`` =
+    ``sqlite_mmap_size`` (0: no memory map), and write transactions
     start with ``BEGIN IMMEDIATE`` so that two writers queue on the lock instead of
     failing half-way. Servers: a connection that sat unused in the pool longer than
     :data:`PING_AFTER_IDLE` is pinged before it is handed out (and replaced if a
@@ -206,6 +230,7 @@ def create_storage_engine(
     """
     if not isinstance(sqlite_synchronous, str):
         raise InvalidInput("sqlite_synchronous", f"expected a str, got {type(sqlite_synchronous).__name__}")
+    sqlite_mmap_size = check_sqlite_mmap_size(sqlite_mmap_size)
     # QueuePool on every backend (SQLAlchemy's default for a SQLite file too): every
     # connection kept, so a burst of N threads does not close and reopen N - 5 of them
     # (SQLAlchemy's overflow), which cost a connect per call on the servers.
@@ -213,7 +238,7 @@ def create_storage_engine(
     engine_options.setdefault("max_overflow", 0)
     engine_options.setdefault("pool_timeout", lock_timeout)
     if url.get_backend_name() == "sqlite":
-        return _sqlite_engine(url, sqlite_synchronous, lock_timeout, engine_options)
+        return _sqlite_engine(url, sqlite_synchronous, sqlite_mmap_size, lock_timeout, engine_options)
     # SQLAlchemy's pool_pre_ping costs a round trip per call; _ping_when_idle (below)
     # pings only a connection that sat unused longer than PING_AFTER_IDLE.
     engine_options.setdefault("pool_pre_ping", False)
@@ -310,7 +335,9 @@ def _milliseconds(seconds: float) -> int:
     return max(1, math.ceil(seconds * 1000))
 
 
-def _sqlite_engine(url: URL, synchronous: str, lock_timeout: float, engine_options: dict[str, Any]) -> Engine:
+def _sqlite_engine(
+    url: URL, synchronous: str, mmap_size: int, lock_timeout: float, engine_options: dict[str, Any]
+) -> Engine:
     synchronous = synchronous.upper()
     if synchronous not in SQLITE_SYNCHRONOUS_MODES:
         raise InvalidInput("sqlite_synchronous", f"expected one of {', '.join(SQLITE_SYNCHRONOUS_MODES)}")
@@ -339,6 +366,7 @@ def _sqlite_engine(url: URL, synchronous: str, lock_timeout: float, engine_optio
         if read_only_uri is None:
             cursor.execute("PRAGMA journal_mode = WAL")
         cursor.execute(f"PRAGMA synchronous = {synchronous}")
+        cursor.execute(f"PRAGMA mmap_size = {mmap_size}")
         cursor.close()
 
     @event.listens_for(engine, "begin")

@@ -22,7 +22,14 @@ from sqlalchemy.engine import URL
 from ._clock import utc_now
 from .channels import Channel, ChannelRegistry, ChannelResolver, check_gap_minutes
 from .config import AgentConfig, load_config
-from .engine import DEFAULT_LOCK_TIMEOUT, DEFAULT_POOL_SIZE, check_pool_size, create_storage_engine, to_url
+from .engine import (
+    DEFAULT_LOCK_TIMEOUT,
+    DEFAULT_POOL_SIZE,
+    DEFAULT_SQLITE_MMAP_SIZE,
+    check_pool_size,
+    create_storage_engine,
+    to_url,
+)
 from .errors import ExportError, InvalidInput, SessionNotFound
 from .records import (
     Continue,
@@ -125,6 +132,12 @@ class SessionManager:
     :class:`StorageBusy`. On SQLite too (readers of a WAL file run in parallel,
     writers still take turns on the file's lock). Use it as a context manager or
     call :meth:`close`.
+
+    SQLite only: ``sqlite_synchronous`` is the ``synchronous`` level (``NORMAL``,
+    or ``FULL`` to make every commit durable against power loss), and
+    ``sqlite_mmap_size`` how many bytes of the file each connection reads through
+    a memory map (default 1 GiB of address space, backed by the operating system's
+    shared file cache; ``0`` turns it off, e.g. on a network file system).
     """
 
     def __init__(
@@ -134,6 +147,7 @@ class SessionManager:
         *,
         auto_upgrade: bool = True,
         sqlite_synchronous: str = "NORMAL",
+        sqlite_mmap_size: int = DEFAULT_SQLITE_MMAP_SIZE,
         config: AgentConfig | str | os.PathLike[str] | None = None,
         channels: dict[str, ChannelResolver] | None = None,
         retry: RetryPolicy | None = None,
@@ -152,7 +166,11 @@ class SessionManager:
         self._channels = ChannelRegistry({**self.config.resolvers(), **(channels or {})})
         self.sessions_dir = None if sessions_dir is None else ensure_folder(Path(sessions_dir), "sessions_dir")
         self._engine: Engine = create_storage_engine(
-            self._url, sqlite_synchronous=sqlite_synchronous, lock_timeout=self._lock_timeout, pool_size=pool_size
+            self._url,
+            sqlite_synchronous=sqlite_synchronous,
+            sqlite_mmap_size=sqlite_mmap_size,
+            lock_timeout=self._lock_timeout,
+            pool_size=pool_size,
         )
         self._transactions = TransactionRunner(
             self._engine, self._url, retry=retry or RetryPolicy(), lock_timeout=self._lock_timeout
