@@ -15,7 +15,7 @@ from typing import Any
 
 from sqlalchemy.engine import URL
 
-from starpod_session.engine import DEFAULT_SQLITE_MMAP_SIZE
+from starpod_session.engine import DEFAULT_SQLITE_CACHE_MIB
 from starpod_session.timestamps import format_rfc3339
 
 UTC = timezone.utc
@@ -76,7 +76,7 @@ class SqliteFloor(Floor):
             "foreign_keys = ON",
             "journal_mode = WAL",
             "synchronous = NORMAL",
-            f"mmap_size = {DEFAULT_SQLITE_MMAP_SIZE}",  # as ours reads the file
+            f"cache_size = {-1024 * DEFAULT_SQLITE_CACHE_MIB}",  # the page cache ours keeps
         ):
             self.conn.execute(f"PRAGMA {pragma}")
         self.cur = self.conn.cursor()

@@ -13,7 +13,7 @@ same database, through the bare driver (``sqlite3``, ``psycopg``, ``pymysql``)
 doing the same logical work per call with the same SQL and connection settings:
 
 * SQLite floor connections run ``busy_timeout=5000``, ``foreign_keys=ON``, WAL,
-  ``synchronous=NORMAL`` and ``mmap_size`` of 1 GiB (as ours); writes start with ``BEGIN IMMEDIATE``, reads with
+  ``synchronous=NORMAL`` and an 8 MiB page cache (as ours); writes start with ``BEGIN IMMEDIATE``, reads with
   ``BEGIN``, every call commits, exactly as ours.
 * Server floors write at READ COMMITTED and read at REPEATABLE READ, as ours.
   (Neither pings its connection before use: ours replaces a connection found

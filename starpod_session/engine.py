@@ -29,10 +29,10 @@ __all__ = [
     "SNAPSHOT",
     "DEFAULT_LOCK_TIMEOUT",
     "DEFAULT_POOL_SIZE",
-    "DEFAULT_SQLITE_MMAP_SIZE",
+    "DEFAULT_SQLITE_CACHE_MIB",
     "MAX_POOL_SIZE",
-    "MAX_SQLITE_MMAP_SIZE",
-    "check_sqlite_mmap_size",
+    "MAX_SQLITE_CACHE_MIB",
+    "check_sqlite_cache_mib",
     "check_pool_size",
     "SQLITE_SYNCHRONOUS_MODES",
     "MYSQL_MAX_ALLOWED_PACKET",
@@ -71,14 +71,14 @@ DEFAULT_POOL_SIZE = 32
 #: restarted, an idle timeout, a proxy dropping it) is pinged and replaced if dead.
 PING_AFTER_IDLE = 1.0
 
-#: How much of a SQLite file each connection reads through a memory map (``PRAGMA mmap_size``):
-#: a page read is then a memory access instead of a system call and a copy, which is
-#: most of what a look-up's B-tree walk grows by in a large file. The map is the
-#: operating system's file cache, shared by every connection, not memory of their own.
-DEFAULT_SQLITE_MMAP_SIZE = 1 << 30
+#: How many MiB of a SQLite file's pages each connection keeps in memory (``PRAGMA cache_size``).
+#: SQLite's own default, 2 MiB, holds too few of a large file's index pages: past it
+#: every page a look-up's B-tree walk reads again is a system call and a copy, most
+#: of what the look-up grows by from a thousand rows to a million.
+DEFAULT_SQLITE_CACHE_MIB = 8
 
-#: The largest ``sqlite_mmap_size`` taken (1 TiB): beyond any file this library makes.
-MAX_SQLITE_MMAP_SIZE = 1 << 40
+#: The largest ``sqlite_cache_mib`` taken (64 GiB per connection).
+MAX_SQLITE_CACHE_MIB = 1 << 16
 
 #: The largest ``pool_size`` taken: beyond it a server runs out of connections long before.
 MAX_POOL_SIZE = 1000
@@ -172,9 +172,9 @@ def check_pool_size(pool_size: object) -> int:
     return _check_whole_number("pool_size", pool_size, 1, MAX_POOL_SIZE, "connections")
 
 
-def check_sqlite_mmap_size(size: object) -> int:
-    """``sqlite_mmap_size`` as bytes from 0 (no map) to :data:`MAX_SQLITE_MMAP_SIZE`, else :class:`InvalidInput`."""
-    return _check_whole_number("sqlite_mmap_size", size, 0, MAX_SQLITE_MMAP_SIZE, "bytes")
+def check_sqlite_cache_mib(size: object) -> int:
+    """``sqlite_cache_mib`` as MiB from 1 to :data:`MAX_SQLITE_CACHE_MIB`, else :class:`InvalidInput`."""
+    return _check_whole_number("sqlite_cache_mib", size, 1, MAX_SQLITE_CACHE_MIB, "MiB")
 
 
 def _check_whole_number(field: str, value: object, low: int, high: int, unit: str) -> int:
@@ -195,7 +195,7 @@ def create_storage_engine(
     url: URL,
     *,
     sqlite_synchronous: str = "NORMAL",
-    sqlite_mmap_size: int = DEFAULT_SQLITE_MMAP_SIZE,
+    sqlite_cache_mib: int = DEFAULT_SQLITE_CACHE_MIB,
     lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
     pool_size: int = DEFAULT_POOL_SIZE,
     **engine_options: Any,
@@ -205,8 +205,8 @@ def create_storage_engine(
     SQLite: the file is created readable by its owner only (``0600``; SQLite gives
     its ``-wal`` and ``-shm`` files the same mode) with its folders; every
     connection runs with ``foreign_keys=ON``, WAL, ``busy_timeout`` =
-    ``lock_timeout``, the given ``synchronous`` level and ``mmap_size`` =
-    ``sqlite_mmap_size`` (0: no memory map), and write transactions
+    ``lock_timeout``, the given ``synchronous`` level and a page cache of
+    ``sqlite_cache_mib`` MiB, and write transactions
     start with ``BEGIN IMMEDIATE`` so that two writers queue on the lock instead of
     failing half-way. Servers: a connection that sat unused in the pool longer than
     :data:`PING_AFTER_IDLE` is pinged before it is handed out (and replaced if a
@@ -230,7 +230,7 @@ def create_storage_engine(
     """
     if not isinstance(sqlite_synchronous, str):
         raise InvalidInput("sqlite_synchronous", f"expected a str, got {type(sqlite_synchronous).__name__}")
-    sqlite_mmap_size = check_sqlite_mmap_size(sqlite_mmap_size)
+    sqlite_cache_mib = check_sqlite_cache_mib(sqlite_cache_mib)
     # QueuePool on every backend (SQLAlchemy's default for a SQLite file too): every
     # connection kept, so a burst of N threads does not close and reopen N - 5 of them
     # (SQLAlchemy's overflow), which cost a connect per call on the servers.
@@ -238,7 +238,7 @@ def create_storage_engine(
     engine_options.setdefault("max_overflow", 0)
     engine_options.setdefault("pool_timeout", lock_timeout)
     if url.get_backend_name() == "sqlite":
-        return _sqlite_engine(url, sqlite_synchronous, sqlite_mmap_size, lock_timeout, engine_options)
+        return _sqlite_engine(url, sqlite_synchronous, sqlite_cache_mib, lock_timeout, engine_options)
     # SQLAlchemy's pool_pre_ping costs a round trip per call; _ping_when_idle (below)
     # pings only a connection that sat unused longer than PING_AFTER_IDLE.
     engine_options.setdefault("pool_pre_ping", False)
@@ -336,7 +336,7 @@ def _milliseconds(seconds: float) -> int:
 
 
 def _sqlite_engine(
-    url: URL, synchronous: str, mmap_size: int, lock_timeout: float, engine_options: dict[str, Any]
+    url: URL, synchronous: str, cache_mib: int, lock_timeout: float, engine_options: dict[str, Any]
 ) -> Engine:
     synchronous = synchronous.upper()
     if synchronous not in SQLITE_SYNCHRONOUS_MODES:
@@ -366,7 +366,7 @@ def _sqlite_engine(
         if read_only_uri is None:
             cursor.execute("PRAGMA journal_mode = WAL")
         cursor.execute(f"PRAGMA synchronous = {synchronous}")
-        cursor.execute(f"PRAGMA mmap_size = {mmap_size}")
+        cursor.execute(f"PRAGMA cache_size = {-1024 * cache_mib}")  # negative: KiB, not pages
         cursor.close()
 
     @event.listens_for(engine, "begin")

@@ -25,7 +25,7 @@ from .config import AgentConfig, load_config
 from .engine import (
     DEFAULT_LOCK_TIMEOUT,
     DEFAULT_POOL_SIZE,
-    DEFAULT_SQLITE_MMAP_SIZE,
+    DEFAULT_SQLITE_CACHE_MIB,
     check_pool_size,
     create_storage_engine,
     to_url,
@@ -135,9 +135,8 @@ class SessionManager:
 
     SQLite only: ``sqlite_synchronous`` is the ``synchronous`` level (``NORMAL``,
     or ``FULL`` to make every commit durable against power loss), and
-    ``sqlite_mmap_size`` how many bytes of the file each connection reads through
-    a memory map (default 1 GiB of address space, backed by the operating system's
-    shared file cache; ``0`` turns it off, e.g. on a network file system).
+    ``sqlite_cache_mib`` how many MiB of the file's pages each connection keeps in
+    memory (default 8; SQLite's own is 2): at most ``pool_size`` times that in all.
     """
 
     def __init__(
@@ -147,7 +146,7 @@ class SessionManager:
         *,
         auto_upgrade: bool = True,
         sqlite_synchronous: str = "NORMAL",
-        sqlite_mmap_size: int = DEFAULT_SQLITE_MMAP_SIZE,
+        sqlite_cache_mib: int = DEFAULT_SQLITE_CACHE_MIB,
         config: AgentConfig | str | os.PathLike[str] | None = None,
         channels: dict[str, ChannelResolver] | None = None,
         retry: RetryPolicy | None = None,
@@ -168,7 +167,7 @@ class SessionManager:
         self._engine: Engine = create_storage_engine(
             self._url,
             sqlite_synchronous=sqlite_synchronous,
-            sqlite_mmap_size=sqlite_mmap_size,
+            sqlite_cache_mib=sqlite_cache_mib,
             lock_timeout=self._lock_timeout,
             pool_size=pool_size,
         )

@@ -27,7 +27,7 @@ from starpod_session import (
     UsageRecord,
 )
 
-from starpod_session.engine import DEFAULT_SQLITE_MMAP_SIZE
+from starpod_session.engine import DEFAULT_SQLITE_CACHE_MIB
 
 from .helpers import raw_engine
 
@@ -52,12 +52,12 @@ def test_sqlite_synchronous_full_can_be_chosen(tmp_path):
     assert sqlite_pragmas(tmp_path / "s.db", sqlite_synchronous="full")["synchronous"] == 2
 
 
-def manager_mmap_sizes(manager: SessionManager) -> set[int]:
-    """``PRAGMA mmap_size`` of every connection the manager's calls ran on (held and pooled)."""
+def manager_cache_sizes(manager: SessionManager) -> set[int]:
+    """``PRAGMA cache_size`` of every connection the manager's calls ran on (held and pooled)."""
     seen: set[int] = set()
 
     def note(_conn, cursor, *_args):
-        seen.add(cursor.connection.execute("PRAGMA mmap_size").fetchone()[0])
+        seen.add(cursor.connection.execute("PRAGMA cache_size").fetchone()[0])
 
     sa.event.listen(manager._engine, "before_cursor_execute", note)
     try:
@@ -69,24 +69,24 @@ def manager_mmap_sizes(manager: SessionManager) -> set[int]:
     return seen
 
 
-def test_sqlite_connections_read_the_file_through_a_memory_map_of_a_gibibyte_by_default(tmp_path):
-    # Reads of a large file cost no system call per page: the B-tree walk of a
-    # look-up in a million rows grew ~3 us past a few thousand rows without it.
-    assert DEFAULT_SQLITE_MMAP_SIZE == 1 << 30
+def test_sqlite_connections_keep_eight_mib_of_pages_by_default(tmp_path):
+    # SQLite's own 2 MiB holds too few of a large file's index pages: a look-up in a
+    # million rows then re-reads them from the file on each call.
+    assert DEFAULT_SQLITE_CACHE_MIB == 8
     with SessionManager(tmp_path / "s.db") as manager:
-        assert manager_mmap_sizes(manager) == {1 << 30}
+        assert manager_cache_sizes(manager) == {-8 * 1024}  # negative: KiB
 
 
-@pytest.mark.parametrize("size", [0, 64 << 20])
-def test_the_memory_map_can_be_sized_or_turned_off(tmp_path, size):
-    with SessionManager(tmp_path / "s.db", sqlite_mmap_size=size) as manager:
-        assert manager_mmap_sizes(manager) == {size}
+@pytest.mark.parametrize("mib", [1, 64])
+def test_the_page_cache_can_be_sized(tmp_path, mib):
+    with SessionManager(tmp_path / "s.db", sqlite_cache_mib=mib) as manager:
+        assert manager_cache_sizes(manager) == {-mib * 1024}
 
 
-@pytest.mark.parametrize("size", [-1, True, 1.5, "1G", None, 1 << 50])
-def test_a_memory_map_size_that_is_not_a_byte_count_is_invalid_input(tmp_path, size):
-    with pytest.raises(InvalidInput, match="sqlite_mmap_size"):
-        SessionManager(tmp_path / "s.db", sqlite_mmap_size=size)
+@pytest.mark.parametrize("mib", [0, -1, True, 1.5, "8M", None, 1 << 17])
+def test_a_page_cache_size_that_is_not_a_count_of_mib_is_invalid_input(tmp_path, mib):
+    with pytest.raises(InvalidInput, match="sqlite_cache_mib"):
+        SessionManager(tmp_path / "s.db", sqlite_cache_mib=mib)
     assert not (tmp_path / "s.db").exists()
 
 
