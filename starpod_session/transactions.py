@@ -83,7 +83,6 @@ class TransactionRunner:
         # calls (a checkout costs as much as a small transaction), servers' go back to
         # the pool (its checkout pings one that sat idle; see engine.py).
         self._held = HeldConnections(engine, keep=_pool_size(engine) if self._sqlite else 0)
-        self._dialect = engine.dialect
         # (read_only, snapshot) -> the statement beginning prepared work's transaction
         # (``engine.transaction_begin``), worked out once: fixed for an engine.
         self._begins: dict[tuple[bool, bool], str | None] = {}
@@ -126,8 +125,9 @@ class TransactionRunner:
     def _attempt_prepared(self, work: PreparedWork[T], read_only: bool, snapshot: bool) -> T:
         """One attempt at prepared work, straight on a pooled driver connection (``engine.DriverTransaction``)."""
         # A method, not a closure per call: prepared work is the hot path (a SQLite
-        # call costs about 20 µs in all, and a closure with its cells is a sizeable part).
-        engine, held, dialect = self.engine, self._held, self._dialect
+        # call costs 10-20 µs in all, and a closure with its cells is a sizeable part).
+        engine, held = self.engine, self._held
+        dialect = engine.dialect
         try:
             begin = self._begins[read_only, snapshot]
         except KeyError:
