@@ -18,6 +18,7 @@ from starpod_session.tool_calls import read_tool_use
 from floors import Floor, MariaFloor, PostgresFloor, SqliteFloor
 from harness import MODELS, T0, USERS
 
+
 class Target:
     """Where the databases of one backend live: files in a temp dir, or scratch server databases."""
 
@@ -117,14 +118,31 @@ class Dataset:
 
 
 SESSION_COLUMNS = (
-    "id", "created_at", "last_message_at", "is_closed", "summary", "message_count",
-    "channel", "channel_session_key", "title", "user_id", "is_read",
-)  # fmt: skip
+    "id",
+    "created_at",
+    "last_message_at",
+    "is_closed",
+    "summary",
+    "message_count",
+    "channel",
+    "channel_session_key",
+    "title",
+    "user_id",
+    "is_read",
+)
 MESSAGE_COLUMNS = ("session_id", "role", "content", "timestamp")
 USAGE_COLUMNS = (
-    "session_id", "turn", "input_tokens", "output_tokens", "cache_read", "cache_write",
-    "cost_usd", "model", "user_id", "timestamp",
-)  # fmt: skip
+    "session_id",
+    "turn",
+    "input_tokens",
+    "output_tokens",
+    "cache_read",
+    "cache_write",
+    "cost_usd",
+    "model",
+    "user_id",
+    "timestamp",
+)
 
 
 TOOLS = ("Bash", "Read", "Edit", "MemorySearch", "VaultGet", "WebFetch", "CronList")
@@ -140,8 +158,12 @@ def load_tool_calls(floor: Floor, is_bool: bool) -> None:
     for n, (message_id, session_id, content, moment) in enumerate(uses):
         use = read_tool_use(content)
         failed = n % 7 == 0
-        rows.append((message_id, session_id, "tool_use", use.call_id, use.tool_name, moment, failed if is_bool else int(failed)))
-    floor.load("tool_calls", ("message_id", "session_id", "role", "call_id", "tool_name", "timestamp", "is_error"), rows)
+        rows.append(
+            (message_id, session_id, "tool_use", use.call_id, use.tool_name, moment, failed if is_bool else int(failed))
+        )
+    floor.load(
+        "tool_calls", ("message_id", "session_id", "role", "call_id", "tool_name", "timestamp", "is_error"), rows
+    )
 
 
 #: MariaDB's search index (migration 0010): a message's words, as ``save_message`` writes them.
@@ -221,11 +243,21 @@ def load_dataset(
         key = f"key-{n}"
         if is_open and channel == "main":
             data.main_keys.append(key)
-        rows.append((
-            session_id, floor.stamp(created), floor.stamp(created + timedelta(seconds=rng.randrange(3600))),
-            (not is_open) if is_bool else int(not is_open), None if is_open else "done", 10, channel, key,
-            f"Session {n}", USERS[n % len(USERS)], True if is_bool else 1,
-        ))  # fmt: skip
+        rows.append(
+            (
+                session_id,
+                floor.stamp(created),
+                floor.stamp(created + timedelta(seconds=rng.randrange(3600))),
+                (not is_open) if is_bool else int(not is_open),
+                None if is_open else "done",
+                10,
+                channel,
+                key,
+                f"Session {n}",
+                USERS[n % len(USERS)],
+                True if is_bool else 1,
+            )
+        )
     floor.load("session_metadata", SESSION_COLUMNS, rows)
     data.sessions = ids
     # The 100-message session (and the 10,000-message one) are open main sessions.
@@ -238,7 +270,9 @@ def load_dataset(
     for session_id, count in fixed:
         for n in range(count):
             moment += timedelta(milliseconds=1500)
-            rows.append((session_id, "user" if n % 2 == 0 else "assistant", f"message {n} " + "x" * 150, floor.stamp(moment)))
+            rows.append(
+                (session_id, "user" if n % 2 == 0 else "assistant", f"message {n} " + "x" * 150, floor.stamp(moment))
+            )
     filler = max(messages - len(rows), 0)
     others = ids[20:] or ids
     for n in range(filler):
@@ -247,7 +281,9 @@ def load_dataset(
             content = f'{{"type":"tool_use","id":"tu_{n}","name":"{TOOLS[n % len(TOOLS)]}","input":{{}}}}'
             rows.append((others[rng.randrange(len(others))], "tool_use", content, floor.stamp(moment)))
         else:
-            rows.append((others[rng.randrange(len(others))], "assistant", f"reply {n} " + "y" * 60, floor.stamp(moment)))
+            rows.append(
+                (others[rng.randrange(len(others))], "assistant", f"reply {n} " + "y" * 60, floor.stamp(moment))
+            )
     floor.load("session_messages", MESSAGE_COLUMNS, rows)
     load_tool_calls(floor, is_bool)
     load_words(target, floor)
@@ -255,11 +291,20 @@ def load_dataset(
     rows = []
     spacing = timedelta(days=360) / max(usage, 1)
     for n in range(usage):
-        rows.append((
-            ids[rng.randrange(len(ids))], n % 40, rng.randrange(50_000), rng.randrange(5_000), rng.randrange(100_000),
-            rng.randrange(10_000), rng.random() / 10, MODELS[n % len(MODELS)], USERS[rng.randrange(len(USERS))],
-            floor.stamp(T0 + spacing * n),
-        ))  # fmt: skip
+        rows.append(
+            (
+                ids[rng.randrange(len(ids))],
+                n % 40,
+                rng.randrange(50_000),
+                rng.randrange(5_000),
+                rng.randrange(100_000),
+                rng.randrange(10_000),
+                rng.random() / 10,
+                MODELS[n % len(MODELS)],
+                USERS[rng.randrange(len(USERS))],
+                floor.stamp(T0 + spacing * n),
+            )
+        )
     floor.load("usage_stats", USAGE_COLUMNS, rows)
     if isinstance(floor, SqliteFloor):
         floor.conn.execute("ANALYZE")

@@ -20,6 +20,7 @@ from starpod_session.timestamps import format_rfc3339
 
 UTC = timezone.utc
 
+
 class Floor:
     """One bare driver connection doing by hand what each public call does."""
 
@@ -53,9 +54,7 @@ class Floor:
     def load(self, table: str, columns: tuple[str, ...], rows: list[tuple]) -> None:
         placeholders = ", ".join("?" for _ in columns)
         with self.write() as cur:
-            cur.executemany(
-                self.sql(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({placeholders})"), rows
-            )
+            cur.executemany(self.sql(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({placeholders})"), rows)
 
 
 def _number(value: Any) -> Any:
@@ -166,7 +165,11 @@ class MariaFloor(Floor):
         # FOUND_ROWS: an UPDATE's rowcount counts the rows it matched, as on ours
         # (SQLAlchemy sets it), so "one row or SessionNotFound" reads the same.
         options = dict(
-            _server_kwargs(url), database=url.database, charset="utf8mb4", autocommit=False, client_flag=CLIENT.FOUND_ROWS
+            _server_kwargs(url),
+            database=url.database,
+            charset="utf8mb4",
+            autocommit=False,
+            client_flag=CLIENT.FOUND_ROWS,
         )
         self.writer = pymysql.connect(**options)
         self.reader = pymysql.connect(**options)

@@ -121,6 +121,7 @@ HEADER = (
     f" {'floor med':>9} {'floor p95':>9} {'floor/s':>9} {'ratio':>7}"
 )
 
+
 class Capture:
     """The statements every engine sends to its driver while capturing.
 
@@ -146,6 +147,7 @@ class Capture:
 
 
 CAPTURE = Capture()
+
 
 def machine() -> str:
     cpu = platform.processor() or "?"

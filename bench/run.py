@@ -102,8 +102,16 @@ from datasets import Target, load_dataset
 from floors import Floor
 from harness import FULL, HEADER, QUICK, SMOKE, Report, Scale, machine
 from workloads import (
-    cost_overview, get_messages, list_sessions, record_usage, resolve_touch, save_message, scaling, search, session_calls,
-)  # fmt: skip
+    cost_overview,
+    get_messages,
+    list_sessions,
+    record_usage,
+    resolve_touch,
+    save_message,
+    scaling,
+    search,
+    session_calls,
+)
 from workloads import memory, throughput
 
 
@@ -131,11 +139,16 @@ def per_call_workloads(target: Target, scale: Scale, report: Report, groups: fro
 def big_workloads(target: Target, scale: Scale, rows: int, report: Report) -> None:
     """cost_overview on the big dataset, then our scaling from the small dataset to the big one."""
     started = time.perf_counter()
-    small = load_dataset(target, "1k", sessions=scale.small_rows, messages=scale.small_rows, usage=scale.small_rows, with_10k=False)
+    small = load_dataset(
+        target, "1k", sessions=scale.small_rows, messages=scale.small_rows, usage=scale.small_rows, with_10k=False
+    )
     big = load_dataset(
         target, "big", sessions=rows, messages=rows, usage=rows, with_10k=True, long_messages=scale.long_session
     )
-    print(f"(loaded {scale.small_rows:,} and {rows:,} rows per table in {time.perf_counter() - started:.0f} s)", flush=True)
+    print(
+        f"(loaded {scale.small_rows:,} and {rows:,} rows per table in {time.perf_counter() - started:.0f} s)",
+        flush=True,
+    )
     cost_overview.measure(target, big, scale, rows, report)
     scaling.measure(small, big, scale, rows, report)
 
@@ -203,7 +216,9 @@ def smoke_in_parallel(backends: list[str | None], groups: frozenset[str]) -> int
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--url", action="append", default=[], help="a PostgreSQL or MariaDB URL of a scratch database (repeatable)")
+    parser.add_argument(
+        "--url", action="append", default=[], help="a PostgreSQL or MariaDB URL of a scratch database (repeatable)"
+    )
     sizes = parser.add_mutually_exclusive_group()
     sizes.add_argument("--quick", action="store_true", help="small scale (100,000-row big datasets)")
     sizes.add_argument(
@@ -213,11 +228,19 @@ def main(argv: list[str] | None = None) -> int:
         "exits 0 unless something raises, whatever the ratios",
     )
     parser.add_argument("--no-sqlite", action="store_true", help="run the servers only")
-    parser.add_argument("--server-rows", type=int, default=None, help="rows per table of the big dataset on servers (default: as on SQLite)")
     parser.add_argument(
-        "--only", type=_groups, default=frozenset(GROUPS), metavar="GROUP[,GROUP]",
+        "--server-rows",
+        type=int,
+        default=None,
+        help="rows per table of the big dataset on servers (default: as on SQLite)",
+    )
+    parser.add_argument(
+        "--only",
+        type=_groups,
+        default=frozenset(GROUPS),
+        metavar="GROUP[,GROUP]",
         help=f"run only these workload groups ({', '.join(GROUPS)})",
-    )  # fmt: skip
+    )
     parser.add_argument("--only-search", action="store_true", help="the same as --only search")
     args = parser.parse_args(argv)
     scale = SMOKE if args.smoke else QUICK if args.quick else FULL

@@ -64,4 +64,6 @@ def run_demo(db_path: Path | None = None, echo: Callable[[str], None] = print) -
 
             for meta in manager.list_sessions(20):
                 state = "closed" if meta.is_closed else "open"
-                echo(f"8. session {meta.id[:8]} {meta.channel}/{meta.channel_session_key} {state}: {meta.summary or ''}")
+                echo(
+                    f"8. session {meta.id[:8]} {meta.channel}/{meta.channel_session_key} {state}: {meta.summary or ''}"
+                )

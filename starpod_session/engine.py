@@ -259,9 +259,7 @@ def create_storage_engine(
     # The pool's reset on return is a ROLLBACK, which pymysql sends even when the call's
     # transaction committed: a round trip per call for nothing (psycopg skips it itself).
     # The listener below rolls back only a transaction the server says is open.
-    reset_if_open = (
-        mysql and url.get_driver_name() == "pymysql" and "pool_reset_on_return" not in engine_options
-    )
+    reset_if_open = mysql and url.get_driver_name() == "pymysql" and "pool_reset_on_return" not in engine_options
     if reset_if_open:
         engine_options["pool_reset_on_return"] = None
     engine = create_engine(url, connect_args=connect_args, **engine_options)

@@ -175,9 +175,7 @@ class SessionManager:
             self._engine, self._url, retry=retry or RetryPolicy(), lock_timeout=self._lock_timeout
         )
         try:
-            self._transactions.guard(
-                lambda: ensure_schema(self._engine, auto_upgrade=auto_upgrade, target=self.target)
-            )
+            self._transactions.guard(lambda: ensure_schema(self._engine, auto_upgrade=auto_upgrade, target=self.target))
         except BaseException:
             self._engine.dispose()
             raise
@@ -254,6 +252,7 @@ class SessionManager:
         name, key, user_id, is_stale = self._resolution(channel, key, gap_minutes, user_id)
         if triggered_by is not None:
             triggered_by = check_short_text("triggered_by", triggered_by)
+
         def work(connection: StatementRunner) -> OpenedSession:
             sessions = SessionRepository(connection)
             open_id, closed_id = _close_if_stale(sessions, name, key, user_id, is_stale)
@@ -539,9 +538,7 @@ class SessionManager:
         session_id = check_session_id(session_id)
         return self._transactions.read(lambda connection: UsageRepository(connection).session_summary(session_id))
 
-    def cost_overview(
-        self, since: str | datetime | None = None, until: str | datetime | None = None
-    ) -> CostOverview:
+    def cost_overview(self, since: str | datetime | None = None, until: str | datetime | None = None) -> CostOverview:
         """Totals over every usage row with ``since <= timestamp < until`` (a ``None`` bound is open).
 
         ``since`` and ``until`` are aware datetimes or RFC 3339 strings (``Z`` or
@@ -634,9 +631,17 @@ class SessionManager:
         snippet = highlighter(parsed)
         return [
             SearchHit(
-                message_id, session, role, timestamp, title, channel_name, user, snippet(content),
-                float(score), encode_cursor(float(score), message_id),
-            )  # fmt: skip
+                message_id,
+                session,
+                role,
+                timestamp,
+                title,
+                channel_name,
+                user,
+                snippet(content),
+                float(score),
+                encode_cursor(float(score), message_id),
+            )
             for message_id, session, role, timestamp, title, channel_name, user, content, score in rows
         ]
 
@@ -810,7 +815,9 @@ def _check_lock_timeout(lock_timeout: object) -> float:
     if isinstance(lock_timeout, bool) or not isinstance(lock_timeout, (int, float)):
         raise InvalidInput("lock_timeout", f"expected seconds as a number, got {type(lock_timeout).__name__}")
     if not math.isfinite(lock_timeout) or lock_timeout <= 0 or lock_timeout > _MAX_LOCK_TIMEOUT:
-        raise InvalidInput("lock_timeout", f"expected seconds above 0 and at most {_MAX_LOCK_TIMEOUT}, got {lock_timeout}")
+        raise InvalidInput(
+            "lock_timeout", f"expected seconds above 0 and at most {_MAX_LOCK_TIMEOUT}, got {lock_timeout}"
+        )
     return float(lock_timeout)
 
 

@@ -25,7 +25,16 @@ from .column_types import (
     UtcTimestamp,
 )
 
-__all__ = ["Base", "SessionRow", "MessageRow", "ToolCallRow", "UsageRow", "UsageDailyRow", "CompactionRow", "NAMING_CONVENTION"]
+__all__ = [
+    "Base",
+    "SessionRow",
+    "MessageRow",
+    "ToolCallRow",
+    "UsageRow",
+    "UsageDailyRow",
+    "CompactionRow",
+    "NAMING_CONVENTION",
+]
 
 #: Stable constraint names on every backend, so migrations can name what they drop.
 NAMING_CONVENTION = {
@@ -111,9 +120,7 @@ class MessageRow(Base):
     __tablename__ = "session_messages"
 
     id: Mapped[int] = mapped_column(Count, primary_key=True, autoincrement=True)
-    session_id: Mapped[str] = mapped_column(
-        ShortText, ForeignKey("session_metadata.id", ondelete="CASCADE")
-    )
+    session_id: Mapped[str] = mapped_column(ShortText, ForeignKey("session_metadata.id", ondelete="CASCADE"))
     role: Mapped[str] = mapped_column(ShortText)
     content: Mapped[str] = mapped_column(SearchableText)
     timestamp: Mapped[datetime] = mapped_column(UtcTimestamp)
@@ -234,9 +241,7 @@ class CompactionRow(Base):
     __tablename__ = "compaction_log"
 
     id: Mapped[int] = mapped_column(Count, primary_key=True, autoincrement=True)
-    session_id: Mapped[str] = mapped_column(
-        ShortText, ForeignKey("session_metadata.id", ondelete="CASCADE")
-    )
+    session_id: Mapped[str] = mapped_column(ShortText, ForeignKey("session_metadata.id", ondelete="CASCADE"))
     timestamp: Mapped[datetime] = mapped_column(UtcTimestamp)
     trigger: Mapped[str] = mapped_column(ShortText, server_default=text("'auto'"))
     pre_tokens: Mapped[int] = mapped_column(Count)

@@ -35,6 +35,7 @@ __all__ = [
     "MAX_COST_USD",
 ]
 
+
 @attrs.frozen
 class SessionMeta:
     """Metadata of one session, as stored in ``session_metadata``."""
@@ -66,7 +67,9 @@ class SessionMessage:
     timestamp: datetime
 
 
-def _validated(check: Callable[[str, Any], object], field: str) -> Callable[[object, attrs.Attribute[Any], object], None]:
+def _validated(
+    check: Callable[[str, Any], object], field: str
+) -> Callable[[object, attrs.Attribute[Any], object], None]:
     """An attrs validator running ``check`` on the field's value."""
 
     def validator(_instance: object, _attribute: attrs.Attribute[Any], value: object) -> None:
@@ -248,6 +251,7 @@ class Erasure:
     usage_rows: int = 0
     transcripts: int = 0
     pseudonym: str | None = None
+
 
 @attrs.frozen
 class SessionDecision:

@@ -52,10 +52,20 @@ _ALEMBIC_LOCK = threading.RLock()
 
 _RUST_SESSION_COLUMNS = frozenset(
     {
-        "id", "created_at", "last_message_at", "is_closed", "summary", "message_count",
-        "channel", "channel_session_key", "title", "user_id", "is_read", "triggered_by",
+        "id",
+        "created_at",
+        "last_message_at",
+        "is_closed",
+        "summary",
+        "message_count",
+        "channel",
+        "channel_session_key",
+        "title",
+        "user_id",
+        "is_read",
+        "triggered_by",
     }
-)  # fmt: skip
+)
 _MARIADB_LOCK_NAME = "starpod_session.migrate"
 _POSTGRES_LOCK_ID = 0x5374_6172_706F_64  # "Starpod", any constant shared by all processes
 

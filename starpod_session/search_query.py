@@ -28,9 +28,16 @@ import attrs
 from .errors import InvalidInput
 
 __all__ = [
-    "QueryPart", "SearchQuery", "parse_query", "highlight", "highlighter", "indexed_words",
-    "MAX_QUERY_CHARS", "MAX_QUERY_PARTS", "MAX_INDEXED_WORD",
-]  # fmt: skip
+    "QueryPart",
+    "SearchQuery",
+    "parse_query",
+    "highlight",
+    "highlighter",
+    "indexed_words",
+    "MAX_QUERY_CHARS",
+    "MAX_QUERY_PARTS",
+    "MAX_INDEXED_WORD",
+]
 
 #: Longest query text accepted.
 MAX_QUERY_CHARS = 1000
@@ -72,9 +79,7 @@ def indexed_words(content: str) -> dict[str, int]:
 @functools.lru_cache(maxsize=4096)
 def _without_spaces(word: str) -> bool:
     """Whether the word holds a character of a script written without spaces between words."""
-    return any(
-        not ch.isascii() and unicodedata.name(ch, "").startswith(_NO_SPACE_SCRIPTS) for ch in word
-    )
+    return any(not ch.isascii() and unicodedata.name(ch, "").startswith(_NO_SPACE_SCRIPTS) for ch in word)
 
 
 @attrs.frozen

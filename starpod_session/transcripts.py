@@ -159,4 +159,3 @@ def remove_transcripts(folder: Path, session_id: str) -> int:
             path.unlink(missing_ok=True)
             removed += 1
     return removed
-

@@ -49,9 +49,7 @@ def redact_url(target: URL | str) -> str:
             target = make_url(target)
         except Exception:  # not parseable: hide what looks like a password in the raw text
             return redact_text(str(target))
-    query = {
-        key: (HIDDEN if key.lower() in PASSWORD_QUERY_KEYS else value) for key, value in target.query.items()
-    }
+    query = {key: (HIDDEN if key.lower() in PASSWORD_QUERY_KEYS else value) for key, value in target.query.items()}
     # SQLAlchemy percent-encodes query values; the marker reads better as it is.
     return target.set(query=query).render_as_string(hide_password=True).replace("=%2A%2A%2A", "=" + HIDDEN)
 

@@ -53,12 +53,18 @@ def run_commands(runs: Sequence[Sequence[object]]) -> list[subprocess.CompletedP
     """Run several invocations of the installed command side by side; results in the same order."""
     environment = command_environment()
     started = [
-        (arguments, subprocess.Popen(
-            [installed_command(), *map(str, arguments)],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=environment,
-        ))
+        (
+            arguments,
+            subprocess.Popen(
+                [installed_command(), *map(str, arguments)],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+                env=environment,
+            ),
+        )
         for arguments in runs
-    ]  # fmt: skip
+    ]
     results = []
     for arguments, process in started:
         out, err = process.communicate()

@@ -40,7 +40,7 @@ def raw_engine(target: object, **options: object) -> Iterator[sa.Engine]:
 @contextmanager
 def raw_connection(target: object, *, begin: bool = False) -> Iterator[sa.Connection]:
     """A connection of the test's own on ``target``; with ``begin``, in a transaction committed at the end."""
-    with raw_engine(target) as engine, (engine.begin() if begin else engine.connect()) as connection:
+    with raw_engine(target) as engine, engine.begin() if begin else engine.connect() as connection:
         yield connection
 
 
@@ -86,8 +86,14 @@ def snapshot(target: str) -> object:
             return list(raw.iterdump())
     with raw_connection(url) as connection:
         tables = sorted(sa.inspect(connection).get_table_names())
-        counts = {t: connection.execute(sa.select(sa.func.count()).select_from(sa.table(t))).scalar_one() for t in tables}
-        stamp = connection.execute(sa.text("SELECT version_num FROM alembic_version")).all() if "alembic_version" in tables else None
+        counts = {
+            t: connection.execute(sa.select(sa.func.count()).select_from(sa.table(t))).scalar_one() for t in tables
+        }
+        stamp = (
+            connection.execute(sa.text("SELECT version_num FROM alembic_version")).all()
+            if "alembic_version" in tables
+            else None
+        )
         return tables, counts, stamp
 
 

@@ -21,9 +21,19 @@ OUR_TABLES = ("session_metadata", "session_messages", "usage_stats", "compaction
 ADDED_TABLES = ("tool_calls", "usage_daily")
 #: Columns of session_metadata that both fixtures have (the core.db file has is_archived besides).
 SESSION_COLUMNS = (
-    "id", "created_at", "last_message_at", "is_closed", "summary", "message_count",
-    "channel", "channel_session_key", "title", "user_id", "is_read", "triggered_by",
-)  # fmt: skip
+    "id",
+    "created_at",
+    "last_message_at",
+    "is_closed",
+    "summary",
+    "message_count",
+    "channel",
+    "channel_session_key",
+    "title",
+    "user_id",
+    "is_read",
+    "triggered_by",
+)
 DUPLICATE_KEY = ("telegram", "777", "bob")
 KEPT_OPEN = "0b6f1c2e-1111-4a5b-9c3d-000000000006"
 
@@ -212,14 +222,24 @@ CRATE_BY_TOOL_SQL = """
 """
 #: Tool messages as the crate's agent saves them: one JSON object each (session 2 is open, session 1 archived).
 CRATE_TOOL_MESSAGES = [
-    ("0b6f1c2e-1111-4a5b-9c3d-000000000002", "tool_use", '{"type":"tool_use","id":"tu_2","name":"VaultGet","input":{}}'),
-    ("0b6f1c2e-1111-4a5b-9c3d-000000000002", "tool_result",
-     '{"type":"tool_result","tool_use_id":"tu_2","content":"key not found","is_error":true}'),
+    (
+        "0b6f1c2e-1111-4a5b-9c3d-000000000002",
+        "tool_use",
+        '{"type":"tool_use","id":"tu_2","name":"VaultGet","input":{}}',
+    ),
+    (
+        "0b6f1c2e-1111-4a5b-9c3d-000000000002",
+        "tool_result",
+        '{"type":"tool_result","tool_use_id":"tu_2","content":"key not found","is_error":true}',
+    ),
     ("0b6f1c2e-1111-4a5b-9c3d-000000000002", "tool_use", '{"type":"tool_use","id":"tu_3","name":"MemorySearch"}'),
     ("0b6f1c2e-1111-4a5b-9c3d-000000000004", "tool_use", '{"type":"tool_use","id":"tu_4","input":{}}'),
-    ("0b6f1c2e-1111-4a5b-9c3d-000000000004", "tool_result",
-     '{"type":"tool_result","tool_use_id":"tu_2","content":"other session","is_error":true}'),
-]  # fmt: skip
+    (
+        "0b6f1c2e-1111-4a5b-9c3d-000000000004",
+        "tool_result",
+        '{"type":"tool_result","tool_use_id":"tu_2","content":"other session","is_error":true}',
+    ),
+]
 
 
 def as_the_crate_writes(paths: tuple[Path, ...]) -> None:
@@ -229,16 +249,19 @@ def as_the_crate_writes(paths: tuple[Path, ...]) -> None:
             raw.execute("UPDATE session_metadata SET is_archived = 1 WHERE id = ?", (KEPT_OPEN,))
             raw.executemany(
                 "INSERT INTO session_messages (session_id, role, content, timestamp) VALUES (?, ?, ?, ?)",
-                [(s, role, content, f"2026-03-19T22:00:0{n}+00:00") for n, (s, role, content) in enumerate(
-                    CRATE_TOOL_MESSAGES
-                )],
+                [
+                    (s, role, content, f"2026-03-19T22:00:0{n}+00:00")
+                    for n, (s, role, content) in enumerate(CRATE_TOOL_MESSAGES)
+                ],
             )
 
 
 def crate_by_tool(path: Path, since: str | None = None) -> list[tuple[str, int, int]]:
     with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as raw:
-        rows = raw.execute(CRATE_BY_TOOL_SQL.format(since="" if since is None else "AND sm.timestamp >= ?"),
-                           () if since is None else (since,)).fetchall()  # fmt: skip
+        rows = raw.execute(
+            CRATE_BY_TOOL_SQL.format(since="" if since is None else "AND sm.timestamp >= ?"),
+            () if since is None else (since,),
+        ).fetchall()
     return sorted(((name or "unknown", calls, errors) for name, calls, errors in rows), key=lambda r: (-r[1], r[0]))
 
 

@@ -58,7 +58,10 @@ def test_by_day_totals_each_model_per_utc_day_ordered_by_day_then_cost(manager, 
     day1, day2 = datetime(2026, 3, 1, tzinfo=timezone.utc), datetime(2026, 3, 2, tzinfo=timezone.utc)
     rows = [
         (day1, UsageRecord(10, 1, 5, 0, 0.25, "haiku")),
-        (day1 + timedelta(hours=23, minutes=59, seconds=59, microseconds=999999), UsageRecord(10, 1, 0, 2, 1.0, "opus")),
+        (
+            day1 + timedelta(hours=23, minutes=59, seconds=59, microseconds=999999),
+            UsageRecord(10, 1, 0, 2, 1.0, "opus"),
+        ),
         (day1 + timedelta(hours=3), UsageRecord(10, 1, 0, 0, 0.5, "opus")),
         (day1 + timedelta(hours=4), UsageRecord(10, 1, 0, 0, 0.25, None)),
         (day2, UsageRecord(10, 1, 0, 0, 0.125, "opus")),  # midnight UTC: the next day

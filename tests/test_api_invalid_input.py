@@ -221,9 +221,7 @@ def populated(manager):
 
 
 @pytest.mark.parametrize(("call", "field"), [case[1:] for case in INVALID], ids=[case[0] for case in INVALID])
-def test_invalid_input_is_refused_naming_the_field_and_writes_nothing(
-    manager, populated, counted, call, field
-):
+def test_invalid_input_is_refused_naming_the_field_and_writes_nothing(manager, populated, counted, call, field):
     before = counted()
     meta_before = manager.get_session(populated)
     with pytest.raises(InvalidInput) as raised:
@@ -234,9 +232,7 @@ def test_invalid_input_is_refused_naming_the_field_and_writes_nothing(
 
 
 @pytest.mark.parametrize("call", [case[1] for case in NOT_FOUND], ids=[case[0] for case in NOT_FOUND])
-def test_a_write_to_an_unknown_session_raises_session_not_found_and_writes_nothing(
-    manager, populated, counted, call
-):
+def test_a_write_to_an_unknown_session_raises_session_not_found_and_writes_nothing(manager, populated, counted, call):
     before = counted()
     with pytest.raises(SessionNotFound) as raised:
         call(manager)
@@ -272,9 +268,7 @@ def test_sql_text_in_keys_and_content_is_stored_verbatim(manager, counted):
     ],
     ids=["nfc-vs-nfd", "case", "sharp-s", "trailing-space", "ligature"],
 )
-def test_keys_that_differ_only_in_normalisation_case_or_padding_are_distinct_sessions(
-    manager, one, other
-):
+def test_keys_that_differ_only_in_normalisation_case_or_padding_are_distinct_sessions(manager, one, other):
     first = manager.create_session(Channel.MAIN, one)
     second = manager.create_session(Channel.MAIN, other)
     assert first != second
@@ -293,7 +287,7 @@ def test_a_key_of_255_four_byte_characters_is_accepted(manager):
 
 #: Quotes, escapes, placeholders of every driver, line breaks, invisible and
 #: direction-changing characters, a decomposed accent and astral code points.
-HOSTILE = SQL_TEXT + " \\' \\\\ %s %(x)s ? $1 :name `x` \"y\" \r\n\t \u200b\u202e e\u0301 🛒 \U0010ffff "
+HOSTILE = SQL_TEXT + ' \\\' \\\\ %s %(x)s ? $1 :name `x` "y" \r\n\t \u200b\u202e e\u0301 🛒 \U0010ffff '
 
 
 def test_a_mebibyte_of_hostile_text_and_a_255_character_hostile_key_are_stored_verbatim(manager):

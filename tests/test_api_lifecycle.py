@@ -32,8 +32,12 @@ def test_delete_session_keeps_detached_usage_and_removes_the_rest(manager):
     kept = populate(manager, "alice", "2")
     erasure = manager.delete_session(doomed)
     assert (erasure.sessions, erasure.messages, erasure.compactions, erasure.usage_rows, erasure.transcripts) == (
-        1, 2, 1, 0, 1,
-    )  # fmt: skip
+        1,
+        2,
+        1,
+        0,
+        1,
+    )
     assert manager.get_session(doomed) is None and manager.get_messages(doomed) == []
     assert manager.session_usage(doomed).total_turns == 1  # kept for accounting, under the id as text
     assert [h.session_id for h in manager.search_messages(MARKER)] == [kept]
@@ -82,8 +86,12 @@ def test_forget_user_leaves_no_row_or_file_with_the_user_or_their_words(manager,
     erasure = manager.forget_user(user)
 
     assert (erasure.sessions, erasure.messages, erasure.compactions, erasure.usage_rows, erasure.transcripts) == (
-        2, 4, 2, 2, 1,
-    )  # fmt: skip
+        2,
+        4,
+        2,
+        2,
+        1,
+    )
     assert erasure.pseudonym.startswith("forgotten-") and user not in erasure.pseudonym
     # Every message and summary of the user quoted the user id; Bob's rows carry MARKER legitimately.
     for table, column, value in every_value(db_target):

@@ -86,7 +86,9 @@ def query_plans(manager, call):
     finally:
         event.remove(manager._engine, "before_cursor_execute", capture)
     with sqlite3.connect(manager.target) as raw:
-        return [" / ".join(row[3] for row in raw.execute(f"EXPLAIN QUERY PLAN {sql}", params)) for sql, params in statements]
+        return [
+            " / ".join(row[3] for row in raw.execute(f"EXPLAIN QUERY PLAN {sql}", params)) for sql, params in statements
+        ]
 
 
 # -- paging a transcript ----------------------------------------------------

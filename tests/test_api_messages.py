@@ -45,7 +45,7 @@ def test_a_message_records_its_role_and_the_time_it_was_saved(manager, session_i
 
 def test_tool_use_and_tool_result_json_is_stored_verbatim(manager, session_id):
     tool_use = json.dumps(
-        [{"type": "tool_use", "id": "toolu_01", "name": "search", "input": {"q": "Lisbon \"old town\"\n"}}],
+        [{"type": "tool_use", "id": "toolu_01", "name": "search", "input": {"q": 'Lisbon "old town"\n'}}],
         indent=2,
     )
     tool_result = '[{"type":"tool_result","tool_use_id":"toolu_01","content":"ok \\u00e9 \\\\ %s %%"}]'

@@ -9,7 +9,16 @@ from datetime import timedelta
 import pytest
 from freezegun import freeze_time
 
-from starpod_session import AUTO_CLOSE_SUMMARY, Channel, Continue, InvalidInput, New, SessionDecision, SessionManager, SessionMeta
+from starpod_session import (
+    AUTO_CLOSE_SUMMARY,
+    Channel,
+    Continue,
+    InvalidInput,
+    New,
+    SessionDecision,
+    SessionManager,
+    SessionMeta,
+)
 
 START = "2026-03-20T12:00:00+00:00"
 

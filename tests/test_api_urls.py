@@ -73,7 +73,11 @@ def test_our_own_driver_missing_names_the_extra_to_install(url, module, extra):
 
 @pytest.mark.parametrize(
     ("url", "driver"),
-    [("postgresql://u@h/db", "postgresql+psycopg"), ("mysql://u@h/db", "mysql+pymysql"), ("mariadb://u@h/db", "mariadb+pymysql")],
+    [
+        ("postgresql://u@h/db", "postgresql+psycopg"),
+        ("mysql://u@h/db", "mysql+pymysql"),
+        ("mariadb://u@h/db", "mariadb+pymysql"),
+    ],
 )
 def test_a_server_url_without_a_driver_uses_the_one_the_extra_installs(url, driver):
     assert to_url(url).drivername == driver

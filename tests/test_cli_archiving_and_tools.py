@@ -77,6 +77,8 @@ def test_costs_prints_a_by_tool_table_with_the_error_rate(backend, db):
     formatting_only(backend)
     result = cli("costs", db=db["db"])
     assert result.returncode == 0, result.stderr
-    table = result.stdout[result.stdout.index("By tool"):]
-    rows = {line.split()[0]: line.split()[1:4] for line in table.splitlines() if line.split()[:1] in (["Bash"], ["Read"])}
+    table = result.stdout[result.stdout.index("By tool") :]
+    rows = {
+        line.split()[0]: line.split()[1:4] for line in table.splitlines() if line.split()[:1] in (["Bash"], ["Read"])
+    }
     assert rows == {"Bash": ["3", "1", "33.3%"], "Read": ["1", "0", "0.0%"]}

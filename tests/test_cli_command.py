@@ -58,7 +58,9 @@ def sqlite_db(tmp_path: Path) -> Path:
 # -- where the database comes from ------------------------------------------------------------
 
 
-@pytest.mark.parametrize("command", [["db", "current"], ["db", "check"], ["db", "upgrade"], ["sessions", "list"], ["costs"]])
+@pytest.mark.parametrize(
+    "command", [["db", "current"], ["db", "check"], ["db", "upgrade"], ["sessions", "list"], ["costs"]]
+)
 def test_every_command_takes_db_before_or_after_the_subcommand_or_from_the_environment(
     capsys, monkeypatch, sqlite_db, command
 ):
@@ -119,7 +121,11 @@ def test_every_failure_is_one_line_on_stderr_without_a_traceback_or_a_password(s
         "corrupt": ("malformed", corrupt),
         "no file name": ("sqlite://", "sqlite://"),
     }
-    runs = [[*command, "--db", target] for _, target in cases.values() for command in (["sessions", "list"], ["db", "current"])]
+    runs = [
+        [*command, "--db", target]
+        for _, target in cases.values()
+        for command in (["sessions", "list"], ["db", "current"])
+    ]
     results = run_commands(runs)
     for (words, _), pair in zip(cases.values(), zip(results[::2], results[1::2])):
         for result in pair:
@@ -139,7 +145,10 @@ def test_upgrade_names_a_server_database_without_its_password(capsys):
 
 def test_a_bad_value_exits_2_with_the_usage_even_when_caught_after_parsing(sqlite_db):
     [limit, last] = run_commands(
-        [["sessions", "list", "--limit", "-1", "--db", sqlite_db], ["sessions", "show", "x", "--last", "-3", "--db", sqlite_db]]
+        [
+            ["sessions", "list", "--limit", "-1", "--db", sqlite_db],
+            ["sessions", "show", "x", "--last", "-3", "--db", sqlite_db],
+        ]
     )
     for result, flag in ((limit, "--limit"), (last, "--last")):
         assert result.returncode == 2, result
@@ -184,7 +193,11 @@ def test_since_and_until_errors_name_the_flag_and_every_accepted_form(capsys, sq
 
 
 def test_since_and_until_take_every_documented_form(capsys, sqlite_db):
-    for since, until in [("2026-03-02", None), ("2026-03-02T00:00:00Z", None), ("2026-03-02T01:00:00+01:00", "2026-03-03")]:
+    for since, until in [
+        ("2026-03-02", None),
+        ("2026-03-02T00:00:00Z", None),
+        ("2026-03-02T01:00:00+01:00", "2026-03-03"),
+    ]:
         arguments = ["costs", "--json", "--since", since, *(["--until", until] if until else []), "--db", sqlite_db]
         status, out, err = run_main(capsys, *arguments)
         assert status == 0, err
@@ -238,7 +251,9 @@ def test_costs_fit_an_80_column_terminal_without_cutting_dates_or_amounts(tmp_pa
                 session = manager.create_session(Channel.MAIN, f"k{day}", user_id="a-rather-long-user@example.com")
                 for turn, model in enumerate(models, 1):
                     cost = 1234.5678 + day * 10 if turn == 1 else 0.5 + day
-                    record = UsageRecord(123456789, 98765432, 1234567890, 987654321, cost, model, "a-rather-long-user@example.com")
+                    record = UsageRecord(
+                        123456789, 98765432, 1234567890, 987654321, cost, model, "a-rather-long-user@example.com"
+                    )
                     manager.record_usage(session, record, turn=turn)
                     day_costs[moment.date()] = day_costs.get(moment.date(), 0) + cost
                     model_costs[model] = model_costs.get(model, 0) + cost
@@ -260,7 +275,7 @@ def test_costs_fit_an_80_column_terminal_without_cutting_dates_or_amounts(tmp_pa
 def test_the_legend_lists_models_in_the_by_model_tables_order(capsys, sqlite_db):
     status, out, _ = run_main(capsys, "costs", "--db", sqlite_db)
     assert status == 0
-    table = out[out.index("By model"):]
+    table = out[out.index("By model") :]
     assert table.index("alpha-large") < table.index("zeta-small")  # alpha cost more
     [legend] = [line for line in out.splitlines() if line.lstrip().startswith("█ ")]
     assert legend.index("alpha-large") < legend.index("zeta-small")
@@ -310,8 +325,11 @@ def test_alembic_from_a_checkout_prints_what_it_does(tmp_path):
     alembic = Path(sys.executable).parent / "alembic"
     result = subprocess.run(
         [str(alembic), "-x", f"db={tmp_path / 'checkout.db'}", "upgrade", "head"],
-        cwd=ROOT, capture_output=True, text=True, env=command_environment(),
-    )  # fmt: skip
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env=command_environment(),
+    )
     assert result.returncode == 0, result.stderr
     assert "Running upgrade  -> 0001" in result.stderr
     assert f"-> {head_revision()}" in result.stderr

@@ -89,14 +89,25 @@ def test_costs_since_7d_json(populated):
     assert [(u["user_id"], u["total_cost_usd"]) for u in overview["by_user"]] == [("bob", 0.5), ("alice", 0.25)]
     assert [(m["model"], m["total_cache_write"]) for m in overview["by_model"]] == [("sonnet", 50), ("opus", 0)]
     days = [(d["day"], d["model"]) for d in overview["by_day"]]
-    assert days == [((NOW - timedelta(days=2)).date().isoformat(), "sonnet"), ((NOW - timedelta(minutes=1)).date().isoformat(), "opus")]
+    assert days == [
+        ((NOW - timedelta(days=2)).date().isoformat(), "sonnet"),
+        ((NOW - timedelta(minutes=1)).date().isoformat(), "opus"),
+    ]
     assert datetime.fromisoformat(report["since"]) < NOW - timedelta(days=6)
 
 
 def test_costs_between_dates_until_exclusive(populated):
     start = (NOW - timedelta(days=10)).date()
     report = as_json(
-        cli("costs", "--since", start.isoformat(), "--until", (start + timedelta(days=1)).isoformat(), "--json", db=populated["db"])
+        cli(
+            "costs",
+            "--since",
+            start.isoformat(),
+            "--until",
+            (start + timedelta(days=1)).isoformat(),
+            "--json",
+            db=populated["db"],
+        )
     )
     assert report["overview"]["total_cost_usd"] == 1.0
     assert report["since"] == f"{start.isoformat()}T00:00:00+00:00"
@@ -111,7 +122,7 @@ def test_costs_prints_tables_and_a_per_day_bar_chart(backend, populated):
     out = result.stdout
     assert "Total $1.7500 over 3 turns" in out
     assert "By user" in out and "By model" in out and "Cost per day (UTC)" in out
-    chart = out[out.index("Cost per day"):].splitlines()[1:]
+    chart = out[out.index("Cost per day") :].splitlines()[1:]
     bars = {line.split()[0]: line.count("█") for line in chart if line.strip()[:4].isdigit()}
     old_day = (NOW - timedelta(days=10)).date().isoformat()
     assert len(bars) >= 10  # every day from the first to the last, empty ones included
@@ -127,7 +138,9 @@ def test_channels_from_agent_toml_need_config(backend, db_target, tmp_path):
         manager.create_session("discord", "C1")
     unknown = cli("sessions", "list", "--channel", "discord", db=db_target)
     assert unknown.returncode == 2 and "argument --channel: unknown channel 'discord'" in unknown.stderr
-    assert len(as_json(cli("sessions", "list", "--channel", "discord", "--config", config, "--json", db=db_target))) == 1
+    assert (
+        len(as_json(cli("sessions", "list", "--channel", "discord", "--config", config, "--json", db=db_target))) == 1
+    )
 
 
 def test_errors_are_one_line_without_a_traceback(backend, populated, tmp_path):

@@ -124,9 +124,7 @@ PATHS = {
 
 
 @pytest.mark.parametrize("path", PATHS)
-def test_racing_callers_share_one_open_session_and_one_of_them_learns_of_the_auto_close(
-    manager, direct, path
-):
+def test_racing_callers_share_one_open_session_and_one_of_them_learns_of_the_auto_close(manager, direct, path):
     pick = PATHS[path]
     keys = [f"chat-{round_}" for round_ in range(ROUNDS)]
     # Odd rounds race on a key whose open session has gone stale, even rounds on a new key.
@@ -191,8 +189,15 @@ def insert_open_row(connection: sa.Connection, session_id: str, key: str) -> Non
     now = utc_now()
     connection.execute(
         sa.insert(SessionRow.__table__).values(
-            id=session_id, created_at=now, last_message_at=now, is_closed=False, message_count=0,
-            channel="telegram", channel_session_key=key, user_id="admin", is_read=True,
+            id=session_id,
+            created_at=now,
+            last_message_at=now,
+            is_closed=False,
+            message_count=0,
+            channel="telegram",
+            channel_session_key=key,
+            user_id="admin",
+            is_read=True,
         )
     )
 
@@ -461,9 +466,7 @@ CRASH_ROUNDS = 4
 
 
 @pytest.mark.parametrize("round_", range(CRASH_ROUNDS), ids=lambda n: f"sqlite-{n}")
-def test_a_writer_killed_at_a_random_moment_leaves_a_sound_file_with_every_acknowledged_call(
-    tmp_path, round_
-):
+def test_a_writer_killed_at_a_random_moment_leaves_a_sound_file_with_every_acknowledged_call(tmp_path, round_):
     seed = SEED + round_
     kill_after = random.Random(seed).randint(1, 600)
     target = str(tmp_path / "crash.db")

@@ -152,7 +152,9 @@ def test_the_crates_channel_keys_are_never_refused(tmp_path, section, key):
 
 @pytest.mark.parametrize("key", ["webhook_url", "parse_mode", "signing_secret", "imap_host", "polling", "reset"])
 def test_keys_of_other_parts_of_the_agent_are_ignored(tmp_path, key):
-    path = write_config(tmp_path, f'[channels.telegram]\ngap_minutes = 30\n{key} = "x"\n[channels.telegram.extra]\nany = 1\n')
+    path = write_config(
+        tmp_path, f'[channels.telegram]\ngap_minutes = 30\n{key} = "x"\n[channels.telegram.extra]\nany = 1\n'
+    )
     assert AgentConfig.from_toml(path).resolvers() == {"telegram": TimeGapResolver(30)}
 
 
@@ -210,7 +212,13 @@ BAD = [
     ("reset-24", "[channels.telegram]\nreset_at_hour = 24\n", "channels.telegram", "reset_at_hour", "0..23"),
     ("reset-negative", "[channels.telegram]\nreset_at_hour = -1\n", "channels.telegram", "reset_at_hour", "0..23"),
     ("reset-string", '[channels.telegram]\nreset_at_hour = "4"\n', "channels.telegram", "reset_at_hour", "0..23"),
-    ("tz-unknown", '[channels.telegram]\nreset_at_hour = 4\ntz = "Europe/Atlantis"\n', "channels.telegram", "tz", "Atlantis"),
+    (
+        "tz-unknown",
+        '[channels.telegram]\nreset_at_hour = 4\ntz = "Europe/Atlantis"\n',
+        "channels.telegram",
+        "tz",
+        "Atlantis",
+    ),
     ("tz-not-a-string", "[channels.telegram]\nreset_at_hour = 4\ntz = 1\n", "channels.telegram", "tz", "IANA"),
     ("tz-without-reset", '[channels.telegram]\ntz = "Europe/Rome"\n', "channels.telegram", "tz", "reset_at_hour"),
     ("bad-channel-name", '[channels."my channel"]\ngap_minutes = 5\n', "channels.my channel", None, "channel name"),
@@ -302,7 +310,9 @@ def reset_manager(make_manager, tmp_path, channel="telegram", hour=4, gap="gap_m
         (datetime(2026, 10, 25, 2, 30, tzinfo=UTC), datetime(2026, 10, 25, 3, 0, tzinfo=UTC), False),
     ],
 )
-def test_a_session_last_active_before_the_reset_is_auto_closed(make_manager, tmp_path, last_active, resolved, continues):
+def test_a_session_last_active_before_the_reset_is_auto_closed(
+    make_manager, tmp_path, last_active, resolved, continues
+):
     manager = reset_manager(make_manager, tmp_path)
     with freeze_time(last_active):
         session_id = manager.open_session(Channel.TELEGRAM, "k").session_id

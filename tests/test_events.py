@@ -127,7 +127,10 @@ def test_search_is_prepared_work(manager, events):
 def test_cost_overview_is_prepared_work(manager, events):
     """cost_overview runs on the fast path: its two statements (usage, tool calls) in one snapshot read,
     on a driver transaction with no Connection events (on every backend)."""
-    for call in (lambda: manager.cost_overview(), lambda: manager.cost_overview("2026-01-01T05:00:00Z", "2026-02-01T00:00:00Z")):
+    for call in (
+        lambda: manager.cost_overview(),
+        lambda: manager.cost_overview("2026-01-01T05:00:00Z", "2026-02-01T00:00:00Z"),
+    ):
         seen = events(call)
         assert seen["before_cursor_execute"] == seen["after_cursor_execute"] == 2
         assert (seen["begin"], seen["commit"], seen["rollback"]) == (0, 0, 0)

@@ -18,14 +18,19 @@ from starpod_session.models import MessageRow
 from starpod_session.repositories import _prepared as prepared
 from starpod_session.repositories import messages as message_repository
 
+
 def bulk_messages(manager, session_id, count, content):
     """``count`` messages stored straight through the engine (the API would take a transaction each)."""
     stamp = manager.get_session(session_id).created_at
     rows = [
-        {"session_id": session_id, "role": "user" if n % 2 else "assistant", "content": f"{n} {content}",
-         "timestamp": stamp + timedelta(milliseconds=n)}
+        {
+            "session_id": session_id,
+            "role": "user" if n % 2 else "assistant",
+            "content": f"{n} {content}",
+            "timestamp": stamp + timedelta(milliseconds=n),
+        }
         for n in range(count)
-    ]  # fmt: skip
+    ]
     with manager._engine.begin() as connection:
         connection.execute(sa.insert(MessageRow.__table__), rows)
 

@@ -252,9 +252,9 @@ def test_a_closed_manager_raises_our_error_for_every_method(make_manager):
     for name in public_methods():
         method = getattr(manager, name)
         arguments = [
-            "x" for p in list(inspect.signature(method).parameters.values())
+            "x"
+            for p in list(inspect.signature(method).parameters.values())
             if p.default is p.empty and p.kind is p.POSITIONAL_OR_KEYWORD
-        ]  # fmt: skip
+        ]
         with pytest.raises(StarpodSessionError):
             method(*arguments)
-

@@ -98,8 +98,11 @@ def test_no_revision_imports_the_library():
     for revision in sorted(versions.glob("*.py")):
         for node in ast.walk(ast.parse(revision.read_text())):
             names = (
-                [alias.name for alias in node.names] if isinstance(node, ast.Import)
-                else [node.module or ""] if isinstance(node, ast.ImportFrom) else []
-            )  # fmt: skip
+                [alias.name for alias in node.names]
+                if isinstance(node, ast.Import)
+                else [node.module or ""]
+                if isinstance(node, ast.ImportFrom)
+                else []
+            )
             importing += [f"{revision.name}: {name}" for name in names if name.split(".")[0] == "starpod_session"]
     assert importing == []

@@ -37,7 +37,12 @@ from .helpers import raw_connection, raw_engine, revisions_in_order, row_counts
 
 ROOT = Path(__file__).resolve().parents[1]
 OUR_TABLES = {
-    "session_metadata", "session_messages", "usage_stats", "usage_daily", "compaction_log", "tool_calls",
+    "session_metadata",
+    "session_messages",
+    "usage_stats",
+    "usage_daily",
+    "compaction_log",
+    "tool_calls",
     "alembic_version",
 }
 
@@ -64,9 +69,7 @@ def test_sqlite_has_the_expression_indexes_the_comparison_cannot_see(tmp_path):
     path = tmp_path / "sessions.db"
     SessionManager(path).close()
     with raw_connection(path) as connection:
-        created = dict(
-            connection.execute(sa.text("SELECT name, sql FROM sqlite_master WHERE type = 'index'")).all()
-        )
+        created = dict(connection.execute(sa.text("SELECT name, sql FROM sqlite_master WHERE type = 'index'")).all())
     assert set(EXPRESSION_INDEXES) <= set(created)
     # 0009's rollup replaced the report's covering index, and its cost to every insert.
     assert "idx_usage_stats_day_model_user" not in created
@@ -117,7 +120,9 @@ def test_the_search_index_exists_as_migrations_0008_and_0010_made_it(backend, db
                 "WHERE table_name = 'session_messages' AND column_name = 'content_tsv'"
             ).one()
             assert tuple(column) == (
-                "tsvector", "ALWAYS", "to_tsvector('simple'::regconfig, \"left\"(content, 100000))"
+                "tsvector",
+                "ALWAYS",
+                "to_tsvector('simple'::regconfig, \"left\"(content, 100000))",
             )
         else:
             create = connection.exec_driver_sql("SHOW CREATE TABLE session_messages").one()[1]
@@ -236,12 +241,23 @@ def populate(engine: sa.Engine) -> None:
         connection.execute(
             sa.insert(t["session_metadata"]),
             [
-                dict(id=i, channel=ch, channel_session_key=k, user_id=u, is_closed=closed, summary=summary,
-                     created_at=created, last_message_at=last, message_count=3, title=f"title of {i}",
-                     is_read=True, triggered_by=None)
+                dict(
+                    id=i,
+                    channel=ch,
+                    channel_session_key=k,
+                    user_id=u,
+                    is_closed=closed,
+                    summary=summary,
+                    created_at=created,
+                    last_message_at=last,
+                    message_count=3,
+                    title=f"title of {i}",
+                    is_read=True,
+                    triggered_by=None,
+                )
                 for i, ch, k, u, closed, summary, created, last in SESSIONS
             ],
-        )  # fmt: skip
+        )
         connection.execute(
             sa.insert(t["session_messages"]),
             [dict(session_id=s, role=r, content=c, timestamp=at(10 + n)) for n, (s, r, c) in enumerate(MESSAGES)],
@@ -249,11 +265,21 @@ def populate(engine: sa.Engine) -> None:
         connection.execute(
             sa.insert(t["usage_stats"]),
             [
-                dict(session_id=s, turn=turn, input_tokens=i, output_tokens=o, cache_read=cr, cache_write=cw,
-                     cost_usd=cost, model=model, user_id=user, timestamp=at(20 + n))
+                dict(
+                    session_id=s,
+                    turn=turn,
+                    input_tokens=i,
+                    output_tokens=o,
+                    cache_read=cr,
+                    cache_write=cw,
+                    cost_usd=cost,
+                    model=model,
+                    user_id=user,
+                    timestamp=at(20 + n),
+                )
                 for n, (s, turn, i, o, cr, cw, cost, model, user) in enumerate(USAGE)
             ],
-        )  # fmt: skip
+        )
         connection.execute(
             sa.insert(t["compaction_log"]),
             [
@@ -277,7 +303,10 @@ def check_every_row_through_the_api(target: str, tmp_path: Path) -> None:
             assert (meta.channel, meta.channel_session_key, meta.user_id) == (channel, key, user)
             assert (meta.created_at, meta.last_message_at) == (created, last)
             assert (meta.title, meta.message_count, meta.is_read, meta.triggered_by) == (
-                f"title of {session_id}", 3, True, None
+                f"title of {session_id}",
+                3,
+                True,
+                None,
             )
             if session_id in DUPLICATES:
                 assert meta.is_closed and DUPLICATES[session_id] in meta.summary
@@ -288,16 +317,26 @@ def check_every_row_through_the_api(target: str, tmp_path: Path) -> None:
         for n, (session_id, role, content) in enumerate(MESSAGES):
             transcripts[session_id].append((role, content, at(10 + n)))
         for session_id, *_ in SESSIONS:
-            assert [(m.role, m.content, m.timestamp) for m in manager.get_messages(session_id)] == transcripts[session_id]
+            assert [(m.role, m.content, m.timestamp) for m in manager.get_messages(session_id)] == transcripts[
+                session_id
+            ]
 
         for session_id in {row[0] for row in USAGE}:
             rows = [row for row in USAGE if row[0] == session_id]
             summary = manager.session_usage(session_id)
-            assert (summary.total_input_tokens, summary.total_output_tokens, summary.total_cache_read,
-                    summary.total_cache_write, summary.total_turns) == (
-                sum(r[2] for r in rows), sum(r[3] for r in rows), sum(r[4] for r in rows),
-                sum(r[5] for r in rows), len(rows),
-            )  # fmt: skip
+            assert (
+                summary.total_input_tokens,
+                summary.total_output_tokens,
+                summary.total_cache_read,
+                summary.total_cache_write,
+                summary.total_turns,
+            ) == (
+                sum(r[2] for r in rows),
+                sum(r[3] for r in rows),
+                sum(r[4] for r in rows),
+                sum(r[5] for r in rows),
+                len(rows),
+            )
             assert summary.total_cost_usd == pytest.approx(sum(r[6] for r in rows))
         overview = manager.cost_overview()
         assert overview.total_turns == len(USAGE)
@@ -405,11 +444,19 @@ def test_keys_differing_in_trailing_spaces_stay_apart_from_0004_on_and_a_downgra
             connection.execute(
                 sa.insert(t["session_metadata"]),
                 [
-                    dict(session, id="s-k", channel_session_key="k", is_closed=False, summary=None, last_message_at=at(1)),
-                    dict(session, id="s-k-space", channel_session_key="k ", is_closed=True, summary="done",
-                         last_message_at=at(2)),
+                    dict(
+                        session, id="s-k", channel_session_key="k", is_closed=False, summary=None, last_message_at=at(1)
+                    ),
+                    dict(
+                        session,
+                        id="s-k-space",
+                        channel_session_key="k ",
+                        is_closed=True,
+                        summary="done",
+                        last_message_at=at(2),
+                    ),
                 ],
-            )  # fmt: skip
+            )
             connection.execute(
                 sa.insert(t["usage_stats"]),
                 [

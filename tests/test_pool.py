@@ -153,7 +153,9 @@ def test_a_server_connection_is_pinged_only_after_sitting_idle(backend, make_man
     pings: list[object] = []
     dialect = manager._engine.dialect
     ping = dialect.do_ping
-    monkeypatch.setattr(dialect, "do_ping", lambda dbapi_connection: pings.append(dbapi_connection) or ping(dbapi_connection))
+    monkeypatch.setattr(
+        dialect, "do_ping", lambda dbapi_connection: pings.append(dbapi_connection) or ping(dbapi_connection)
+    )
     for n in range(10):
         manager.save_message(session_id, "user", f"m{n}")
     assert pings == []  # back-to-back calls: the connection was in use a moment ago

@@ -53,7 +53,9 @@ SESSIONS, MESSAGES_EACH, USAGE_ROWS, DAYS = 300, 10, 3000, 300
 LISTED_SESSIONS = 50_000
 
 Statement = tuple[str, Any]
-TABLES = {table.name for table in (SessionRow.__table__, MessageRow.__table__, UsageRow.__table__, ToolCallRow.__table__)}
+TABLES = {
+    table.name for table in (SessionRow.__table__, MessageRow.__table__, UsageRow.__table__, ToolCallRow.__table__)
+}
 #: MariaDB's EXPLAIN names a table by its alias: the search's aliases of ``session_message_words``.
 WORD_ALIAS = re.compile(r"w\d+_\d+")
 
@@ -87,22 +89,39 @@ def populate(target: str) -> dict[str, Any]:
     sessions, messages, usage = [], [], []
     for n, session_id in enumerate(ids):
         at = T0 + timedelta(hours=n)
-        sessions.append({
-            "id": session_id, "created_at": at, "last_message_at": at, "is_closed": n % 3 == 0,
-            "channel": "telegram" if n % 10 == 0 else "main", "channel_session_key": f"key-{n}",
-            "user_id": f"user-{n % 10}", "is_read": True, "message_count": 0,
-        })  # fmt: skip
+        sessions.append(
+            {
+                "id": session_id,
+                "created_at": at,
+                "last_message_at": at,
+                "is_closed": n % 3 == 0,
+                "channel": "telegram" if n % 10 == 0 else "main",
+                "channel_session_key": f"key-{n}",
+                "user_id": f"user-{n % 10}",
+                "is_read": True,
+                "message_count": 0,
+            }
+        )
         if n < SESSIONS:
             messages += [
                 {"session_id": session_id, "role": "user", "content": f"m{m} note{n}", "timestamp": at}
                 for m in range(MESSAGES_EACH)
             ]
     for n in range(USAGE_ROWS):
-        usage.append({
-            "session_id": ids[n % SESSIONS], "turn": n, "input_tokens": n, "output_tokens": n, "cache_read": 0,
-            "cache_write": 0, "cost_usd": 0.01, "model": f"model-{n % 4}", "user_id": f"user-{n % 10}",
-            "timestamp": T0 + timedelta(days=DAYS) * n / USAGE_ROWS,
-        })  # fmt: skip
+        usage.append(
+            {
+                "session_id": ids[n % SESSIONS],
+                "turn": n,
+                "input_tokens": n,
+                "output_tokens": n,
+                "cache_read": 0,
+                "cache_write": 0,
+                "cost_usd": 0.01,
+                "model": f"model-{n % 4}",
+                "user_id": f"user-{n % 10}",
+                "timestamp": T0 + timedelta(days=DAYS) * n / USAGE_ROWS,
+            }
+        )
     with raw_engine(target) as engine:
         with engine.begin() as connection:
             connection.execute(insert(SessionRow.__table__), sessions)
@@ -135,11 +154,14 @@ def tool_calls_of(connection: Any) -> list[dict[str, Any]]:
     rows = connection.execute(text("SELECT id, session_id FROM session_messages ORDER BY id")).all()
     return [
         {
-            "message_id": message_id, "session_id": session_id,
-            "role": "tool_result" if n % 10 == 0 else "tool_use", "call_id": f"tu_{n // 2}",
-            "tool_name": None if n % 10 == 0 else f"tool-{n % 7}", "is_error": n % 10 == 0,
+            "message_id": message_id,
+            "session_id": session_id,
+            "role": "tool_result" if n % 10 == 0 else "tool_use",
+            "call_id": f"tu_{n // 2}",
+            "tool_name": None if n % 10 == 0 else f"tool-{n % 7}",
+            "is_error": n % 10 == 0,
             "timestamp": T0 + timedelta(days=DAYS) * n / len(rows),
-        }  # fmt: skip
+        }
         for n, (message_id, session_id) in enumerate(rows)
     ]
 
@@ -163,7 +185,10 @@ def populated(
     if backend in populated_databases:
         target, data = populated_databases[backend]
         with raw_connection(target) as connection:
-            if connection.execute(select(func.count()).select_from(SessionRow.__table__)).scalar_one() >= LISTED_SESSIONS:
+            if (
+                connection.execute(select(func.count()).select_from(SessionRow.__table__)).scalar_one()
+                >= LISTED_SESSIONS
+            ):
                 return target, data
     target = clean_database(backend, tmp_path_factory.mktemp("plans"))
     populated_databases[backend] = target, populate(target)
@@ -241,7 +266,10 @@ HOT_QUERIES: dict[str, tuple[Call, bool]] = {
     "a page of messages": (lambda m, d: m.get_messages(d["session_id"], limit=3, before_id=10**9), True),
     "export: the message count and the pages after an id": (
         lambda m, d: m._transactions.read_prepared(
-            lambda c: (MessageRepository(c).count_for_session(d["session_id"]), list(MessageRepository(c).pages(d["session_id"])))
+            lambda c: (
+                MessageRepository(c).count_for_session(d["session_id"]),
+                list(MessageRepository(c).pages(d["session_id"])),
+            )
         ),
         True,
     ),
@@ -264,7 +292,8 @@ HOT_QUERIES: dict[str, tuple[Call, bool]] = {
     "list_sessions, archived too": (lambda m, d: m.list_sessions(20, archived=None), True),
     "list_sessions of a user, not archived": (lambda m, d: m.list_sessions(20, user_id=d["user_id"]), True),
     "tool_use (save_message)": (
-        lambda m, d: m.save_message(d["session_id"], "tool_use", '{"id": "tu_1", "name": "Bash"}'), False
+        lambda m, d: m.save_message(d["session_id"], "tool_use", '{"id": "tu_1", "name": "Bash"}'),
+        False,
     ),
     "failed tool_result (save_message)": (
         lambda m, d: m.save_message(d["session_id"], "tool_result", '{"tool_use_id": "tu_1", "is_error": true}'),
@@ -323,9 +352,10 @@ def accesses(target: str, statements: list[Statement]) -> list[tuple[str | None,
     if backend == "sqlite":
         with sqlite3.connect(to_url(target).database) as raw:
             details = [
-                row[3].split() for statement, parameters in statements
+                row[3].split()
+                for statement, parameters in statements
                 for row in raw.execute(f"EXPLAIN QUERY PLAN {statement}", parameters)
-            ]  # fmt: skip
+            ]
         return [
             (words[1], next((word for word in words if word.startswith(("idx_", "uq_"))), None))
             for words in details
@@ -431,9 +461,10 @@ def test_a_key_look_up_keeps_its_index_as_the_table_grows_on_postgresql(backend,
         cursor = pooled.cursor()
         cursor.execute("SELECT name, statement FROM pg_prepared_statements")
         look_ups = [
-            name for name, statement in cursor.fetchall()
+            name
+            for name, statement in cursor.fetchall()
             if statement.lstrip().startswith("SELECT session_metadata.id") and "open_slot = 1" in statement
-        ]  # fmt: skip
+        ]
         plans = []
         for name in look_ups:
             cursor.execute(f"EXPLAIN EXECUTE {name}('telegram', 'hot', 'admin')")

@@ -90,7 +90,11 @@ def test_threads_opening_a_new_database_at_once_all_succeed(empty_db_target, tmp
 def test_a_sqlite_upgrade_holds_the_write_lock_from_its_first_statement(tmp_path, engine_kind):
     path = tmp_path / "locked.db"
     sqlite3.connect(path).close()
-    engine = create_storage_engine(to_url(path)) if engine_kind == "storage engine" else sa.create_engine(f"sqlite:///{path}")
+    engine = (
+        create_storage_engine(to_url(path))
+        if engine_kind == "storage engine"
+        else sa.create_engine(f"sqlite:///{path}")
+    )
     other_writer_got_in: list[str] = []
 
     @event.listens_for(engine, "before_cursor_execute")
@@ -174,7 +178,9 @@ def test_reopening_an_up_to_date_database_keeps_its_rows(db_target):
 def test_a_process_waiting_for_the_migration_lock_finds_the_finished_stamp(backend, empty_db_target, monkeypatch):
     """MariaDB's named lock outlives transactions: it may only go once the migration is committed."""
     if backend != "mariadb":
-        pytest.skip("elsewhere the migration lock is the transaction itself (SQLite's write lock, PostgreSQL's xact lock)")
+        pytest.skip(
+            "elsewhere the migration lock is the transaction itself (SQLite's write lock, PostgreSQL's xact lock)"
+        )
     seen_at_release: list[str | None] = []
     unlock = schema._unlock
     with raw_engine(empty_db_target) as engine, raw_engine(empty_db_target) as waiting:

@@ -13,7 +13,15 @@ import re
 
 import pytest
 
-from starpod_session.search_query import MARK_CLOSE, MARK_OPEN, QueryPart, SearchQuery, highlight, highlighter, parse_query
+from starpod_session.search_query import (
+    MARK_CLOSE,
+    MARK_OPEN,
+    QueryPart,
+    SearchQuery,
+    highlight,
+    highlighter,
+    parse_query,
+)
 
 
 def _reference_pattern(part: QueryPart) -> str:
@@ -39,8 +47,31 @@ def reference(content: str, query: SearchQuery, width: int = 160) -> str:
     return ("…" if start else "") + window + ("…" if end < len(text) else "")
 
 
-WORDS = ["deploy", "Deployment", "DEPLOY", "re-deploy", "deploy_x", "x_deploy", "roll", "back", "rollback", "café", "CAFÉ",
-         "cafe", "東京", "東京タワー", "ſtraße", "strasse", "İstanbul", "a", "ab", "the", "1deploy", "deploy2", "Ωmega"]
+WORDS = [
+    "deploy",
+    "Deployment",
+    "DEPLOY",
+    "re-deploy",
+    "deploy_x",
+    "x_deploy",
+    "roll",
+    "back",
+    "rollback",
+    "café",
+    "CAFÉ",
+    "cafe",
+    "東京",
+    "東京タワー",
+    "ſtraße",
+    "strasse",
+    "İstanbul",
+    "a",
+    "ab",
+    "the",
+    "1deploy",
+    "deploy2",
+    "Ωmega",
+]
 SEPARATORS = [" ", "  ", "\n", "-", "_", ", ", ".", "\t", "…", "«", ""]
 
 
@@ -53,9 +84,7 @@ def test_snippets_match_the_reference_pattern(seed):
     rng = random.Random(seed)
     for _ in range(50):
         picked = rng.sample(WORDS, rng.randint(1, 3))
-        query_text = " ".join(
-            rng.choice([word, f"{word}*", f'"{word} {rng.choice(WORDS)}"']) for word in picked
-        )
+        query_text = " ".join(rng.choice([word, f"{word}*", f'"{word} {rng.choice(WORDS)}"']) for word in picked)
         try:
             query = parse_query(query_text)
         except Exception:  # a query of no word at all is InvalidInput, not a snippet question

@@ -88,13 +88,17 @@ def test_sqlite_rows_hold_the_crates_text(tmp_path):
         manager.record_compaction(session_id, "auto", 10, "s", 1)
     engine = create_engine(f"sqlite:///{path}")
     with engine.connect() as connection:
-        stored = connection.execute(
-            text(
-                "SELECT created_at FROM session_metadata UNION ALL SELECT last_message_at FROM session_metadata"
-                " UNION ALL SELECT timestamp FROM session_messages UNION ALL SELECT timestamp FROM usage_stats"
-                " UNION ALL SELECT timestamp FROM compaction_log"
+        stored = (
+            connection.execute(
+                text(
+                    "SELECT created_at FROM session_metadata UNION ALL SELECT last_message_at FROM session_metadata"
+                    " UNION ALL SELECT timestamp FROM session_messages UNION ALL SELECT timestamp FROM usage_stats"
+                    " UNION ALL SELECT timestamp FROM compaction_log"
+                )
             )
-        ).scalars().all()
+            .scalars()
+            .all()
+        )
     engine.dispose()
     assert stored == ["2026-03-20T12:34:56.123+00:00"] * 5
 

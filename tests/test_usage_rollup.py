@@ -157,17 +157,21 @@ def expected_overview(target: str, since: datetime | None, until: datetime | Non
     )
     cost, input_tokens, output_tokens, turns, cache_read, cache_write = sums(rows)
     return CostOverview(
-        cost, input_tokens, output_tokens, turns, tuple(by_user), tuple(by_model), cache_read, cache_write,
+        cost,
+        input_tokens,
+        output_tokens,
+        turns,
+        tuple(by_user),
+        tuple(by_model),
+        cache_read,
+        cache_write,
         tuple(by_day),
-    )  # fmt: skip
+    )
 
 
 def sessions_of(manager: SessionManager) -> list[str]:
     """Four sessions: one per user, and a second of alice's."""
-    return [
-        manager.create_session(Channel.MAIN, f"k{n}", user_id=user)
-        for n, user in enumerate((*USERS, "alice"))
-    ]
+    return [manager.create_session(Channel.MAIN, f"k{n}", user_id=user) for n, user in enumerate((*USERS, "alice"))]
 
 
 def emptied(target: str) -> None:
@@ -185,8 +189,7 @@ def triggers_on_usage(target: str, backend: str) -> set[str]:
             query = "SELECT name FROM sqlite_master WHERE type = 'trigger' AND tbl_name = 'usage_stats'"
         elif backend == "postgresql":
             query = (
-                "SELECT DISTINCT trigger_name FROM information_schema.triggers "
-                "WHERE event_object_table = 'usage_stats'"
+                "SELECT DISTINCT trigger_name FROM information_schema.triggers WHERE event_object_table = 'usage_stats'"
             )
         else:
             query = (
@@ -202,10 +205,24 @@ def test_the_rollup_triggers_exist_after_upgrade(backend, db_target):
 
 def test_going_down_to_0008_drops_the_rollup_and_up_again_rebuilds_it(backend, db_target, manager):
     sessions = sessions_of(manager)
-    insert_rows(db_target, sessions, [
-        dict(session=0, input_tokens=HUGE, output_tokens=1, cache_read=2, cache_write=3, cost_usd=0.5, model=None,
-             user_id="alice", timestamp=T0 + timedelta(hours=n)) for n in range(30)
-    ])  # fmt: skip
+    insert_rows(
+        db_target,
+        sessions,
+        [
+            dict(
+                session=0,
+                input_tokens=HUGE,
+                output_tokens=1,
+                cache_read=2,
+                cache_write=3,
+                cost_usd=0.5,
+                model=None,
+                user_id="alice",
+                timestamp=T0 + timedelta(hours=n),
+            )
+            for n in range(30)
+        ],
+    )
     before = rollup(db_target)
     assert before == scratch(db_target) and before
     manager.close()
@@ -285,16 +302,34 @@ def test_the_overview_over_any_bounds_equals_a_scan_of_the_rows(db_target, manag
 def test_bounds_a_microsecond_either_side_of_a_row_at_midnight(manager, db_target):
     sessions = sessions_of(manager)
     midnight = T0 + timedelta(days=1)
-    insert_rows(db_target, sessions, [
-        dict(session=0, input_tokens=1, output_tokens=0, cache_read=0, cache_write=0, cost_usd=1.0, model="m",
-             user_id="alice", timestamp=moment)
-        for moment in (midnight - timedelta(microseconds=1), midnight, midnight + timedelta(microseconds=1))
-    ])  # fmt: skip
+    insert_rows(
+        db_target,
+        sessions,
+        [
+            dict(
+                session=0,
+                input_tokens=1,
+                output_tokens=0,
+                cache_read=0,
+                cache_write=0,
+                cost_usd=1.0,
+                model="m",
+                user_id="alice",
+                timestamp=moment,
+            )
+            for moment in (midnight - timedelta(microseconds=1), midnight, midnight + timedelta(microseconds=1))
+        ],
+    )
     micro = timedelta(microseconds=1)
     for since, until in [
-        (midnight, None), (midnight + micro, None), (None, midnight), (None, midnight + micro),
-        (midnight - micro, midnight + micro), (midnight, midnight), (T0, T0 + timedelta(days=3)),
-    ]:  # fmt: skip
+        (midnight, None),
+        (midnight + micro, None),
+        (None, midnight),
+        (None, midnight + micro),
+        (midnight - micro, midnight + micro),
+        (midnight, midnight),
+        (T0, T0 + timedelta(days=3)),
+    ]:
         assert manager.cost_overview(since, until) == expected_overview(db_target, since, until), (since, until)
 
 
@@ -350,7 +385,9 @@ def test_an_adopted_rust_file_gets_its_rollup_built_from_its_rows(writable_copy,
         for since in (None, T0 - timedelta(days=365, microseconds=1)):
             overview, scan = manager.cost_overview(since), expected_overview(target, since, None)
             assert (overview.total_turns, overview.total_input_tokens, overview.total_cache_read) == (
-                scan.total_turns, scan.total_input_tokens, scan.total_cache_read
+                scan.total_turns,
+                scan.total_input_tokens,
+                scan.total_cache_read,
             )
             assert overview.total_cost_usd == pytest.approx(scan.total_cost_usd, rel=1e-12)
             assert [(d.day, d.model, d.total_turns) for d in overview.by_day] == [

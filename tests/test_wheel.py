@@ -48,7 +48,18 @@ def installed_python(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """
     assert importlib.util.find_spec("hatchling"), "building the wheel offline needs hatchling: pip install -e '.[test]'"
     scratch = tmp_path_factory.mktemp("wheel")
-    run(sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-w", scratch / "dist", ROOT, cwd=scratch)
+    run(
+        sys.executable,
+        "-m",
+        "pip",
+        "wheel",
+        "--no-deps",
+        "--no-build-isolation",
+        "-w",
+        scratch / "dist",
+        ROOT,
+        cwd=scratch,
+    )
     [wheel] = (scratch / "dist").glob("starpod_session-*.whl")
     environment = scratch / "venv"
     venv.EnvBuilder(system_site_packages=False, with_pip=False).create(environment)

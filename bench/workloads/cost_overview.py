@@ -16,13 +16,19 @@ def measure(target: Target, big: Dataset, scale: Scale, rows: int, report: Repor
     since = T0 + timedelta(days=330)  # the last 30 of 360 days: about 8% of the rows
     # Bounds within days: whole days from the rollup, the rows of the two partial days scanned.
     within = (T0 + timedelta(days=30, hours=13, microseconds=5), T0 + timedelta(days=330, hours=7, minutes=30))
-    cases = (("cost_overview", (None, None)), ("cost_overview(since)", (since, None)), ("cost_overview(since, until)", within))
+    cases = (
+        ("cost_overview", (None, None)),
+        ("cost_overview(since)", (since, None)),
+        ("cost_overview(since, until)", within),
+    )
     with SessionManager(big.url) as mgr:
         for label, (start, end) in cases:
             with CAPTURE() as statements:
                 mgr.cost_overview(start, end)
             ours, theirs = interleaved(
-                scale.overview_calls, lambda _n: mgr.cost_overview(start, end), lambda _n: floor.replay(statements),
+                scale.overview_calls,
+                lambda _n: mgr.cost_overview(start, end),
+                lambda _n: floor.replay(statements),
                 warmup=1,
             )
             report.compare(f"{label} of {rows:,} rows ({len(statements)} stmts)", ours, theirs, limit=1.5)

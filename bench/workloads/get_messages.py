@@ -14,8 +14,7 @@ def floor_get_messages(floor: Floor, session_id: str) -> list[tuple]:
     with floor.read() as cur:
         cur.execute(
             floor.sql(
-                "SELECT id, session_id, role, content, timestamp FROM session_messages "
-                "WHERE session_id = ? ORDER BY id"
+                "SELECT id, session_id, role, content, timestamp FROM session_messages WHERE session_id = ? ORDER BY id"
             ),
             (session_id,),
         )

@@ -82,8 +82,12 @@ def _measure(url: str, what: str, session_id: str, small_id: str) -> dict[str, i
     with tempfile.TemporaryDirectory(prefix="starpod-memory-") as folder:
         done = subprocess.run(
             [sys.executable, str(Path(__file__).resolve()), url, what, session_id, small_id, folder],
-            capture_output=True, text=True, cwd=bench, env=_env(bench), check=False,
-        )  # fmt: skip
+            capture_output=True,
+            text=True,
+            cwd=bench,
+            env=_env(bench),
+            check=False,
+        )
     if done.returncode != 0:
         raise RuntimeError(f"memory measurement of {what} failed:\n{done.stderr}")
     result: dict[str, int] = json.loads(done.stdout.strip().splitlines()[-1])
@@ -107,7 +111,12 @@ def run(target: Target, report: Report) -> None:
             mgr.save_message(small_id, "user", f"small {n}")
     floor = target.floor(url)
     rows = [
-        (long_id, "user" if n % 2 == 0 else "assistant", f"message {n:06d} " + "z" * 85, floor.stamp(T0 + timedelta(seconds=n)))
+        (
+            long_id,
+            "user" if n % 2 == 0 else "assistant",
+            f"message {n:06d} " + "z" * 85,
+            floor.stamp(T0 + timedelta(seconds=n)),
+        )
         for n in range(MESSAGES)
     ]
     floor.load("session_messages", MESSAGE_COLUMNS, rows)

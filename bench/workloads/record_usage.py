@@ -28,15 +28,24 @@ def floor_record_usage(floor: Floor, session_id: str, record: UsageRecord, turn:
                 "cache_write, cost_usd, model, user_id, timestamp) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
             ),
             (
-                session_id, turn, record.input_tokens, record.output_tokens, record.cache_read,
-                record.cache_write, float(record.cost_usd), record.model, record.user_id or owner,
+                session_id,
+                turn,
+                record.input_tokens,
+                record.output_tokens,
+                record.cache_read,
+                record.cache_write,
+                float(record.cost_usd),
+                record.model,
+                record.user_id or owner,
                 floor.stamp(datetime.now(UTC)),
             ),
-        )  # fmt: skip
+        )
 
 
 def measure(mgr: SessionManager, floor: Floor, ours_id: str, floor_id: str, scale: Scale, report: Report) -> None:
-    record = UsageRecord(input_tokens=1200, output_tokens=300, cache_read=4000, cost_usd=0.0123, model="claude-sonnet-4-5")
+    record = UsageRecord(
+        input_tokens=1200, output_tokens=300, cache_read=4000, cost_usd=0.0123, model="claude-sonnet-4-5"
+    )
     report.compare(
         "record_usage",
         *interleaved(

@@ -25,7 +25,9 @@ def floor_resolve(floor: Floor, channel: str, key: str, user_id: str = "admin") 
         last = floor.parse(row[1])
         if channel == "telegram" and datetime.now(UTC) - last >= TELEGRAM_GAP:
             cur.execute(
-                floor.sql("UPDATE session_metadata SET is_closed = true, summary = ? WHERE id = ? AND is_closed = false"),
+                floor.sql(
+                    "UPDATE session_metadata SET is_closed = true, summary = ? WHERE id = ? AND is_closed = false"
+                ),
                 (AUTO_CLOSE, row[0]),
             )
             return None

@@ -32,13 +32,13 @@ def floor_save_message(floor: Floor, session_id: str, role: str, content: str) -
             (session_id, role, content, now),
         )
         if isinstance(floor, MariaFloor):  # MariaDB's search index is a table the writer fills
-            cur.executemany(
-                WORDS_INSERT, [(word, message_id, hits) for word, hits in indexed_words(content).items()]
-            )
+            cur.executemany(WORDS_INSERT, [(word, message_id, hits) for word, hits in indexed_words(content).items()])
         return message_id
 
 
-def measure(mgr: SessionManager, floor: Floor, ours_ids: list[str], floor_ids: list[str], scale: Scale, report: Report) -> None:
+def measure(
+    mgr: SessionManager, floor: Floor, ours_ids: list[str], floor_ids: list[str], scale: Scale, report: Report
+) -> None:
     """Messages round-robin over the sessions, user and assistant alternating."""
     content = "Please summarise the attached meeting notes and list the action items. " * 4
     total = scale.save_sessions * scale.save_per_session

@@ -27,7 +27,9 @@ def measure(small: Dataset, big: Dataset, scale: Scale, rows: int, report: Repor
 
         def saver(mgr: SessionManager, data: Dataset, rng: random.Random) -> Callable[[int], object]:
             targets = data.sessions[1:] if len(data.sessions) < 1000 else data.sessions[1:1000]
-            return lambda n: mgr.save_message(targets[rng.randrange(len(targets))], "user" if n % 2 else "assistant", "ok " * 50)
+            return lambda n: mgr.save_message(
+                targets[rng.randrange(len(targets))], "user" if n % 2 else "assistant", "ok " * 50
+            )
 
         def resolver(mgr: SessionManager, data: Dataset, rng: random.Random) -> Callable[[int], object]:
             keys = data.main_keys[:1000]
@@ -47,4 +49,6 @@ def measure(small: Dataset, big: Dataset, scale: Scale, rows: int, report: Repor
             )
             print(line, flush=True)
             report.lines.append(line)
-            report.check(f"{label}: latency at {rows:,} / at {scale.small_rows:,} rows = {ratio:.2f}x <= 1.3x", ratio <= 1.3)
+            report.check(
+                f"{label}: latency at {rows:,} / at {scale.small_rows:,} rows = {ratio:.2f}x <= 1.3x", ratio <= 1.3
+            )

@@ -41,7 +41,14 @@ def load_search_dataset(target: Target, rows: int) -> URL:
         if (n % 100 == 0 and n % 500 == 0) or n % 100 == 37:
             words.insert(rng.randrange(len(words)), "billing")
         moment += timedelta(seconds=1)
-        batch.append((data.sessions[n % len(data.sessions)], "user" if n % 2 else "assistant", " ".join(words), floor.stamp(moment)))
+        batch.append(
+            (
+                data.sessions[n % len(data.sessions)],
+                "user" if n % 2 else "assistant",
+                " ".join(words),
+                floor.stamp(moment),
+            )
+        )
         if len(batch) == 100_000:
             floor.load("session_messages", MESSAGE_COLUMNS, batch)
             batch = []
@@ -65,9 +72,14 @@ def run(target: Target, scale: Scale, rows: int, report: Report) -> None:
             # Both words are in one message of 500: fewer than 20 hits below 10,000 (the smoke scale).
             assert len(hits) == min(20, -(-rows // 500)) and all("«" in hit.snippet for hit in hits)
             ours, theirs = interleaved(
-                scale.search_calls, lambda _n: mgr.search_messages(query, limit=20), lambda _n: floor.replay(statements),
+                scale.search_calls,
+                lambda _n: mgr.search_messages(query, limit=20),
+                lambda _n: floor.replay(statements),
                 warmup=3,
             )
             report.compare(f"search {query!r} of {rows:,} msgs", ours, theirs, limit=2.0)
-            report.check(f"search {query!r}: first page {ours.median * 1000:.1f} ms < 50 ms at {rows:,} messages", ours.median < 0.05)
+            report.check(
+                f"search {query!r}: first page {ours.median * 1000:.1f} ms < 50 ms at {rows:,} messages",
+                ours.median < 0.05,
+            )
     floor.close()

@@ -133,7 +133,17 @@ def _load_open_sessions(floor: Floor, channel: str, keys: list[str], last_messag
     last = floor.stamp(last_message_at)
     floor.load(
         "session_metadata",
-        ("id", "created_at", "last_message_at", "is_closed", "message_count", "channel", "channel_session_key", "user_id", "is_read"),
+        (
+            "id",
+            "created_at",
+            "last_message_at",
+            "is_closed",
+            "message_count",
+            "channel",
+            "channel_session_key",
+            "user_id",
+            "is_read",
+        ),
         [(session_id, created, last, False, 1, channel, key, "admin", True) for session_id, key in zip(ids, keys)],
     )
     return ids

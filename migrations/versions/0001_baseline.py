@@ -32,8 +32,8 @@ LongText = sa.Text().with_variant(mysql.LONGTEXT(), "mysql", "mariadb")
 Count = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 Money = sa.Double().with_variant(sa.REAL(), "sqlite")
 #: RFC 3339 TEXT on SQLite, DATETIME(6) holding UTC on MariaDB, TIMESTAMP WITH TIME ZONE on PostgreSQL.
-UtcTimestamp = sa.DateTime(timezone=True).with_variant(sa.Text(), "sqlite").with_variant(
-    mysql.DATETIME(fsp=6), "mysql", "mariadb"
+UtcTimestamp = (
+    sa.DateTime(timezone=True).with_variant(sa.Text(), "sqlite").with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb")
 )
 #: INTEGER 0/1 on SQLite (as the Rust crate declared it), BOOLEAN elsewhere.
 IntBoolean = sa.Boolean(create_constraint=False).with_variant(sa.Integer(), "sqlite")
@@ -62,9 +62,7 @@ def upgrade() -> None:
         "session_metadata",
         ["channel", "channel_session_key", "is_closed", sa.literal_column("last_message_at DESC")],
     )
-    op.create_index(
-        "idx_session_user_channel", "session_metadata", ["user_id", "channel", "channel_session_key"]
-    )
+    op.create_index("idx_session_user_channel", "session_metadata", ["user_id", "channel", "channel_session_key"])
 
     op.create_table(
         "session_messages",

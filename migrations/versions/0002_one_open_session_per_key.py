@@ -50,9 +50,7 @@ def close_duplicate_open_sessions() -> None:
     rows = bind.execute(
         sa.select(sessions.c.id, sessions.c.channel, sessions.c.channel_session_key, sessions.c.user_id)
         .where(is_open, sessions.c.channel_session_key.is_not(None))
-        .order_by(
-            sessions.c.last_message_at.desc(), sessions.c.created_at.desc(), sessions.c.id.desc()
-        )
+        .order_by(sessions.c.last_message_at.desc(), sessions.c.created_at.desc(), sessions.c.id.desc())
     )
     kept: dict[tuple[str, str, str], str] = {}
     for session_id, channel, key, user_id in rows.all():

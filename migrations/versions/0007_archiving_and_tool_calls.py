@@ -36,8 +36,8 @@ Count = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 ShortText = sa.Text().with_variant(sa.String(255), "mysql", "mariadb")
 ExactChannelText = sa.Text().with_variant(sa.String(64, collation="utf8mb4_nopad_bin"), "mysql", "mariadb")
 ExactShortText = sa.Text().with_variant(sa.String(255, collation="utf8mb4_nopad_bin"), "mysql", "mariadb")
-UtcTimestamp = sa.DateTime(timezone=True).with_variant(sa.Text(), "sqlite").with_variant(
-    mysql.DATETIME(fsp=6), "mysql", "mariadb"
+UtcTimestamp = (
+    sa.DateTime(timezone=True).with_variant(sa.Text(), "sqlite").with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb")
 )
 
 revision: str = "0007"
@@ -110,7 +110,8 @@ def _backfill(tool_calls: sa.Table) -> None:
     """Results first, so each use is inserted already knowing whether an error answered it."""
     connection = op.get_bind()
     raw = sa.table(
-        tool_calls.name, *(sa.column(c.name, sa.types.NullType() if c.name == "timestamp" else c.type) for c in tool_calls.c)
+        tool_calls.name,
+        *(sa.column(c.name, sa.types.NullType() if c.name == "timestamp" else c.type) for c in tool_calls.c),
     )
     failed: set[tuple[str, str]] = set()
     for rows in _messages_of_role(connection, TOOL_RESULT):
@@ -133,9 +134,14 @@ def _backfill(tool_calls: sa.Table) -> None:
 
 def _row(message_id, session_id, role, call_id, tool_name, timestamp, is_error) -> dict:  # noqa: ANN001
     return dict(
-        message_id=message_id, session_id=session_id, role=role, call_id=call_id,
-        tool_name=tool_name, timestamp=timestamp, is_error=is_error,
-    )  # fmt: skip
+        message_id=message_id,
+        session_id=session_id,
+        role=role,
+        call_id=call_id,
+        tool_name=tool_name,
+        timestamp=timestamp,
+        is_error=is_error,
+    )
 
 
 def _messages_of_role(connection: sa.Connection, role: str) -> Iterator[list[tuple]]:

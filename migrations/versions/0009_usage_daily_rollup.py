@@ -69,8 +69,15 @@ SUMMED = ("turns", "cost_usd", *HALVES)
 WATCHED = ("timestamp", "model", "user_id", "cost_usd", *TOKENS)
 OLD_INDEX = "idx_usage_stats_day_model_user"
 OLD_INDEX_COLUMNS = [
-    "model", "user_id", "cost_usd", "input_tokens", "output_tokens", "cache_read", "cache_write", "timestamp",
-]  # fmt: skip
+    "model",
+    "user_id",
+    "cost_usd",
+    "input_tokens",
+    "output_tokens",
+    "cache_read",
+    "cache_write",
+    "timestamp",
+]
 
 _DAY = {
     "sqlite": "substr({row}.timestamp, 1, 10)",
@@ -87,8 +94,11 @@ def _values(dialect: str, row: str) -> list[str]:
         if dialect == "sqlite":  # the same halves the reports took before (arithmetic shift, mask)
             values += [f"({row}.{name} >> 32)", f"({row}.{name} & 4294967295)"]
         else:  # counts are never negative here; MariaDB's >> would turn the value unsigned
-            values += [f"({row}.{name} DIV 4294967296)", f"({row}.{name} MOD 4294967296)"] if dialect == "mariadb" else [
-                f"({row}.{name} / 4294967296)", f"({row}.{name} % 4294967296)"]  # fmt: skip
+            values += (
+                [f"({row}.{name} DIV 4294967296)", f"({row}.{name} MOD 4294967296)"]
+                if dialect == "mariadb"
+                else [f"({row}.{name} / 4294967296)", f"({row}.{name} % 4294967296)"]
+            )
     return values
 
 

@@ -51,7 +51,10 @@ def build_parser() -> argparse.ArgumentParser:
         description="Walk through the API on a temporary SQLite file.",
     )
     demo.add_argument(
-        "--db", default=argparse.SUPPRESS, metavar="PATH", help="use (and keep) this SQLite file instead of a temporary one"
+        "--db",
+        default=argparse.SUPPRESS,
+        metavar="PATH",
+        help="use (and keep) this SQLite file instead of a temporary one",
     )
     demo.set_defaults(run=_run_demo, parser=demo)
     add_db_commands(commands)

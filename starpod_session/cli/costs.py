@@ -172,7 +172,9 @@ def _day_chart(by_day: Sequence[DailyModelCost], models: list[str], width: int) 
             spent += entry.total_cost_usd
             bar.append("█" * (round(spent / largest * bar_width) - start), style=style[entry.model])
         bar.pad_right(bar_width - len(bar))
-        lines.append(Text(f"{day.isoformat()} ").append_text(bar).append(f" {amounts.get(day, '$0.0000'):>{amount_width}}"))
+        lines.append(
+            Text(f"{day.isoformat()} ").append_text(bar).append(f" {amounts.get(day, '$0.0000'):>{amount_width}}")
+        )
         day += timedelta(days=1)
     return lines + _legend(models, style, width)
 

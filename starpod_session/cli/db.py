@@ -63,7 +63,11 @@ def add_db_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentPars
         ("check", _run_check, f"exit 0 at head with no drift from the models; 1 on drift, {EXIT_BEHIND} behind"),
     ):
         command = commands.add_parser(
-            name, help=summary, description=summary, epilog=_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter
+            name,
+            help=summary,
+            description=summary,
+            epilog=_EPILOG,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
         )
         add_db_option(command)
         command.add_argument(
@@ -78,7 +82,9 @@ def _run_upgrade(args: argparse.Namespace) -> int:
     with _open(args, must_exist=False) as (engine, target):
         before = _stored_revision(engine, target)
         if args.revision != "head" and not is_known_revision(args.revision):
-            raise StarpodSessionError(f"unknown revision {args.revision!r} (this release knows up to {head_revision()})")
+            raise StarpodSessionError(
+                f"unknown revision {args.revision!r} (this release knows up to {head_revision()})"
+            )
         _database_call(lambda: upgrade_schema(engine, args.revision), target)
         after = _database_call(lambda: _read_revision(engine), target)
     if before == after:
@@ -132,6 +138,8 @@ def _open(args: argparse.Namespace, *, must_exist: bool) -> Iterator[tuple[Engin
         yield engine, database.shown
     finally:
         engine.dispose()
+
+
 def _stored_revision(engine: Engine, target: str) -> str | None:
     current = _database_call(lambda: _read_revision(engine), target)
     refuse_unknown_revision(current, target)

@@ -41,6 +41,7 @@ DB_VARIABLE = "STARPOD_SESSION_DB"
 #: Decimal places kept of money values in JSON: far below a cent, above float noise.
 MONEY_PLACES = 10
 
+
 @attrs.frozen
 class Database:
     """A database the command names: its URL, and how messages show it (path, or URL without password)."""

@@ -20,8 +20,8 @@ def add_search_command(subparsers: argparse._SubParsersAction[argparse.ArgumentP
     """Register ``search`` on the top-level parser."""
     search = subparsers.add_parser(
         "search",
-        help="full-text search over every message (words, prefix*, \"quoted phrases\")",
-        description="Full-text search over every message: words, prefixes (deploy*) and \"quoted phrases\".",
+        help='full-text search over every message (words, prefix*, "quoted phrases")',
+        description='Full-text search over every message: words, prefixes (deploy*) and "quoted phrases".',
     )
     add_common_options(search)
     search.add_argument("query", metavar="QUERY", help='e.g. deploy* "roll back"')
@@ -39,10 +39,16 @@ def add_search_command(subparsers: argparse._SubParsersAction[argparse.ArgumentP
         run=_run_search,
         parser=search,
         flags={
-            "query": "QUERY", "limit": "--limit", "user_id": "--user", "channel": "--channel",
-            "session_id": "--session", "roles": "--role", "cursor": "--cursor", "until": "--until",
+            "query": "QUERY",
+            "limit": "--limit",
+            "user_id": "--user",
+            "channel": "--channel",
+            "session_id": "--session",
+            "roles": "--role",
+            "cursor": "--cursor",
+            "until": "--until",
         },
-    )  # fmt: skip
+    )
 
 
 def _run_search(args: argparse.Namespace) -> int:

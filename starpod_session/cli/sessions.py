@@ -44,7 +44,9 @@ def add_sessions_commands(subparsers: argparse._SubParsersAction[argparse.Argume
     listing.add_argument("--unread", action="store_true", help="only sessions marked unread")
     _add_archived_options(listing)
     # neither --open nor --closed: both
-    listing.set_defaults(run=_run_list, parser=listing, flags={"limit": "--limit", "channel": "--channel"}, is_closed=None)
+    listing.set_defaults(
+        run=_run_list, parser=listing, flags={"limit": "--limit", "channel": "--channel"}, is_closed=None
+    )
 
     show = commands.add_parser(
         "show",
@@ -169,10 +171,13 @@ def _metadata_table(meta: SessionMeta, usage: UsageSummary) -> Table:
         ("requests", str(meta.message_count)),
         ("summary", meta.summary or ""),
         ("triggered by", meta.triggered_by or ""),
-        ("usage", f"${usage.total_cost_usd:.4f} over {usage.total_turns} turns, "
-                  f"{usage.total_input_tokens} in / {usage.total_output_tokens} out tokens, "
-                  f"{usage.total_cache_read} cache read / {usage.total_cache_write} cache write"),
-    ]  # fmt: skip
+        (
+            "usage",
+            f"${usage.total_cost_usd:.4f} over {usage.total_turns} turns, "
+            f"{usage.total_input_tokens} in / {usage.total_output_tokens} out tokens, "
+            f"{usage.total_cache_read} cache read / {usage.total_cache_write} cache write",
+        ),
+    ]
     for name, value in rows:
         table.add_row(name, Text(value))
     return table

@@ -76,9 +76,18 @@ class _Compiled:
     """One statement compiled for one dialect."""
 
     __slots__ = (
-        "sql", "names", "positional", "binds", "results", "returning", "columns", "makers", "parameters", "row",
+        "sql",
+        "names",
+        "positional",
+        "binds",
+        "results",
+        "returning",
+        "columns",
+        "makers",
+        "parameters",
+        "row",
         "execute_options",
-    )  # fmt: skip
+    )
 
     def __init__(
         self, statement: Executable, dialect: Dialect, id_column: ColumnElement[Any] | None, *, replan: bool = False
@@ -97,8 +106,10 @@ class _Compiled:
         self.sql: str = compiled.string
         self.positional: bool = compiled.positional
         by_name = {name: bind for bind, name in compiled.bind_names.items()}
-        self.names: tuple[str, ...] = tuple(compiled.positiontup or ()) if self.positional else tuple(
-            compiled.escaped_bind_names.get(name, name) for name in by_name
+        self.names: tuple[str, ...] = (
+            tuple(compiled.positiontup or ())
+            if self.positional
+            else tuple(compiled.escaped_bind_names.get(name, name) for name in by_name)
         )
         # Per rendered parameter: the caller's key (None for a literal the statement
         # carries, such as the 1 of ``count + 1``), that literal, and the type's processor.
@@ -443,8 +454,6 @@ def _fetch_scalar(cursor: Any, compiled: _Compiled) -> Any:
     row = _fetch_first(cursor, compiled)
     assert row is not None, "the statement always returns a row"
     return row[0]
-
-
 
 
 def _nothing(_cursor: Any, _compiled: _Compiled) -> None:

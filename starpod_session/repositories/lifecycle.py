@@ -59,7 +59,11 @@ class LifecycleRepository:
 
     def prunable_session_ids(self, cutoff: datetime, limit: int) -> list[str]:
         """Up to ``limit`` closed sessions last active before ``cutoff``, oldest first."""
-        return list(self._connection.scalars(prunable(cutoff).order_by(_sessions.c.last_message_at, _sessions.c.id).limit(limit)))
+        return list(
+            self._connection.scalars(
+                prunable(cutoff).order_by(_sessions.c.last_message_at, _sessions.c.id).limit(limit)
+            )
+        )
 
     def count_sessions(self, chosen: Select[str] | list[str], *, keep_usage: bool) -> Removed:
         """What deleting the ``chosen`` sessions (ids, or a query of ids) would remove, counted in SQL."""

@@ -114,7 +114,9 @@ class MessageRepository(Generic[Runner]):
         """
         after_id = 0
         while True:
-            page = _AFTER.records(self._connection, SessionMessage, session_id=session_id, after_id=after_id, limit=PAGE)
+            page = _AFTER.records(
+                self._connection, SessionMessage, session_id=session_id, after_id=after_id, limit=PAGE
+            )
             if page:
                 yield page
             if len(page) < PAGE:

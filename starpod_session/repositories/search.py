@@ -17,8 +17,22 @@ from typing import Any, Generic
 
 import attrs
 from sqlalchemy import (
-    Connection, Float, Integer, and_, bindparam, cast, column, func, literal_column, or_, select, table, text, true, type_coerce,
-)  # fmt: skip
+    Connection,
+    Float,
+    Integer,
+    and_,
+    bindparam,
+    cast,
+    column,
+    func,
+    literal_column,
+    or_,
+    select,
+    table,
+    text,
+    true,
+    type_coerce,
+)
 from sqlalchemy.dialects.mysql import insert as mysql_insert
 from sqlalchemy.engine import Dialect
 from sqlalchemy.sql import ColumnElement, FromClause
@@ -31,7 +45,15 @@ from ..search_query import MAX_INDEXED_WORD, QueryPart, SearchQuery
 from ._prepared import Prepared, PreparedShapes
 from .runner import Runner
 
-__all__ = ["SearchRepository", "SearchFilter", "SearchRow", "PG_INDEXED_CHARS", "PG_VECTOR_COLUMN", "WORDS_TABLE", "ADD_WORDS"]
+__all__ = [
+    "SearchRepository",
+    "SearchFilter",
+    "SearchRow",
+    "PG_INDEXED_CHARS",
+    "PG_VECTOR_COLUMN",
+    "WORDS_TABLE",
+    "ADD_WORDS",
+]
 
 _messages = MessageRow.__table__
 _sessions = SessionRow.__table__
@@ -123,13 +145,18 @@ class SearchRepository(Generic[Runner]):
         indexed = query.indexed
         words = tuple(map(_word_part, indexed)) if self._dialect == "mariadb" else ()
         shape = _Shape(
-            ranked=bool(indexed), needs_row=_needs_row(query, filters) or any(verify for *_, verify in words),
-            substrings=len(query.substrings), words=words,
-            user_id=filters.user_id is not None, channel=filters.channel is not None,
-            session_id=filters.session_id is not None, since=filters.since is not None,
-            until=filters.until is not None, roles=None if filters.roles is None else len(filters.roles),
+            ranked=bool(indexed),
+            needs_row=_needs_row(query, filters) or any(verify for *_, verify in words),
+            substrings=len(query.substrings),
+            words=words,
+            user_id=filters.user_id is not None,
+            channel=filters.channel is not None,
+            session_id=filters.session_id is not None,
+            since=filters.since is not None,
+            until=filters.until is not None,
+            roles=None if filters.roles is None else len(filters.roles),
             after=after is not None,
-        )  # fmt: skip
+        )
         values: dict[str, Any] = {"limit": limit}
         if self._dialect == "mariadb":
             values.update(_word_values(indexed, words))
@@ -173,22 +200,32 @@ def _build(shape: _Shape, dialect: Dialect) -> Executable:
         select(message_id.label("id"), score.label("score"))
         .select_from(source)
         .where(
-            *matched, *_substrings(name, shape), *_filters(shape),
+            *matched,
+            *_substrings(name, shape),
+            *_filters(shape),
             *_keyset(score if ranked else None, message_id, shape.after),
-        )  # fmt: skip
+        )
         .order_by(*order)
         .limit(bindparam("limit", type_=Integer))
         .subquery("top")
     )
     return (
         select(
-            _messages.c.id, _messages.c.session_id, _messages.c.role, _messages.c.timestamp,
-            _sessions.c.title, _sessions.c.channel, _sessions.c.user_id, _messages.c.content,
+            _messages.c.id,
+            _messages.c.session_id,
+            _messages.c.role,
+            _messages.c.timestamp,
+            _sessions.c.title,
+            _sessions.c.channel,
+            _sessions.c.user_id,
+            _messages.c.content,
             # Every driver returns the score as a float already (the facade makes sure):
             # no result processing, which PostgreSQL's numeric types would want a type code for.
             type_coerce(top.c.score, NullType()),
-        )  # fmt: skip
-        .select_from(top.join(_messages, _messages.c.id == top.c.id).join(_sessions, _sessions.c.id == _messages.c.session_id))
+        )
+        .select_from(
+            top.join(_messages, _messages.c.id == top.c.id).join(_sessions, _sessions.c.id == _messages.c.session_id)
+        )
         .order_by(*((top.c.score.desc(),) if ranked else ()), top.c.id.desc())
     )
 

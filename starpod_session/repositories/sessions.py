@@ -100,7 +100,9 @@ _MESSAGE_ACTIVITY = Prepared(update(_t).where(_id_is).values(last_message_at=bin
 _MESSAGE_ACTIVITY_TITLED = Prepared(
     update(_t)
     .where(_id_is)
-    .values(last_message_at=bindparam("now"), title=func.coalesce(_t.c.title, bindparam("title", type_=_t.c.title.type)))
+    .values(
+        last_message_at=bindparam("now"), title=func.coalesce(_t.c.title, bindparam("title", type_=_t.c.title.type))
+    )
 )
 _TOUCH = Prepared(
     update(_t).where(_id_is).values(last_message_at=bindparam("now"), message_count=_t.c.message_count + 1)
@@ -250,9 +252,11 @@ class SessionRepository(Generic[Runner]):
         mostly old (the walk starts at the newest), and leading these indexes with
         it would make listing archived and unarchived sessions together sort.
         """
-        values = {} if filters is None else {
-            name: value for name in _FILTER_FIELDS if (value := getattr(filters, name)) is not None
-        }
+        values = (
+            {}
+            if filters is None
+            else {name: value for name in _FILTER_FIELDS if (value := getattr(filters, name)) is not None}
+        )
         return _listing(tuple(values)).records(self._connection, SessionMeta, limit=limit, **values)
 
     def touch(self, session_id: str, now: datetime) -> bool:

@@ -24,9 +24,18 @@ _same_call = and_(_t.c.session_id == bindparam("session_id"), _t.c.call_id == bi
 _INSERT = Prepared(
     insert_unless_duplicate(
         _t,
-        {name: bindparam(name) for name in (
-            "message_id", "session_id", "role", "call_id", "tool_name", "timestamp", "is_error",
-        )},  # fmt: skip
+        {
+            name: bindparam(name)
+            for name in (
+                "message_id",
+                "session_id",
+                "role",
+                "call_id",
+                "tool_name",
+                "timestamp",
+                "is_error",
+            )
+        },
         unique=[_t.c.message_id],
         id_column=_t.c.message_id,
     )
@@ -56,13 +65,25 @@ class ToolCallRepository(Generic[Runner]):
         _MARK_FAILED.rowcount(self._connection, session_id=session_id, call_id=result.call_id)
 
     def _insert(
-        self, message_id: int, session_id: str, role: str, call_id: str | None, tool_name: str | None,
-        now: datetime, is_error: bool,
-    ) -> None:  # fmt: skip
+        self,
+        message_id: int,
+        session_id: str,
+        role: str,
+        call_id: str | None,
+        tool_name: str | None,
+        now: datetime,
+        is_error: bool,
+    ) -> None:
         _INSERT.rowcount(
-            self._connection, message_id=message_id, session_id=session_id, role=role, call_id=call_id,
-            tool_name=tool_name, timestamp=now, is_error=is_error,
-        )  # fmt: skip
+            self._connection,
+            message_id=message_id,
+            session_id=session_id,
+            role=role,
+            call_id=call_id,
+            tool_name=tool_name,
+            timestamp=now,
+            is_error=is_error,
+        )
 
     def usage(self, since: datetime | None, until: datetime | None) -> tuple[ToolUsageSummary, ...]:
         """Calls per tool with ``since <= timestamp < until`` (a None bound is open), most called first,

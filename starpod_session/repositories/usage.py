@@ -65,8 +65,12 @@ _BREAKDOWN = (_cost, _input, _output, _turns, _cache_read, _cache_write)
 Breakdown = tuple[ColumnElement[Any], ...]
 
 #: The token columns of :data:`_BREAKDOWN`, by label.
-_TOKENS = {"input": _t.c.input_tokens, "output": _t.c.output_tokens, "cache_read": _t.c.cache_read,
-           "cache_write": _t.c.cache_write}  # fmt: skip
+_TOKENS = {
+    "input": _t.c.input_tokens,
+    "output": _t.c.output_tokens,
+    "cache_read": _t.c.cache_read,
+    "cache_write": _t.c.cache_write,
+}
 _HALF_BITS = 32
 
 
@@ -94,8 +98,13 @@ def _halved(breakdown: Breakdown) -> Breakdown:
 
 _BREAKDOWN_HALVED = _halved(_BREAKDOWN)
 #: The rollup's columns under the names of :data:`_BREAKDOWN_HALVED`, in its order.
-_ROLLUP_NAMES = {"cost": "cost_usd", "input_high": "input_tokens_high", "input_low": "input_tokens_low",
-                 "output_high": "output_tokens_high", "output_low": "output_tokens_low"}  # fmt: skip
+_ROLLUP_NAMES = {
+    "cost": "cost_usd",
+    "input_high": "input_tokens_high",
+    "input_low": "input_tokens_low",
+    "output_high": "output_tokens_high",
+    "output_low": "output_tokens_low",
+}
 _ROLLUP_SUMS = tuple(_daily.c[_ROLLUP_NAMES.get(part.name, part.name)].label(part.name) for part in _BREAKDOWN_HALVED)
 #: :data:`_BREAKDOWN_HALVED` with the halves' sums as BIGINT like the rollup's columns (the
 #: servers' SUM gives NUMERIC/DECIMAL, and a union with it would make every later sum one).
@@ -172,10 +181,22 @@ def _midnight(day: date) -> datetime:
 _APPEND = Prepared(
     insert_unless_duplicate(
         _t,
-        {name: bindparam(name) for name in (
-            "session_id", "turn", "input_tokens", "output_tokens", "cache_read", "cache_write",
-            "cost_usd", "model", "user_id", "timestamp", "usage_key",
-        )},  # fmt: skip
+        {
+            name: bindparam(name)
+            for name in (
+                "session_id",
+                "turn",
+                "input_tokens",
+                "output_tokens",
+                "cache_read",
+                "cache_write",
+                "cost_usd",
+                "model",
+                "user_id",
+                "timestamp",
+                "usage_key",
+            )
+        },
         unique=(_t.c.session_id, _t.c.usage_key),
         id_column=_t.c.id,
     )
@@ -258,7 +279,8 @@ class UsageRepository(Generic[Runner]):
             total_cache_read=cache_read,
             total_cache_write=cache_write,
             by_day=tuple(
-                DailyModelCost(name, *_joined(row), day=_as_date(day_value)) for name, day_value, *row in by_part[_BY_DAY]
+                DailyModelCost(name, *_joined(row), day=_as_date(day_value))
+                for name, day_value, *row in by_part[_BY_DAY]
             ),
         )
 
@@ -397,9 +419,17 @@ def _joined(row: Sequence[Any]) -> tuple[float, int, int, int, int, int]:
 
 
 assert [part.name for part in _BREAKDOWN_HALVED] == [
-    "cost", "input_high", "input_low", "output_high", "output_low", "turns",
-    "cache_read_high", "cache_read_low", "cache_write_high", "cache_write_low",
-], "_joined unpacks the halved breakdown in this order"  # fmt: skip
+    "cost",
+    "input_high",
+    "input_low",
+    "output_high",
+    "output_low",
+    "turns",
+    "cache_read_high",
+    "cache_read_low",
+    "cache_write_high",
+    "cache_write_low",
+], "_joined unpacks the halved breakdown in this order"
 
 
 def _breakdown(row: Sequence[Any]) -> tuple[float, int, int, int, int, int]:
