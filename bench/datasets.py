@@ -8,15 +8,14 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 
+from floors import Floor, MariaFloor, PostgresFloor, SqliteFloor
+from harness import MODELS, T0, USERS
 from sqlalchemy import MetaData, create_engine, text
 from sqlalchemy.engine import URL
 
 from starpod_session import SessionManager
 from starpod_session.search_query import indexed_words
 from starpod_session.tool_calls import read_tool_use
-
-from floors import Floor, MariaFloor, PostgresFloor, SqliteFloor
-from harness import MODELS, T0, USERS
 
 
 class Target:

@@ -144,10 +144,9 @@ class PostgresFloor(Floor):
 
     def load(self, table: str, columns: tuple[str, ...], rows: list[tuple]) -> None:
         # COPY: PostgreSQL's bulk path (executemany is a round trip per row).
-        with self.write() as cur:
-            with cur.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
-                for row in rows:
-                    copy.write_row(row)
+        with self.write() as cur, cur.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(row)
 
     def close(self) -> None:
         self.writer.close()

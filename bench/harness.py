@@ -84,7 +84,7 @@ def interleaved(calls: int, *sides: Callable[[int], object], blocks: int = 20, w
     size = max(1, calls // blocks)
     clock = time.perf_counter
     for start in range(0, calls, size):
-        for side, timing in zip(sides, timings):
+        for side, timing in zip(sides, timings, strict=True):
             record = timing.latencies.append
             for n in range(start, min(calls, start + size)):
                 began = clock()

@@ -85,6 +85,7 @@ something raised), 1 otherwise.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shutil
 import subprocess
@@ -94,25 +95,25 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from sqlalchemy.engine import make_url
-
-from starpod_session import Channel, SessionManager
-
 from datasets import Target, load_dataset
 from floors import Floor
 from harness import FULL, HEADER, QUICK, SMOKE, Report, Scale, machine
+from sqlalchemy.engine import make_url
 from workloads import (
     cost_overview,
     get_messages,
     list_sessions,
+    memory,
     record_usage,
     resolve_touch,
     save_message,
     scaling,
     search,
     session_calls,
+    throughput,
 )
-from workloads import memory, throughput
+
+from starpod_session import Channel, SessionManager
 
 
 def per_call_workloads(target: Target, scale: Scale, report: Report, groups: frozenset[str]) -> None:
@@ -196,10 +197,10 @@ def smoke_in_parallel(backends: list[str | None], groups: frozenset[str]) -> int
     """``--smoke`` on each backend in a process of its own, all at once (timings mean nothing
     in a smoke run, and most of its time is the servers' DDL); their reports in order."""
     only = ["--only", ",".join(name for name in GROUPS if name in groups)]
-    with tempfile.TemporaryDirectory(prefix="starpod-bench-smoke-") as folder:
+    with tempfile.TemporaryDirectory(prefix="starpod-bench-smoke-") as folder, contextlib.ExitStack() as files:
         runs = []
         for n, url in enumerate(backends):
-            output = open(Path(folder) / f"{n}.txt", "w+")
+            output = files.enter_context(open(Path(folder) / f"{n}.txt", "w+"))
             where = [] if url is None else ["--no-sqlite", "--url", url]
             command = [sys.executable, __file__, "--smoke", *only, *where]
             runs.append((subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT), output))
@@ -208,7 +209,6 @@ def smoke_in_parallel(backends: list[str | None], groups: frozenset[str]) -> int
             code = process.wait()
             output.seek(0)
             print(output.read(), end="", flush=True)
-            output.close()
             status = status or code
     print(f"\nsmoke run {'complete' if status == 0 else 'FAILED'} on {len(backends)} backends")
     return status

@@ -23,7 +23,7 @@ if config.config_file_name is not None:
     logging.config.fileConfig(config.config_file_name, disable_existing_loggers=False)
 
 
-def run_with(connection) -> None:  # noqa: ANN001
+def run_with(connection) -> None:
     context.configure(
         connection=connection,
         target_metadata=Base.metadata,

@@ -18,14 +18,14 @@ import attrs
 from .errors import InvalidInput
 
 __all__ = [
-    "Channel",
-    "ChannelResolver",
-    "ExplicitResolver",
-    "TimeGapResolver",
-    "DailyResetResolver",
-    "ChannelRegistry",
     "DEFAULT_GAP_MINUTES",
     "TELEGRAM_GAP_MINUTES",
+    "Channel",
+    "ChannelRegistry",
+    "ChannelResolver",
+    "DailyResetResolver",
+    "ExplicitResolver",
+    "TimeGapResolver",
     "slack_session_key",
 ]
 

@@ -6,8 +6,7 @@ from datetime import date, datetime, timezone
 from typing import Any
 
 from sqlalchemy import BigInteger, Boolean, Date, DateTime, Double, Integer, String, Text
-from sqlalchemy.dialects import sqlite
-from sqlalchemy.dialects import mysql
+from sqlalchemy.dialects import mysql, sqlite
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator, TypeEngine
 
@@ -15,17 +14,17 @@ from .limits import SHORT_TEXT_LENGTH
 from .timestamps import format_rfc3339, parse_rfc3339, rfc3339_reader
 
 __all__ = [
-    "UtcTimestamp",
-    "UtcDay",
-    "IntBoolean",
     "ChannelText",
-    "ShortText",
+    "Count",
     "ExactChannelText",
     "ExactShortText",
+    "IntBoolean",
     "LongText",
-    "SearchableText",
-    "Count",
     "Money",
+    "SearchableText",
+    "ShortText",
+    "UtcDay",
+    "UtcTimestamp",
 ]
 
 #: Identifiers, keys, roles and model names (see :data:`limits.SHORT_TEXT_LENGTH`).

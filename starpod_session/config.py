@@ -83,7 +83,8 @@ class ChannelConfig:
     """The settings of one channel; validated when constructed (``InvalidInput`` naming the key).
 
     ``gap_minutes`` is the inactivity gap of a time-gap channel (``None``: the
-    channel's default, 1440 minutes for ``email``, else 360); ``reset_at_hour`` and ``tz`` add a daily reset at that local hour.
+    channel's default, 1440 minutes for ``email``, else 360); ``reset_at_hour`` and ``tz`` add a daily
+    reset at that local hour.
     """
 
     gap_minutes: int | None = attrs.field(default=None, validator=_check_gap)

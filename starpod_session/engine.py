@@ -21,26 +21,26 @@ from .folders import ensure_folder
 from .urls import redact_text, redact_url
 
 __all__ = [
-    "create_storage_engine",
-    "to_url",
-    "is_read_only",
     "ACCEPTED_FORMS",
-    "READ_ONLY",
-    "SNAPSHOT",
     "DEFAULT_LOCK_TIMEOUT",
     "DEFAULT_POOL_SIZE",
     "DEFAULT_SQLITE_CACHE_MIB",
     "MAX_POOL_SIZE",
     "MAX_SQLITE_CACHE_MIB",
-    "check_sqlite_cache_mib",
-    "check_pool_size",
-    "SQLITE_SYNCHRONOUS_MODES",
     "MYSQL_MAX_ALLOWED_PACKET",
+    "READ_ONLY",
+    "SNAPSHOT",
+    "SQLITE_SYNCHRONOUS_MODES",
     "DriverTransaction",
     "HeldConnections",
-    "driver_execute",
+    "check_pool_size",
+    "check_sqlite_cache_mib",
+    "create_storage_engine",
     "driver_commit",
+    "driver_execute",
+    "is_read_only",
     "sqlite_transaction_begin",
+    "to_url",
     "transaction_begin",
 ]
 
@@ -161,8 +161,9 @@ def _usable(url: URL) -> URL:
             advice = f"pip install 'starpod-session[{_EXTRAS[backend]}]'"
             if url.get_driver_name() != ours:
                 advice += f" and use {backend}+{ours}://... (or install the {error.name} module yourself)"
+        driver = url.get_driver_name()
         raise StarpodSessionError(
-            f"the {url.get_driver_name()} driver for {shown} is not installed (no module named {error.name!r}): {advice}"
+            f"the {driver} driver for {shown} is not installed (no module named {error.name!r}): {advice}"
         ) from None
     return url
 
@@ -485,7 +486,7 @@ class DriverTransaction:
     expect a ``Connection``); ``before_cursor_execute`` and ``after_cursor_execute`` do.
     """
 
-    __slots__ = ("dialect", "connection", "dispatch")
+    __slots__ = ("connection", "dialect", "dispatch")
 
     def __init__(self, engine: Engine, pooled: PoolProxiedConnection) -> None:
         self.dialect = engine.dialect
@@ -520,7 +521,7 @@ class HeldConnections:
     call that needs the pool itself (a call on a ``Connection``).
     """
 
-    __slots__ = ("_engine", "_idle", "_keep", "_closed", "_checked_out", "_overflow")
+    __slots__ = ("_checked_out", "_closed", "_engine", "_idle", "_keep", "_overflow")
 
     def __init__(self, engine: Engine, keep: int) -> None:
         self._engine = engine

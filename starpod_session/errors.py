@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 __all__ = [
-    "StarpodSessionError",
-    "SessionNotFound",
-    "InvalidInput",
     "ConfigError",
     "ExportError",
-    "StorageBusy",
-    "StorageError",
+    "InvalidInput",
     "SchemaOutdated",
     "SchemaTooNew",
+    "SessionNotFound",
+    "StarpodSessionError",
+    "StorageBusy",
+    "StorageError",
 ]
 
 

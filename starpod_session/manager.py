@@ -10,12 +10,11 @@ import os
 import secrets
 import uuid
 from collections.abc import Callable, Iterable
-from itertools import chain
 from datetime import datetime, timedelta
+from itertools import chain
 from pathlib import Path
 
 import attrs
-
 from sqlalchemy import Connection, Engine
 from sqlalchemy.engine import URL
 
@@ -31,6 +30,7 @@ from .engine import (
     to_url,
 )
 from .errors import ExportError, InvalidInput, SessionNotFound
+from .folders import ensure_folder
 from .records import (
     Continue,
     CostOverview,
@@ -57,7 +57,6 @@ from .repositories.search import SearchFilter, SearchRepository
 from .repositories.sessions import SessionFilter
 from .retry import RetryPolicy
 from .schema import ensure_schema
-from .folders import ensure_folder
 from .search_query import highlighter, parse_query
 from .timestamps import coerce_instant
 from .titles import shorten_title
@@ -81,7 +80,7 @@ from .validation import (
     check_text,
 )
 
-__all__ = ["SessionManager", "AUTO_CLOSE_SUMMARY"]
+__all__ = ["AUTO_CLOSE_SUMMARY", "SessionManager"]
 
 #: How many sessions :meth:`SessionManager.prune` deletes per transaction.
 PRUNE_BATCH = 500

@@ -26,14 +26,14 @@ from .column_types import (
 )
 
 __all__ = [
-    "Base",
-    "SessionRow",
-    "MessageRow",
-    "ToolCallRow",
-    "UsageRow",
-    "UsageDailyRow",
-    "CompactionRow",
     "NAMING_CONVENTION",
+    "Base",
+    "CompactionRow",
+    "MessageRow",
+    "SessionRow",
+    "ToolCallRow",
+    "UsageDailyRow",
+    "UsageRow",
 ]
 
 #: Stable constraint names on every backend, so migrations can name what they drop.

@@ -16,23 +16,23 @@ from .errors import InvalidInput
 from .validation import MAX_COST_USD, MAX_COUNT, check_count, check_optional_short_text
 
 __all__ = [
-    "SessionDecision",
+    "MAX_COST_USD",
+    "MAX_COUNT",
     "Continue",
+    "CostOverview",
+    "DailyModelCost",
+    "Erasure",
+    "ModelCostSummary",
     "New",
     "OpenedSession",
-    "SessionMeta",
+    "SearchHit",
+    "SessionDecision",
     "SessionMessage",
+    "SessionMeta",
+    "ToolUsageSummary",
     "UsageRecord",
     "UsageSummary",
-    "CostOverview",
     "UserCostSummary",
-    "ModelCostSummary",
-    "DailyModelCost",
-    "ToolUsageSummary",
-    "SearchHit",
-    "Erasure",
-    "MAX_COUNT",
-    "MAX_COST_USD",
 ]
 
 

@@ -28,20 +28,20 @@ from .models import Base
 
 __all__ = [
     "BASELINE_REVISION",
-    "migrations_dir",
-    "alembic_config",
-    "head_revision",
-    "current_revision",
-    "is_known_revision",
-    "refuse_unknown_revision",
-    "refuse_unstamped_tables",
-    "ensure_schema",
-    "upgrade_schema",
-    "schema_drift",
     "EXPRESSION_INDEXES",
     "SEARCH_OBJECTS",
-    "include_in_comparison",
+    "alembic_config",
+    "current_revision",
+    "ensure_schema",
     "expression_index_warnings_silenced",
+    "head_revision",
+    "include_in_comparison",
+    "is_known_revision",
+    "migrations_dir",
+    "refuse_unknown_revision",
+    "refuse_unstamped_tables",
+    "schema_drift",
+    "upgrade_schema",
 ]
 
 #: The revision that equals the Rust crate's own schema.
@@ -333,9 +333,7 @@ def include_in_comparison(obj: Any, name: str | None, type_: str, reflected: boo
         return False
     if type_ == "index" and name in EXPRESSION_INDEXES:
         return False
-    if type_ in ("table", "column", "index") and name in SEARCH_OBJECTS:
-        return False
-    return True
+    return not (type_ in ("table", "column", "index") and name in SEARCH_OBJECTS)
 
 
 @contextmanager

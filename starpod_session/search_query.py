@@ -28,15 +28,15 @@ import attrs
 from .errors import InvalidInput
 
 __all__ = [
+    "MAX_INDEXED_WORD",
+    "MAX_QUERY_CHARS",
+    "MAX_QUERY_PARTS",
     "QueryPart",
     "SearchQuery",
-    "parse_query",
     "highlight",
     "highlighter",
     "indexed_words",
-    "MAX_QUERY_CHARS",
-    "MAX_QUERY_PARTS",
-    "MAX_INDEXED_WORD",
+    "parse_query",
 ]
 
 #: Longest query text accepted.

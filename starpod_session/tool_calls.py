@@ -16,7 +16,7 @@ from typing import Any
 
 import attrs
 
-__all__ = ["TOOL_USE", "TOOL_RESULT", "UNKNOWN_TOOL", "ToolUse", "ToolResult", "read_tool_use", "read_tool_result"]
+__all__ = ["TOOL_RESULT", "TOOL_USE", "UNKNOWN_TOOL", "ToolResult", "ToolUse", "read_tool_result", "read_tool_use"]
 
 TOOL_USE = "tool_use"
 TOOL_RESULT = "tool_result"

@@ -43,7 +43,7 @@ from .repositories.runner import StatementRunner
 from .retry import RetryPolicy, is_transient
 from .urls import redact_text, redact_url, url_secrets
 
-__all__ = ["TransactionRunner", "CoreWork", "PreparedWork"]
+__all__ = ["CoreWork", "PreparedWork", "TransactionRunner"]
 
 T = TypeVar("T")
 P = ParamSpec("P")

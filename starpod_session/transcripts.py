@@ -16,13 +16,13 @@ from typing import BinaryIO
 from .records import SessionMessage, SessionMeta
 
 __all__ = [
-    "transcript_filename",
-    "render_transcript",
-    "transcript_header",
     "message_section",
+    "remove_transcripts",
+    "render_transcript",
+    "transcript_filename",
+    "transcript_header",
     "write_if_changed",
     "write_pieces_if_changed",
-    "remove_transcripts",
 ]
 
 #: How many characters of the title make the file name (the id prefix follows).

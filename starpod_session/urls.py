@@ -13,7 +13,7 @@ from collections.abc import Iterable
 
 from sqlalchemy.engine import URL, make_url
 
-__all__ = ["HIDDEN", "PASSWORD_QUERY_KEYS", "redact_url", "redact_text", "url_secrets"]
+__all__ = ["HIDDEN", "PASSWORD_QUERY_KEYS", "redact_text", "redact_url", "url_secrets"]
 
 #: What a password is replaced with.
 HIDDEN = "***"

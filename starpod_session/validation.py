@@ -6,13 +6,13 @@ from .errors import InvalidInput
 from .limits import SHORT_TEXT_LENGTH
 
 __all__ = [
-    "check_text",
-    "check_short_text",
-    "check_optional_short_text",
-    "check_session_id",
     "check_count",
     "check_flag",
     "check_limit",
+    "check_optional_short_text",
+    "check_session_id",
+    "check_short_text",
+    "check_text",
 ]
 
 #: The largest token count a row can hold (a signed 64-bit integer on every backend).

@@ -75,9 +75,12 @@ def run_commands(runs: Sequence[Sequence[object]]) -> list[subprocess.CompletedP
 def run_in_process(*arguments: object, db: object = None, **variables: str) -> subprocess.CompletedProcess[str]:
     """``main(argv)`` in-process, in the environment ``run_command`` would give; same result shape."""
     out, err = io.StringIO(), io.StringIO()
-    with mock.patch.dict(os.environ, command_environment(db, **variables), clear=True):
-        with redirect_stdout(out), redirect_stderr(err):
-            status = main([str(argument) for argument in arguments])
+    with (
+        mock.patch.dict(os.environ, command_environment(db, **variables), clear=True),
+        redirect_stdout(out),
+        redirect_stderr(err),
+    ):
+        status = main([str(argument) for argument in arguments])
     return subprocess.CompletedProcess(arguments, status, out.getvalue(), err.getvalue())
 
 

@@ -182,7 +182,7 @@ def session_id(manager: SessionManager) -> str:
     return manager.create_session(Channel.MAIN, "k")
 
 
-def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:  # noqa: ANN001
+def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
     """Print passed/failed/skipped counts per backend, so CI shows each one ran, and why any did not."""
     if config.option.collectonly:
         return

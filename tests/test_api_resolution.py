@@ -1,4 +1,6 @@
-"""resolve_session: when a message continues a session and when it starts a new one; the on_close hook of auto-closes."""
+"""resolve_session: when a message continues a session and when it starts a new one.
+
+Also the on_close hook of auto-closes."""
 
 from __future__ import annotations
 

@@ -154,7 +154,7 @@ def test_bad_arguments_are_invalid_input(manager, corpus):
 
 
 def test_rows_written_by_another_program_are_searchable_and_deleted_ones_are_not(manager, corpus):
-    [hit] = manager.search_messages("outage")
+    [_hit] = manager.search_messages("outage")
     manager.close_session(corpus["bob"], "done")
     manager.delete_session(corpus["bob"])
     assert manager.search_messages("outage") == []

@@ -64,7 +64,8 @@ def test_our_own_driver_missing_names_the_extra_to_install(url, module, extra):
     script = (
         f"import sys; sys.modules[{module!r}] = None\n"
         "from starpod_session import SessionManager, StarpodSessionError\n"
-        f"try:\n    SessionManager({url!r})\nexcept StarpodSessionError as error:\n    print(type(error).__name__, error)\n"
+        f"try:\n    SessionManager({url!r})\n"
+        "except StarpodSessionError as error:\n    print(type(error).__name__, error)\n"
     )
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr

@@ -133,7 +133,7 @@ def test_costs_at_the_bound_sum_to_the_same_finite_total(manager, session_id):
     ids=["next-double", "int-above", "1e300", "max-double", "int-10-pow-400"],
 )
 def test_a_cost_above_1e15_is_invalid_input(manager, session_id, cost):
-    with pytest.raises(InvalidInput, match="0..1e\\+15") as raised:
+    with pytest.raises(InvalidInput, match=r"0\.\.1e\+15") as raised:
         UsageRecord(cost_usd=cost)
     assert raised.value.field == "cost_usd"
 

@@ -127,7 +127,7 @@ def test_every_failure_is_one_line_on_stderr_without_a_traceback_or_a_password(s
         for command in (["sessions", "list"], ["db", "current"])
     ]
     results = run_commands(runs)
-    for (words, _), pair in zip(cases.values(), zip(results[::2], results[1::2])):
+    for (words, _), pair in zip(cases.values(), zip(results[::2], results[1::2], strict=True), strict=True):
         for result in pair:
             assert_clean_failure(result)
             assert SECRET not in result.stderr, result.stderr

@@ -11,7 +11,8 @@ from freezegun import freeze_time
 
 from starpod_session import Channel, SessionManager, UsageRecord
 
-from .cli_run import as_json, assert_clean_failure, formatting_only, run_in_process as cli
+from .cli_run import as_json, assert_clean_failure, formatting_only
+from .cli_run import run_in_process as cli
 
 NOW = datetime.now(timezone.utc)
 

@@ -58,7 +58,9 @@ SESSIONS = SessionRow.__table__
 
 @pytest.fixture
 def direct(db_target: str) -> Iterator[sa.Engine]:
-    """An engine of its own on the test's database, beside the managers under test (ask for ``manager`` too for a schema)."""
+    """An engine of its own on the test's database, beside the managers under test.
+
+    Ask for ``manager`` too for a schema."""
     with raw_engine(db_target) as engine:
         yield engine
 
@@ -261,7 +263,7 @@ def interleave_a_racing_winner(monkeypatch: pytest.MonkeyPatch, *, reopen: bool)
             conflicts.append(1)
         return inserted
 
-    def look_up(self: SessionRepository, channel: str, key: str, user_id: str):  # noqa: ANN202
+    def look_up(self: SessionRepository, channel: str, key: str, user_id: str):
         found = find_open_by_key(self, channel, key, user_id)
         if len(conflicts) > len(closed) and found is not None:
             self.close(found[0], "closed by a racing caller")
@@ -326,7 +328,7 @@ def write_messages(manager: SessionManager, session_id: str, writer: int, start:
     return [manager.save_message(session_id, role, content(writer, index)) for index in range(PER_WRITER)]
 
 
-def process_writer(target: str, session_id: str, writer: int, start, results) -> None:  # noqa: ANN001
+def process_writer(target: str, session_id: str, writer: int, start, results) -> None:
     """Runs in a spawned process: its own manager on the same database."""
     try:
         with SessionManager(target) as manager:
@@ -412,12 +414,12 @@ def test_an_event_loop_sharing_one_manager_through_to_thread_sees_consistent_sta
         asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(32))
         return await asyncio.gather(*(asyncio.to_thread(call) for _kind, call in calls))
 
-    outcomes = list(zip([kind for kind, _call in calls], asyncio.run(host())))
+    outcomes = list(zip([kind for kind, _call in calls], asyncio.run(host()), strict=True))
 
     written = sorted(f"m-{n:03d}" for n in range(ASYNC_CALLS) if n % 5 == 1)
     turns = sorted(n for n in range(ASYNC_CALLS) if n % 5 == 2)
     opened: dict[str, set[str]] = {}
-    for (kind, result), n in zip(outcomes, range(ASYNC_CALLS)):
+    for (kind, result), n in zip(outcomes, range(ASYNC_CALLS), strict=True):
         if kind == "open":
             opened.setdefault(f"key-{n // 5 % ASYNC_KEYS}", set()).add(result.session_id)
         elif kind == "read_messages":
@@ -526,7 +528,7 @@ def test_prepared_reads_see_one_snapshot_only_when_asked(manager, backend, snaps
     # a plain read on a server reads what was committed before each statement.
     session_id = manager.create_session(Channel.MAIN, "k")
 
-    def work(connection):  # noqa: ANN001
+    def work(connection):
         repository = SessionRepository(connection)
         before = repository.get(session_id).title
         manager.save_message(session_id, "user", "committed meanwhile")  # another pooled connection

@@ -10,6 +10,7 @@ with no ``Connection`` to hand a listener, on every backend.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -28,11 +29,11 @@ def events(manager: SessionManager) -> Iterator[Callable[[Callable[[], object]],
     timings: list[float] = []
 
     # SQLAlchemy's documented query-timing recipe.
-    def before_cursor_execute(conn, cursor, statement, parameters, context, executemany):  # noqa: ANN001
+    def before_cursor_execute(conn, cursor, statement, parameters, context, executemany):
         conn.info.setdefault("query_start_time", []).append(time.time())
         seen["before_cursor_execute"] += 1
 
-    def after_cursor_execute(conn, cursor, statement, parameters, context, executemany):  # noqa: ANN001
+    def after_cursor_execute(conn, cursor, statement, parameters, context, executemany):
         timings.append(time.time() - conn.info["query_start_time"].pop(-1))
         seen["after_cursor_execute"] += 1
 
@@ -49,10 +50,8 @@ def events(manager: SessionManager) -> Iterator[Callable[[Callable[[], object]],
     def run(call: Callable[[], object]) -> Counter[str]:
         seen.clear()
         timings.clear()
-        try:
+        with contextlib.suppress(SessionNotFound):
             call()
-        except SessionNotFound:
-            pass
         assert len(timings) == seen["after_cursor_execute"]
         return Counter(seen)
 
@@ -90,7 +89,7 @@ def test_statement_listeners_of_prepared_work_get_the_driver_transaction(manager
     session_id = manager.create_session(Channel.MAIN, "k")
     conns: list[object] = []
 
-    def before_cursor_execute(conn, cursor, statement, parameters, context, executemany):  # noqa: ANN001
+    def before_cursor_execute(conn, cursor, statement, parameters, context, executemany):
         conns.append((conn, context))
 
     event.listen(manager._engine, "before_cursor_execute", before_cursor_execute)

@@ -8,8 +8,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from freezegun import freeze_time
 
-from starpod_session import Channel, ExportError, SessionManager, SessionNotFound
-from starpod_session import transcripts
+from starpod_session import Channel, ExportError, SessionManager, SessionNotFound, transcripts
 
 T0 = datetime(2026, 3, 20, 12, 0, 0, tzinfo=timezone.utc)
 
@@ -117,9 +116,8 @@ def test_an_open_session_or_a_manager_without_a_folder_cannot_export(manager, db
     with pytest.raises(ExportError, match="still open"):
         manager.export_transcript(session_id)
     manager.close_session(session_id, "done")
-    with SessionManager(db_target) as without_folder:
-        with pytest.raises(ExportError, match="sessions_dir"):
-            without_folder.export_transcript(session_id)
+    with SessionManager(db_target) as without_folder, pytest.raises(ExportError, match="sessions_dir"):
+        without_folder.export_transcript(session_id)
     with pytest.raises(SessionNotFound):
         manager.export_transcript("00000000-0000-4000-8000-000000000000")
     assert files_in(tmp_path / "sessions") == []

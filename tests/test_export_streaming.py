@@ -12,8 +12,7 @@ from datetime import timedelta
 import pytest
 import sqlalchemy as sa
 
-from starpod_session import Channel, ExportError
-from starpod_session import transcripts
+from starpod_session import Channel, ExportError, transcripts
 from starpod_session.models import MessageRow
 from starpod_session.repositories import _prepared as prepared
 from starpod_session.repositories import messages as message_repository

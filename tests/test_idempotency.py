@@ -68,7 +68,7 @@ def test_two_sessions_may_use_the_same_key(manager, session_id):
 
 
 @pytest.mark.parametrize(
-    "key, reason",
+    ("key", "reason"),
     [("", "must not be empty"), ("x" * 256, "at most 255"), ("a\x00b", "NUL"), (7, "expected a str")],
     ids=["empty", "256-chars", "nul", "int"],
 )

@@ -17,7 +17,7 @@ LOST = (2013, "Lost connection to server during query")
 REFUSED = (1153, "Got a packet bigger than 'max_allowed_packet' bytes")
 
 
-def connection_id(backend: str, dbapi_connection) -> int:  # noqa: ANN001
+def connection_id(backend: str, dbapi_connection) -> int:
     return dbapi_connection.info.backend_pid if backend == "postgresql" else dbapi_connection.thread_id()
 
 
@@ -85,11 +85,11 @@ def test_a_connection_lost_as_it_goes_back_to_the_pool_raises_nothing_raw(manage
     assert [m.content for m in manager.get_messages(session_id)] == ["hello"] * expected
 
 
-def statements_run_by(manager, call: Callable[[], object]) -> int:  # noqa: ANN001
+def statements_run_by(manager, call: Callable[[], object]) -> int:
     """How many statements ``call`` runs."""
     counted: list[str] = []
 
-    def count(conn, cursor, statement, parameters, context, executemany):  # noqa: ANN001
+    def count(conn, cursor, statement, parameters, context, executemany):
         counted.append(statement)
 
     sa.event.listen(manager._engine, "after_cursor_execute", count)
@@ -105,7 +105,7 @@ def test_a_connection_lost_before_the_commit_is_a_storage_error_without_a_packet
     statements = statements_run_by(manager, lambda: manager.save_message(session_id, "user", "counted"))
     seen: list[str] = []
 
-    def kill_after_the_last_statement(conn, cursor, statement, parameters, context, executemany):  # noqa: ANN001
+    def kill_after_the_last_statement(conn, cursor, statement, parameters, context, executemany):
         # The work is done, its commit comes next: the connection dies in between.
         seen.append(statement)
         if len(seen) == statements:

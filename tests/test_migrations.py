@@ -19,16 +19,14 @@ from sqlalchemy import inspect
 from starpod_session import SessionManager, UsageRecord, UsageSummary
 from starpod_session.models import Base
 from starpod_session.schema import (
+    BASELINE_REVISION,
     EXPRESSION_INDEXES,
     SEARCH_OBJECTS,
-    expression_index_warnings_silenced,
-    include_in_comparison,
-)
-from starpod_session.schema import (
-    BASELINE_REVISION,
     alembic_config,
     current_revision,
+    expression_index_warnings_silenced,
     head_revision,
+    include_in_comparison,
     schema_drift,
     upgrade_schema,
 )

@@ -123,7 +123,7 @@ def test_a_connection_goes_back_to_the_pool_without_a_rollback_after_a_commit_on
     rollbacks: list[object] = []
     rollback = pymysql.connections.Connection.rollback
 
-    def counted(self):  # noqa: ANN001
+    def counted(self):
         rollbacks.append(self)
         return rollback(self)
 

@@ -107,21 +107,21 @@ def populate(target: str) -> dict[str, Any]:
                 {"session_id": session_id, "role": "user", "content": f"m{m} note{n}", "timestamp": at}
                 for m in range(MESSAGES_EACH)
             ]
-    for n in range(USAGE_ROWS):
-        usage.append(
-            {
-                "session_id": ids[n % SESSIONS],
-                "turn": n,
-                "input_tokens": n,
-                "output_tokens": n,
-                "cache_read": 0,
-                "cache_write": 0,
-                "cost_usd": 0.01,
-                "model": f"model-{n % 4}",
-                "user_id": f"user-{n % 10}",
-                "timestamp": T0 + timedelta(days=DAYS) * n / USAGE_ROWS,
-            }
-        )
+    usage.extend(
+        {
+            "session_id": ids[n % SESSIONS],
+            "turn": n,
+            "input_tokens": n,
+            "output_tokens": n,
+            "cache_read": 0,
+            "cache_write": 0,
+            "cost_usd": 0.01,
+            "model": f"model-{n % 4}",
+            "user_id": f"user-{n % 10}",
+            "timestamp": T0 + timedelta(days=DAYS) * n / USAGE_ROWS,
+        }
+        for n in range(USAGE_ROWS)
+    )
     with raw_engine(target) as engine:
         with engine.begin() as connection:
             connection.execute(insert(SessionRow.__table__), sessions)
@@ -231,9 +231,13 @@ def _sqlite_full_scans(target: str, statements: list[Statement], ordered_walk: b
         for statement, parameters in statements:
             for *_ids, detail in raw.execute(f"EXPLAIN QUERY PLAN {statement}", parameters):
                 # Scans of a subquery or CTE's own rows (SCAN usage_groups) read no table.
-                if detail.startswith("SCAN ") and detail.split()[1] in TABLES:
-                    if "USING INDEX" not in detail and "USING COVERING INDEX" not in detail:
-                        found.append(detail)
+                if (
+                    detail.startswith("SCAN ")
+                    and detail.split()[1] in TABLES
+                    and "USING INDEX" not in detail
+                    and "USING COVERING INDEX" not in detail
+                ):
+                    found.append(detail)
                 if ordered_walk and "TEMP B-TREE FOR ORDER BY" in detail:
                     found.append(f"{detail} (sorts instead of walking an index in order)")
     return found
@@ -306,9 +310,8 @@ HOT_QUERIES: dict[str, tuple[Call, bool]] = {
 
 
 def statements_of(target: str, call: Call, data: dict[str, Any]) -> list[Statement]:
-    with SessionManager(target) as manager:
-        with captured() as statements:
-            call(manager, data)
+    with SessionManager(target) as manager, captured() as statements:
+        call(manager, data)
     assert statements, "the call sent no statement to explain"
     return statements
 

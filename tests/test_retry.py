@@ -143,7 +143,7 @@ def test_a_lock_timeout_that_bounds_nothing_is_invalid_input(tmp_path, lock_time
 def deadlock_on_every_session_update(manager: SessionManager) -> Iterator[None]:
     """Make every UPDATE of a session fail as a MariaDB deadlock does, before it reaches the database."""
 
-    def fail(_conn, _cursor, statement, parameters, *_args) -> None:  # noqa: ANN001
+    def fail(_conn, _cursor, statement, parameters, *_args) -> None:
         if statement.startswith("UPDATE session_metadata"):
             raise OperationalError(statement, parameters, driver_error(DEADLOCK))
 
@@ -158,9 +158,8 @@ def test_a_call_failing_transiently_on_every_attempt_gives_storage_busy_after_th
     pauses: list[int] = []
     manager = make_manager(retry=ObservedPolicy(attempts=3, on_pause=pauses.append))
     session_id = manager.create_session(Channel.MAIN, "k")
-    with deadlock_on_every_session_update(manager):
-        with pytest.raises(StorageBusy, match="3 attempts") as raised:
-            manager.touch_session(session_id)
+    with deadlock_on_every_session_update(manager), pytest.raises(StorageBusy, match="3 attempts") as raised:
+        manager.touch_session(session_id)
     assert pauses == [1, 2]
     assert isinstance(raised.value.__cause__, DBAPIError)
     assert manager.get_session(session_id).message_count == 0
@@ -202,7 +201,7 @@ def test_a_real_deadlock_is_retried_and_the_call_succeeds_once(backend, db_targe
             except BaseException as error:  # reported below
                 other_failures.append(error)
 
-        def then_take_first(conn, _cursor, statement, *_args) -> None:  # noqa: ANN001
+        def then_take_first(conn, _cursor, statement, *_args) -> None:
             if threads or not statement.startswith("UPDATE session_metadata"):
                 return
             threads.append(threading.Thread(target=other_takes_second))

@@ -12,10 +12,9 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy import event
 
-from starpod_session import Channel, SchemaOutdated, SchemaTooNew, SessionManager
+from starpod_session import Channel, SchemaOutdated, SchemaTooNew, SessionManager, schema
 from starpod_session.engine import create_storage_engine, to_url
 from starpod_session.models import Base
-from starpod_session import schema
 from starpod_session.schema import BASELINE_REVISION, current_revision, head_revision, upgrade_schema
 
 from .helpers import command_target, raw_connection, raw_engine, snapshot, stamps
@@ -32,7 +31,7 @@ def at_revision(target: str, revision: str) -> None:
 # -- racing openers ----------------------------------------------------------------
 
 
-def open_at_the_barrier(target: str, barrier: multiprocessing.synchronize.Barrier, outcomes) -> None:  # noqa: ANN001
+def open_at_the_barrier(target: str, barrier: multiprocessing.synchronize.Barrier, outcomes) -> None:
     """Child process: wait for every sibling, then open the database (which migrates it)."""
     barrier.wait()
     try:
@@ -98,7 +97,7 @@ def test_a_sqlite_upgrade_holds_the_write_lock_from_its_first_statement(tmp_path
     other_writer_got_in: list[str] = []
 
     @event.listens_for(engine, "before_cursor_execute")
-    def try_to_write_alongside(_conn, _cursor, statement, *_args) -> None:  # noqa: ANN001
+    def try_to_write_alongside(_conn, _cursor, statement, *_args) -> None:
         if statement.lstrip().upper().startswith("BEGIN"):
             return
         competitor = sqlite3.connect(path, timeout=0, isolation_level=None)

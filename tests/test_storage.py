@@ -17,7 +17,6 @@ import pytest
 import sqlalchemy as sa
 
 import starpod_session
-
 from starpod_session import (
     Channel,
     InvalidInput,
@@ -26,7 +25,6 @@ from starpod_session import (
     StorageError,
     UsageRecord,
 )
-
 from starpod_session.engine import DEFAULT_SQLITE_CACHE_MIB
 
 from .helpers import raw_engine
@@ -315,7 +313,10 @@ def test_folders_that_cannot_be_created_under_a_read_only_parent_are_storage_err
         result = {}
         for name, make in [
             ("db_path", lambda: SessionManager(os.path.join(folder, "new", "sessions.db"))),
-            ("sessions_dir", lambda: SessionManager(os.path.join(tempfile.mkdtemp(), "s.db"), os.path.join(folder, "t"))),
+            (
+                "sessions_dir",
+                lambda: SessionManager(os.path.join(tempfile.mkdtemp(), "s.db"), os.path.join(folder, "t")),
+            ),
         ]:
             try:
                 make().close()

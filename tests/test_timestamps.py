@@ -66,7 +66,7 @@ def test_every_rfc3339_spelling_reads_as_the_same_utc_instant(written, instant):
     ],
 )
 def test_text_without_a_full_rfc3339_offset_is_refused(written):
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="not an RFC 3339 timestamp with offset"):
         parse_rfc3339(written)
 
 

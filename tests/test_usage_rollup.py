@@ -9,6 +9,7 @@ whatever the order the database adds them in, and the comparisons can be exact.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections import defaultdict
 from collections.abc import Iterable
@@ -118,9 +119,11 @@ def expected_overview(target: str, since: datetime | None, until: datetime | Non
     """The overview computed in Python from a scan of the rows."""
     rows = []
     with raw_connection(target) as connection:
-        for row in connection.execute(sa.select(_usage)).mappings():
-            if (since is None or row["timestamp"] >= since) and (until is None or row["timestamp"] < until):
-                rows.append(row)
+        rows.extend(
+            row
+            for row in connection.execute(sa.select(_usage)).mappings()
+            if (since is None or row["timestamp"] >= since) and (until is None or row["timestamp"] < until)
+        )
 
     def sums(selected: list[Any]) -> tuple[float, int, int, int, int, int]:
         return (
@@ -258,18 +261,14 @@ def test_the_rollup_equals_an_aggregation_from_scratch_after_any_writes(db_targe
         if kind == "insert":
             insert_rows(db_target, sessions, argument)
         elif kind == "delete_session":
-            try:
+            with contextlib.suppress(SessionNotFound):
                 manager.delete_session(sessions[argument], keep_usage=False)
-            except SessionNotFound:
-                pass
         elif kind == "forget_user":
             manager.forget_user(argument)
         elif kind == "prune":
             for session in sessions[:2]:
-                try:
+                with contextlib.suppress(SessionNotFound):
                     manager.close_session(session, "done")
-                except SessionNotFound:
-                    pass
             manager.prune(timedelta(0), keep_usage=False)
         else:  # another program rewrites the first row's time, model and user
             moment, model, user = argument

@@ -73,7 +73,8 @@ def installed_python(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_the_installed_package_is_the_wheel_and_ships_its_migrations(installed_python, tmp_path):
     probe = (
         "import json, sys, starpod_session, starpod_session.schema as s; "
-        "print(starpod_session.__file__); print(s.migrations_dir()); print(s.head_revision()); print(json.dumps(sys.path))"
+        "print(starpod_session.__file__); print(s.migrations_dir()); print(s.head_revision()); "
+        "print(json.dumps(sys.path))"
     )
     package_file, migrations, head, path = run(installed_python, "-c", probe, cwd=tmp_path).stdout.splitlines()
     environment = installed_python.parents[1]

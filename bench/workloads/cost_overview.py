@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from starpod_session import SessionManager
-
 from datasets import Dataset, Target
 from harness import CAPTURE, T0, Report, Scale, interleaved
+
+from starpod_session import SessionManager
 
 
 def measure(target: Target, big: Dataset, scale: Scale, rows: int, report: Report) -> None:
@@ -27,7 +27,7 @@ def measure(target: Target, big: Dataset, scale: Scale, rows: int, report: Repor
                 mgr.cost_overview(start, end)
             ours, theirs = interleaved(
                 scale.overview_calls,
-                lambda _n: mgr.cost_overview(start, end),
+                lambda _n, start=start, end=end: mgr.cost_overview(start, end),
                 lambda _n: floor.replay(statements),
                 warmup=1,
             )

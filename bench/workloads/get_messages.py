@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from starpod_session import SessionManager
-
 from datasets import Dataset
 from floors import Floor
 from harness import Report, Scale, interleaved
+
+from starpod_session import SessionManager
 
 
 def floor_get_messages(floor: Floor, session_id: str) -> list[tuple]:
@@ -30,7 +30,9 @@ def measure(mgr: SessionManager, floor: Floor, data: Dataset, scale: Scale, repo
         report.compare(
             label,
             *interleaved(
-                calls, lambda _n: mgr.get_messages(session_id), lambda _n: floor_get_messages(floor, session_id)
+                calls,
+                lambda _n, session_id=session_id: mgr.get_messages(session_id),
+                lambda _n, session_id=session_id: floor_get_messages(floor, session_id),
             ),
             limit=2.0,
         )

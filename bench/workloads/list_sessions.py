@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from starpod_session import SessionManager
-
 from datasets import Target, load_dataset
 from floors import Floor
 from harness import Report, Scale, interleaved
+
+from starpod_session import SessionManager
 
 
 def floor_list_sessions(floor: Floor, limit: int) -> list[tuple]:

@@ -22,12 +22,11 @@ import tempfile
 from datetime import timedelta
 from pathlib import Path
 
+from datasets import MESSAGE_COLUMNS, Target
+from harness import T0, Report
 from sqlalchemy.engine import make_url
 
 from starpod_session import Channel, SessionManager
-
-from datasets import MESSAGE_COLUMNS, Target
-from harness import T0, Report
 from workloads.get_messages import floor_get_messages
 
 MESSAGES = 100_000
@@ -130,7 +129,8 @@ def run(target: Target, report: Report) -> None:
         measured = _measure(raw, what, long_id, small_id)
         growth = (measured["peak_kib"] - measured["baseline_kib"]) / 1024
         unit = "bytes written" if what == "export_transcript" else "records"
-        line = f"{what:<34} +{growth:6.1f} MB peak RSS over {measured['baseline_kib'] / 1024:.0f} MB ({measured['size']:,} {unit})"
+        baseline = measured["baseline_kib"] / 1024
+        line = f"{what:<34} +{growth:6.1f} MB peak RSS over {baseline:.0f} MB ({measured['size']:,} {unit})"
         print(line, flush=True)
         report.lines.append(line)
         if what == "export_transcript":

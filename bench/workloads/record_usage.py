@@ -5,10 +5,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from starpod_session import SessionManager, UsageRecord
-
 from floors import Floor
 from harness import UTC, Report, Scale, interleaved
+
+from starpod_session import SessionManager, UsageRecord
 
 
 def _owner(floor: Floor, cur: Any, session_id: str) -> str:

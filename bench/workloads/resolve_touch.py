@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from starpod_session import Channel, SessionManager
-
 from floors import Floor
 from harness import AUTO_CLOSE, TELEGRAM_GAP, UTC, Report, Scale, interleaved
+
+from starpod_session import Channel, SessionManager
 
 
 def floor_resolve(floor: Floor, channel: str, key: str, user_id: str = "admin") -> str | None:

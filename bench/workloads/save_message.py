@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from starpod_session import SessionManager
-from starpod_session.search_query import indexed_words
-from starpod_session.titles import shorten_title
-
 from datasets import WORDS_INSERT
 from floors import Floor, MariaFloor
 from harness import UTC, Report, Scale, interleaved
+
+from starpod_session import SessionManager
+from starpod_session.search_query import indexed_words
+from starpod_session.titles import shorten_title
 
 
 def floor_save_message(floor: Floor, session_id: str, role: str, content: str) -> int:

@@ -13,10 +13,10 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 
-from starpod_session import Channel, SessionManager
-
 from datasets import Dataset
 from harness import Report, Scale, interleaved, ms
+
+from starpod_session import Channel, SessionManager
 
 
 def measure(small: Dataset, big: Dataset, scale: Scale, rows: int, report: Report) -> None:
@@ -41,7 +41,9 @@ def measure(small: Dataset, big: Dataset, scale: Scale, rows: int, report: Repor
             return lambda _n: mgr.get_messages(data.with_100)
 
         for label, make in (("save_message", saver), ("resolve_session", resolver), ("get_messages (100)", getter)):
-            at_1k, at_big = interleaved(scale.scaling_calls, *(make(m, d, r) for (m, d), r in zip(pairs, rngs)))
+            at_1k, at_big = interleaved(
+                scale.scaling_calls, *(make(m, d, r) for (m, d), r in zip(pairs, rngs, strict=True))
+            )
             ratio = at_big.median / at_1k.median
             line = (
                 f"{label:<34} {ms(at_1k.median):>9} ms at {scale.small_rows:,}   {ms(at_big.median):>9} ms at {rows:,}"

@@ -6,13 +6,11 @@ import random
 import time
 from datetime import timedelta
 
+from datasets import MESSAGE_COLUMNS, Target, load_dataset, load_words
+from harness import CAPTURE, T0, Report, Scale, interleaved
 from sqlalchemy.engine import URL
 
 from starpod_session import SessionManager
-
-from datasets import MESSAGE_COLUMNS, Target, load_dataset, load_words
-from harness import CAPTURE, T0, Report, Scale, interleaved
-
 
 #: Two-word queries of the search workload: "deploy" is in 1% of the messages,
 #: "billing" in 1.2%, both in 0.2% (2,000 of a million messages to rank).
@@ -73,7 +71,7 @@ def run(target: Target, scale: Scale, rows: int, report: Report) -> None:
             assert len(hits) == min(20, -(-rows // 500)) and all("«" in hit.snippet for hit in hits)
             ours, theirs = interleaved(
                 scale.search_calls,
-                lambda _n: mgr.search_messages(query, limit=20),
+                lambda _n, query=query: mgr.search_messages(query, limit=20),
                 lambda _n: floor.replay(statements),
                 warmup=3,
             )

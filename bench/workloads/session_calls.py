@@ -41,10 +41,10 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
-from starpod_session import Channel, SessionManager
-
 from floors import Floor
 from harness import AUTO_CLOSE, TELEGRAM_GAP, UTC, Report, Scale, interleaved
+
+from starpod_session import Channel, SessionManager
 
 #: The issue's target for every per-call workload: at most twice the floor.
 LIMIT = 2.0
@@ -144,7 +144,10 @@ def _load_open_sessions(floor: Floor, channel: str, keys: list[str], last_messag
             "user_id",
             "is_read",
         ),
-        [(session_id, created, last, False, 1, channel, key, "admin", True) for session_id, key in zip(ids, keys)],
+        [
+            (session_id, created, last, False, 1, channel, key, "admin", True)
+            for session_id, key in zip(ids, keys, strict=True)
+        ],
     )
     return ids
 

@@ -20,10 +20,10 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from starpod_session import Channel, SessionManager, UsageRecord
-
 from datasets import Target, load_dataset
 from harness import Report
+
+from starpod_session import Channel, SessionManager, UsageRecord
 from workloads.get_messages import floor_get_messages
 from workloads.list_sessions import floor_list_sessions
 from workloads.record_usage import floor_record_usage
@@ -179,7 +179,7 @@ def sqlite(target: Target, report: Report) -> None:
                     floor_save_message(floors[0], floor_write_to, "user" if n % 2 else "assistant", USER_TEXT)
                 )
             )
-            return [writer] + readers
+            return [writer, *readers]
 
         timed_round(ours(), 0.5)
         timed_round(floor(), 0.5)

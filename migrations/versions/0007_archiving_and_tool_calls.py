@@ -132,7 +132,7 @@ def _backfill(tool_calls: sa.Table) -> None:
         connection.execute(sa.insert(raw), uses)
 
 
-def _row(message_id, session_id, role, call_id, tool_name, timestamp, is_error) -> dict:  # noqa: ANN001
+def _row(message_id, session_id, role, call_id, tool_name, timestamp, is_error) -> dict:
     return dict(
         message_id=message_id,
         session_id=session_id,

@@ -118,7 +118,7 @@ def _remove(dialect: str, row: str) -> str:
     """Take the usage row out of its group, then delete the group if it was the last: two statements."""
     day, model, user, _turns, *amounts = _values(dialect, row)
     where = f"day = {day} AND model = {model} AND user_id = {user}"
-    sums = ", ".join(f"{c} = {c} - {v}" for c, v in zip(SUMMED, ["1", *amounts]))
+    sums = ", ".join(f"{c} = {c} - {v}" for c, v in zip(SUMMED, ["1", *amounts], strict=True))
     return f"UPDATE {TABLE} SET {sums} WHERE {where}; DELETE FROM {TABLE} WHERE {where} AND turns = 0"
 
 

@@ -28,7 +28,7 @@ from ..schema import (
 )
 from .options import add_db_option, database_of, usage_error
 
-__all__ = ["add_db_commands", "EXIT_BEHIND"]
+__all__ = ["EXIT_BEHIND", "add_db_commands"]
 
 #: Exit status of ``db current`` and ``db check`` for a database behind this release.
 EXIT_BEHIND = 3

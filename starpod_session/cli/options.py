@@ -17,9 +17,9 @@ from rich.console import Console
 from sqlalchemy.engine import URL
 
 from ..engine import to_url
-from ..urls import redact_url
 from ..errors import StarpodSessionError
 from ..manager import SessionManager
+from ..urls import redact_url
 
 __all__ = [
     "DB_VARIABLE",

@@ -10,4 +10,4 @@ from .sessions import SessionRepository
 from .tool_calls import ToolCallRepository
 from .usage import UsageRepository
 
-__all__ = ["SessionRepository", "MessageRepository", "UsageRepository", "CompactionRepository", "ToolCallRepository"]
+__all__ = ["CompactionRepository", "MessageRepository", "SessionRepository", "ToolCallRepository", "UsageRepository"]

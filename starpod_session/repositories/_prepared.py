@@ -21,7 +21,6 @@ from collections.abc import Callable, Sequence
 from typing import Any, Generic, TypeVar, cast
 
 import attrs
-
 from sqlalchemy import Column, Insert, Table, func
 from sqlalchemy.dialects import mysql, postgresql, sqlite
 from sqlalchemy.engine import Dialect
@@ -76,17 +75,17 @@ class _Compiled:
     """One statement compiled for one dialect."""
 
     __slots__ = (
-        "sql",
-        "names",
-        "positional",
         "binds",
+        "columns",
+        "execute_options",
+        "makers",
+        "names",
+        "parameters",
+        "positional",
         "results",
         "returning",
-        "columns",
-        "makers",
-        "parameters",
         "row",
-        "execute_options",
+        "sql",
     )
 
     def __init__(

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 from datetime import datetime
-
-import functools
 from typing import Generic
 
 from sqlalchemy import Integer, bindparam, func, select

@@ -20,7 +20,7 @@ from typing import Any, Protocol, TypeVar
 from sqlalchemy import PoolProxiedConnection
 from sqlalchemy.engine import Dialect
 
-__all__ = ["StatementRunner", "Runner"]
+__all__ = ["Runner", "StatementRunner"]
 
 
 class StatementRunner(Protocol):

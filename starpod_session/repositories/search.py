@@ -46,13 +46,13 @@ from ._prepared import Prepared, PreparedShapes
 from .runner import Runner
 
 __all__ = [
-    "SearchRepository",
-    "SearchFilter",
-    "SearchRow",
+    "ADD_WORDS",
     "PG_INDEXED_CHARS",
     "PG_VECTOR_COLUMN",
     "WORDS_TABLE",
-    "ADD_WORDS",
+    "SearchFilter",
+    "SearchRepository",
+    "SearchRow",
 ]
 
 _messages = MessageRow.__table__
@@ -330,7 +330,7 @@ def _word_values(parts: tuple[QueryPart, ...], kinds: tuple[tuple[int, bool, boo
     """The bound values of :func:`_match_words` (``kinds``: the parts' :func:`_word_part`): each word as the
     index keeps it, a prefix as a LIKE pattern."""
     values: dict[str, str] = {}
-    for i, (part, (_count, prefix, verify)) in enumerate(zip(parts, kinds)):
+    for i, (part, (_count, prefix, verify)) in enumerate(zip(parts, kinds, strict=True)):
         for j, word in enumerate(part.words):
             # Words are letters and digits only: no LIKE wildcard or escape in them.
             values[f"word_{i}_{j}"] = word[:MAX_INDEXED_WORD] + ("%" if prefix else "")

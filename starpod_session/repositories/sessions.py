@@ -7,7 +7,6 @@ from datetime import datetime
 from typing import Generic
 
 import attrs
-
 from sqlalchemy import Connection, Integer, bindparam, exists, false, func, insert, literal_column, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Dialect
@@ -20,7 +19,7 @@ from ..records import SessionMeta
 from ._prepared import Prepared
 from .runner import Runner
 
-__all__ = ["SessionRepository", "SessionFilter", "OpenSession"]
+__all__ = ["OpenSession", "SessionFilter", "SessionRepository"]
 
 _t = SessionRow.__table__
 _META_COLUMNS = (

@@ -43,7 +43,7 @@ from ..records import (
 from ._prepared import Prepared, PreparedShapes, insert_unless_duplicate
 from .runner import Runner
 
-__all__ = ["UsageRepository", "UNKNOWN_MODEL"]
+__all__ = ["UNKNOWN_MODEL", "UsageRepository"]
 
 _t = UsageRow.__table__
 _daily = UsageDailyRow.__table__
@@ -116,7 +116,7 @@ T = TypeVar("T")
 _TOTAL, _BY_USER, _BY_MODEL, _BY_DAY = range(4)
 
 
-class utc_day(FunctionElement[Any]):  # noqa: N801 - reads like the SQL function it stands for
+class utc_day(FunctionElement[Any]):
     """The UTC calendar day of a timestamp column, computed by the database."""
 
     type = Date()
@@ -323,12 +323,12 @@ def _overview_statement(shape: _Range, dialect: Dialect) -> Select[Any]:
         where += [_daily.c.day < bindparam("end")] if shape.end else []
         parts.append(select(_daily.c.day, _daily.c.model, _daily.c.user_id, *_ROLLUP_SUMS).where(*where))
     row_day = utc_day(_t.c.timestamp)
-    for n in range(shape.edges):
-        parts.append(
-            select(row_day.label("day"), _model_name.label("model"), _t.c.user_id, *_EDGE_SUMS)
-            .where(_t.c.timestamp >= bindparam(f"low_{n}"), _t.c.timestamp < bindparam(f"high_{n}"))
-            .group_by(row_day, _model_name, _t.c.user_id)
-        )
+    parts.extend(
+        select(row_day.label("day"), _model_name.label("model"), _t.c.user_id, *_EDGE_SUMS)
+        .where(_t.c.timestamp >= bindparam(f"low_{n}"), _t.c.timestamp < bindparam(f"high_{n}"))
+        .group_by(row_day, _model_name, _t.c.user_id)
+        for n in range(shape.edges)
+    )
     groups = parts[0] if len(parts) == 1 else union_all(*parts)
     report = (_shared_report if dialect.name == "sqlite" or dialect.name == "postgresql" else _fanned_report)(groups)
     # PostgreSQL would order names by its locale.
