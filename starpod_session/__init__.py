@@ -3,6 +3,7 @@
 Start with :class:`SessionManager`.
 """
 
+from ._version import __version__
 from .channels import (
     Channel,
     ChannelResolver,
@@ -78,5 +79,6 @@ __all__ = [
     "UsageRecord",
     "UsageSummary",
     "UserCostSummary",
+    "__version__",
     "slack_session_key",
 ]

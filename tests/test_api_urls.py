@@ -11,6 +11,8 @@ import pytest
 from starpod_session import InvalidInput, SessionManager, StarpodSessionError, StorageError
 from starpod_session.engine import to_url
 
+from .backends import needs_driver
+
 SECRET = "S3cretPw"
 
 
@@ -75,9 +77,9 @@ def test_our_own_driver_missing_names_the_extra_to_install(url, module, extra):
 @pytest.mark.parametrize(
     ("url", "driver"),
     [
-        ("postgresql://u@h/db", "postgresql+psycopg"),
-        ("mysql://u@h/db", "mysql+pymysql"),
-        ("mariadb://u@h/db", "mariadb+pymysql"),
+        pytest.param("postgresql://u@h/db", "postgresql+psycopg", marks=needs_driver("postgresql")),
+        pytest.param("mysql://u@h/db", "mysql+pymysql", marks=needs_driver("mariadb")),
+        pytest.param("mariadb://u@h/db", "mariadb+pymysql", marks=needs_driver("mariadb")),
     ],
 )
 def test_a_server_url_without_a_driver_uses_the_one_the_extra_installs(url, driver):
@@ -85,12 +87,22 @@ def test_a_server_url_without_a_driver_uses_the_one_the_extra_installs(url, driv
 
 
 UNREACHABLE = [
-    f"postgresql+psycopg://postgres:{SECRET}@127.0.0.1:1/test",
-    f"postgresql+psycopg://postgres@127.0.0.1:1/test?password={SECRET}",
-    f"postgresql+psycopg://postgres@127.0.0.1:1/test?sslpassword={SECRET}&connect_timeout=5",
-    f"mysql+pymysql://root:{SECRET}@127.0.0.1:1/test",
-    f"mysql+pymysql://root@127.0.0.1:1/test?password={SECRET}",
-    f"mysql+pymysql://root@127.0.0.1:1/test?passwd={SECRET}",
+    *(
+        pytest.param(url, marks=needs_driver("postgresql"))
+        for url in (
+            f"postgresql+psycopg://postgres:{SECRET}@127.0.0.1:1/test",
+            f"postgresql+psycopg://postgres@127.0.0.1:1/test?password={SECRET}",
+            f"postgresql+psycopg://postgres@127.0.0.1:1/test?sslpassword={SECRET}&connect_timeout=5",
+        )
+    ),
+    *(
+        pytest.param(url, marks=needs_driver("mariadb"))
+        for url in (
+            f"mysql+pymysql://root:{SECRET}@127.0.0.1:1/test",
+            f"mysql+pymysql://root@127.0.0.1:1/test?password={SECRET}",
+            f"mysql+pymysql://root@127.0.0.1:1/test?passwd={SECRET}",
+        )
+    ),
 ]
 
 

@@ -14,6 +14,13 @@ from pathlib import Path
 
 import pytest
 
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10: the library's own dependency provides it
+    import tomli as tomllib
+from packaging.version import Version
+
+import starpod_session
 from starpod_session.schema import head_revision
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -111,3 +118,19 @@ def test_the_installed_library_migrates_when_it_opens_a_database(installed_pytho
     with sqlite3.connect(database) as raw:
         assert raw.execute("SELECT version_num FROM alembic_version").fetchall() == [(head_revision(),)]
         assert raw.execute("SELECT count(*) FROM session_metadata").fetchone() == (1,)
+
+
+def test_the_version_is_written_once_and_read_everywhere(installed_python, tmp_path):
+    probe = (
+        "import importlib.metadata as m, starpod_session as s; "
+        "print(s.__version__); print(m.version('starpod-session'))"
+    )
+    in_package, in_metadata = run(installed_python, "-c", probe, cwd=tmp_path).stdout.splitlines()
+    assert in_package == in_metadata == starpod_session.__version__
+    assert str(Version(in_package)) == in_package  # a normalised PEP 440 version (Version() raises otherwise)
+    shown = run(installed_python.parent / "starpod-session", "--version", cwd=tmp_path).stdout.strip()
+    assert shown == f"starpod-session {starpod_session.__version__}"
+    written = [line for line in (ROOT / "starpod_session" / "_version.py").read_text().splitlines() if "=" in line]
+    assert written == [f'__version__ = "{starpod_session.__version__}"']
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert "version" not in project and project["dynamic"] == ["version"]

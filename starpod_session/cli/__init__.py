@@ -15,6 +15,7 @@ from pathlib import Path
 
 from sqlalchemy.exc import SQLAlchemyError
 
+from .._version import __version__
 from ..demo import run_demo
 from ..errors import InvalidInput, StarpodSessionError
 from ..urls import redact_text
@@ -43,6 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="starpod-session",
         description="Inspect an AI agent's sessions and costs, and upgrade the database's schema.",
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     add_db_option(parser, top_level=True)
     commands = parser.add_subparsers(dest="command", required=True)
     demo = commands.add_parser(
