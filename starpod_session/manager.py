@@ -71,6 +71,7 @@ from .transcripts import (
 )
 from .validation import (
     MAX_CONTENT_BYTES,
+    MAX_COUNT,
     check_count,
     check_flag,
     check_limit,
@@ -875,6 +876,6 @@ def decode_cursor(cursor: object) -> tuple[float, int]:
         raise InvalidInput("cursor", "not a cursor from search_messages") from None
     if type(message_id) is not int or isinstance(score, bool) or not isinstance(score, (int, float)):
         raise InvalidInput("cursor", "not a cursor from search_messages")
-    if not math.isfinite(score):
+    if not math.isfinite(score) or not 0 <= message_id <= MAX_COUNT:
         raise InvalidInput("cursor", "not a cursor from search_messages")
     return float(score), message_id

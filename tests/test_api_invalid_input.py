@@ -323,3 +323,28 @@ def test_a_prune_batch_size_outside_1_to_2_63_is_invalid_input(manager, batch_si
     with pytest.raises(InvalidInput) as raised:
         manager.prune(timedelta(0), batch_size=batch_size)
     assert raised.value.field == "batch_size"
+
+
+@pytest.mark.parametrize("limit", [2**31, 2**63 - 1], ids=["2-pow-31", "2-pow-63-minus-1"])
+def test_every_limit_the_checks_admit_works_on_every_backend(manager, session_id, limit):
+    """``check_limit`` admits 0..2**63-1; PostgreSQL must not refuse the values past its 32-bit integer."""
+    manager.save_message(session_id, "user", "deploy the release")
+    [message] = manager.get_messages(session_id, limit)
+    assert manager.get_messages(session_id, limit, before_id=limit) == [message]
+    assert manager.get_messages(session_id, limit, before_id=message.id) == []
+    assert [meta.id for meta in manager.list_sessions(limit)] == [session_id]
+    assert [hit.message_id for hit in manager.search_messages("deploy", limit=limit)] == [message.id]
+    assert manager.session_ids_starting_with(session_id[:4], limit) == [session_id]
+
+
+def test_a_cursor_may_name_any_message_id_the_counts_admit_and_no_other(manager, session_id):
+    from starpod_session.manager import encode_cursor
+
+    manager.save_message(session_id, "user", "deploy the release")
+    hits = manager.search_messages("deploy")
+    # Where the page starts depends on the scores; what matters is that no backend refuses the id.
+    for message_id in (2**31, 2**40, 2**63 - 1):
+        assert manager.search_messages("deploy", cursor=encode_cursor(1.0, message_id)) in ([], hits)
+    for message_id in (-1, 2**63):
+        with pytest.raises(InvalidInput, match="not a cursor from search_messages"):
+            manager.search_messages("deploy", cursor=encode_cursor(1.0, message_id))

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from datetime import datetime
 from typing import Generic
 
-from sqlalchemy import Integer, bindparam, func, select
+from sqlalchemy import BigInteger, bindparam, func, select
 
 from ..models import MessageRow
 from ..records import SessionMessage
@@ -41,7 +41,7 @@ _AFTER = Prepared(
     select(*_COLUMNS)
     .where(_t.c.session_id == bindparam("session_id"), _t.c.id > bindparam("after_id"))
     .order_by(_t.c.id)
-    .limit(bindparam("limit", type_=Integer)),
+    .limit(bindparam("limit", type_=BigInteger)),
     stream=True,
 )
 _COUNT = Prepared(select(func.count()).select_from(_t).where(_t.c.session_id == bindparam("session_id")))
@@ -128,7 +128,7 @@ def _page(limited: bool, before: bool) -> Prepared:
     """The transcript statement: all of it (oldest first), or a page read newest first."""
     query = select(*_COLUMNS).where(_t.c.session_id == bindparam("session_id"))
     if before:
-        query = query.where(_t.c.id < bindparam("before_id"))
+        query = query.where(_t.c.id < bindparam("before_id", type_=BigInteger))
     if not limited:
         return Prepared(query.order_by(_t.c.id), stream=True)
-    return Prepared(query.order_by(_t.c.id.desc()).limit(bindparam("limit", type_=Integer)), stream=True)
+    return Prepared(query.order_by(_t.c.id.desc()).limit(bindparam("limit", type_=BigInteger)), stream=True)

@@ -17,9 +17,9 @@ from typing import Any, Generic
 
 import attrs
 from sqlalchemy import (
+    BigInteger,
     Connection,
     Float,
-    Integer,
     and_,
     bindparam,
     cast,
@@ -206,7 +206,7 @@ def _build(shape: _Shape, dialect: Dialect) -> Executable:
             *_keyset(score if ranked else None, message_id, shape.after),
         )
         .order_by(*order)
-        .limit(bindparam("limit", type_=Integer))
+        .limit(bindparam("limit", type_=BigInteger))
         .subquery("top")
     )
     return (
@@ -357,7 +357,7 @@ def _keyset(score: ColumnElement[Any] | None, message_id: ColumnElement[Any], af
     """Rows after the (score, id) of the previous page's last row (``after_score``, ``after_id``), descending."""
     if not after:
         return []
-    last_score, last_id = bindparam("after_score", type_=Float), bindparam("after_id", type_=Integer)
+    last_score, last_id = bindparam("after_score", type_=Float), bindparam("after_id", type_=BigInteger)
     if score is None:
         return [message_id < last_id]
     return [or_(score < last_score, and_(score == last_score, message_id < last_id))]

@@ -7,7 +7,18 @@ from datetime import datetime
 from typing import Generic
 
 import attrs
-from sqlalchemy import Connection, Integer, bindparam, exists, false, func, insert, literal_column, select, update
+from sqlalchemy import (
+    BigInteger,
+    Connection,
+    bindparam,
+    exists,
+    false,
+    func,
+    insert,
+    literal_column,
+    select,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import IntegrityError
@@ -287,5 +298,5 @@ class SessionRepository(Generic[Runner]):
 def _listing(filtered: tuple[str, ...]) -> Prepared:
     """The listing statement filtering on the named :class:`SessionFilter` fields (one per combination)."""
     where = [_t.c[name] == bindparam(name) for name in filtered]
-    limit = bindparam("limit", type_=Integer)
+    limit = bindparam("limit", type_=BigInteger)
     return Prepared(select(*_META_COLUMNS).where(*where).order_by(*_RECENT_FIRST).limit(limit))
