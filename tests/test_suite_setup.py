@@ -11,7 +11,7 @@ from .backends import EXAMPLE_URLS, URLS_VARIABLE
 
 ROOT = Path(__file__).resolve().parents[1]
 #: One backend-parametrised test, so each run stays short.
-ONE_TEST = "tests/test_api_sessions.py::test_create_session_records_the_given_user_and_no_trigger_by_default"
+ONE_TEST = "tests/api/test_sessions.py::test_create_session_records_the_given_user_and_no_trigger_by_default"
 
 
 def run_pytest(*arguments: str) -> list[str]:

@@ -14,7 +14,7 @@ from starpod_session.schema import BASELINE_REVISION, head_revision, upgrade_sch
 from starpod_session.schema import SEARCH_OBJECTS
 from starpod_session.timestamps import parse_rfc3339
 
-from .helpers import RUST_FILES, raw_engine, raw_rows
+from ..helpers import RUST_FILES, raw_engine, raw_rows
 
 OUR_TABLES = ("session_metadata", "session_messages", "usage_stats", "compaction_log")
 #: Tables the library adds on adoption.

@@ -8,7 +8,7 @@ import pytest
 
 from starpod_session import Channel, SessionManager
 
-from .cli_run import as_json, formatting_only, run_in_process as cli
+from .run import as_json, formatting_only, run_in_process as cli
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ import pytest
 
 from starpod_session.schema import head_revision
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def run(*command: object, cwd: Path) -> subprocess.CompletedProcess[str]:
