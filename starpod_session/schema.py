@@ -299,7 +299,7 @@ def _unlock(connection: Connection) -> None:
 # -- what a comparison looks at ------------------------------------------
 
 #: Indexes on an expression. SQLite's reflection cannot read them back, so
-#: autogenerate cannot compare them; tests/test_migrations.py checks them instead.
+#: autogenerate cannot compare them; tests/schema/test_migrations.py checks them instead.
 #: (The one there was, ``idx_usage_stats_day_model_user``, went with migration 0009.)
 EXPRESSION_INDEXES: frozenset[str] = frozenset()
 
@@ -308,7 +308,7 @@ EXPRESSION_INDEXES: frozenset[str] = frozenset()
 #: triggers are not reflected at all), PostgreSQL's generated ``content_tsv`` column
 #: (on that backend only) and its GIN index, MariaDB's FULLTEXT index (0008, replaced
 #: in 0010 by ``session_message_words``, a table on MariaDB only). Deliberately
-#: left out of the comparison; tests/test_migrations.py checks their DDL on each
+#: left out of the comparison; tests/schema/test_migrations.py checks their DDL on each
 #: backend instead.
 SEARCH_OBJECTS = frozenset(
     {

@@ -1,6 +1,6 @@
 """Helpers shared by the test modules: raw database access beside the library, and the checks several files make.
 
-Fixtures live in ``conftest.py``; running the command line in ``cli_run.py``; which
+Fixtures live in ``conftest.py``; running the command line in ``cli/run.py``; which
 backends run and their scratch databases in ``backends.py``. A helper used by more
 than one test module belongs here, never imported from another ``test_*`` module.
 """

@@ -13,7 +13,7 @@ from .backends import EXAMPLE_URLS, URLS_VARIABLE
 
 ROOT = Path(__file__).resolve().parents[1]
 #: One backend-parametrised test, so each run stays short.
-ONE_TEST = "tests/test_api_sessions.py::test_create_session_records_the_given_user_and_no_trigger_by_default"
+ONE_TEST = "tests/api/test_sessions.py::test_create_session_records_the_given_user_and_no_trigger_by_default"
 
 
 def run_pytest(*arguments: str) -> list[str]:
@@ -43,7 +43,7 @@ def test_backend_runs_the_backend_tests_on_that_backend_only():
 
 
 #: A test that needs both server drivers and no server.
-NEEDS_DRIVERS = "tests/test_api_urls.py::test_a_server_url_without_a_driver_uses_the_one_the_extra_installs"
+NEEDS_DRIVERS = "tests/api/test_urls.py::test_a_server_url_without_a_driver_uses_the_one_the_extra_installs"
 
 
 def run_pytest_without_drivers(*arguments: str, **variables: str) -> subprocess.CompletedProcess[str]:

@@ -22,7 +22,7 @@
 These objects are outside the models (SQLAlchemy cannot describe them, nor a
 column that exists on one backend only);
 ``schema.SEARCH_OBJECTS`` keeps ``alembic check`` from reporting them
-and tests/test_migrations.py checks their DDL instead.
+and tests/schema/test_migrations.py checks their DDL instead.
 
 Revision ID: 0008
 Revises: 0007

@@ -14,8 +14,8 @@ import pytest
 from starpod_session.cli.db import EXIT_BEHIND
 from starpod_session.schema import BASELINE_REVISION, head_revision
 
-from .cli_run import assert_clean_failure, run_command, run_in_process
-from .helpers import command_target, snapshot, stamps
+from ..helpers import command_target, snapshot, stamps
+from .run import assert_clean_failure, run_command, run_in_process
 
 
 def db(command: str, target: object, *arguments: object) -> subprocess.CompletedProcess[str]:

@@ -1,4 +1,4 @@
-"""SQLite connection settings, thread sharing and error mapping (schema versions: test_schema_versions.py)."""
+"""SQLite connection settings, thread sharing and error mapping (schema versions: schema/test_schema_versions.py)."""
 
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ from starpod_session import (
 )
 from starpod_session.engine import DEFAULT_SQLITE_CACHE_MIB
 
-from .helpers import raw_engine
+from ..helpers import raw_engine
 
 
 def sqlite_pragmas(path, **options) -> dict[str, object]:

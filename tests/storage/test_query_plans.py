@@ -44,7 +44,7 @@ from starpod_session.repositories import MessageRepository
 from starpod_session.repositories.search import WORDS_TABLE
 from starpod_session.search_query import indexed_words
 
-from .helpers import raw_connection, raw_engine
+from ..helpers import raw_connection, raw_engine
 
 T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
 SESSIONS, MESSAGES_EACH, USAGE_ROWS, DAYS = 300, 10, 3000, 300
@@ -430,7 +430,7 @@ def test_a_dropped_index_is_detected(populated):
     ids=["save_message", "record_usage"],
 )
 def test_keyed_writes_and_their_repeats_use_an_index(populated, call):
-    """A write with an idempotency key (test_idempotency.py) looks the key up by index, first time and repeat."""
+    """A write with an idempotency key (api/test_idempotency.py) looks the key up by index, first time and repeat."""
     target, data = populated
     assert full_scans(target, statements_of(target, call, data), ordered_walk=False) == []
     # The repeat finds the first row by its key.

@@ -16,7 +16,7 @@ from starpod_session import Channel, InvalidInput, RetryPolicy, SessionManager, 
 from starpod_session.models import SessionRow
 from starpod_session.retry import is_transient
 
-from .helpers import raw_connection
+from ..helpers import raw_connection
 
 #: Driver errors as pymysql raises them: the error number first.
 DEADLOCK = (1213, "Deadlock found when trying to get lock; try restarting transaction")

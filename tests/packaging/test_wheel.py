@@ -23,7 +23,7 @@ from packaging.version import Version
 import starpod_session
 from starpod_session.schema import head_revision
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def run(*command: object, cwd: Path) -> subprocess.CompletedProcess[str]:

@@ -11,7 +11,7 @@ from sqlalchemy.exc import OperationalError
 from starpod_session import Channel, StarpodSessionError, StorageError, engine
 from starpod_session.transactions import _packet_hint
 
-from .backends import configured_server_urls
+from ..backends import configured_server_urls
 
 LOST = (2013, "Lost connection to server during query")
 REFUSED = (1153, "Got a packet bigger than 'max_allowed_packet' bytes")

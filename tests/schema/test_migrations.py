@@ -31,9 +31,9 @@ from starpod_session.schema import (
     upgrade_schema,
 )
 
-from .helpers import raw_connection, raw_engine, revisions_in_order, row_counts
+from ..helpers import raw_connection, raw_engine, revisions_in_order, row_counts
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 OUR_TABLES = {
     "session_metadata",
     "session_messages",

@@ -43,7 +43,7 @@ from starpod_session.models import SessionRow
 from starpod_session.repositories import SessionRepository
 from starpod_session.repositories.sessions import INSERT_TRIES
 
-from .helpers import raw_engine
+from ..helpers import raw_engine
 
 T = TypeVar("T")
 

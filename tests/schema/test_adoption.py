@@ -13,7 +13,7 @@ from starpod_session import SessionManager, ToolUsageSummary
 from starpod_session.schema import BASELINE_REVISION, SEARCH_OBJECTS, head_revision, upgrade_schema
 from starpod_session.timestamps import parse_rfc3339
 
-from .helpers import RUST_FILES, raw_engine, raw_rows
+from ..helpers import RUST_FILES, raw_engine, raw_rows
 
 OUR_TABLES = ("session_metadata", "session_messages", "usage_stats", "compaction_log")
 #: Tables the library adds on adoption.

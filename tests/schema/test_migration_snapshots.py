@@ -7,7 +7,7 @@ it by upgrading an empty database one revision at a time and comparing the
 schema after each step with ``tests/fixtures/schema_snapshots/<backend>.json``.
 
 A new revision has no snapshot yet and fails here with the command that records
-it (``STARPOD_SESSION_RECORD_SCHEMA=1 python -m pytest tests/test_migration_snapshots.py``,
+it (``STARPOD_SESSION_RECORD_SCHEMA=1 python -m pytest tests/schema/test_migration_snapshots.py``,
 with the servers named as for the rest of the suite); a changed revision fails
 with the difference. Recording never overwrites a revision already recorded.
 """
@@ -25,9 +25,9 @@ from sqlalchemy.exc import SAWarning
 
 from starpod_session.schema import upgrade_schema
 
-from .helpers import raw_engine, revisions_in_order
+from ..helpers import raw_engine, revisions_in_order
 
-SNAPSHOTS = Path(__file__).parent / "fixtures" / "schema_snapshots"
+SNAPSHOTS = Path(__file__).resolve().parents[1] / "fixtures" / "schema_snapshots"
 RECORD_VARIABLE = "STARPOD_SESSION_RECORD_SCHEMA"
 
 
@@ -79,7 +79,7 @@ def test_each_revision_creates_the_schema_it_was_recorded_with(backend, empty_db
             if revision not in recorded:
                 assert recording, (
                     f"revision {revision} has no recorded schema for {backend}: record it with "
-                    f"{RECORD_VARIABLE}=1 python -m pytest tests/test_migration_snapshots.py"
+                    f"{RECORD_VARIABLE}=1 python -m pytest tests/schema/test_migration_snapshots.py"
                 )
                 recorded[revision] = schema
                 continue
@@ -93,7 +93,7 @@ def test_no_revision_imports_the_library():
     """A revision that imported the library's live types or code would change when they change."""
     import ast
 
-    versions = Path(__file__).resolve().parents[1] / "migrations" / "versions"
+    versions = Path(__file__).resolve().parents[2] / "migrations" / "versions"
     importing = []
     for revision in sorted(versions.glob("*.py")):
         for node in ast.walk(ast.parse(revision.read_text())):

@@ -12,7 +12,7 @@ from sqlalchemy import text
 
 from starpod_session import Channel, StorageError
 
-from .helpers import raw_connection
+from ..helpers import raw_connection
 
 MIB = 1024 * 1024
 

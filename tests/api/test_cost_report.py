@@ -17,7 +17,7 @@ from starpod_session import (
     UserCostSummary,
 )
 
-from .helpers import record_at
+from ..helpers import record_at
 
 T0 = datetime(2026, 3, 20, 12, 0, 0, tzinfo=timezone.utc)
 

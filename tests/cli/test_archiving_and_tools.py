@@ -8,8 +8,8 @@ import pytest
 
 from starpod_session import Channel, SessionManager
 
-from .cli_run import as_json, formatting_only
-from .cli_run import run_in_process as cli
+from .run import as_json, formatting_only
+from .run import run_in_process as cli
 
 
 @pytest.fixture

@@ -25,8 +25,8 @@ from starpod_session import (
 )
 from starpod_session.channels import ChannelRegistry
 
-from .helpers import GAP_T0 as T0
-from .helpers import assert_gap_is
+from ..helpers import GAP_T0 as T0
+from ..helpers import assert_gap_is
 
 # -- names ------------------------------------------------------------------
 

@@ -13,7 +13,7 @@ from sqlalchemy.exc import OperationalError
 from starpod_session import Channel, InvalidInput, SessionManager, StorageError, UsageRecord, UsageSummary
 from starpod_session.models import MessageRow, UsageRow
 
-from .helpers import RUST_FILES, raw_connection, raw_rows
+from ..helpers import RUST_FILES, raw_connection, raw_rows
 
 RECORD = UsageRecord(100, 10, 1000, 5, 0.25, "opus")
 

@@ -17,7 +17,7 @@ from starpod_session.engine import create_storage_engine, to_url
 from starpod_session.models import Base
 from starpod_session.schema import BASELINE_REVISION, current_revision, head_revision, upgrade_schema
 
-from .helpers import command_target, raw_connection, raw_engine, snapshot, stamps
+from ..helpers import command_target, raw_connection, raw_engine, snapshot, stamps
 
 OPENERS = 4
 FUTURE_REVISION = "ffff_from_the_future"

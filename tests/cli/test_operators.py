@@ -1,6 +1,6 @@
 """``starpod-session sessions list | show`` and ``costs``, run as an operator runs them.
 
-In-process (``main(argv)``); what only a process shows is in test_cli_command.py."""
+In-process (``main(argv)``); what only a process shows is in test_command.py."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from freezegun import freeze_time
 
 from starpod_session import Channel, SessionManager, UsageRecord
 
-from .cli_run import as_json, assert_clean_failure, formatting_only
-from .cli_run import run_in_process as cli
+from .run import as_json, assert_clean_failure, formatting_only
+from .run import run_in_process as cli
 
 NOW = datetime.now(timezone.utc)
 

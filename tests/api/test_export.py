@@ -1,4 +1,4 @@
-"""Markdown transcripts of closed sessions (the on_close hook that can write them is in test_api_resolution.py)."""
+"""Markdown transcripts of closed sessions (the on_close hook that can write them is in test_resolution.py)."""
 
 from __future__ import annotations
 

@@ -11,7 +11,7 @@ import pytest
 
 from starpod_session import Channel, Continue, InvalidInput, New, SessionNotFound, UsageRecord
 
-from .helpers import raw_engine, row_counts
+from ..helpers import raw_engine, row_counts
 
 T0 = datetime(2026, 3, 20, 12, 0, 0, tzinfo=timezone.utc)
 UNKNOWN_ID = "00000000-0000-4000-8000-000000000000"

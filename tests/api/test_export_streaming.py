@@ -1,6 +1,6 @@
 """A long transcript is exported in pages of messages, written as it is read, in bounded memory.
 
-The exact output is tests/test_export.py's; here: the same text across page
+The exact output is tests/api/test_export.py's; here: the same text across page
 boundaries, the pages themselves, and the Python memory the export holds.
 """
 

@@ -19,7 +19,7 @@ from starpod_session import Channel, SessionManager, UsageRecord
 from starpod_session.cli import build_parser
 from starpod_session.schema import head_revision
 
-from .cli_run import (
+from .run import (
     assert_clean_failure,
     command_environment,
     installed_command,
@@ -29,7 +29,7 @@ from .cli_run import (
     run_main,
 )
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SECRET = "S3cret"
 
 

@@ -1,6 +1,6 @@
 """Usage accounting: per-session sums, exact totals at the bounds of the columns, and the compaction log.
 
-The cost report's breakdowns and time ranges are in test_api_cost_report.py."""
+The cost report's breakdowns and time ranges are in test_cost_report.py."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ from starpod_session import (
 from starpod_session.models import CompactionRow
 from starpod_session.records import MAX_COST_USD, DailyModelCost
 
-from .helpers import raw_connection
+from ..helpers import raw_connection
 
 T0 = datetime(2026, 3, 20, 12, 0, 0, tzinfo=timezone.utc)
 MAX = 2**63 - 1

@@ -11,7 +11,7 @@ import pytest
 from starpod_session import InvalidInput, SessionManager, StarpodSessionError, StorageError
 from starpod_session.engine import to_url
 
-from .backends import needs_driver
+from ..backends import needs_driver
 
 SECRET = "S3cretPw"
 

@@ -8,7 +8,7 @@ from freezegun import freeze_time
 
 from starpod_session import SessionManager
 
-from .test_cli_operators import as_json, cli
+from .test_operators import as_json, cli
 
 NOW = datetime.now(timezone.utc)
 

@@ -34,8 +34,8 @@ from starpod_session import (
 from starpod_session.models import UsageDailyRow, UsageRow
 from starpod_session.schema import upgrade_schema
 
-from .helpers import RUST_FILES, raw_connection, raw_engine
-from .test_migrations import downgrade_schema
+from ..helpers import RUST_FILES, raw_connection, raw_engine
+from ..schema.test_migrations import downgrade_schema
 
 UTC = timezone.utc
 T0 = datetime(2026, 3, 1, tzinfo=UTC)

@@ -23,7 +23,7 @@ from starpod_session import (
     TimeGapResolver,
 )
 
-from .helpers import assert_gap_is
+from ..helpers import assert_gap_is
 
 UTC = timezone.utc
 ROME = ZoneInfo("Europe/Rome")
@@ -109,7 +109,7 @@ def test_a_config_of_the_wrong_type_is_invalid_input(tmp_path):
 
 # -- a real agent.toml -------------------------------------------------------
 
-REAL_AGENT_TOML = Path(__file__).parent / "fixtures" / "agent.toml"
+REAL_AGENT_TOML = Path(__file__).resolve().parents[1] / "fixtures" / "agent.toml"
 
 #: Every key the crate has ever read from a [channels.*] section (crates/starpod-core/src/config.rs).
 UPSTREAM_CHANNEL_KEYS = {
