@@ -171,6 +171,14 @@ def test_every_public_name_has_a_reference_entry() -> None:
     assert documented == set(starpod_session.__all__)
 
 
+def test_readme_links_reach_files() -> None:
+    """The README is not part of the site's strict build: its relative links are checked here."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    targets = re.findall(r"\]\((?!https?:|#)([^)#\s]+)(?:#[^)]*)?\)", readme)
+    assert targets
+    assert [target for target in targets if not (ROOT / target).exists()] == []
+
+
 # The runner itself: a broken sample must fail, naming its page and line.
 
 
