@@ -610,7 +610,7 @@ class SessionManager:
         separator, so a query of operators or punctuation only is ``InvalidInput``.
         The filters keep one user's, channel's or session's messages, messages with
         ``since <= timestamp < until``, or of the given roles. For the next page,
-        pass the last hit's ``cursor``. See the README for what each backend's index
+        pass the last hit's ``cursor``. See the search guide (docs/guides/search.md) for what each backend's index
         does with accents, short words and scripts written without spaces.
         """
         parsed = parse_query(query)
