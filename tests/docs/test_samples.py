@@ -13,6 +13,12 @@ but visible in the Markdown):
     The block is not run; it is reported as a skipped test of its own with
     REASON (say, ``needs a PostgreSQL server``). Keep these few: a sample that
     can set itself up in a line should do so instead.
+``<!-- sample: server BACKEND -->``
+    The block needs a server (``postgresql`` or ``mariadb``) and runs on its own,
+    not with the page's other blocks: where the run names that server (see
+    ``tests/backends.py``), each URL of that backend in the block is replaced by
+    the run's scratch database; elsewhere it is a skipped test of its own, whose
+    reason says how to name the server.
 ``<!-- sample: file NAME -->``
     The block (any language, e.g. the ``agent.toml`` sample) is written to NAME
     in the working directory when the page's run reaches it, for the Python
@@ -27,14 +33,17 @@ from __future__ import annotations
 import gc
 import re
 import textwrap
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytest
 
 import starpod_session
 from starpod_session import SessionManager
+
+from ..backends import not_configured_hint
+from ..conftest import running_backends
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs"
@@ -43,6 +52,12 @@ _FENCE = re.compile(r"^(?P<indent>[ \t]*)(?P<fence>`{3,}|~{3,})[ \t]*(?P<info>[^
 _MARKER = re.compile(r"^\s*<!--\s*sample:\s*(?P<body>.*?)\s*-->\s*$")
 _SKIP = re.compile(r"^skip\s+\((?P<reason>[^)]+)\)$")
 _FILE = re.compile(r"^file\s+(?P<name>[\w.-]+)$")
+_SERVER = re.compile(r"^server\s+(?P<backend>postgresql|mariadb)$")
+#: The URLs a server sample may name, per backend (replaced by the run's own database).
+_SAMPLE_URLS = {
+    "postgresql": re.compile(r"postgresql(\+psycopg)?://[^\s\"']+"),
+    "mariadb": re.compile(r"(mysql|mariadb)(\+pymysql)?://[^\s\"']+"),
+}
 
 
 @dataclass(frozen=True)
@@ -55,6 +70,7 @@ class Block:
     code: str
     skip: str | None = None  # the reason, when marked skip
     file: str | None = None  # the file name, when marked file
+    server: str | None = None  # the backend, when marked server
 
     @property
     def where(self) -> str:
@@ -82,7 +98,7 @@ def blocks(page: Path) -> Iterator[Block]:
         if end == len(lines):
             raise ValueError(f"{page_name(page)}:{index + 1}: code block never closed")
         code = textwrap.dedent("\n".join(line.removeprefix(indent) for line in lines[start:end]))
-        skip = file = None
+        skip = file = server = None
         before = index - 1
         while before >= 0 and not lines[before].strip():
             before -= 1
@@ -92,13 +108,15 @@ def blocks(page: Path) -> Iterator[Block]:
                 skip = match["reason"]
             elif match := _FILE.match(body):
                 file = match["name"]
+            elif match := _SERVER.match(body):
+                server = match["backend"]
             else:
                 raise ValueError(
                     f"{page_name(page)}:{before + 1}: unknown sample marker {body!r} "
-                    "(known: 'skip (REASON)', 'file NAME')"
+                    "(known: 'skip (REASON)', 'file NAME', 'server postgresql|mariadb')"
                 )
             before -= 1
-        yield Block(page, start + 1, opening["info"].lower(), code, skip, file)
+        yield Block(page, start + 1, opening["info"].lower(), code, skip, file, server)
         index = end + 1
 
 
@@ -110,6 +128,20 @@ def is_python(block: Block) -> bool:
     return block.language in {"python", "py"}
 
 
+def run_block(block: Block, namespace: dict[str, object]) -> None:
+    """Run one Python block in ``namespace``; tracebacks name the page and its line."""
+    # Blank lines in front keep the page's line numbers in tracebacks.
+    exec(compile("\n" * (block.line - 1) + block.code, str(block.page), "exec"), namespace)
+
+
+def close_managers(namespace: dict[str, object]) -> None:
+    for value in namespace.values():
+        if isinstance(value, SessionManager):
+            value.close()
+    namespace.clear()
+    gc.collect()
+
+
 def run_page(page: Path) -> int:
     """Run a page's Python blocks in order in one namespace, in the current directory, where its
     file blocks are written. Returns how many blocks ran."""
@@ -117,21 +149,15 @@ def run_page(page: Path) -> int:
     ran = 0
     try:
         for block in blocks(page):
-            if block.skip is not None:
+            if block.skip is not None or block.server is not None:
                 continue
             if block.file is not None:
                 Path(block.file).write_text(block.code + "\n", encoding="utf-8")
             elif is_python(block):
-                # Blank lines in front keep the page's line numbers in tracebacks.
-                code = compile("\n" * (block.line - 1) + block.code, str(page), "exec")
-                exec(code, namespace)
+                run_block(block, namespace)
                 ran += 1
     finally:
-        for value in namespace.values():
-            if isinstance(value, SessionManager):
-                value.close()
-        namespace.clear()
-        gc.collect()
+        close_managers(namespace)
     return ran
 
 
@@ -150,15 +176,42 @@ def test_page_samples_run(page: Path, tmp_path: Path, monkeypatch: pytest.Monkey
     before = _checkout_entries()
     ran = run_page(page)
     assert _checkout_entries() == before, "a sample left files in the checkout"
-    assert ran or any(b.skip for b in blocks(page)), f"{page_name(page)}: no sample ran"
+    assert ran or any(b.skip or b.server for b in blocks(page)), f"{page_name(page)}: no sample ran"
+
+
+_ON_SERVERS = [block for page in pages() for block in blocks(page) if block.server is not None]
+
+
+@pytest.mark.parametrize("block", _ON_SERVERS, ids=lambda block: block.where)
+def test_server_sample_runs_on_the_server_the_run_names(
+    block: Block,
+    request: pytest.FixtureRequest,
+    clean_database: Callable[[str, Path], str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert block.server is not None
+    if block.server not in running_backends(request.config):
+        pytest.skip(f"{block.where}: needs a {block.server} server; {not_configured_hint([block.server])}")
+    monkeypatch.chdir(tmp_path)
+    url = clean_database(block.server, tmp_path)
+    code, replaced = _SAMPLE_URLS[block.server].subn(url, block.code)
+    assert replaced, f"{block.where}: a server sample names no {block.server} URL to replace"
+    namespace: dict[str, object] = {"__name__": "__sample__"}
+    try:
+        run_block(replace(block, code=code), namespace)
+    finally:
+        close_managers(namespace)
 
 
 _SKIPPED = [block for page in pages() for block in blocks(page) if block.skip is not None]
 
 
-@pytest.mark.parametrize("block", _SKIPPED, ids=lambda block: block.where)
-def test_marked_sample_is_skipped(block: Block) -> None:
-    pytest.skip(f"{block.where}: {block.skip}")
+if _SKIPPED:  # no test at all rather than pytest's skip for an empty parameter set
+
+    @pytest.mark.parametrize("block", _SKIPPED, ids=lambda block: block.where)
+    def test_marked_sample_is_skipped(block: Block) -> None:
+        pytest.skip(f"{block.where}: {block.skip}")
 
 
 def test_every_public_name_has_a_reference_entry() -> None:
