@@ -19,6 +19,7 @@ from sqlalchemy import Connection, Engine
 from sqlalchemy.engine import URL
 
 from ._clock import utc_now
+from ._driver.runner import Runner, StatementRunner
 from .channels import Channel, ChannelRegistry, ChannelResolver, check_gap_minutes
 from .config import AgentConfig, load_config
 from .engine import (
@@ -52,7 +53,6 @@ from .repositories import (
     UsageRepository,
 )
 from .repositories.lifecycle import LifecycleRepository, Removed, prunable, sessions_of_user
-from .repositories.runner import Runner, StatementRunner
 from .repositories.search import SearchFilter, SearchRepository
 from .repositories.sessions import SessionFilter
 from .retry import RetryPolicy

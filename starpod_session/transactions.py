@@ -11,8 +11,8 @@ Four kinds of work, checked by the type of the argument ``work`` receives:
   ``Connection`` (any Core statement); reads see one snapshot (REPEATABLE READ on servers).
 - :meth:`~TransactionRunner.write_prepared` / :meth:`~TransactionRunner.read_prepared`:
   a :class:`StatementRunner`, which runs only prepared statements
-  (``repositories._prepared``): a pooled driver connection with no ``Connection``
-  around it (``engine.DriverTransaction``), on every backend, while nothing but
+  (``_driver.statements``): a pooled driver connection with no ``Connection``
+  around it (``_driver.transaction.DriverTransaction``), on every backend, while nothing but
   the library listens to the engine's connection events; otherwise (and with
   ``fast_path=False``) a ``Connection``, so that listeners get what SQLAlchemy
   promises them (``_driver.events``). A ``Connection``'s bookkeeping costs more
@@ -32,18 +32,10 @@ from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from ._driver.events import ListenerWatch
-from .engine import (
-    MYSQL_MAX_ALLOWED_PACKET,
-    READ_ONLY,
-    SNAPSHOT,
-    DriverTransaction,
-    HeldConnections,
-    driver_commit,
-    driver_execute,
-    transaction_begin,
-)
+from ._driver.runner import StatementRunner
+from ._driver.transaction import DriverTransaction, HeldConnections, driver_commit, driver_execute
+from .engine import MYSQL_MAX_ALLOWED_PACKET, READ_ONLY, SNAPSHOT, transaction_begin
 from .errors import StarpodSessionError, StorageBusy, StorageError
-from .repositories.runner import StatementRunner
 from .retry import RetryPolicy, is_transient
 from .urls import redact_text, redact_url, url_secrets
 
@@ -118,7 +110,7 @@ class TransactionRunner:
         return self._transaction(self._snapshots, work)
 
     def write_prepared(self, work: PreparedWork[T]) -> T:
-        """:meth:`write` for work that runs only prepared statements (``repositories._prepared``)."""
+        """:meth:`write` for work that runs only prepared statements (``_driver.statements``)."""
         return self.guard(self._attempt_prepared, work, False, False)
 
     def read_prepared(self, work: PreparedWork[T], *, snapshot: bool = False) -> T:
@@ -132,7 +124,7 @@ class TransactionRunner:
         return self.guard(self._attempt_prepared, work, True, snapshot)
 
     def _attempt_prepared(self, work: PreparedWork[T], read_only: bool, snapshot: bool) -> T:
-        """One attempt at prepared work, straight on a pooled driver connection (``engine.DriverTransaction``)."""
+        """One attempt at prepared work, straight on a pooled driver connection (``_driver.transaction.DriverTransaction``)."""
         # A method, not a closure per call: prepared work is the hot path (a SQLite
         # call costs 10-20 µs in all, and a closure with its cells is a sizeable part).
         if self._observed():

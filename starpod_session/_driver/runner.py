@@ -1,9 +1,9 @@
 """What a repository needs of the transaction it runs in: the fast-path contract.
 
-The hot statements (``_prepared``) run on the driver's cursor and need only a
+The hot statements (``statements.py``) run on the driver's cursor and need only a
 small part of a SQLAlchemy ``Connection``: :class:`StatementRunner`. A real
-``Connection`` has all of it; so has ``engine.DriverTransaction``, the
-fast path, which skips the ``Connection`` bookkeeping (it costs more than a
+``Connection`` has all of it; so has :class:`~.transaction.DriverTransaction`,
+the fast path, which skips the ``Connection`` bookkeeping (it costs more than a
 SQLite primary-key lookup).
 
 Which repository methods run on which is checked, not remembered: a repository
