@@ -124,24 +124,25 @@ def _traced(
     session_source: str | None,
 ) -> Callable[..., Any]:
     """``method`` (bound) run inside a span current for the call; its session id and failure recorded."""
-    position = _position(method, session_source)
+    parameter = None if session_source == RESULT else session_source  # the session id's parameter, if any
+    from_result = session_source == RESULT
+    position = _position(method, parameter)
 
     @functools.wraps(method)
     def traced(*args: Any, **kwargs: Any) -> Any:
+        span_attributes = attributes
+        if parameter is not None:
+            session_id = args[position] if position is not None and position < len(args) else kwargs.get(parameter)
+            if isinstance(session_id, str) and len(session_id) <= SHORT_TEXT_LENGTH:  # not one it rejects
+                span_attributes = {**attributes, SESSION_ID: session_id}
         # start_as_current_span records an Exception and sets the status to ERROR itself.
-        with tracer.start_as_current_span(span_name, kind=kind, attributes=attributes) as span:
-            if session_source is not None and session_source != RESULT:
-                session_id = args[position] if position is not None and position < len(args) else None
-                if session_id is None:
-                    session_id = kwargs.get(session_source)
-                if isinstance(session_id, str) and len(session_id) <= SHORT_TEXT_LENGTH:  # not one it rejects
-                    span.set_attribute(SESSION_ID, session_id)
+        with tracer.start_as_current_span(span_name, kind=kind, attributes=span_attributes) as span:
             try:
                 result = method(*args, **kwargs)
             except Exception as error:
                 span.set_attribute(ERROR_TYPE, _qualified_name(type(error)))
                 raise
-            if session_source == RESULT:
+            if from_result:
                 session_id = result if isinstance(result, str) else getattr(result, "session_id", None)
                 if isinstance(session_id, str):
                     span.set_attribute(SESSION_ID, session_id)
@@ -152,7 +153,7 @@ def _traced(
 
 def _position(method: Callable[..., Any], parameter: str | None) -> int | None:
     """Where ``parameter`` comes among the bound method's positional arguments (``None``: keyword-only)."""
-    if parameter is None or parameter == RESULT:
+    if parameter is None:
         return None
     for index, (name, signature) in enumerate(inspect.signature(method).parameters.items()):
         if name == parameter:
