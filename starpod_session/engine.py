@@ -16,6 +16,7 @@ from sqlalchemy import Engine, PoolProxiedConnection, create_engine, event
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import DBAPIError, DisconnectionError, NoSuchModuleError
 
+from ._driver.events import listen_as_own
 from .errors import InvalidInput, StarpodSessionError, StorageError
 from .folders import ensure_folder
 from .urls import redact_text, redact_url
@@ -285,7 +286,7 @@ def create_storage_engine(
     if not engine_options["pool_pre_ping"]:
         _ping_when_idle(engine)
 
-    @event.listens_for(engine, "begin")
+    @listen_as_own(engine, "begin")
     def begin_snapshot(connection: Any) -> None:
         if connection.get_execution_options().get(SNAPSHOT, False):
             driver_execute(connection.connection.dbapi_connection, SERVER_SNAPSHOT_BEGIN, connection.dialect)
@@ -368,7 +369,7 @@ def _sqlite_engine(
         cursor.execute(f"PRAGMA cache_size = {-1024 * cache_mib}")  # negative: KiB, not pages
         cursor.close()
 
-    @event.listens_for(engine, "begin")
+    @listen_as_own(engine, "begin")
     def begin_transaction(connection: Any) -> None:
         read_only = connection.get_execution_options().get(READ_ONLY, False)
         # On the driver's connection: a Core execution would cost more than the BEGIN itself.
@@ -477,21 +478,19 @@ class DriverTransaction:
 
     It is a ``repositories.runner.StatementRunner``: it offers what prepared
     statements (``repositories._prepared``) use of a ``Connection``: ``dialect``,
-    ``connection`` (the pooled connection), ``dispatch`` (the engine's listeners),
-    ``info`` (the pooled connection's dict, the one ``Connection.info`` returns)
-    and ``invalidate``. Work that runs only prepared statements skips the
-    ``Connection`` bookkeeping (begin, commit, close), which costs more than a
-    SQLite primary-key lookup and a fifth of a server call's Python time.
-    No ``begin``, ``commit`` or ``rollback`` event fires for it (listeners of those
-    expect a ``Connection``); ``before_cursor_execute`` and ``after_cursor_execute`` do.
+    ``connection`` (the pooled connection), ``info`` (the pooled connection's dict,
+    the one ``Connection.info`` returns) and ``invalidate``. Work that runs only
+    prepared statements skips the ``Connection`` bookkeeping (begin, commit,
+    close), which costs more than a SQLite primary-key lookup and a fifth of a
+    server call's Python time. It is used only while nobody listens to the
+    engine's connection events (``_driver.events``): no event fires for it.
     """
 
-    __slots__ = ("connection", "dialect", "dispatch")
+    __slots__ = ("connection", "dialect")
 
     def __init__(self, engine: Engine, pooled: PoolProxiedConnection) -> None:
         self.dialect = engine.dialect
         self.connection = pooled
-        self.dispatch = engine.dispatch
 
     @property
     def info(self) -> dict[Any, Any]:

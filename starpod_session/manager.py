@@ -143,6 +143,15 @@ class SessionManager:
     ``sqlite_cache_mib`` how many MiB of the file's pages each connection keeps in
     memory (default 8; SQLite's own is 2): at most ``pool_size`` times that in all.
 
+    ``fast_path`` (default ``True``): the hot calls run their statements straight
+    on the driver's connection, skipping SQLAlchemy's per-statement work, while
+    nothing listens to the engine's connection events. Whenever a listener is
+    attached (OpenTelemetry's or Sentry's SQLAlchemy integration, a
+    statement-rewriting listener, ``event.listen(Engine, ...)`` of your own) every
+    call takes SQLAlchemy's Core path, where listeners get the ``Connection``, the
+    execution context and the events SQLAlchemy promises. ``fast_path=False``
+    always takes the Core path.
+
     Tracing (the ``tracing`` extra, OpenTelemetry): when the application has
     configured a tracer provider before creating the manager, or passes one as
     ``tracer_provider``, each public call is one span ``starpod_session.<method>``
@@ -166,8 +175,10 @@ class SessionManager:
         tracer_provider: TracerProvider | None = None,
         lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
         pool_size: int = DEFAULT_POOL_SIZE,
+        fast_path: bool = True,
     ) -> None:
         self._url = to_url(db_path)
+        fast_path = check_flag("fast_path", fast_path)
         self._lock_timeout = _check_lock_timeout(lock_timeout)
         pool_size = check_pool_size(pool_size)
         if on_close is not None and not callable(on_close):
@@ -185,7 +196,11 @@ class SessionManager:
             pool_size=pool_size,
         )
         self._transactions = TransactionRunner(
-            self._engine, self._url, retry=retry or RetryPolicy(), lock_timeout=self._lock_timeout
+            self._engine,
+            self._url,
+            retry=retry or RetryPolicy(),
+            lock_timeout=self._lock_timeout,
+            fast_path=fast_path,
         )
         try:
             self._transactions.guard(lambda: ensure_schema(self._engine, auto_upgrade=auto_upgrade, target=self.target))

@@ -12,9 +12,12 @@ Four kinds of work, checked by the type of the argument ``work`` receives:
 - :meth:`~TransactionRunner.write_prepared` / :meth:`~TransactionRunner.read_prepared`:
   a :class:`StatementRunner`, which runs only prepared statements
   (``repositories._prepared``): a pooled driver connection with no ``Connection``
-  around it (``engine.DriverTransaction``), on every backend. A ``Connection``'s
-  bookkeeping costs more than the statements themselves on SQLite, and a fifth
-  of a call's Python time on a server.
+  around it (``engine.DriverTransaction``), on every backend, while nothing but
+  the library listens to the engine's connection events; otherwise (and with
+  ``fast_path=False``) a ``Connection``, so that listeners get what SQLAlchemy
+  promises them (``_driver.events``). A ``Connection``'s bookkeeping costs more
+  than the statements themselves on SQLite, and a fifth of a call's Python time
+  on a server.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from sqlalchemy.engine import URL
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
+from ._driver.events import ListenerWatch
 from .engine import (
     MYSQL_MAX_ALLOWED_PACKET,
     READ_ONLY,
@@ -61,7 +65,9 @@ class TransactionRunner:
     raises :class:`StarpodSessionError`.
     """
 
-    def __init__(self, engine: Engine, url: URL, *, retry: RetryPolicy, lock_timeout: float) -> None:
+    def __init__(
+        self, engine: Engine, url: URL, *, retry: RetryPolicy, lock_timeout: float, fast_path: bool = True
+    ) -> None:
         self.engine = engine
         self._url = url
         self._retry = retry
@@ -86,6 +92,9 @@ class TransactionRunner:
         # (read_only, snapshot) -> the statement beginning prepared work's transaction
         # (``engine.transaction_begin``), worked out once: fixed for an engine.
         self._begins: dict[tuple[bool, bool], str | None] = {}
+        # Prepared work takes the Core path while anything listens to the engine's
+        # connection events (``_driver.events``), and always without the fast path.
+        self._observed: Callable[[], bool] = ListenerWatch(engine) if fast_path else _always
 
     @property
     def target(self) -> str:
@@ -126,6 +135,9 @@ class TransactionRunner:
         """One attempt at prepared work, straight on a pooled driver connection (``engine.DriverTransaction``)."""
         # A method, not a closure per call: prepared work is the hot path (a SQLite
         # call costs 10-20 µs in all, and a closure with its cells is a sizeable part).
+        if self._observed():
+            connections = self._writes if not read_only else self._snapshots if snapshot else self._reads
+            return self._attempt_on_connection(connections, work)
         engine, held = self.engine, self._held
         dialect = engine.dialect
         try:
@@ -162,21 +174,20 @@ class TransactionRunner:
                 held.give_back(pooled)
 
     def _transaction(self, engine: Engine, work: CoreWork[T]) -> T:
-        held = self._held
+        return self.guard(self._attempt_on_connection, engine, work)
 
-        def attempt() -> T:
-            held.release_if_exhausted()  # the connection comes from the pool, not from the held ones
-            committing = False
-            try:
-                with engine.begin() as connection:
-                    result = work(connection)
-                    committing = True
-                return result
-            except DBAPIError as error:
-                self._raise_if_lost_before_commit(error, committing)
-                raise
-
-        return self.guard(attempt)
+    def _attempt_on_connection(self, engine: Engine, work: CoreWork[T]) -> T:
+        """One attempt at ``work`` in a transaction on a ``Connection`` of ``engine`` (its execution options)."""
+        self._held.release_if_exhausted()  # the connection comes from the pool, not from the held ones
+        committing = False
+        try:
+            with engine.begin() as connection:
+                result = work(connection)
+                committing = True
+            return result
+        except DBAPIError as error:
+            self._raise_if_lost_before_commit(error, committing)
+            raise
 
     def _raise_if_lost_before_commit(self, error: DBAPIError, committing: bool) -> None:
         """:class:`_LostBeforeCommit` if ``error`` says the connection was gone before the commit began.
@@ -252,6 +263,10 @@ class TransactionRunner:
     def _driver_text(self, error: BaseException | None) -> str:
         """A driver's error text with the URL's passwords hidden (drivers may quote the connection string)."""
         return redact_text(str(error), url_secrets(self._url))
+
+
+def _always() -> bool:
+    return True
 
 
 def _pool_size(engine: Engine) -> int:

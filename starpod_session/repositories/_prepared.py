@@ -8,10 +8,11 @@ run directly on the DBAPI connection of the transaction the facade opened,
 with the same bind and result processing the column types define. Driver
 errors are wrapped as SQLAlchemy's ``DBAPIError`` exactly as a Core execution
 would wrap them, so the facade's retry and error mapping see no difference,
-and ``before_cursor_execute`` / ``after_cursor_execute`` listeners still fire
-(with the runner as ``conn`` and no execution context); ``handle_error`` does not.
 A statement runs on any :class:`~.runner.StatementRunner`: a ``Connection``, or
-the ``engine.DriverTransaction`` that prepared work gets on every backend.
+the ``engine.DriverTransaction`` that prepared work gets while nobody listens to
+the engine's events (``_driver.events``). On a ``Connection`` whose statements
+someone listens to, it runs through ``exec_driver_sql`` instead, so listeners get
+what SQLAlchemy promises them (a real execution context, rewrites, ``handle_error``).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, Generic, TypeVar, cast
 
 import attrs
-from sqlalchemy import Column, Insert, Table, func
+from sqlalchemy import Column, Connection, Insert, Table, func
 from sqlalchemy.dialects import mysql, postgresql, sqlite
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError
@@ -29,6 +30,7 @@ from sqlalchemy.sql import ClauseElement, ColumnElement
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.expression import Executable
 
+from .._driver.events import listened
 from ..errors import StorageError
 from .runner import StatementRunner
 
@@ -247,6 +249,8 @@ class Prepared:
         parameters: Any = (
             [compiled.parameters(row) for row in values] if many else compiled.parameters(values)  # type: ignore[arg-type]
         )
+        if isinstance(connection, Connection) and listened(connection):
+            return _run_observed(connection, compiled, parameters, fetch, many, unbuffered)
         dbapi_connection = connection.connection.dbapi_connection
         assert dbapi_connection is not None
         if unbuffered and dialect.driver == "pymysql":
@@ -255,18 +259,12 @@ class Prepared:
             cursor = dbapi_connection.cursor(dialect.loaded_dbapi.cursors.SSCursor)
         else:  # sqlite3 steps the statement per fetch; psycopg keeps the result in C until fetched
             cursor = dbapi_connection.cursor()
-        dispatch = connection.dispatch
         try:
-            # Listeners (logging, tracing, tests) still see every statement; there
-            # is no execution context to hand them.
-            if dispatch.before_cursor_execute:
-                dispatch.before_cursor_execute(connection, cursor, compiled.sql, parameters, None, many)
+            # Nobody listens to this statement (``_driver.events``): no event to fire.
             if many:
                 cursor.executemany(compiled.sql, parameters)
             else:
                 cursor.execute(compiled.sql, parameters, **compiled.execute_options)
-            if dispatch.after_cursor_execute:
-                dispatch.after_cursor_execute(connection, cursor, compiled.sql, parameters, None, many)
             return fetch(cursor, compiled)
         except dialect.loaded_dbapi.Error as error:
             invalidated = dialect.is_disconnect(error, dbapi_connection, cursor)
@@ -330,6 +328,32 @@ class Prepared:
         (On MariaDB a skipped insert may answer with the existing row's id instead.)
         """
         return self._run(connection, values, _inserted_id_or_none)
+
+
+def _run_observed(
+    connection: Connection,
+    compiled: _Compiled,
+    parameters: Any,
+    fetch: Callable[[Any, _Compiled], Fetched],
+    many: bool,
+    unbuffered: bool,
+) -> Fetched:
+    """Run a compiled statement through ``Connection.exec_driver_sql``, for its listeners.
+
+    SQLAlchemy then fires every statement event with the ``Connection`` and a real
+    execution context, runs a statement a listener rewrote (``retval=True``), calls
+    ``handle_error`` and wraps a driver error itself. The rows stay the driver's
+    (``exec_driver_sql`` applies no result processing): ``fetch`` reads them off the
+    result as it would off a cursor, and applies the column types' processing.
+    """
+    if compiled.positional:  # exec_driver_sql takes one positional set as a tuple, many as a list of them
+        parameters = list(map(tuple, parameters)) if many else tuple(parameters)
+    options = {"stream_results": True} if unbuffered and connection.dialect.driver == "pymysql" else {}
+    result = connection.exec_driver_sql(compiled.sql, parameters, execution_options=options)
+    try:
+        return fetch(result, compiled)
+    finally:
+        result.close()
 
 
 class PreparedShapes(Generic[Shape]):

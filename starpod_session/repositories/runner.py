@@ -26,10 +26,10 @@ __all__ = ["Runner", "StatementRunner"]
 class StatementRunner(Protocol):
     """A transaction prepared statements can run in: a ``Connection``, or a ``DriverTransaction``.
 
-    ``connection`` is the pooled driver connection; ``dispatch`` the engine's
-    event listeners (``before_cursor_execute`` / ``after_cursor_execute`` receive
-    this object as ``conn``); ``info`` the pooled connection's own dict, which
-    lives as long as the driver connection, as ``Connection.info`` does.
+    ``connection`` is the pooled driver connection; ``info`` the pooled
+    connection's own dict, which lives as long as the driver connection, as
+    ``Connection.info`` does. No event listener ever sees a runner that is not a
+    ``Connection`` (``_driver.events``).
     """
 
     @property
@@ -37,9 +37,6 @@ class StatementRunner(Protocol):
 
     @property
     def connection(self) -> PoolProxiedConnection: ...
-
-    @property
-    def dispatch(self) -> Any: ...
 
     @property
     def info(self) -> dict[Any, Any]: ...
