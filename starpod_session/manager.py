@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 from itertools import chain
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import attrs
 from sqlalchemy import Connection, Engine
@@ -61,6 +62,7 @@ from .search_query import highlighter, parse_query
 from .timestamps import coerce_instant
 from .titles import shorten_title
 from .tool_calls import TOOL_RESULT, TOOL_USE, read_tool_result, read_tool_use
+from .tracing import instrument
 from .transactions import TransactionRunner
 from .transcripts import (
     message_section,
@@ -80,6 +82,9 @@ from .validation import (
     check_short_text,
     check_text,
 )
+
+if TYPE_CHECKING:  # the tracing extra; never imported at run time by us
+    from opentelemetry.trace import TracerProvider
 
 __all__ = ["AUTO_CLOSE_SUMMARY", "SessionManager"]
 
@@ -146,6 +151,13 @@ class SessionManager:
     call takes SQLAlchemy's Core path, where listeners get the ``Connection``, the
     execution context and the events SQLAlchemy promises. ``fast_path=False``
     always takes the Core path.
+
+    Tracing (the ``tracing`` extra, OpenTelemetry): when the application has
+    configured a tracer provider before creating the manager, or passes one as
+    ``tracer_provider``, each public call is one span ``starpod_session.<method>``
+    (the SQL spans of an instrumented engine are its children); otherwise the
+    manager binds nothing and a call costs what it costs without OpenTelemetry.
+    See the tracing guide (docs/guides/tracing.md).
     """
 
     def __init__(
@@ -160,6 +172,7 @@ class SessionManager:
         channels: dict[str, ChannelResolver] | None = None,
         retry: RetryPolicy | None = None,
         on_close: CloseCallback | None = None,
+        tracer_provider: TracerProvider | None = None,
         lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
         pool_size: int = DEFAULT_POOL_SIZE,
         fast_path: bool = True,
@@ -194,6 +207,7 @@ class SessionManager:
         except BaseException:
             self._engine.dispose()
             raise
+        instrument(self, tracer_provider, self._engine.dialect)  # spans, or nothing at all (tracing.py)
 
     # -- lifecycle -------------------------------------------------------
 
