@@ -11,7 +11,8 @@ from contextlib import closing
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+import sqlalchemy
+from sqlalchemy import Engine, event
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import DisconnectionError, NoSuchModuleError
 
@@ -260,7 +261,9 @@ def create_storage_engine(
     reset_if_open = mysql and url.get_driver_name() == "pymysql" and "pool_reset_on_return" not in engine_options
     if reset_if_open:
         engine_options["pool_reset_on_return"] = None
-    engine = create_engine(url, connect_args=connect_args, **engine_options)
+    # Looked up on the module at each call, not imported: tracing (OpenTelemetry's SQLAlchemy
+    # instrumentation) wraps sqlalchemy.create_engine, often after this module was imported.
+    engine = sqlalchemy.create_engine(url, connect_args=connect_args, **engine_options)
     if reset_if_open:
 
         @event.listens_for(engine, "reset")
@@ -346,7 +349,8 @@ def _sqlite_engine(
         engine_options["creator"] = lambda: sqlite3.connect(read_only_uri, uri=True, check_same_thread=False)
     else:
         _create_private_file(url.database)
-    engine = create_engine(url, connect_args={"check_same_thread": False}, **engine_options)
+    # sqlalchemy.create_engine, not an imported name: see create_storage_engine.
+    engine = sqlalchemy.create_engine(url, connect_args={"check_same_thread": False}, **engine_options)
     if read_only_uri is not None:
         _READ_ONLY_ENGINES.add(engine)
     busy_timeout = _milliseconds(lock_timeout)

@@ -124,7 +124,8 @@ class TransactionRunner:
         return self.guard(self._attempt_prepared, work, True, snapshot)
 
     def _attempt_prepared(self, work: PreparedWork[T], read_only: bool, snapshot: bool) -> T:
-        """One attempt at prepared work, straight on a pooled driver connection (``_driver.transaction.DriverTransaction``)."""
+        """One attempt at prepared work: on a pooled driver connection (``DriverTransaction``) while
+        nobody listens, else on a ``Connection`` (``_driver.events``)."""
         # A method, not a closure per call: prepared work is the hot path (a SQLite
         # call costs 10-20 µs in all, and a closure with its cells is a sizeable part).
         if self._observed():
