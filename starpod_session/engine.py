@@ -11,6 +11,7 @@ from contextlib import closing
 from pathlib import Path
 from typing import Any
 
+import attrs
 import sqlalchemy
 from sqlalchemy import Engine, event
 from sqlalchemy.engine import URL, make_url
@@ -33,11 +34,12 @@ __all__ = [
     "READ_ONLY",
     "SNAPSHOT",
     "SQLITE_SYNCHRONOUS_MODES",
+    "Database",
     "check_pool_size",
     "check_sqlite_cache_mib",
     "create_storage_engine",
-    "is_read_only",
     "sqlite_transaction_begin",
+    "to_database",
     "to_url",
     "transaction_begin",
 ]
@@ -99,8 +101,28 @@ _DEFAULT_DRIVERS = {"postgresql": "psycopg", "mysql": "pymysql", "mariadb": "pym
 #: The extra that installs the drivers of each server backend.
 _EXTRAS = {"postgresql": "postgres", "mysql": "mysql", "mariadb": "mysql"}
 
-#: SQLite engines opened read-only (see :func:`is_read_only`).
+#: SQLite engines opened read-only (a write transaction on one is refused: :func:`sqlite_transaction_begin`).
 _READ_ONLY_ENGINES: weakref.WeakSet[Engine] = weakref.WeakSet()
+
+
+@attrs.frozen
+class Database:
+    """A database named once: its URL, checked usable by :func:`to_url`, and how messages show it.
+
+    ``shown`` is the file path for SQLite and the URL with every password hidden
+    otherwise, worked out when the database is named (:func:`to_database`), never again.
+    """
+
+    url: URL
+    shown: str
+
+
+def to_database(target: str | os.PathLike[str] | URL | Database) -> Database:
+    """The :class:`Database` ``target`` names, its errors those of :func:`to_url`; a :class:`Database` as it is."""
+    if isinstance(target, Database):
+        return target
+    url = to_url(target)
+    return Database(url, str(url.database) if url.get_backend_name() == "sqlite" else redact_url(url))
 
 
 def to_url(target: str | os.PathLike[str] | URL) -> URL:
@@ -132,16 +154,15 @@ def _usable(url: URL) -> URL:
     backend = url.get_backend_name()
     if "+" not in url.drivername and backend in _DEFAULT_DRIVERS:
         url = url.set(drivername=f"{backend}+{_DEFAULT_DRIVERS[backend]}")
-    shown = redact_url(url)
     if backend not in ("sqlite", *_DEFAULT_DRIVERS):
         raise InvalidInput(
-            "db_path", f"unknown database URL scheme {url.drivername!r} in {shown}; expected {ACCEPTED_FORMS}"
+            "db_path", f"unknown database URL scheme {url.drivername!r} in {redact_url(url)}; expected {ACCEPTED_FORMS}"
         )
     try:
         dialect = url.get_dialect()
     except NoSuchModuleError:
         raise InvalidInput(
-            "db_path", f"unknown driver {url.get_driver_name()!r} in {shown}; expected {ACCEPTED_FORMS}"
+            "db_path", f"unknown driver {url.get_driver_name()!r} in {redact_url(url)}; expected {ACCEPTED_FORMS}"
         ) from None
     if getattr(dialect, "is_async", False):
         raise InvalidInput(
@@ -161,7 +182,7 @@ def _usable(url: URL) -> URL:
                 advice += f" and use {backend}+{ours}://... (or install the {error.name} module yourself)"
         driver = url.get_driver_name()
         raise StarpodSessionError(
-            f"the {driver} driver for {shown} is not installed (no module named {error.name!r}): {advice}"
+            f"the {driver} driver for {redact_url(url)} is not installed (no module named {error.name!r}): {advice}"
         ) from None
     return url
 
@@ -183,11 +204,6 @@ def _check_whole_number(field: str, value: object, low: int, high: int, unit: st
     if not low <= value <= high:
         raise InvalidInput(field, f"expected {low} to {high} {unit}, got {value}")
     return value
-
-
-def is_read_only(engine: Engine) -> bool:
-    """Whether ``engine`` is a SQLite engine opened read-only (its file or folder is not writable)."""
-    return engine in _READ_ONLY_ENGINES
 
 
 def create_storage_engine(

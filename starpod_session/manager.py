@@ -27,9 +27,10 @@ from .engine import (
     DEFAULT_LOCK_TIMEOUT,
     DEFAULT_POOL_SIZE,
     DEFAULT_SQLITE_CACHE_MIB,
+    Database,
     check_pool_size,
     create_storage_engine,
-    to_url,
+    to_database,
 )
 from .errors import ExportError, InvalidInput, SessionNotFound
 from .folders import ensure_folder
@@ -106,7 +107,9 @@ class SessionManager:
     """Keeps an agent's sessions, messages, usage and compactions in one database.
 
     ``db_path`` is a file path (SQLite, created with its folders if missing) or a
-    SQLAlchemy URL (``postgresql+psycopg://...``, ``mysql+pymysql://...``). On open
+    SQLAlchemy URL (``postgresql+psycopg://...``, ``mysql+pymysql://...``), or a
+    ``starpod_session.engine.Database`` that ``engine.to_database`` made of either
+    (taken as it is: the command line names its database once). On open
     the schema is brought to this release's head unless ``auto_upgrade=False``.
 
     ``config`` is an :class:`AgentConfig` or the path of an ``agent.toml`` whose
@@ -162,7 +165,7 @@ class SessionManager:
 
     def __init__(
         self,
-        db_path: str | os.PathLike[str] | URL,
+        db_path: str | os.PathLike[str] | URL | Database,
         sessions_dir: str | os.PathLike[str] | None = None,
         *,
         auto_upgrade: bool = True,
@@ -177,7 +180,7 @@ class SessionManager:
         pool_size: int = DEFAULT_POOL_SIZE,
         fast_path: bool = True,
     ) -> None:
-        self._url = to_url(db_path)
+        database = to_database(db_path)  # a Database (the command line's) as it is: parsed once
         fast_path = check_flag("fast_path", fast_path)
         self._lock_timeout = _check_lock_timeout(lock_timeout)
         pool_size = check_pool_size(pool_size)
@@ -189,7 +192,7 @@ class SessionManager:
         self._channels = ChannelRegistry({**self.config.resolvers(), **(channels or {})})
         self.sessions_dir = None if sessions_dir is None else ensure_folder(Path(sessions_dir), "sessions_dir")
         self._engine: Engine = create_storage_engine(
-            self._url,
+            database.url,
             sqlite_synchronous=sqlite_synchronous,
             sqlite_cache_mib=sqlite_cache_mib,
             lock_timeout=self._lock_timeout,
@@ -197,7 +200,7 @@ class SessionManager:
         )
         self._transactions = TransactionRunner(
             self._engine,
-            self._url,
+            database,
             retry=retry or RetryPolicy(),
             lock_timeout=self._lock_timeout,
             fast_path=fast_path,

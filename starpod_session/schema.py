@@ -25,6 +25,7 @@ from sqlalchemy.exc import SAWarning
 from .engine import READ_ONLY
 from .errors import SchemaOutdated, SchemaTooNew, StarpodSessionError
 from .models import Base
+from .urls import redact_url
 
 __all__ = [
     "BASELINE_REVISION",
@@ -182,7 +183,7 @@ def refuse_unstamped_tables(connection: Connection, target: str) -> None:
 
 def _describe_target(engine: Engine) -> str:
     url = engine.url
-    return str(url.database) if url.get_backend_name() == "sqlite" else url.render_as_string(hide_password=True)
+    return str(url.database) if url.get_backend_name() == "sqlite" else redact_url(url)
 
 
 def is_known_revision(revision: str) -> bool:

@@ -27,17 +27,16 @@ from collections.abc import Callable
 from typing import ParamSpec, TypeVar
 
 from sqlalchemy import Connection, Engine
-from sqlalchemy.engine import URL
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from ._driver.events import ListenerWatch
 from ._driver.runner import StatementRunner
 from ._driver.transaction import DriverTransaction, HeldConnections, driver_commit, driver_execute
-from .engine import MYSQL_MAX_ALLOWED_PACKET, READ_ONLY, SNAPSHOT, transaction_begin
+from .engine import MYSQL_MAX_ALLOWED_PACKET, READ_ONLY, SNAPSHOT, Database, transaction_begin
 from .errors import StarpodSessionError, StorageBusy, StorageError
 from .retry import RetryPolicy, is_transient
-from .urls import redact_text, redact_url, url_secrets
+from .urls import redact_text, url_secrets
 
 __all__ = ["CoreWork", "PreparedWork", "TransactionRunner"]
 
@@ -58,14 +57,14 @@ class TransactionRunner:
     """
 
     def __init__(
-        self, engine: Engine, url: URL, *, retry: RetryPolicy, lock_timeout: float, fast_path: bool = True
+        self, engine: Engine, database: Database, *, retry: RetryPolicy, lock_timeout: float, fast_path: bool = True
     ) -> None:
         self.engine = engine
-        self._url = url
+        self._database = database
         self._retry = retry
         self._lock_timeout = lock_timeout
         self._closed = False
-        self._sqlite = url.get_backend_name() == "sqlite"
+        self._sqlite = database.url.get_backend_name() == "sqlite"
         # Errors the driver raises outside a statement (a connection lost while it is
         # committed or handed back to the pool) reach us unwrapped by SQLAlchemy.
         self._driver_errors: tuple[type[BaseException], ...] = (engine.dialect.loaded_dbapi.Error, OSError)
@@ -91,9 +90,7 @@ class TransactionRunner:
     @property
     def target(self) -> str:
         """The database, as a path for SQLite or a URL with the password hidden."""
-        if self._sqlite:
-            return str(self._url.database)
-        return redact_url(self._url)
+        return self._database.shown
 
     def close(self) -> None:
         """Release every pooled connection; later calls raise :class:`StarpodSessionError`."""
@@ -255,7 +252,7 @@ class TransactionRunner:
 
     def _driver_text(self, error: BaseException | None) -> str:
         """A driver's error text with the URL's passwords hidden (drivers may quote the connection string)."""
-        return redact_text(str(error), url_secrets(self._url))
+        return redact_text(str(error), url_secrets(self._database.url))
 
 
 def _always() -> bool:

@@ -85,7 +85,7 @@ def _run_upgrade(args: argparse.Namespace) -> int:
             raise StarpodSessionError(
                 f"unknown revision {args.revision!r} (this release knows up to {head_revision()})"
             )
-        _database_call(lambda: upgrade_schema(engine, args.revision), target)
+        _database_call(lambda: upgrade_schema(engine, args.revision, target=target), target)
         after = _database_call(lambda: _read_revision(engine), target)
     if before == after:
         print(f"{target}: already at {after}")

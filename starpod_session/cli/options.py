@@ -14,16 +14,13 @@ from typing import Any, NoReturn
 
 import attrs
 from rich.console import Console
-from sqlalchemy.engine import URL
 
-from ..engine import to_url
+from ..engine import Database, to_database
 from ..errors import StarpodSessionError
 from ..manager import SessionManager
-from ..urls import redact_url
 
 __all__ = [
     "DB_VARIABLE",
-    "Database",
     "add_common_options",
     "add_db_option",
     "console",
@@ -42,31 +39,24 @@ DB_VARIABLE = "STARPOD_SESSION_DB"
 MONEY_PLACES = 10
 
 
-@attrs.frozen
-class Database:
-    """A database the command names: its URL, and how messages show it (path, or URL without password)."""
-
-    url: URL
-    shown: str
-
-
 def database_of(target: str | None, *, must_exist: bool) -> Database:
     """The database ``target`` (a path or URL, or ``$STARPOD_SESSION_DB`` when ``None``) names.
 
-    With ``must_exist``, a SQLite file that is not there is an error rather than a new file.
+    Parsed, checked and given its shown form (password hidden) here, once: what the
+    command opens takes the :class:`Database` as it is. With ``must_exist``, a SQLite
+    file that is not there is an error rather than a new file.
     """
     target = target or os.environ.get(DB_VARIABLE)
     if not target:
         raise StarpodSessionError(f"say which database: --db PATH_OR_URL, or set {DB_VARIABLE}")
-    url = to_url(target)
-    if url.get_backend_name() != "sqlite":
-        return Database(url, redact_url(url))
-    if url.database in (None, "", ":memory:"):
+    database = to_database(target)
+    if database.url.get_backend_name() != "sqlite":
+        return database
+    if database.url.database in (None, "", ":memory:"):
         raise StarpodSessionError(f"{target} names no database file; give a file path")
-    shown = str(url.database)
-    if must_exist and not os.path.isfile(shown):
-        raise StarpodSessionError(f"no database file at {shown}")
-    return Database(url, shown)
+    if must_exist and not os.path.isfile(database.shown):
+        raise StarpodSessionError(f"no database file at {database.shown}")
+    return database
 
 
 def add_db_option(parser: argparse.ArgumentParser, *, top_level: bool = False) -> None:
@@ -129,7 +119,7 @@ def open_manager(args: argparse.Namespace) -> Iterator[SessionManager]:
     """A manager on the database the command names; it must exist and be at this release's schema."""
     database = database_of(args.db, must_exist=True)
     options = {} if args.lock_timeout is None else {"lock_timeout": args.lock_timeout}
-    manager = SessionManager(database.url, config=args.config, auto_upgrade=False, **options)
+    manager = SessionManager(database, config=args.config, auto_upgrade=False, **options)
     try:
         yield manager
     finally:

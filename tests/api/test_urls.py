@@ -141,3 +141,14 @@ def test_redaction_hides_passwords_wherever_they_are():
     driver_text = f'connection to "host=h password={SECRET}4 user=u" failed; tried postgresql://u:{SECRET}5@h/db'
     assert SECRET not in redact_text(driver_text)
     assert redact_text(f"server said: bad value {SECRET}6", [f"{SECRET}6"]) == "server said: bad value ***"
+
+
+def test_an_upgrade_given_no_target_names_a_server_database_with_every_password_hidden():
+    from types import SimpleNamespace
+
+    from sqlalchemy.engine import make_url
+
+    from starpod_session.schema import _describe_target
+
+    engine = SimpleNamespace(url=make_url(f"postgresql+psycopg://u:{SECRET}1@h/db?password={SECRET}2"))
+    assert _describe_target(engine) == "postgresql+psycopg://u:***@h/db?password=***"  # type: ignore[arg-type]

@@ -9,13 +9,14 @@ import re
 import sqlite3
 import subprocess
 import sys
+from collections import Counter
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
 from freezegun import freeze_time
 
-from starpod_session import Channel, SessionManager, UsageRecord
+from starpod_session import Channel, SessionManager, UsageRecord, engine, urls
 from starpod_session.cli import build_parser
 from starpod_session.schema import head_revision
 
@@ -71,6 +72,31 @@ def test_every_command_takes_db_before_or_after_the_subcommand_or_from_the_envir
     monkeypatch.setenv("STARPOD_SESSION_DB", str(sqlite_db))
     status, out, err = run_main(capsys, *command)
     assert (status, err) == (0, "")
+
+
+def test_a_command_parses_checks_and_hides_the_password_of_its_database_once(capsys, monkeypatch, backend, db_target):
+    """``--db`` becomes a URL, is checked and gets its shown form in one pass; the manager takes that as it is."""
+    calls: Counter[str] = Counter()
+
+    def count_calls(module: object, name: str) -> None:
+        original = getattr(module, name)
+
+        def counted(*args: object, **kwargs: object) -> object:
+            calls[name] += 1
+            return original(*args, **kwargs)
+
+        monkeypatch.setattr(module, name, counted)
+
+    ours = [module for name, module in sys.modules.items() if name.startswith("starpod_session")]
+    for function in (engine.to_url, engine.make_url, engine._usable, urls.redact_url):
+        for module in ours:
+            if getattr(module, function.__name__, None) is function:  # wherever the name is bound
+                count_calls(module, function.__name__)
+    status, out, err = run_main(capsys, "sessions", "list", "--db", db_target)
+    assert (status, err) == (0, "") and out
+    url = int(backend != "sqlite")  # a path is no URL: nothing to parse, check or hide
+    expected = {"to_url": 1, "make_url": url, "_usable": url, "redact_url": url}
+    assert {name: calls[name] for name in expected} == expected
 
 
 def test_db_still_takes_a_positional_target(capsys, sqlite_db):
