@@ -14,8 +14,10 @@ import sqlite3
 from collections.abc import Iterator
 from contextlib import closing
 from pathlib import Path
+from typing import Any
 
 import pytest
+from sqlalchemy import Engine, event
 
 from starpod_session import Channel, SessionManager
 from starpod_session.repositories.search import INDEX_BATCH
@@ -169,3 +171,25 @@ def test_going_down_to_0010_indexes_the_waiting_messages_and_restores_its_trigge
     with SessionManager(path) as again:  # up to head again
         assert len(again.search_messages("grape", limit=100)) == 5
     assert_index_exact(raw)
+
+
+def test_finding_and_indexing_the_waiting_messages_reads_only_them(manager, raw):
+    session_id = manager.create_session(Channel.MAIN, "k")
+    for n in range(INDEX_BATCH + 3):
+        manager.save_message(session_id, "user", f"lime n{n}")
+    statements: list[tuple[str, Any]] = []
+
+    def capture(_conn: Any, _cursor: Any, statement: str, parameters: Any, _context: Any, _many: bool) -> None:
+        statements.append((statement, parameters))
+
+    event.listen(Engine, "before_cursor_execute", capture)
+    try:
+        manager.search_messages("lime")
+    finally:
+        event.remove(Engine, "before_cursor_execute", capture)
+    waiting_work = [(s, p) for s, p in statements if f"{FTS}_docsize" in s]
+    assert [s.split()[0] for s, _ in waiting_work] == ["SELECT", "INSERT"]  # the look-up, then the indexing
+    for statement, parameters in waiting_work:
+        plan = [row[3] for row in raw.execute(f"EXPLAIN QUERY PLAN {statement}", parameters or ())]
+        assert "SEARCH session_messages USING INTEGER PRIMARY KEY (rowid>?)" in plan, plan
+        assert not [step for step in plan if step.startswith("SCAN") and step != "SCAN CONSTANT ROW"], plan
