@@ -7,15 +7,17 @@ import os
 import sqlite3
 import time
 import weakref
-from collections.abc import Callable
 from contextlib import closing
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import Engine, PoolProxiedConnection, create_engine, event
+import sqlalchemy
+from sqlalchemy import Engine, event
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import DBAPIError, DisconnectionError, NoSuchModuleError
+from sqlalchemy.exc import DisconnectionError, NoSuchModuleError
 
+from ._driver.events import listen_as_own
+from ._driver.transaction import driver_execute
 from .errors import InvalidInput, StarpodSessionError, StorageError
 from .folders import ensure_folder
 from .urls import redact_text, redact_url
@@ -31,13 +33,9 @@ __all__ = [
     "READ_ONLY",
     "SNAPSHOT",
     "SQLITE_SYNCHRONOUS_MODES",
-    "DriverTransaction",
-    "HeldConnections",
     "check_pool_size",
     "check_sqlite_cache_mib",
     "create_storage_engine",
-    "driver_commit",
-    "driver_execute",
     "is_read_only",
     "sqlite_transaction_begin",
     "to_url",
@@ -263,7 +261,9 @@ def create_storage_engine(
     reset_if_open = mysql and url.get_driver_name() == "pymysql" and "pool_reset_on_return" not in engine_options
     if reset_if_open:
         engine_options["pool_reset_on_return"] = None
-    engine = create_engine(url, connect_args=connect_args, **engine_options)
+    # Looked up on the module at each call, not imported: tracing (OpenTelemetry's SQLAlchemy
+    # instrumentation) wraps sqlalchemy.create_engine, often after this module was imported.
+    engine = sqlalchemy.create_engine(url, connect_args=connect_args, **engine_options)
     if reset_if_open:
 
         @event.listens_for(engine, "reset")
@@ -285,7 +285,7 @@ def create_storage_engine(
     if not engine_options["pool_pre_ping"]:
         _ping_when_idle(engine)
 
-    @event.listens_for(engine, "begin")
+    @listen_as_own(engine, "begin")
     def begin_snapshot(connection: Any) -> None:
         if connection.get_execution_options().get(SNAPSHOT, False):
             driver_execute(connection.connection.dbapi_connection, SERVER_SNAPSHOT_BEGIN, connection.dialect)
@@ -349,7 +349,8 @@ def _sqlite_engine(
         engine_options["creator"] = lambda: sqlite3.connect(read_only_uri, uri=True, check_same_thread=False)
     else:
         _create_private_file(url.database)
-    engine = create_engine(url, connect_args={"check_same_thread": False}, **engine_options)
+    # sqlalchemy.create_engine, not an imported name: see create_storage_engine.
+    engine = sqlalchemy.create_engine(url, connect_args={"check_same_thread": False}, **engine_options)
     if read_only_uri is not None:
         _READ_ONLY_ENGINES.add(engine)
     busy_timeout = _milliseconds(lock_timeout)
@@ -368,7 +369,7 @@ def _sqlite_engine(
         cursor.execute(f"PRAGMA cache_size = {-1024 * cache_mib}")  # negative: KiB, not pages
         cursor.close()
 
-    @event.listens_for(engine, "begin")
+    @listen_as_own(engine, "begin")
     def begin_transaction(connection: Any) -> None:
         read_only = connection.get_execution_options().get(READ_ONLY, False)
         # On the driver's connection: a Core execution would cost more than the BEGIN itself.
@@ -438,147 +439,3 @@ def transaction_begin(engine: Engine, *, read_only: bool, snapshot: bool) -> str
     if engine.dialect.name == "sqlite":
         return sqlite_transaction_begin(engine, read_only)
     return SERVER_SNAPSHOT_BEGIN if snapshot else None
-
-
-def driver_execute(driver_connection: Any, statement: str, dialect: Any) -> None:
-    """Run a statement on a DBAPI connection, its errors wrapped as SQLAlchemy wraps them."""
-    try:
-        if isinstance(driver_connection, sqlite3.Connection):
-            driver_connection.execute(statement)  # sqlite3's shortcut: no cursor to make and close
-        else:
-            with closing(driver_connection.cursor()) as cursor:
-                cursor.execute(statement)
-    except dialect.loaded_dbapi.Error as error:
-        raise _wrapped(error, statement, driver_connection, dialect) from error
-
-
-def driver_commit(driver_connection: Any, dialect: Any) -> None:
-    """Commit a DBAPI connection's transaction, its errors wrapped as SQLAlchemy wraps them.
-
-    ``connection_invalidated`` says whether the connection was lost (it must not be reused).
-    """
-    try:
-        driver_connection.commit()
-    except dialect.loaded_dbapi.Error as error:
-        raise _wrapped(error, None, driver_connection, dialect) from error
-
-
-def _wrapped(error: Exception, statement: str | None, driver_connection: Any, dialect: Any) -> DBAPIError:
-    """``error`` as the ``DBAPIError`` SQLAlchemy would raise, saying whether the connection was lost."""
-    lost = bool(dialect.is_disconnect(error, driver_connection, None))
-    wrapped = DBAPIError.instance(
-        statement, (), error, dialect.loaded_dbapi.Error, connection_invalidated=lost, dialect=dialect
-    )
-    return cast(DBAPIError, wrapped)  # a DBAPI error is always wrapped as one
-
-
-class DriverTransaction:
-    """A transaction on a pooled driver connection, with no SQLAlchemy ``Connection`` around it.
-
-    It is a ``repositories.runner.StatementRunner``: it offers what prepared
-    statements (``repositories._prepared``) use of a ``Connection``: ``dialect``,
-    ``connection`` (the pooled connection), ``dispatch`` (the engine's listeners),
-    ``info`` (the pooled connection's dict, the one ``Connection.info`` returns)
-    and ``invalidate``. Work that runs only prepared statements skips the
-    ``Connection`` bookkeeping (begin, commit, close), which costs more than a
-    SQLite primary-key lookup and a fifth of a server call's Python time.
-    No ``begin``, ``commit`` or ``rollback`` event fires for it (listeners of those
-    expect a ``Connection``); ``before_cursor_execute`` and ``after_cursor_execute`` do.
-    """
-
-    __slots__ = ("connection", "dialect", "dispatch")
-
-    def __init__(self, engine: Engine, pooled: PoolProxiedConnection) -> None:
-        self.dialect = engine.dialect
-        self.connection = pooled
-        self.dispatch = engine.dispatch
-
-    @property
-    def info(self) -> dict[Any, Any]:
-        """The pooled connection's ``info``: kept with the driver connection across checkouts."""
-        return self.connection.info
-
-    def invalidate(self, exception: BaseException | None = None) -> None:
-        """Discard the driver connection (it was lost), as ``Connection.invalidate`` does."""
-        self.connection.invalidate(exception)
-
-
-class HeldConnections:
-    """Driver connections kept checked out of the engine's pool between calls (``keep`` of them).
-
-    On SQLite a pool checkout and check-in (with its reset ``ROLLBACK``) costs about as much
-    as a SQLite write transaction itself; the fast path takes an idle connection
-    from this list instead (``list.pop``/``append`` are atomic, no lock needed)
-    and checks one out of the pool only when none is idle. At most ``keep``
-    connections stay held; more are handed back to the pool. A connection that
-    was invalidated (lost) is never kept. :meth:`close` hands every held
-    connection back; one still in use then goes back when its call ends.
-
-    The pool holds at most ``pool_size`` connections and a thread waiting for one
-    waits on the pool, not on this list: so a connection is handed back to the
-    pool rather than kept whenever the pool has none left (someone may be
-    waiting), and :meth:`release_if_exhausted` hands the idle ones back before a
-    call that needs the pool itself (a call on a ``Connection``).
-    """
-
-    __slots__ = ("_checked_out", "_closed", "_engine", "_idle", "_keep", "_overflow")
-
-    def __init__(self, engine: Engine, keep: int) -> None:
-        self._engine = engine
-        self._idle: list[PoolProxiedConnection] = []
-        self._keep = keep
-        self._closed = False
-        # QueuePool's count of connections out of it (held ones included).
-        self._checked_out: Callable[[], int] = getattr(engine.pool, "checkedout", lambda: 0)
-        # QueuePool's overflow: negative while it has opened fewer than pool_size (= keep)
-        # connections, when none can be missing. Free to ask; ``checkedout`` takes the pool's lock.
-        self._overflow: Callable[[], int] = getattr(engine.pool, "overflow", lambda: -1)
-
-    def take(self) -> PoolProxiedConnection:
-        """An idle held connection that is still valid, or a new checkout from the pool."""
-        while self._idle:
-            try:
-                pooled = self._idle.pop()
-            except IndexError:  # another thread took the last one
-                break
-            if pooled.dbapi_connection is not None:  # is_valid, without a property call per call
-                return pooled
-            pooled.close()
-        dialect = self._engine.dialect
-        try:
-            return self._engine.raw_connection()
-        except dialect.loaded_dbapi.Error as error:
-            raise _wrapped(error, None, None, dialect) from error
-
-    def give_back(self, pooled: PoolProxiedConnection) -> None:
-        """Keep ``pooled`` for the next call, or hand it back to the pool."""
-        if (
-            self._closed
-            or pooled.dbapi_connection is None  # invalidated
-            or len(self._idle) >= self._keep
-            # The pool has none left: a thread may wait on it.
-            or (self._overflow() >= 0 and self._checked_out() >= self._keep)
-        ):
-            pooled.close()
-            return
-        self._idle.append(pooled)
-        if self._closed:  # close() ran meanwhile and may have missed it
-            self._release()
-
-    def release_if_exhausted(self) -> None:
-        """Hand the idle held connections back if the pool has none left (before a call that needs one)."""
-        if self._idle and self._checked_out() >= self._keep:
-            self._release()
-
-    def close(self) -> None:
-        """Hand every held connection back to the pool; none is kept from now on."""
-        self._closed = True
-        self._release()
-
-    def _release(self) -> None:
-        while True:
-            try:
-                pooled = self._idle.pop()
-            except IndexError:
-                return
-            pooled.close()

@@ -14,12 +14,14 @@ from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 from itertools import chain
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import attrs
 from sqlalchemy import Connection, Engine
 from sqlalchemy.engine import URL
 
 from ._clock import utc_now
+from ._driver.runner import Runner, StatementRunner
 from .channels import Channel, ChannelRegistry, ChannelResolver, check_gap_minutes
 from .config import AgentConfig, load_config
 from .engine import (
@@ -54,7 +56,6 @@ from .repositories import (
     UsageRepository,
 )
 from .repositories.lifecycle import LifecycleRepository, Removed, prunable, sessions_of_user
-from .repositories.runner import Runner, StatementRunner
 from .repositories.search import SearchFilter, SearchRepository, SearchRow
 from .repositories.sessions import SessionFilter
 from .retry import RetryPolicy
@@ -63,6 +64,7 @@ from .search_query import highlighter, parse_query
 from .timestamps import coerce_instant
 from .titles import shorten_title
 from .tool_calls import TOOL_RESULT, TOOL_USE, read_tool_result, read_tool_use
+from .tracing import instrument
 from .transactions import TransactionRunner
 from .transcripts import (
     message_section,
@@ -82,6 +84,9 @@ from .validation import (
     check_short_text,
     check_text,
 )
+
+if TYPE_CHECKING:  # the tracing extra; never imported at run time by us
+    from opentelemetry.trace import TracerProvider
 
 __all__ = ["AUTO_CLOSE_SUMMARY", "SessionManager"]
 
@@ -139,6 +144,22 @@ class SessionManager:
     or ``FULL`` to make every commit durable against power loss), and
     ``sqlite_cache_mib`` how many MiB of the file's pages each connection keeps in
     memory (default 8; SQLite's own is 2): at most ``pool_size`` times that in all.
+
+    ``fast_path`` (default ``True``): the hot calls run their statements straight
+    on the driver's connection, skipping SQLAlchemy's per-statement work, while
+    nothing listens to the engine's connection events. Whenever a listener is
+    attached (OpenTelemetry's or Sentry's SQLAlchemy integration, a
+    statement-rewriting listener, ``event.listen(Engine, ...)`` of your own) every
+    call takes SQLAlchemy's Core path, where listeners get the ``Connection``, the
+    execution context and the events SQLAlchemy promises. ``fast_path=False``
+    always takes the Core path.
+
+    Tracing (the ``tracing`` extra, OpenTelemetry): when the application has
+    configured a tracer provider before creating the manager, or passes one as
+    ``tracer_provider``, each public call is one span ``starpod_session.<method>``
+    (the SQL spans of an instrumented engine are its children); otherwise the
+    manager binds nothing and a call costs what it costs without OpenTelemetry.
+    See the tracing guide (docs/guides/tracing.md).
     """
 
     def __init__(
@@ -153,10 +174,13 @@ class SessionManager:
         channels: dict[str, ChannelResolver] | None = None,
         retry: RetryPolicy | None = None,
         on_close: CloseCallback | None = None,
+        tracer_provider: TracerProvider | None = None,
         lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
         pool_size: int = DEFAULT_POOL_SIZE,
+        fast_path: bool = True,
     ) -> None:
         self._url = to_url(db_path)
+        fast_path = check_flag("fast_path", fast_path)
         self._lock_timeout = _check_lock_timeout(lock_timeout)
         pool_size = check_pool_size(pool_size)
         if on_close is not None and not callable(on_close):
@@ -174,7 +198,11 @@ class SessionManager:
             pool_size=pool_size,
         )
         self._transactions = TransactionRunner(
-            self._engine, self._url, retry=retry or RetryPolicy(), lock_timeout=self._lock_timeout
+            self._engine,
+            self._url,
+            retry=retry or RetryPolicy(),
+            lock_timeout=self._lock_timeout,
+            fast_path=fast_path,
         )
         try:
             self._transactions.guard(lambda: ensure_schema(self._engine, auto_upgrade=auto_upgrade, target=self.target))
@@ -184,6 +212,7 @@ class SessionManager:
         #: SQLite's search index takes messages in batches (``repositories.search.INDEX_BATCH``):
         #: a manager that can write indexes the waiting ones before it searches.
         self._indexes_waiting = self._engine.dialect.name == "sqlite" and not is_read_only(self._engine)
+        instrument(self, tracer_provider, self._engine.dialect)  # spans, or nothing at all (tracing.py)
 
     # -- lifecycle -------------------------------------------------------
 

@@ -11,10 +11,13 @@ Four kinds of work, checked by the type of the argument ``work`` receives:
   ``Connection`` (any Core statement); reads see one snapshot (REPEATABLE READ on servers).
 - :meth:`~TransactionRunner.write_prepared` / :meth:`~TransactionRunner.read_prepared`:
   a :class:`StatementRunner`, which runs only prepared statements
-  (``repositories._prepared``): a pooled driver connection with no ``Connection``
-  around it (``engine.DriverTransaction``), on every backend. A ``Connection``'s
-  bookkeeping costs more than the statements themselves on SQLite, and a fifth
-  of a call's Python time on a server.
+  (``_driver.statements``): a pooled driver connection with no ``Connection``
+  around it (``_driver.transaction.DriverTransaction``), on every backend, while nothing but
+  the library listens to the engine's connection events; otherwise (and with
+  ``fast_path=False``) a ``Connection``, so that listeners get what SQLAlchemy
+  promises them (``_driver.events``). A ``Connection``'s bookkeeping costs more
+  than the statements themselves on SQLite, and a fifth of a call's Python time
+  on a server.
 """
 
 from __future__ import annotations
@@ -28,18 +31,11 @@ from sqlalchemy.engine import URL
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
-from .engine import (
-    MYSQL_MAX_ALLOWED_PACKET,
-    READ_ONLY,
-    SNAPSHOT,
-    DriverTransaction,
-    HeldConnections,
-    driver_commit,
-    driver_execute,
-    transaction_begin,
-)
+from ._driver.events import ListenerWatch
+from ._driver.runner import StatementRunner
+from ._driver.transaction import DriverTransaction, HeldConnections, driver_commit, driver_execute
+from .engine import MYSQL_MAX_ALLOWED_PACKET, READ_ONLY, SNAPSHOT, transaction_begin
 from .errors import StarpodSessionError, StorageBusy, StorageError
-from .repositories.runner import StatementRunner
 from .retry import RetryPolicy, is_transient
 from .urls import redact_text, redact_url, url_secrets
 
@@ -61,7 +57,9 @@ class TransactionRunner:
     raises :class:`StarpodSessionError`.
     """
 
-    def __init__(self, engine: Engine, url: URL, *, retry: RetryPolicy, lock_timeout: float) -> None:
+    def __init__(
+        self, engine: Engine, url: URL, *, retry: RetryPolicy, lock_timeout: float, fast_path: bool = True
+    ) -> None:
         self.engine = engine
         self._url = url
         self._retry = retry
@@ -86,6 +84,9 @@ class TransactionRunner:
         # (read_only, snapshot) -> the statement beginning prepared work's transaction
         # (``engine.transaction_begin``), worked out once: fixed for an engine.
         self._begins: dict[tuple[bool, bool], str | None] = {}
+        # Prepared work takes the Core path while anything listens to the engine's
+        # connection events (``_driver.events``), and always without the fast path.
+        self._observed: Callable[[], bool] = ListenerWatch(engine) if fast_path else _always
 
     @property
     def target(self) -> str:
@@ -109,7 +110,7 @@ class TransactionRunner:
         return self._transaction(self._snapshots, work)
 
     def write_prepared(self, work: PreparedWork[T]) -> T:
-        """:meth:`write` for work that runs only prepared statements (``repositories._prepared``)."""
+        """:meth:`write` for work that runs only prepared statements (``_driver.statements``)."""
         return self.guard(self._attempt_prepared, work, False, False)
 
     def read_prepared(self, work: PreparedWork[T], *, snapshot: bool = False) -> T:
@@ -123,9 +124,13 @@ class TransactionRunner:
         return self.guard(self._attempt_prepared, work, True, snapshot)
 
     def _attempt_prepared(self, work: PreparedWork[T], read_only: bool, snapshot: bool) -> T:
-        """One attempt at prepared work, straight on a pooled driver connection (``engine.DriverTransaction``)."""
+        """One attempt at prepared work: on a pooled driver connection (``DriverTransaction``) while
+        nobody listens, else on a ``Connection`` (``_driver.events``)."""
         # A method, not a closure per call: prepared work is the hot path (a SQLite
         # call costs 10-20 µs in all, and a closure with its cells is a sizeable part).
+        if self._observed():
+            connections = self._writes if not read_only else self._snapshots if snapshot else self._reads
+            return self._attempt_on_connection(connections, work)
         engine, held = self.engine, self._held
         dialect = engine.dialect
         try:
@@ -162,21 +167,20 @@ class TransactionRunner:
                 held.give_back(pooled)
 
     def _transaction(self, engine: Engine, work: CoreWork[T]) -> T:
-        held = self._held
+        return self.guard(self._attempt_on_connection, engine, work)
 
-        def attempt() -> T:
-            held.release_if_exhausted()  # the connection comes from the pool, not from the held ones
-            committing = False
-            try:
-                with engine.begin() as connection:
-                    result = work(connection)
-                    committing = True
-                return result
-            except DBAPIError as error:
-                self._raise_if_lost_before_commit(error, committing)
-                raise
-
-        return self.guard(attempt)
+    def _attempt_on_connection(self, engine: Engine, work: CoreWork[T]) -> T:
+        """One attempt at ``work`` in a transaction on a ``Connection`` of ``engine`` (its execution options)."""
+        self._held.release_if_exhausted()  # the connection comes from the pool, not from the held ones
+        committing = False
+        try:
+            with engine.begin() as connection:
+                result = work(connection)
+                committing = True
+            return result
+        except DBAPIError as error:
+            self._raise_if_lost_before_commit(error, committing)
+            raise
 
     def _raise_if_lost_before_commit(self, error: DBAPIError, committing: bool) -> None:
         """:class:`_LostBeforeCommit` if ``error`` says the connection was gone before the commit began.
@@ -252,6 +256,10 @@ class TransactionRunner:
     def _driver_text(self, error: BaseException | None) -> str:
         """A driver's error text with the URL's passwords hidden (drivers may quote the connection string)."""
         return redact_text(str(error), url_secrets(self._url))
+
+
+def _always() -> bool:
+    return True
 
 
 def _pool_size(engine: Engine) -> int:

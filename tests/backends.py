@@ -51,6 +51,24 @@ def needs_driver(backend: str) -> pytest.MarkDecorator:
     )
 
 
+def needs_packages(extra: str, *modules: str) -> pytest.MarkDecorator:
+    """Skip a test that needs optional packages (not server drivers: see :func:`needs_driver`) where one of
+    ``modules`` cannot be imported, with a reason naming the missing modules and the extra that installs them.
+
+    For tests of integrations with other libraries (tracing, say), which the README's
+    test command and the run on the lowest SQLAlchemy do not install. Which backends
+    such a test runs on is still the ``backend`` fixture's: a server named in
+    ``STARPOD_SESSION_TEST_URLS`` is never skipped for want of a driver.
+    """
+    missing = []
+    for module in modules:
+        try:
+            importlib.import_module(module)
+        except ImportError:
+            missing.append(module)
+    return pytest.mark.skipif(bool(missing), reason=f"needs {', '.join(missing)}: pip install -e '.[{extra}]'")
+
+
 def backend_of(url: URL) -> str:
     name = url.get_backend_name()
     return "mariadb" if name in ("mysql", "mariadb") else name

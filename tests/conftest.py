@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+import sqlalchemy
 
 from starpod_session import Channel, SessionManager
 
@@ -25,6 +26,11 @@ from .backends import (
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
 _servers: dict[str, ServerDatabase] = {}
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    """The SQLAlchemy this run uses (CI runs the suite on the lowest one pyproject.toml admits and the newest)."""
+    return f"SQLAlchemy {sqlalchemy.__version__}"
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

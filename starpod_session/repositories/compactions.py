@@ -7,9 +7,9 @@ from typing import Generic
 
 from sqlalchemy import bindparam, insert
 
+from .._driver.runner import Runner
+from .._driver.statements import Prepared
 from ..models import CompactionRow
-from ._prepared import Prepared
-from .runner import Runner
 
 __all__ = ["CompactionRepository"]
 

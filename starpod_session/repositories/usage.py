@@ -30,6 +30,8 @@ from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.functions import FunctionElement
 from sqlalchemy.types import NullType
 
+from .._driver.runner import Runner
+from .._driver.statements import Prepared, PreparedShapes, insert_unless_duplicate
 from ..column_types import Count
 from ..models import UNKNOWN_MODEL, UsageDailyRow, UsageRow
 from ..records import (
@@ -40,8 +42,6 @@ from ..records import (
     UsageSummary,
     UserCostSummary,
 )
-from ._prepared import Prepared, PreparedShapes, insert_unless_duplicate
-from .runner import Runner
 
 __all__ = ["UNKNOWN_MODEL", "UsageRepository"]
 

@@ -13,8 +13,8 @@ import pytest
 import sqlalchemy as sa
 
 from starpod_session import Channel, ExportError, transcripts
+from starpod_session._driver import statements as prepared
 from starpod_session.models import MessageRow
-from starpod_session.repositories import _prepared as prepared
 from starpod_session.repositories import messages as message_repository
 
 

@@ -5,36 +5,41 @@ times what SQLite itself needs for a primary-key lookup. The repositories' hot
 statements are therefore written once, with named bind parameters, as Core
 statements (so they stay portable and typed), compiled once per dialect, and
 run directly on the DBAPI connection of the transaction the facade opened,
-with the same bind and result processing the column types define. Driver
-errors are wrapped as SQLAlchemy's ``DBAPIError`` exactly as a Core execution
-would wrap them, so the facade's retry and error mapping see no difference,
-and ``before_cursor_execute`` / ``after_cursor_execute`` listeners still fire
-(with the runner as ``conn`` and no execution context); ``handle_error`` does not.
+with the same bind and result processing the column types define
+(``records.py`` writes those functions out). Driver errors are wrapped as
+SQLAlchemy's ``DBAPIError`` exactly as a Core execution would wrap them
+(``errors.py``), so the facade's retry and error mapping see no difference.
+
 A statement runs on any :class:`~.runner.StatementRunner`: a ``Connection``, or
-the ``engine.DriverTransaction`` that prepared work gets on every backend.
+the :class:`~.transaction.DriverTransaction` that prepared work gets while nobody
+listens to the engine's events (``events.py``). On a ``Connection`` whose
+statements someone listens to, it runs through ``exec_driver_sql`` instead, so
+listeners get what SQLAlchemy promises them (a real execution context,
+rewrites, ``handle_error``).
 """
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Sequence
-from typing import Any, Generic, TypeVar, cast
+from typing import Any, Generic, TypeVar
 
-import attrs
-from sqlalchemy import Column, Insert, Table, func
+from sqlalchemy import Column, Connection, Insert, Table, func
 from sqlalchemy.dialects import mysql, postgresql, sqlite
 from sqlalchemy.engine import Dialect
-from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql import ClauseElement, ColumnElement
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.expression import Executable
 
 from ..errors import StorageError
+from .errors import wrap_driver_error
+from .events import listened
+from .records import Processor, parameters_maker, record_maker, row_maker
 from .runner import StatementRunner
+from .sqlalchemy_internals import bound_in_order, fetches_lastrowid
 
 __all__ = ["Prepared", "PreparedShapes", "insert_unless_duplicate"]
 
-Processor = Callable[[Any], Any]
 #: What a fetch function makes of the cursor (rows, a count, an id).
 Fetched = TypeVar("Fetched")
 #: An attrs record class a statement's rows become.
@@ -94,8 +99,7 @@ class _Compiled:
         #: Keyword arguments of the cursor's ``execute``: psycopg's ``prepare=False`` keeps a
         #: ``replan`` statement unprepared (an unnamed statement, planned per run).
         self.execute_options: dict[str, Any] = {"prepare": False} if replan and dialect.driver == "psycopg" else {}
-        # DefaultDialect's attribute, which the Dialect interface's stubs leave out.
-        self.returning = id_column is not None and not dialect.postfetch_lastrowid  # type: ignore[attr-defined]
+        self.returning = id_column is not None and not fetches_lastrowid(dialect)
         if self.returning:
             assert isinstance(statement, Insert) and id_column is not None
             statement = statement.returning(id_column)
@@ -104,12 +108,8 @@ class _Compiled:
         assert isinstance(compiled, SQLCompiler)  # a statement (not DDL) compiles with the SQL compiler
         self.sql: str = compiled.string
         self.positional: bool = compiled.positional
-        by_name = {name: bind for bind, name in compiled.bind_names.items()}
-        self.names: tuple[str, ...] = (
-            tuple(compiled.positiontup or ())
-            if self.positional
-            else tuple(compiled.escaped_bind_names.get(name, name) for name in by_name)
-        )
+        bound = bound_in_order(compiled)
+        self.names: tuple[str, ...] = tuple(name for _bind, name in bound)
         # Per rendered parameter: the caller's key (None for a literal the statement
         # carries, such as the 1 of ``count + 1``), that literal, and the type's processor.
         self.binds: tuple[tuple[str | None, Any, Processor | None], ...] = tuple(
@@ -118,7 +118,7 @@ class _Compiled:
                 None if bind.required else bind.effective_value,
                 bind.type.dialect_impl(dialect).bind_processor(dialect),
             )
-            for bind in map(by_name.__getitem__, compiled.positiontup or by_name)
+            for bind, _name in bound
         )
         columns = getattr(statement, "selected_columns", ())
         #: (table, column) of each result column, to name a stored value that cannot be read.
@@ -130,65 +130,20 @@ class _Compiled:
             for index, column in enumerate(columns)
             if (processor := column.type.dialect_impl(dialect).result_processor(dialect, None)) is not None
         )
-        #: Per record class: the function making one record of a result row (see :func:`_record_maker`).
+        #: Per record class: the function making one record of a result row (see :func:`.records.record_maker`).
         self.makers: dict[type, Callable[[Sequence[Any]], Any]] = {}
         #: The driver's parameters from the caller's values, the binds' processing written out.
-        self.parameters: Callable[[dict[str, Any]], Sequence[Any] | dict[str, Any]] = _parameters_maker(
+        self.parameters: Callable[[dict[str, Any]], Sequence[Any] | dict[str, Any]] = parameters_maker(
             self.binds, self.names if not self.positional else None
         )
         #: A result row with the columns' result processing applied, as a tuple.
-        self.row: Callable[[Sequence[Any]], tuple[Any, ...]] = _row_maker(dict(self.results), len(columns))
+        self.row: Callable[[Sequence[Any]], tuple[Any, ...]] = row_maker(dict(self.results), len(columns))
 
     def maker(self, record: type[Record]) -> Callable[[Sequence[Any]], Record]:
         made = self.makers.get(record)
         if made is None:
-            made = self.makers.setdefault(record, _record_maker(record, dict(self.results)))
+            made = self.makers.setdefault(record, record_maker(record, dict(self.results)))
         return made
-
-
-def _generated(name: str, lines: list[str], namespace: dict[str, Any]) -> Any:
-    """The function ``name`` that ``lines`` define, with ``namespace`` as its globals.
-
-    The per-statement and per-record functions are written out as attrs writes
-    its own ``__init__``: no loop over columns or parameters at run time.
-    """
-    exec("\n".join(lines), namespace)
-    return namespace[name]
-
-
-def _parameters_maker(
-    binds: tuple[tuple[str | None, Any, Processor | None], ...], names: tuple[str, ...] | None
-) -> Callable[[dict[str, Any]], Sequence[Any] | dict[str, Any]]:
-    """A function turning the caller's values into the driver's parameters: a list, or a dict by ``names``."""
-    namespace: dict[str, Any] = {}
-    items = []
-    for index, (key, literal, process) in enumerate(binds):
-        if key is None:
-            namespace[f"literal_{index}"] = literal
-            value = f"literal_{index}"
-        else:
-            value = f"values[{key!r}]"
-        if process is not None:
-            namespace[f"process_{index}"] = process
-            value = f"process_{index}({value})"
-        items.append(value if names is None else f"{names[index]!r}: {value}")
-    body = f"[{', '.join(items)}]" if names is None else f"{{{', '.join(items)}}}"
-    parameters: Callable[[dict[str, Any]], Sequence[Any] | dict[str, Any]] = _generated(
-        "parameters", ["def parameters(values):", f"    return {body}"], namespace
-    )
-    return parameters
-
-
-def _row_maker(processors: dict[int, Processor], width: int) -> Callable[[Sequence[Any]], tuple[Any, ...]]:
-    """A function making a tuple of a result row of ``width`` columns, with the columns' result processing."""
-    if not processors:
-        return tuple
-    namespace: dict[str, Any] = {f"process_{index}": processor for index, processor in processors.items()}
-    items = [f"process_{index}(row[{index}])" if index in processors else f"row[{index}]" for index in range(width)]
-    make: Callable[[Sequence[Any]], tuple[Any, ...]] = _generated(
-        "make", ["def make(row):", f"    return ({', '.join(items)},)"], namespace
-    )
-    return make
 
 
 class Prepared:
@@ -247,6 +202,8 @@ class Prepared:
         parameters: Any = (
             [compiled.parameters(row) for row in values] if many else compiled.parameters(values)  # type: ignore[arg-type]
         )
+        if isinstance(connection, Connection) and listened(connection):
+            return _run_observed(connection, compiled, parameters, fetch, many, unbuffered)
         dbapi_connection = connection.connection.dbapi_connection
         assert dbapi_connection is not None
         if unbuffered and dialect.driver == "pymysql":
@@ -255,31 +212,25 @@ class Prepared:
             cursor = dbapi_connection.cursor(dialect.loaded_dbapi.cursors.SSCursor)
         else:  # sqlite3 steps the statement per fetch; psycopg keeps the result in C until fetched
             cursor = dbapi_connection.cursor()
-        dispatch = connection.dispatch
         try:
-            # Listeners (logging, tracing, tests) still see every statement; there
-            # is no execution context to hand them.
-            if dispatch.before_cursor_execute:
-                dispatch.before_cursor_execute(connection, cursor, compiled.sql, parameters, None, many)
+            # Nobody listens to this statement (``_driver.events``): no event to fire.
             if many:
                 cursor.executemany(compiled.sql, parameters)
             else:
                 cursor.execute(compiled.sql, parameters, **compiled.execute_options)
-            if dispatch.after_cursor_execute:
-                dispatch.after_cursor_execute(connection, cursor, compiled.sql, parameters, None, many)
             return fetch(cursor, compiled)
         except dialect.loaded_dbapi.Error as error:
-            invalidated = dialect.is_disconnect(error, dbapi_connection, cursor)
-            if invalidated:
-                connection.invalidate(error)
-            raise DBAPIError.instance(
-                compiled.sql,
-                parameters,
+            wrapped = wrap_driver_error(
                 error,
-                dialect.loaded_dbapi.Error,
-                connection_invalidated=invalidated,
-                dialect=dialect,
-            ) from error
+                dialect,
+                statement=compiled.sql,
+                parameters=parameters,
+                driver_connection=dbapi_connection,
+                cursor=cursor,
+            )
+            if wrapped.connection_invalidated:
+                connection.invalidate(error)
+            raise wrapped from error
         finally:
             cursor.close()
 
@@ -330,6 +281,32 @@ class Prepared:
         (On MariaDB a skipped insert may answer with the existing row's id instead.)
         """
         return self._run(connection, values, _inserted_id_or_none)
+
+
+def _run_observed(
+    connection: Connection,
+    compiled: _Compiled,
+    parameters: Any,
+    fetch: Callable[[Any, _Compiled], Fetched],
+    many: bool,
+    unbuffered: bool,
+) -> Fetched:
+    """Run a compiled statement through ``Connection.exec_driver_sql``, for its listeners.
+
+    SQLAlchemy then fires every statement event with the ``Connection`` and a real
+    execution context, runs a statement a listener rewrote (``retval=True``), calls
+    ``handle_error`` and wraps a driver error itself. The rows stay the driver's
+    (``exec_driver_sql`` applies no result processing): ``fetch`` reads them off the
+    result as it would off a cursor, and applies the column types' processing.
+    """
+    if compiled.positional:  # exec_driver_sql takes one positional set as a tuple, many as a list of them
+        parameters = list(map(tuple, parameters)) if many else tuple(parameters)
+    options = {"stream_results": True} if unbuffered and connection.dialect.driver == "pymysql" else {}
+    result = connection.exec_driver_sql(compiled.sql, parameters, execution_options=options)
+    try:
+        return fetch(result, compiled)
+    finally:
+        result.close()
 
 
 class PreparedShapes(Generic[Shape]):
@@ -384,33 +361,6 @@ def _fetch_all(cursor: Any, compiled: _Compiled) -> list[Any]:
         for row in rows:
             _process(row, compiled)  # raises the error that names the unreadable value
         raise
-
-
-def _record_maker(record: type[Record], processors: dict[int, Processor]) -> Callable[[Sequence[Any]], Record]:
-    """A function making a ``record`` of one result row, with the columns' result processing.
-
-    It stores each field straight into its slot: the same instance ``record(*row)``
-    makes, in half the time (attrs' ``__init__`` of a frozen class calls
-    ``object.__setattr__`` once per field), and without the intermediate list and
-    tuple of :func:`_process`. Written out per class as attrs writes its own
-    ``__init__``; only for classes whose ``__init__`` does nothing else.
-    """
-    fields = attrs.fields(cast("type[attrs.AttrsInstance]", record))
-    assert "__attrs_post_init__" not in vars(record) and all(
-        field.validator is None and field.converter is None and field.init for field in fields
-    ), f"{record.__name__} has an __init__ that must run"
-    namespace: dict[str, Any] = {"new": object.__new__, "record": record}
-    lines = ["def make(row):", "    made = new(record)"]
-    for index, field in enumerate(fields):
-        namespace[f"set_{index}"] = vars(record)[field.name].__set__  # the slot's descriptor
-        value = f"row[{index}]"
-        if index in processors:
-            namespace[f"process_{index}"] = processors[index]
-            value = f"process_{index}({value})"
-        lines.append(f"    set_{index}(made, {value})")
-    lines.append("    return made")
-    maker: Callable[[Sequence[Any]], Record] = _generated("make", lines, namespace)
-    return maker
 
 
 def _fetch_records(cursor: Any, compiled: _Compiled, record: type[Record]) -> list[Record]:

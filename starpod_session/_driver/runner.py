@@ -1,9 +1,9 @@
 """What a repository needs of the transaction it runs in: the fast-path contract.
 
-The hot statements (``_prepared``) run on the driver's cursor and need only a
+The hot statements (``statements.py``) run on the driver's cursor and need only a
 small part of a SQLAlchemy ``Connection``: :class:`StatementRunner`. A real
-``Connection`` has all of it; so has ``engine.DriverTransaction``, the
-fast path, which skips the ``Connection`` bookkeeping (it costs more than a
+``Connection`` has all of it; so has :class:`~.transaction.DriverTransaction`,
+the fast path, which skips the ``Connection`` bookkeeping (it costs more than a
 SQLite primary-key lookup).
 
 Which repository methods run on which is checked, not remembered: a repository
@@ -26,10 +26,10 @@ __all__ = ["Runner", "StatementRunner"]
 class StatementRunner(Protocol):
     """A transaction prepared statements can run in: a ``Connection``, or a ``DriverTransaction``.
 
-    ``connection`` is the pooled driver connection; ``dispatch`` the engine's
-    event listeners (``before_cursor_execute`` / ``after_cursor_execute`` receive
-    this object as ``conn``); ``info`` the pooled connection's own dict, which
-    lives as long as the driver connection, as ``Connection.info`` does.
+    ``connection`` is the pooled driver connection; ``info`` the pooled
+    connection's own dict, which lives as long as the driver connection, as
+    ``Connection.info`` does. No event listener ever sees a runner that is not a
+    ``Connection`` (``_driver.events``).
     """
 
     @property
@@ -37,9 +37,6 @@ class StatementRunner(Protocol):
 
     @property
     def connection(self) -> PoolProxiedConnection: ...
-
-    @property
-    def dispatch(self) -> Any: ...
 
     @property
     def info(self) -> dict[Any, Any]: ...
