@@ -5,7 +5,7 @@
     python3 bench/run.py --quick             # SQLite, small scale (100,000-row big datasets)
     python3 bench/run.py --url postgresql+psycopg://postgres@127.0.0.1:5432/starpod_bench \\
                          --url mysql+pymysql://root@127.0.0.1:3306/starpod_bench --server-rows 200000
-    python3 bench/run.py --only calls,sessions   # some workload groups (calls, sessions, list, big, search)
+    python3 bench/run.py --only calls,sessions   # some workload groups (see --help)
     python3 bench/run.py --smoke --url ...    # CI: every workload, tiny scale, no target checked
 
 Every workload runs on our ``SessionManager`` and, interleaved in blocks on the
@@ -25,6 +25,10 @@ What each floor does per call (one transaction each):
   ``user`` message with text, ``title = COALESCE(title, ?)``, cut to 100 UTF-8
   bytes) ``WHERE id = ?``, one row changed or ``SessionNotFound``; ``INSERT``
   the message with the same timestamp and read back its id.
+* ``save_message`` against the FTS5 floor (group ``append``, SQLite only): ours
+  on a fresh file against a schema of its own on another, the least a searchable
+  append needs (a session row updated, a message row, an external-content FTS5
+  table kept by a trigger); see ``workloads/append_floor.py``. Target 1.5x.
 * ``resolve+touch``: two transactions, as a caller of ours makes them. Resolve
   selects ``(id, last_message_at)`` of the open session of (channel, key, user)
   through ``open_slot = 1``, parses the timestamp and checks the telegram gap
@@ -100,6 +104,7 @@ from floors import Floor
 from harness import FULL, HEADER, QUICK, SMOKE, Report, Scale, machine
 from sqlalchemy.engine import make_url
 from workloads import (
+    append_floor,
     cost_overview,
     get_messages,
     list_sessions,
@@ -155,7 +160,7 @@ def big_workloads(target: Target, scale: Scale, rows: int, report: Report) -> No
 
 
 #: The workload groups, in the order they run; ``--only`` selects some of them.
-GROUPS = ("calls", "sessions", "list", "throughput", "memory", "big", "search")
+GROUPS = ("calls", "append", "sessions", "list", "throughput", "memory", "big", "search")
 
 
 def run_backend(target: Target, scale: Scale, rows: int, groups: frozenset[str]) -> Report:
@@ -165,6 +170,7 @@ def run_backend(target: Target, scale: Scale, rows: int, groups: frozenset[str])
     print(HEADER, flush=True)
     steps: tuple[tuple[tuple[str, ...], Callable[[], None]], ...] = (
         (("calls", "sessions"), lambda: per_call_workloads(target, scale, report, groups)),
+        (("append",), lambda: append_floor.run(target, scale, report)),
         (("list",), lambda: list_sessions.run(target, scale, report)),
         (("throughput",), lambda: throughput.run(target, report)),
         (("memory",), lambda: memory.run(target, report)),

@@ -38,6 +38,7 @@ __all__ = [
     "check_pool_size",
     "check_sqlite_cache_mib",
     "create_storage_engine",
+    "is_read_only",
     "sqlite_transaction_begin",
     "to_database",
     "to_url",
@@ -204,6 +205,11 @@ def _check_whole_number(field: str, value: object, low: int, high: int, unit: st
     if not low <= value <= high:
         raise InvalidInput(field, f"expected {low} to {high} {unit}, got {value}")
     return value
+
+
+def is_read_only(engine: Engine) -> bool:
+    """Whether ``engine`` is a SQLite engine opened read-only (its file or folder is not writable)."""
+    return engine in _READ_ONLY_ENGINES
 
 
 def create_storage_engine(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import logging
 import math
@@ -30,9 +31,10 @@ from .engine import (
     Database,
     check_pool_size,
     create_storage_engine,
+    is_read_only,
     to_database,
 )
-from .errors import ExportError, InvalidInput, SessionNotFound
+from .errors import ExportError, InvalidInput, SessionNotFound, StarpodSessionError
 from .folders import ensure_folder
 from .records import (
     Continue,
@@ -55,7 +57,7 @@ from .repositories import (
     UsageRepository,
 )
 from .repositories.lifecycle import LifecycleRepository, Removed, prunable, sessions_of_user
-from .repositories.search import SearchFilter, SearchRepository
+from .repositories.search import SearchFilter, SearchRepository, SearchRow
 from .repositories.sessions import SessionFilter
 from .retry import RetryPolicy
 from .schema import ensure_schema
@@ -210,6 +212,9 @@ class SessionManager:
         except BaseException:
             self._engine.dispose()
             raise
+        #: SQLite's search index takes messages in batches (``repositories.search.INDEX_BATCH``):
+        #: a manager that can write indexes the waiting ones before it searches.
+        self._indexes_waiting = self._engine.dialect.name == "sqlite" and not is_read_only(self._engine)
         instrument(self, tracer_provider, self._engine.dialect)  # spans, or nothing at all (tracing.py)
 
     # -- lifecycle -------------------------------------------------------
@@ -222,9 +227,22 @@ class SessionManager:
     def close(self) -> None:
         """Release every pooled connection. Every later call raises :class:`StarpodSessionError`.
 
-        Closing again does nothing.
+        Closing again does nothing. On SQLite the messages still waiting for the
+        search index's next batch are indexed first (so that a reader that cannot
+        write finds them too), unless the database refuses the write (it is
+        locked beyond ``lock_timeout``, say): then the next search of a manager
+        that can write indexes them.
         """
+        if self._indexes_waiting:
+            # Closed already, or the write refused: nothing is lost, the messages still wait.
+            with contextlib.suppress(StarpodSessionError):
+                self._index_waiting_messages()
         self._transactions.close()
+
+    def _index_waiting_messages(self) -> None:
+        """SQLite: index the messages waiting for the search index's next batch (a write only if any wait)."""
+        if self._transactions.read_prepared(lambda connection: SearchRepository(connection).any_waiting()):
+            self._transactions.write_prepared(lambda connection: SearchRepository(connection).index_waiting())
 
     def __enter__(self) -> SessionManager:
         return self
@@ -656,10 +674,22 @@ class SessionManager:
             roles=None if roles is None else _check_roles(roles),
         )
         after = None if cursor is None else decode_cursor(cursor)
-        # One statement: prepared work, without a snapshot's extra round trip on servers.
-        rows = self._transactions.read_prepared(
-            lambda connection: SearchRepository(connection).search(parsed, filters, limit, after)
-        )
+        waiting = self._indexes_waiting
+
+        def work(connection: StatementRunner) -> list[SearchRow] | None:
+            repository = SearchRepository(connection)
+            if waiting and repository.any_waiting():
+                return None  # messages saved before this call must be found: index them first
+            return repository.search(parsed, filters, limit, after)
+
+        # One statement (and on SQLite one look-up before it): prepared work, without a
+        # snapshot's extra round trip on servers.
+        rows = self._transactions.read_prepared(work)
+        if rows is None:
+            self._transactions.write_prepared(lambda connection: SearchRepository(connection).index_waiting())
+            waiting = False  # messages saved since this call began may wait: they need not be found
+            rows = self._transactions.read_prepared(work)
+        assert rows is not None
         snippet = highlighter(parsed)
         return [
             SearchHit(

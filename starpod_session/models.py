@@ -99,13 +99,8 @@ class SessionRow(Base):
             unique=True,
         ),
         Index("idx_session_recent", "last_message_at", "created_at", "id"),
-        Index(
-            "idx_session_channel_key",
-            "channel",
-            "channel_session_key",
-            "is_closed",
-            last_message_at.desc(),
-        ),
+        # (The Rust crate's idx_session_channel_key went in 0011: no query used it, and
+        # every saved message rewrote its entry.)
         Index("idx_session_user_channel", "user_id", "channel", "channel_session_key"),
         # list_sessions(user_id=...) and list_sessions(channel=...), in recency order.
         Index("idx_session_user_recent", "user_id", "last_message_at", "created_at", "id"),

@@ -47,6 +47,7 @@ from ..search_query import MAX_INDEXED_WORD, QueryPart, SearchQuery
 
 __all__ = [
     "ADD_WORDS",
+    "INDEX_BATCH",
     "PG_INDEXED_CHARS",
     "PG_VECTOR_COLUMN",
     "WORDS_TABLE",
@@ -77,6 +78,18 @@ ADD_WORDS = Prepared(
 )
 
 _FTS = "session_messages_fts"
+#: SQLite's index takes messages this many ids at a time (migration 0011): the insert
+#: trigger leaves a message unindexed while its id is less than this far above the
+#: largest indexed id, and the insert that reaches it indexes all of them in one
+#: segment (a segment per message cost every commit about 5 pages). The ones waiting
+#: are exactly those above ``max(id)`` of FTS5's ``%_docsize`` (a row per indexed
+#: message); :meth:`SearchRepository.index_waiting` indexes them before a search.
+INDEX_BATCH = 32
+_INDEXED_UP_TO = f"(SELECT coalesce(max(id), 0) FROM {_FTS}_docsize)"
+_ANY_WAITING = Prepared(text(f"SELECT EXISTS (SELECT 1 FROM session_messages WHERE id > {_INDEXED_UP_TO})"))
+_INDEX_WAITING = Prepared(
+    text(f"INSERT INTO {_FTS}(rowid, content) SELECT id, content FROM session_messages WHERE id > {_INDEXED_UP_TO}")
+)
 #: The score of a query no index answers (substrings only): every hit ranks alike, newest first.
 _UNRANKED = literal_column("0.0", Float)
 _fts = table(_FTS, column("rowid"))
@@ -173,6 +186,18 @@ class SearchRepository(Generic[Runner]):
             values["after_score"], values["after_id"] = after
         rows: list[SearchRow] = _STATEMENTS[shape].rows(self._connection, **values)
         return rows
+
+    def any_waiting(self) -> bool:
+        """SQLite: whether some stored message waits to join the index (see :data:`INDEX_BATCH`)."""
+        return bool(_ANY_WAITING.scalar(self._connection))
+
+    def index_waiting(self) -> None:
+        """SQLite: index the messages waiting for their batch (:data:`INDEX_BATCH`), so a search finds them.
+
+        In a write transaction: two racing calls index each message once (the
+        second finds none waiting).
+        """
+        _INDEX_WAITING.rowcount(self._connection)
 
     def purge_deleted_entries(self: SearchRepository[Connection]) -> None:
         """Make erased words leave the index's storage, not only its answers.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from itertools import pairwise
 
 import pytest
 from freezegun import freeze_time
@@ -158,3 +159,32 @@ def test_rows_written_by_another_program_are_searchable_and_deleted_ones_are_not
     manager.close_session(corpus["bob"], "done")
     manager.delete_session(corpus["bob"])
     assert manager.search_messages("outage") == []
+
+
+def test_every_message_is_found_as_soon_as_its_save_returns(manager):
+    # More than two of SQLite's index batches (repositories.search.INDEX_BATCH): some
+    # messages are indexed by the insert completing their batch, the last ones wait for
+    # the search to index them.
+    session_id = manager.create_session("main", "batches")
+    saved = [manager.save_message(session_id, "user", f"plum number{n}") for n in range(70)]
+    assert sorted(h.message_id for h in manager.search_messages("plum", limit=100)) == saved
+    for n in range(70, 80):  # a search after every save
+        message_id = manager.save_message(session_id, "user", f"plum number{n}")
+        assert [h.message_id for h in manager.search_messages(f"number{n}")] == [message_id]
+    assert [h.message_id for h in manager.search_messages('"plum number3"')] == [saved[3]]
+
+
+def test_relevance_and_phrases_hold_across_indexed_and_waiting_messages(manager):
+    # 40 messages of five words each, with one to four mentions of "fig": on SQLite the
+    # first batch is indexed as it fills, the rest wait and join the index at the search.
+    with freeze_time(T0):
+        session_id = manager.create_session("main", "figs")
+        mentions = {}
+        for n in range(40):
+            k = n % 4 + 1
+            mentions[manager.save_message(session_id, "user", " ".join(["fig"] * k + ["pad"] * (4 - k) + ["end"]))] = k
+    hits = manager.search_messages("fig", limit=100)
+    assert [h.message_id for h in hits] == sorted(mentions, key=lambda i: (-mentions[i], -i))
+    assert all(a.score > b.score for a, b in pairwise(hits) if mentions[a.message_id] != mentions[b.message_id])
+    phrase = manager.search_messages('"fig pad"', limit=100)
+    assert {h.message_id for h in phrase} == {i for i, k in mentions.items() if k < 4}

@@ -73,23 +73,28 @@ def test_sqlite_has_the_expression_indexes_the_comparison_cannot_see(tmp_path):
     assert "idx_usage_stats_day_model_user" not in created
 
 
-#: The DDL of migration 0008's search objects, which the comparison leaves out on purpose.
+#: The DDL of the search objects of migrations 0008 (the table) and 0011 (the triggers, which
+#: index messages in batches), which the comparison leaves out on purpose.
+_INDEXED_UP_TO = "(SELECT coalesce(max(id), 0) FROM session_messages_fts_docsize)"
 SQLITE_SEARCH_DDL = {
     ("table", "session_messages_fts"): (
         "CREATE VIRTUAL TABLE session_messages_fts USING fts5(content, content='session_messages', "
         "content_rowid='id', tokenize='unicode61 remove_diacritics 0')"
     ),
     ("trigger", "session_messages_fts_insert"): (
-        "CREATE TRIGGER session_messages_fts_insert AFTER INSERT ON session_messages BEGIN "
-        "INSERT INTO session_messages_fts(rowid, content) VALUES (new.id, new.content); END"
+        "CREATE TRIGGER session_messages_fts_insert AFTER INSERT ON session_messages "
+        f"WHEN new.id - {_INDEXED_UP_TO} NOT BETWEEN 1 AND 31 BEGIN "
+        "INSERT INTO session_messages_fts(rowid, content) SELECT id, content FROM session_messages "
+        f"WHERE id > {_INDEXED_UP_TO} OR id = new.id; END"
     ),
     ("trigger", "session_messages_fts_delete"): (
-        "CREATE TRIGGER session_messages_fts_delete AFTER DELETE ON session_messages BEGIN "
-        "INSERT INTO session_messages_fts(session_messages_fts, rowid, content) "
+        f"CREATE TRIGGER session_messages_fts_delete AFTER DELETE ON session_messages WHEN old.id <= {_INDEXED_UP_TO} "
+        "BEGIN INSERT INTO session_messages_fts(session_messages_fts, rowid, content) "
         "VALUES ('delete', old.id, old.content); END"
     ),
     ("trigger", "session_messages_fts_update"): (
-        "CREATE TRIGGER session_messages_fts_update AFTER UPDATE OF content ON session_messages BEGIN "
+        "CREATE TRIGGER session_messages_fts_update AFTER UPDATE OF content ON session_messages "
+        f"WHEN old.id <= {_INDEXED_UP_TO} BEGIN "
         "INSERT INTO session_messages_fts(session_messages_fts, rowid, content) "
         "VALUES ('delete', old.id, old.content); "
         "INSERT INTO session_messages_fts(rowid, content) VALUES (new.id, new.content); END"
@@ -97,7 +102,7 @@ SQLITE_SEARCH_DDL = {
 }
 
 
-def test_the_search_index_exists_as_migrations_0008_and_0010_made_it(backend, db_target, manager):
+def test_the_search_index_exists_as_migrations_0008_0010_and_0011_made_it(backend, db_target, manager):
     with raw_connection(db_target) as connection:
         if backend == "sqlite":
             found = {

@@ -212,6 +212,7 @@ try:
     result["listed"] = meta.title
     result["shown"] = manager.get_session(meta.id).user_id
     result["messages"] = [m.content for m in manager.get_messages(meta.id)]
+    result["found"] = [hit.snippet for hit in manager.search_messages("hello")]
     result["cost"] = manager.cost_overview().total_cost_usd
     result["session_cost"] = manager.session_usage(meta.id).total_cost_usd
     try:
@@ -246,6 +247,9 @@ def test_a_read_only_database_can_be_read_and_a_write_says_it_is_read_only(share
     assert result["plain_write_open"] == "refused"  # the permission denial is real
     assert "error" not in result, result["error"]
     assert (result["listed"], result["shown"], result["messages"]) == ("Hello", "alice", ["Hello"])
+    # The writer's close() indexed its waiting message (SQLite indexes in batches): a reader
+    # that cannot write finds it.
+    assert result["found"] == ["«Hello»"]
     assert (result["cost"], result["session_cost"]) == (0.25, 0.25)
     assert result["write"].startswith("StorageError: ") and "read-only" in result["write"]
     assert str(path) in result["write"]
