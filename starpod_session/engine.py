@@ -119,11 +119,24 @@ class Database:
 
 
 def to_database(target: str | os.PathLike[str] | URL | Database) -> Database:
-    """The :class:`Database` ``target`` names, its errors those of :func:`to_url`; a :class:`Database` as it is."""
+    """The :class:`Database` ``target`` names, its errors those of :func:`to_url`.
+
+    A :class:`Database` this function made is returned as it is (the URL is checked
+    and its password hidden once); one made by hand is checked like a URL, so it
+    can skip neither the checks nor the hiding of its password.
+    """
     if isinstance(target, Database):
-        return target
+        if target in _CHECKED_DATABASES:
+            return target
+        target = target.url
     url = to_url(target)
-    return Database(url, str(url.database) if url.get_backend_name() == "sqlite" else redact_url(url))
+    database = Database(url, str(url.database) if url.get_backend_name() == "sqlite" else redact_url(url))
+    _CHECKED_DATABASES.add(database)
+    return database
+
+
+#: The :class:`Database` values :func:`to_database` made (by identity).
+_CHECKED_DATABASES: weakref.WeakSet[Database] = weakref.WeakSet()
 
 
 def to_url(target: str | os.PathLike[str] | URL) -> URL:

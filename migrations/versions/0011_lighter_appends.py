@@ -11,8 +11,9 @@ size of the message. A raw append keeping the same index wrote about 6.
   ``session_messages_fts_docsize``, which FTS5 keeps one row per indexed
   message) is left for later; the insert that reaches 32 indexes every message
   above that id, itself included, in one segment. So the messages not yet
-  indexed are always those above the largest indexed id, fewer than 32 of
-  them. ``SessionManager.search_messages`` indexes them (one write
+  indexed are always those above the largest indexed id: fewer than 32 of
+  them while ids only grow (after the newest indexed messages are deleted, a
+  few more may wait). ``SessionManager.search_messages`` indexes them (one write
   transaction) before it searches, and ``close()`` before it lets go, so a
   saved message is found by the next search. A message inserted below the
   largest indexed id (a program choosing its ids) is indexed at once, with

@@ -302,7 +302,17 @@ def _run_observed(
     if compiled.positional:  # exec_driver_sql takes one positional set as a tuple, many as a list of them
         parameters = list(map(tuple, parameters)) if many else tuple(parameters)
     options = {"stream_results": True} if unbuffered and connection.dialect.driver == "pymysql" else {}
-    result = connection.exec_driver_sql(compiled.sql, parameters, execution_options=options)
+    # A ``replan`` statement stays unprepared here too: exec_driver_sql takes no ``prepare=False``,
+    # so psycopg's automatic preparation is off on the connection while it runs.
+    unprepared = connection.connection.dbapi_connection if compiled.execute_options.get("prepare") is False else None
+    threshold = getattr(unprepared, "prepare_threshold", None)
+    if unprepared is not None:
+        unprepared.prepare_threshold = None
+    try:
+        result = connection.exec_driver_sql(compiled.sql, parameters, execution_options=options)
+    finally:
+        if unprepared is not None:
+            unprepared.prepare_threshold = threshold
     try:
         return fetch(result, compiled)
     finally:

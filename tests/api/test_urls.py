@@ -152,3 +152,21 @@ def test_an_upgrade_given_no_target_names_a_server_database_with_every_password_
 
     engine = SimpleNamespace(url=make_url(f"postgresql+psycopg://u:{SECRET}1@h/db?password={SECRET}2"))
     assert _describe_target(engine) == "postgresql+psycopg://u:***@h/db?password=***"  # type: ignore[arg-type]
+
+
+def test_a_database_built_by_hand_is_checked_and_hidden_like_a_url(tmp_path):
+    """``engine.Database`` skips the checks only when ``to_database`` made it (the command line's once)."""
+    from sqlalchemy.engine import make_url
+
+    from starpod_session.engine import Database, to_database
+
+    checked = to_database(tmp_path / "s.db")
+    assert to_database(checked) is checked
+    by_hand = Database(make_url(f"mysql+pymysql://root:{SECRET}@127.0.0.1:1/test"), f"shown with {SECRET}")
+    assert SECRET not in to_database(by_hand).shown
+    with pytest.raises(StarpodSessionError) as raised:
+        SessionManager(by_hand)
+    assert SECRET not in str(raised.value)
+    unknown = Database(make_url("mysql+nosuchdriver://root@127.0.0.1:1/test"), "shown")
+    with pytest.raises(InvalidInput, match="unknown driver"):
+        SessionManager(unknown)

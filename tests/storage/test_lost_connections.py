@@ -8,7 +8,9 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.exc import OperationalError
 
-from starpod_session import Channel, StarpodSessionError, StorageError, engine
+from starpod_session import Channel, StarpodSessionError, StorageError, engine, transactions
+from starpod_session._driver import statements
+from starpod_session._driver.transaction import DriverTransaction
 from starpod_session.transactions import _packet_hint
 
 from ..backends import configured_server_urls
@@ -137,6 +139,51 @@ def test_a_connection_lost_before_the_last_statement_runs_the_call_again(manager
     finally:
         sa.event.remove(manager._engine, "after_cursor_execute", kill_after_the_first)
     assert [m.content for m in manager.get_messages(session_id)] == ["counted", "run again"]
+
+
+# The tests above lose the connection from a statement listener, which takes the Core
+# path (ARCHITECTURE.md, "The fast path"); these lose it on the unobserved fast path.
+
+
+def test_on_the_fast_path_a_connection_lost_after_a_statement_runs_the_call_again(
+    manager, kill_connection, monkeypatch
+):
+    session_id = manager.create_session(Channel.MAIN, "k")
+    run = statements.Prepared._run
+    runners: list[object] = []
+
+    def run_then_lose_the_connection_once(self, connection, *args, **kwargs):
+        result = run(self, connection, *args, **kwargs)
+        runners.append(connection)
+        if len(runners) == 1:
+            kill_connection(connection.connection.dbapi_connection)
+        return result
+
+    monkeypatch.setattr(statements.Prepared, "_run", run_then_lose_the_connection_once)
+    manager.save_message(session_id, "user", "run again")
+    monkeypatch.undo()
+    assert all(isinstance(runner, DriverTransaction) for runner in runners)
+    assert len(runners) > 2  # the first attempt's statements, then the whole call again
+    assert [m.content for m in manager.get_messages(session_id)] == ["run again"]
+
+
+def test_on_the_fast_path_a_connection_lost_at_the_commit_is_a_storage_error(manager, kill_connection, monkeypatch):
+    session_id = manager.create_session(Channel.MAIN, "k")
+    commit = transactions.driver_commit
+    commits: list[object] = []
+
+    def lose_the_connection_then_commit(driver_connection, dialect):
+        commits.append(driver_connection)
+        kill_connection(driver_connection)
+        commit(driver_connection, dialect)
+
+    monkeypatch.setattr(transactions, "driver_commit", lose_the_connection_then_commit)
+    with pytest.raises(StorageError):
+        manager.save_message(session_id, "user", "lost with the connection")
+    monkeypatch.undo()
+    assert len(commits) == 1  # not run again: the client cannot know whether the server committed
+    manager.save_message(session_id, "user", "next")
+    assert [m.content for m in manager.get_messages(session_id)] == ["next"]
 
 
 @pytest.mark.parametrize(

@@ -477,3 +477,30 @@ def test_a_key_look_up_keeps_its_index_as_the_table_grows_on_postgresql(backend,
         pooled.close()
     assert all("uq_session_one_open_per_key" in plan for plan in plans), plans
     assert manager.open_session(Channel.TELEGRAM, "hot").created is False
+
+
+@pytest.mark.parametrize("listened", [False, True], ids=["fast_path", "listened"])
+def test_the_key_look_up_is_never_prepared_on_postgresql_on_either_path(backend, make_manager, listened):
+    """``replan`` holds on the Core path too, which every call takes while a tracer listens."""
+    if backend != "postgresql":
+        pytest.skip("psycopg's prepared statements and PostgreSQL's plan cache")
+    manager = make_manager(pool_size=1)  # one connection: the one whose statements are checked
+    listener = lambda *args: None  # noqa: E731
+    if listened:
+        event.listen(manager._engine, "before_cursor_execute", listener)
+    try:
+        for _ in range(10):  # psycopg prepares a statement on its fifth run
+            manager.open_session(Channel.TELEGRAM, "hot")
+    finally:
+        if listened:
+            event.remove(manager._engine, "before_cursor_execute", listener)
+    pooled = manager._transactions.engine.raw_connection()
+    try:
+        cursor = pooled.cursor()
+        cursor.execute("SELECT statement FROM pg_prepared_statements")
+        prepared = [statement for (statement,) in cursor.fetchall() if "open_slot = 1" in statement]
+        assert cursor.connection.prepare_threshold == 5  # psycopg's default, back after each call
+        pooled.rollback()
+    finally:
+        pooled.close()
+    assert prepared == []
