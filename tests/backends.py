@@ -40,15 +40,21 @@ def needs_driver(backend: str) -> pytest.MarkDecorator:
     told to use that server, nothing skips: a missing driver fails the run at its start.
     """
     module, extra = DRIVERS[backend]
-    try:
-        importlib.import_module(module)
-        missing = False
-    except ImportError:
-        missing = True
     return pytest.mark.skipif(
-        missing and backend not in configured_server_urls(),
+        bool(missing_modules(module)) and backend not in configured_server_urls(),
         reason=f"needs the {module} driver: pip install -e '.[{extra}]'",
     )
+
+
+def missing_modules(*modules: str) -> list[str]:
+    """Those of ``modules`` that cannot be imported here."""
+    missing = []
+    for module in modules:
+        try:
+            importlib.import_module(module)
+        except ImportError:
+            missing.append(module)
+    return missing
 
 
 def needs_packages(extra: str, *modules: str) -> pytest.MarkDecorator:
@@ -60,12 +66,7 @@ def needs_packages(extra: str, *modules: str) -> pytest.MarkDecorator:
     such a test runs on is still the ``backend`` fixture's: a server named in
     ``STARPOD_SESSION_TEST_URLS`` is never skipped for want of a driver.
     """
-    missing = []
-    for module in modules:
-        try:
-            importlib.import_module(module)
-        except ImportError:
-            missing.append(module)
+    missing = missing_modules(*modules)
     return pytest.mark.skipif(bool(missing), reason=f"needs {', '.join(missing)}: pip install -e '.[{extra}]'")
 
 

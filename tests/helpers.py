@@ -14,6 +14,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import sqlalchemy as sa
+from alembic import command
 from alembic.script import ScriptDirectory
 from freezegun import freeze_time
 
@@ -64,6 +65,12 @@ def record_at(manager: SessionManager, session_id: str, moment: datetime, record
 
 
 # -- schema versions ---------------------------------------------------------------------------------
+
+
+def downgrade_schema(engine: sa.Engine, revision: str) -> None:
+    """Alembic's downgrade to ``revision`` in one transaction on ``engine``."""
+    with engine.begin() as connection:
+        command.downgrade(alembic_config(connection), revision)
 
 
 def revisions_in_order() -> list[str]:

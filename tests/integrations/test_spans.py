@@ -9,7 +9,6 @@ test run); the ``tracing-tests`` extra installs it.
 
 from __future__ import annotations
 
-import importlib.util
 import subprocess
 import sys
 import textwrap
@@ -24,23 +23,14 @@ from sqlalchemy import event
 from starpod_session import Continue, SessionManager, SessionNotFound, UsageRecord
 from starpod_session.tracing import DB_SYSTEM_NAME, ERROR_TYPE, SESSION_ID, TRACED_CALLS
 
-from ..docs.test_samples import blocks, is_python
+from ..backends import needs_packages
+from ..docs.markdown import blocks, is_python
 
 ROOT = Path(__file__).resolve().parents[2]
 GUIDE = ROOT / "docs" / "guides" / "tracing.md"
 
 
-def _installed(module: str) -> bool:
-    try:
-        return importlib.util.find_spec(module) is not None
-    except ModuleNotFoundError:  # its parent package is missing
-        return False
-
-
-needs_sdk = pytest.mark.skipif(
-    not _installed("opentelemetry.sdk"),
-    reason="needs the OpenTelemetry SDK: pip install opentelemetry-sdk (or pip install -e '.[tracing-tests]')",
-)
+needs_sdk = needs_packages("tracing-tests", "opentelemetry.sdk")
 
 #: Each traced call made with valid arguments on a session ``s`` of channel main, key "k"
 #: (user admin) holding one message: the call, and whether its span names ``s``.

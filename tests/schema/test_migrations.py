@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
@@ -31,7 +30,7 @@ from starpod_session.schema import (
     upgrade_schema,
 )
 
-from ..helpers import raw_connection, raw_engine, revisions_in_order, row_counts
+from ..helpers import downgrade_schema, raw_connection, raw_engine, revisions_in_order, row_counts
 
 ROOT = Path(__file__).resolve().parents[2]
 OUR_TABLES = {
@@ -182,11 +181,6 @@ OUR_DATA_TABLES = ("session_metadata", "session_messages", "usage_stats", "compa
 
 def at(minutes: int) -> datetime:
     return T0 + timedelta(minutes=minutes)
-
-
-def downgrade_schema(engine: sa.Engine, revision: str) -> None:
-    with engine.begin() as connection:
-        command.downgrade(alembic_config(connection), revision)
 
 
 def revision_of(engine: sa.Engine) -> str | None:

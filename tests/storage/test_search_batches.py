@@ -22,8 +22,7 @@ from sqlalchemy import Engine, event
 from starpod_session import Channel, SessionManager
 from starpod_session.repositories.search import INDEX_BATCH
 
-from ..helpers import raw_engine
-from ..schema.test_migrations import downgrade_schema
+from ..helpers import downgrade_schema, raw_engine
 
 FTS = "session_messages_fts"
 

@@ -34,8 +34,7 @@ from starpod_session import (
 from starpod_session.models import UsageDailyRow, UsageRow
 from starpod_session.schema import upgrade_schema
 
-from ..helpers import RUST_FILES, raw_connection, raw_engine
-from ..schema.test_migrations import downgrade_schema
+from ..helpers import RUST_FILES, downgrade_schema, raw_connection, raw_engine
 
 UTC = timezone.utc
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
