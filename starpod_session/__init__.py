@@ -25,6 +25,7 @@ from .errors import (
     StorageError,
 )
 from .manager import AUTO_CLOSE_SUMMARY, SessionManager
+from .prices import ModelPrice, PriceTable
 from .records import (
     Continue,
     CostOverview,
@@ -60,8 +61,10 @@ __all__ = [
     "ExportError",
     "InvalidInput",
     "ModelCostSummary",
+    "ModelPrice",
     "New",
     "OpenedSession",
+    "PriceTable",
     "RetryPolicy",
     "SchemaOutdated",
     "SchemaTooNew",
