@@ -34,7 +34,7 @@ from sqlalchemy import (
 )
 from sqlalchemy import column as column_
 from sqlalchemy.engine import Dialect
-from sqlalchemy.types import NullType
+from sqlalchemy.types import NullType, TypeDecorator
 
 from ..models import Base, MessageRow, UsageRow
 from ..search_query import indexed_words
@@ -380,12 +380,18 @@ def key_from_json(plan: TablePlan, values: list[Any], *, raw: bool = False) -> t
 
 
 def python_type(column: Column[Any]) -> type | None:
-    """The Python type of the column's values, ``None`` when its type does not say."""
+    """The Python type of the column's values, ``None`` when its type does not say.
+
+    A type decorator's own ``python_type`` is ``object``: its ``impl``'s says.
+    """
+    kind = column.type
+    while isinstance(kind, TypeDecorator):
+        kind = kind.impl_instance
     try:
-        kind: type = column.type.python_type
+        found: type = kind.python_type
     except NotImplementedError:
         return None
-    return kind
+    return found
 
 
 # -- what a verification compares -----------------------------------------------------------------

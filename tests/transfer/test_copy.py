@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -80,23 +81,33 @@ def test_a_rust_era_file_is_upgraded_on_the_way_and_never_written(fixture, targe
     assert typed_rows(dst) == typed_rows(str(adopted))
 
 
+NANOSECONDS = "2026-03-14T09:00:04.123456789+00:00"
+
+
 @pytest.mark.parametrize("fixture", RUST_FILES)
 def test_sqlite_to_sqlite_keeps_the_stored_text_byte_for_byte(fixture, tmp_path, writable_copy):
     src = writable_copy(fixture, "core.db")
-    adopted = writable_copy(fixture, "adopted.db")
+    with sqlite3.connect(src) as raw:  # a message as the Rust crate writes them: nanoseconds
+        raw.execute(
+            "INSERT INTO session_messages (session_id, role, content, timestamp) "
+            "SELECT id, 'user', 'late', ? FROM session_metadata LIMIT 1",
+            (NANOSECONDS,),
+        )
+    raw.close()
+    adopted = tmp_path / "adopted.db"
+    shutil.copyfile(src, adopted)
     SessionManager(adopted).close()
     dst = tmp_path / "dst.db"
 
     copy_database(src, dst)
 
     for table in ("session_metadata", "session_messages", "usage_stats", "compaction_log", "tool_calls"):
-        columns = ", ".join(row[1] for row in sqlite3.connect(dst).execute(f"PRAGMA table_info({table})"))
-        columns = ", ".join(c for c in columns.split(", ") if c != "open_slot")
+        names = [row[1] for row in sqlite3.connect(dst).execute(f"PRAGMA table_info({table})")]
+        columns = ", ".join(name for name in names if name != "open_slot")
         assert [tuple(r) for r in raw_rows(dst, table, columns)] == [
             tuple(r) for r in raw_rows(adopted, table, columns)
         ]
-    nanoseconds = [r[0] for r in raw_rows(dst, "session_messages", "timestamp") if len(r[0].split(".")[-1]) > 12]
-    assert nanoseconds or fixture == RUST_FILES[0]  # the core.db fixture carries nanosecond fractions
+    assert NANOSECONDS in {row[0] for row in raw_rows(dst, "session_messages", "timestamp")}
 
 
 KILLED_COPY = textwrap.dedent(
