@@ -27,6 +27,7 @@ from ..schema import (
     upgrade_schema,
 )
 from .options import add_db_option, database_of, usage_error
+from .transfer import add_transfer_commands
 
 __all__ = ["EXIT_BEHIND", "add_db_commands"]
 
@@ -47,7 +48,7 @@ the baseline revision and upgraded in place; nothing else in them is touched."""
 
 
 def add_db_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Register the ``db`` group (``upgrade``, ``current``, ``check``) on the top-level parser."""
+    """Register the ``db`` group (``upgrade``, ``current``, ``check``, ``copy``, ``dump``, ``restore``)."""
     db = subparsers.add_parser(
         "db",
         help="upgrade or inspect a database's schema",
@@ -76,6 +77,7 @@ def add_db_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentPars
         if name == "upgrade":
             command.add_argument("--revision", default="head", help="revision to upgrade to (default: head)")
         command.set_defaults(run=run, parser=command)
+    add_transfer_commands(commands)
 
 
 def _run_upgrade(args: argparse.Namespace) -> int:
