@@ -36,6 +36,7 @@ from sqlalchemy import column as column_
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import NullType, TypeDecorator
 
+from .._driver.errors import wrap_driver_error
 from ..models import Base, MessageRow, UsageRow
 from ..search_query import indexed_words
 from .search import WORDS_TABLE, SearchRepository
@@ -220,7 +221,10 @@ def insert_rows(connection: Connection, plan: TablePlan, rows: Sequence[tuple[An
         parameters: Sequence[tuple[Any, ...]] = converted
     else:
         parameters = rows
-    connection.exec_driver_sql(insert.sql, list(parameters))
+    if dialect.name == "postgresql":
+        _copy_in(connection, plan, parameters)
+    else:
+        connection.exec_driver_sql(insert.sql, list(parameters))
     if plan.name == MessageRow.__tablename__ and dialect.name in ("mysql", "mariadb"):
         names = [column.name for column in plan.columns]
         at_id, at_content = names.index("id"), names.index("content")
@@ -230,6 +234,20 @@ def insert_rows(connection: Connection, plan: TablePlan, rows: Sequence[tuple[An
                 f"INSERT INTO {WORDS_TABLE} (word, message_id, hits) VALUES (%s, %s, %s)",
                 words,
             )
+
+
+def _copy_in(connection: Connection, plan: TablePlan, rows: Sequence[tuple[Any, ...]]) -> None:
+    """PostgreSQL: the rows through ``COPY ... FROM STDIN`` (psycopg), several times faster than INSERTs."""
+    quote = connection.dialect.identifier_preparer.quote
+    names = ", ".join(quote(column.name) for column in plan.columns)
+    statement = f"COPY {quote(plan.name)} ({names}) FROM STDIN"
+    driver_connection: Any = connection.connection.dbapi_connection  # a psycopg Connection
+    try:
+        with driver_connection.cursor() as cursor, cursor.copy(statement) as copy:
+            for row in rows:
+                copy.write_row(row)
+    except connection.dialect.loaded_dbapi.Error as error:
+        raise wrap_driver_error(error, connection.dialect, statement=statement) from error
 
 
 def replace_rows(connection: Connection, plan: TablePlan) -> None:
