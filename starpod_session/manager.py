@@ -773,13 +773,15 @@ class SessionManager:
         dry_run: bool = False,
         keep_usage: bool = True,
         batch_size: int = PRUNE_BATCH,
+        progress: Callable[[int], None] | None = None,
     ) -> Erasure:
         """Delete closed sessions last active before the cut-off, as :meth:`delete_session` does.
 
         ``older_than`` is an age (``timedelta``, counted back from now) or an aware
         datetime. The sessions go ``batch_size`` per transaction, so pruning
         millions never holds a long lock; an interruption leaves whole sessions
-        deleted or kept. ``dry_run=True`` only counts what would go.
+        deleted or kept. ``dry_run=True`` only counts what would go. ``progress``
+        is called after each batch's commit with the number of sessions deleted so far.
         """
         cutoff = _cutoff(older_than)
         dry_run = check_flag("dry_run", dry_run)
@@ -804,6 +806,8 @@ class SessionManager:
             session_ids, removed = self._transactions.write(batch)
             total += removed
             transcripts += self._remove_transcripts(session_ids)
+            if progress is not None:
+                progress(total.sessions)
             if len(session_ids) < batch_size:
                 return _erasure(total, transcripts)
 

@@ -22,11 +22,13 @@ from ..schema import (
     current_revision,
     head_revision,
     is_known_revision,
+    pending_revisions,
     refuse_unknown_revision,
     schema_drift,
     upgrade_schema,
 )
 from .options import add_db_option, database_of, usage_error
+from .progress import steps_display
 from .transfer import add_transfer_commands
 
 __all__ = ["EXIT_BEHIND", "add_db_commands"]
@@ -87,7 +89,9 @@ def _run_upgrade(args: argparse.Namespace) -> int:
             raise StarpodSessionError(
                 f"unknown revision {args.revision!r} (this release knows up to {head_revision()})"
             )
-        _database_call(lambda: upgrade_schema(engine, args.revision, target=target), target)
+        steps = pending_revisions(before, args.revision) if before != args.revision else []
+        with steps_display(True, "upgrade", steps) as on_step:
+            _database_call(lambda: upgrade_schema(engine, args.revision, target=target, on_step=on_step), target)
         after = _database_call(lambda: _read_revision(engine), target)
     if before == after:
         print(f"{target}: already at {after}")

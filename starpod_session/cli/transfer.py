@@ -4,27 +4,14 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import Any
 
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    ProgressColumn,
-    Task,
-    TaskID,
-    TextColumn,
-    TimeRemainingColumn,
-)
-from rich.text import Text
-
-from ..transfer import DEFAULT_BATCH, TransferProgress, TransferReport, copy_database, dump_database, restore_database
+from ..transfer import DEFAULT_BATCH, TransferReport, copy_database, dump_database, restore_database
 from .options import add_db_option, count, database_of, jsonable, print_json
+from .progress import progress_display
 
-__all__ = ["add_transfer_commands", "progress_display"]
+__all__ = ["add_transfer_commands"]
 
 #: Exit status after Ctrl-C (as a shell reports a command killed by SIGINT).
 EXIT_INTERRUPTED = 130
@@ -133,42 +120,3 @@ def _print_report(report: TransferReport, as_json: bool) -> int:
             same = check.source == check.target
             print(f"  {mark}  {check.name}: {check.source}" + ("" if same else f" / {check.target}"))
     return 0
-
-
-class _Rate(ProgressColumn):
-    """Rows (or bytes) per second."""
-
-    def render(self, task: Task) -> Text:
-        speed = task.finished_speed or task.speed
-        unit = task.fields.get("unit", "rows")
-        return Text(f"{speed or 0:,.0f} {unit}/s", style="progress.data.speed")
-
-
-@contextmanager
-def progress_display(wanted: bool, console: Console | None = None) -> Iterator[Callable[[Any], None] | None]:
-    """A progress callback drawing one bar per table (rows/s, time left) on a terminal's stderr;
-    ``None`` when not ``wanted`` (``--json``) or when stderr is not a terminal."""
-    console = console or Console(stderr=True)
-    if not wanted or not console.is_terminal:
-        yield None
-        return
-    with Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        _Rate(),
-        TimeRemainingColumn(),
-        console=console,
-        transient=False,
-    ) as bar:
-        tasks: dict[tuple[str, str | None], TaskID] = {}
-
-        def show(event: TransferProgress | Any) -> None:
-            key = (event.step, event.table)
-            if key not in tasks:
-                name = f"{event.step} {event.table}" if event.table else event.step
-                unit = "bytes" if event.step == "read" else "rows"
-                tasks[key] = bar.add_task(name, total=max(event.total, 1), unit=unit)
-            bar.update(tasks[key], completed=event.done, total=max(event.total, 1))
-
-        yield show

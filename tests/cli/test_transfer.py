@@ -7,7 +7,7 @@ import io
 from rich.console import Console
 
 from starpod_session import transfer
-from starpod_session.cli import transfer as cli_transfer
+from starpod_session.cli import progress as cli_transfer
 
 from ..transfer.conftest import fill, typed_rows
 from .run import as_json, assert_clean_failure, run_command, run_in_process
@@ -102,3 +102,39 @@ def test_the_progress_bar_shows_each_table_with_its_rate():
         assert progress is None
     with cli_transfer.progress_display(True, Console(file=io.StringIO())) as progress:
         assert progress is None  # not a terminal
+
+
+def test_sessions_export_all_writes_every_closed_transcript(tmp_path):
+    src = tmp_path / "src.db"
+    fill(str(src), sessions=4)  # sessions 1 and 3 closed (and the deleted one gone)
+
+    result = run_in_process("sessions", "export", "--all", tmp_path / "out", db=src)
+
+    assert result.returncode == 0, result.stderr
+    assert "2 transcript(s) written" in result.stdout
+    assert len(list((tmp_path / "out").glob("*.md"))) == 2
+    assert result.stderr == ""
+
+
+def test_the_step_and_counter_bars():
+    screen = io.StringIO()
+    console = Console(file=screen, force_terminal=True, width=120)
+    with cli_transfer.steps_display(True, "upgrade", [("0010", "words"), ("0011", "batches")], console) as step:
+        step("0010")
+        step("0011")
+    with cli_transfer.counter_display(True, "prune", 10, "sessions", console) as done:
+        done(10)
+    shown = screen.getvalue()
+    assert "upgrade: done" in shown and "2/2" in shown
+    assert "prune" in shown and "10/10" in shown and "sessions/s" in shown
+
+
+def test_upgrade_and_prune_still_print_their_lines_off_a_terminal(tmp_path):
+    path = tmp_path / "new.db"
+    upgraded = run_in_process("db", "upgrade", "--db", path)
+    assert upgraded.returncode == 0 and upgraded.stderr == ""
+    fill(str(path), sessions=2)
+    pruned = run_in_process("prune", "--older-than", "1d", "--yes", db=path)
+    assert pruned.returncode == 0, pruned.stderr
+    assert "pruned: 1 session(s)" in pruned.stdout
+    assert pruned.stderr == ""
