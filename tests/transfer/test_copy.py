@@ -245,3 +245,38 @@ def test_a_full_target_keeps_what_it_wrote_and_the_same_call_continues(tmp_path,
     monkeypatch.undo()  # space freed
     copy_database(src, dst, batch_size=50)
     assert typed_rows(dst) == typed_rows(src)
+
+
+def test_a_difference_at_the_end_is_reported_and_the_bookkeeping_kept(tmp_path, monkeypatch):
+    from starpod_session import VerificationFailed, transfer
+
+    src, dst = str(tmp_path / "src.db"), str(tmp_path / "dst.db")
+    fill(src, sessions=2)
+    real_insert = transfer.storage.insert_rows
+
+    def losing_a_message(connection, plan, rows, **options):
+        real_insert(connection, plan, rows[1:] if plan.name == "session_messages" else rows, **options)
+
+    monkeypatch.setattr(transfer.storage, "insert_rows", losing_a_message)
+    with pytest.raises(VerificationFailed, match="session_messages: rows: 16 in the source, 15 in the target"):
+        copy_database(src, dst)
+    assert MARKER_TABLE in table_names(dst)
+
+
+def test_a_server_source_behind_this_release_is_refused_unwritten(source, fresh_database, tmp_path):
+    from starpod_session import SchemaOutdated
+
+    from ..helpers import downgrade_schema
+
+    if source == "sqlite":
+        pytest.skip("a SQLite source behind is upgraded on a temporary copy (the Rust-era tests)")
+    src = fresh_database(source, "src")
+    fill(src, sessions=1)
+    engine = create_storage_engine(to_url(src))
+    downgrade_schema(engine, "0010")
+    engine.dispose()
+
+    with pytest.raises(SchemaOutdated, match="upgrade it first"):
+        copy_database(src, tmp_path / "dst.db")
+    with create_storage_engine(to_url(src)).connect() as connection:
+        assert connection.execute(sa.text("SELECT version_num FROM alembic_version")).scalar() == "0010"

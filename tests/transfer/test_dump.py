@@ -172,3 +172,20 @@ def test_a_dump_that_cannot_be_written_leaves_no_file(tmp_path, monkeypatch):
     with pytest.raises(StorageError, match="No space left on device"):
         dump_database(src, tmp_path / "backup.jsonl")
     assert list(tmp_path.glob("*backup*")) == []
+
+
+@pytest.mark.parametrize("fixture", ["rust-core-db-0.3.sqlite"])
+def test_a_rust_era_file_dumps_and_restores_into_every_backend(
+    fixture, target, fresh_database, writable_copy, tmp_path
+):
+    src = writable_copy(fixture, "core.db")
+    adopted = writable_copy(fixture, "adopted.db")
+    SessionManager(adopted).close()
+    untouched = src.read_bytes()
+    dst = fresh_database(target, "dst")
+
+    dump_database(src, tmp_path / "core.jsonl.gz")
+    restore_database(tmp_path / "core.jsonl.gz", dst)
+
+    assert src.read_bytes() == untouched
+    assert typed_rows(dst) == typed_rows(str(adopted))
