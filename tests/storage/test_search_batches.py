@@ -20,7 +20,7 @@ import pytest
 from sqlalchemy import Engine, event
 
 from starpod_session import Channel, SessionManager
-from starpod_session.repositories.search import INDEX_BATCH
+from starpod_session.storage.repositories.search import INDEX_BATCH
 
 from ..helpers import downgrade_schema, raw_engine
 

@@ -25,7 +25,7 @@ from starpod_session import (
     StorageError,
     UsageRecord,
 )
-from starpod_session.engine import DEFAULT_SQLITE_CACHE_MIB
+from starpod_session.backends.engine import DEFAULT_SQLITE_CACHE_MIB
 
 from ..helpers import raw_engine
 

@@ -40,10 +40,10 @@ from sqlalchemy.sql.elements import BindParameter
 from sqlalchemy.sql.expression import Executable
 from sqlalchemy.types import NullType
 
-from .._driver.runner import Runner
-from .._driver.statements import Prepared, PreparedShapes
+from ..._common.search_query import MAX_INDEXED_WORD, QueryPart, SearchQuery
+from ..._driver.runner import Runner
+from ..._driver.statements import Prepared, PreparedShapes
 from ..models import MessageRow, SessionRow
-from ..search_query import MAX_INDEXED_WORD, QueryPart, SearchQuery
 
 __all__ = [
     "ADD_WORDS",
