@@ -193,7 +193,7 @@ def _rows(source: sqlite3.Connection, table: str, mariadb: bool):
 
 def _write_rows(url: URL, tables) -> None:
     """``tables``: (name, iterator of row chunks) in order, written with the bare driver."""
-    from starpod_session.search_query import indexed_words
+    from starpod_session._common.search_query import indexed_words
 
     if url.get_backend_name() == "postgresql":
         import psycopg
@@ -350,8 +350,8 @@ def measure(what: str, a: object, b: object) -> dict:
 
 
 def prepared_target(base: URL, name: str) -> URL:
-    from starpod_session.engine import create_storage_engine
-    from starpod_session.schema import upgrade_schema
+    from starpod_session.backends.engine import create_storage_engine
+    from starpod_session.storage.schema import upgrade_schema
 
     url = fresh_server_database(base, name)
     engine = create_storage_engine(url)

@@ -27,6 +27,7 @@ from .errors import (
     TargetNotEmpty,
     VerificationFailed,
 )
+from .features.transfer import Check, TransferProgress, TransferReport, copy_database, dump_database, restore_database
 from .manager import AUTO_CLOSE_SUMMARY, SessionManager
 from .prices import ModelPrice, PriceTable
 from .records import (
@@ -47,7 +48,6 @@ from .records import (
     UserCostSummary,
 )
 from .retry import RetryPolicy
-from .transfer import Check, TransferProgress, TransferReport, copy_database, dump_database, restore_database
 
 __all__ = [
     "AUTO_CLOSE_SUMMARY",

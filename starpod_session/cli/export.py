@@ -6,8 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from .._common.validation import MAX_COUNT
 from ..manager import SessionManager
-from ..validation import MAX_COUNT
 from .options import add_common_options, database_of, print_json
 from .progress import counter_display
 

@@ -7,7 +7,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from ..transfer import DEFAULT_BATCH, TransferReport, copy_database, dump_database, restore_database
+from ..features.transfer import DEFAULT_BATCH, TransferReport, copy_database, dump_database, restore_database
 from .options import add_db_option, count, database_of, jsonable, print_json
 from .progress import progress_display
 

@@ -6,8 +6,8 @@ import io
 
 from rich.console import Console
 
-from starpod_session import transfer
 from starpod_session.cli import progress as cli_transfer
+from starpod_session.features import transfer
 
 from ..transfer.conftest import fill, typed_rows
 from .run import as_json, assert_clean_failure, run_command, run_in_process

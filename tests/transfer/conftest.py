@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from freezegun import freeze_time
 
 from starpod_session import Channel, SessionManager, UsageRecord
-from starpod_session.models import Base
+from starpod_session.storage.models import Base
 
 from ..backends import configured_server_urls
 from ..conftest import running_backends
@@ -97,7 +97,7 @@ def fill(target: str, *, sessions: int = 4, messages: int = 6) -> None:
 
 def typed_rows(target: str) -> dict[str, list[tuple[Any, ...]]]:
     """Every row of every table of the models, as the models' types read them, sorted."""
-    from starpod_session.engine import create_storage_engine, to_url
+    from starpod_session.backends.engine import create_storage_engine, to_url
 
     engine = create_storage_engine(to_url(target))
     try:

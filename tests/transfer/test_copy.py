@@ -23,8 +23,8 @@ from starpod_session import (
     TargetNotEmpty,
     copy_database,
 )
-from starpod_session.engine import create_storage_engine, to_url
-from starpod_session.repositories.transfer import MARKER_TABLE
+from starpod_session.backends.engine import create_storage_engine, to_url
+from starpod_session.storage.repositories.transfer import MARKER_TABLE
 
 from ..helpers import RUST_FILES, raw_rows
 from .conftest import fill, typed_rows
@@ -114,7 +114,7 @@ KILLED_COPY = textwrap.dedent(
     """
     import os, signal, sys
     from starpod_session import copy_database
-    from starpod_session.repositories import transfer
+    from starpod_session.storage.repositories import transfer
 
     src, dst, where = sys.argv[1:4]
     batches = 0
@@ -223,7 +223,7 @@ def test_an_unreachable_server_is_named_without_its_password(tmp_path):
 
 def test_a_full_target_keeps_what_it_wrote_and_the_same_call_continues(tmp_path, monkeypatch):
     """The disk filling up, simulated with SQLite's page limit (``max_page_count``) on the target."""
-    from starpod_session import transfer
+    from starpod_session.features import transfer
 
     src, dst = str(tmp_path / "src.db"), str(tmp_path / "dst.db")
     fill(src, sessions=3, messages=200)

@@ -18,7 +18,7 @@ from starpod_session import (
     dump_database,
     restore_database,
 )
-from starpod_session.schema import head_revision
+from starpod_session.storage.schema import head_revision
 
 from .conftest import fill, typed_rows
 
@@ -146,7 +146,7 @@ def test_a_dump_that_cannot_be_written_leaves_no_file(tmp_path, monkeypatch):
     """The disk filling up under the dump, simulated by a write failing with ENOSPC."""
     import errno
 
-    from starpod_session import transfer
+    from starpod_session.features import transfer
 
     src = str(tmp_path / "src.db")
     fill(src, sessions=2)

@@ -1,7 +1,7 @@
 """Moving a whole database: :func:`copy_database` between any two backends, :func:`dump_database` to a
 portable JSON Lines file and :func:`restore_database` from one.
 
-Every table of the models moves (``repositories.transfer`` holds the SQL), ids kept,
+Every table of the models moves (``storage.repositories.transfer`` holds the SQL), ids kept,
 in batches committed one by one with the bookkeeping of how far each table got, so
 running the same call again after a kill continues where it stopped. The source is
 read in one snapshot through a read-only connection and never written; a Rust-era
@@ -33,11 +33,12 @@ from sqlalchemy import Connection, Engine, event, inspect
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import SQLAlchemyError
 
-from ._clock import utc_now
-from ._version import __version__
-from .column_types import UtcTimestamp
-from .engine import READ_ONLY, SNAPSHOT, Database, create_storage_engine, to_database
-from .errors import (
+from .._clock import utc_now
+from .._common.timestamps import format_rfc3339, parse_rfc3339
+from .._common.urls import redact_text
+from .._version import __version__
+from ..backends.engine import READ_ONLY, SNAPSHOT, Database, create_storage_engine, to_database
+from ..errors import (
     DumpInvalid,
     InvalidInput,
     SchemaOutdated,
@@ -46,12 +47,17 @@ from .errors import (
     TargetNotEmpty,
     VerificationFailed,
 )
-from .models import Base, MessageRow, UsageRow
-from .repositories import transfer as storage
-from .repositories.transfer import Summary, TablePlan
-from .schema import current_revision, head_revision, refuse_unknown_revision, refuse_unstamped_tables, upgrade_schema
-from .timestamps import format_rfc3339, parse_rfc3339
-from .urls import redact_text
+from ..storage.column_types import UtcTimestamp
+from ..storage.models import Base, MessageRow, UsageRow
+from ..storage.repositories import transfer as storage
+from ..storage.repositories.transfer import Summary, TablePlan
+from ..storage.schema import (
+    current_revision,
+    head_revision,
+    refuse_unknown_revision,
+    refuse_unstamped_tables,
+    upgrade_schema,
+)
 
 __all__ = [
     "DEFAULT_BATCH",
@@ -844,7 +850,7 @@ def _skipping(chunks: Iterable[list[tuple[Any, ...]]], skip: int) -> Iterator[li
 
 
 class _SummaryBuilder:
-    """What :func:`repositories.transfer.summarise` reads of a database, added up from a dump's rows."""
+    """What :func:`storage.repositories.transfer.summarise` reads of a database, added up from a dump's rows."""
 
     def __init__(self, plans: list[TablePlan]) -> None:
         self._per_session: dict[str, int] = {}

@@ -36,9 +36,9 @@ from sqlalchemy import column as column_
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import NullType, TypeDecorator
 
-from .._driver.errors import wrap_driver_error
+from ..._common.search_query import indexed_words
+from ..._driver.errors import wrap_driver_error
 from ..models import Base, MessageRow, UsageRow
-from ..search_query import indexed_words
 from .search import WORDS_TABLE, SearchRepository
 
 __all__ = [
