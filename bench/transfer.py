@@ -6,7 +6,8 @@
         --url mysql+pymysql://root@127.0.0.1:3306/starpod_bench
 
 A SQLite source is built once: ``--messages`` messages of about 100 characters in
-sessions of 100, one usage row per 10 messages, one compaction per session (bulk
+sessions of 100 (a session every half hour: a million messages span some 200 days),
+one usage row per 10 messages (3 models, 10 users), one compaction per session (bulk
 loaded through sqlite3). Then, each in a fresh process (so its peak RSS is its own):
 
 * ``copy``: ``copy_database(source, server)`` for each ``--url``, into a database created empty;
@@ -47,6 +48,9 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import URL, make_url
 
 T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
+#: Seconds between two sessions' starts: a million messages (10,000 sessions) span about 200 days.
+SPACING = 1800
+MODELS = ("claude-sonnet", "claude-haiku", "gpt-4.1")
 WORDS = [
     "the",
     "quick",
@@ -83,12 +87,13 @@ def build_source(path: Path, messages: int) -> None:
     raw.executemany(
         "INSERT INTO session_metadata (id, created_at, last_message_at, is_closed, message_count, channel, "
         "channel_session_key, user_id) VALUES (?, ?, ?, 1, 100, 'main', ?, 'admin')",
-        [(sid, stamp(i), stamp(i + 99), f"k{i}") for i, sid in enumerate(ids)],
+        [(sid, stamp(i * SPACING), stamp(i * SPACING + 99), f"k{i}") for i, sid in enumerate(ids)],
     )
     batch = []
     for n in range(messages):
         content = " ".join(rng.choice(WORDS) for _ in range(18))
-        batch.append((ids[n // 100], "user" if n % 2 else "assistant", content, stamp(n // 100 + n % 100 + 0.123456)))
+        moment = stamp((n // 100) * SPACING + n % 100 + 0.123456)
+        batch.append((ids[n // 100], "user" if n % 2 else "assistant", content, moment))
         if len(batch) == 50_000:
             raw.executemany(
                 "INSERT INTO session_messages (session_id, role, content, timestamp) VALUES (?,?,?,?)", batch
@@ -98,13 +103,16 @@ def build_source(path: Path, messages: int) -> None:
         raw.executemany("INSERT INTO session_messages (session_id, role, content, timestamp) VALUES (?,?,?,?)", batch)
     raw.executemany(
         "INSERT INTO usage_stats (session_id, turn, input_tokens, output_tokens, cost_usd, model, timestamp, user_id) "
-        "VALUES (?, ?, 100, 50, 0.0123, 'claude', ?, 'admin')",
-        [(ids[n // 100], n, stamp(n // 100 + 0.5)) for n in range(0, messages, 10)],
+        "VALUES (?, ?, 100, 50, 0.0123, ?, ?, ?)",
+        [
+            (ids[n // 100], n, MODELS[n % 3], stamp((n // 100) * SPACING + n % 100 + 0.5), f"user-{n // 100 % 10}")
+            for n in range(0, messages, 10)
+        ],
     )
     raw.executemany(
         "INSERT INTO compaction_log (session_id, timestamp, trigger, pre_tokens, summary, messages_compacted) "
         "VALUES (?, ?, 'auto', 1000, 'a summary', 10)",
-        [(sid, stamp(i + 50)) for i, sid in enumerate(ids)],
+        [(sid, stamp(i * SPACING + 50)) for i, sid in enumerate(ids)],
     )
     raw.commit()
     raw.close()
