@@ -126,8 +126,9 @@ def _admin(base: URL):
 
 def fresh_server_database(base: URL, name: str) -> URL:
     admin = _admin(base)
+    force = " WITH (FORCE)" if base.get_backend_name() == "postgresql" else ""
     with admin.connect() as connection:
-        connection.execute(text(f"DROP DATABASE IF EXISTS {name}"))
+        connection.execute(text(f"DROP DATABASE IF EXISTS {name}{force}"))
         connection.execute(text(f"CREATE DATABASE {name}"))
     admin.dispose()
     return base.set(database=name)
