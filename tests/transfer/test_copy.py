@@ -280,3 +280,22 @@ def test_a_server_source_behind_this_release_is_refused_unwritten(source, fresh_
         copy_database(src, tmp_path / "dst.db")
     with create_storage_engine(to_url(src)).connect() as connection:
         assert connection.execute(sa.text("SELECT version_num FROM alembic_version")).scalar() == "0010"
+
+
+def test_the_source_is_read_through_a_connection_that_cannot_write(source, fresh_database):
+    from pathlib import Path
+
+    from starpod_session.features import transfer
+
+    src = fresh_database(source, "src")
+    fill(src, sessions=1)
+    url = to_url(src)
+    engine = (
+        transfer._read_only_sqlite(Path(str(url.database))) if source == "sqlite" else transfer._read_only_server(url)
+    )
+    try:
+        with pytest.raises(sa.exc.DBAPIError, match=r"(?i)read.only|readonly"), engine.begin() as connection:
+            connection.execute(sa.text("DELETE FROM session_metadata"))
+    finally:
+        engine.dispose()
+    assert len(typed_rows(src)["session_metadata"]) == 1
