@@ -792,6 +792,8 @@ class SessionManager:
         keep_usage = check_flag("keep_usage", keep_usage)
         if check_limit("batch_size", batch_size) < 1:
             raise InvalidInput("batch_size", f"expected a positive int, got {batch_size!r}")
+        if progress is not None and not callable(progress):
+            raise InvalidInput("progress", f"expected a function or None, got {type(progress).__name__}")
         if dry_run:
             counted = self._transactions.read(
                 lambda connection: LifecycleRepository(connection).count_sessions(

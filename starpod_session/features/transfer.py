@@ -149,6 +149,7 @@ def copy_database(
     ``KeyboardInterrupt`` leaves every committed batch in place: call again.
     """
     batch_size = _check_batch(batch_size)
+    _check_progress(progress)
     source_db, target_db = _named(src, "src"), _named(dst, "dst")
     _refuse_same(source_db, target_db)
     identity = f"copy from {source_db.shown}"
@@ -187,6 +188,7 @@ def dump_database(
     Written to a temporary file beside ``file`` and renamed into place at the end,
     so ``file`` is never half-written. ``src`` is never written.
     """
+    _check_progress(progress)
     path = Path(file)
     compress = path.suffix == ".gz" if compress is None else bool(compress)
     source_db = _named(src, "src")
@@ -241,6 +243,7 @@ def restore_database(
     revision). The target rules and the resumption are those of :func:`copy_database`.
     """
     batch_size = _check_batch(batch_size)
+    _check_progress(progress)
     path = Path(file)
     dump = _check_dump(path, progress)
     target_db = _named(dst, "dst")
@@ -262,6 +265,11 @@ def _named(value: object, field: str) -> Database:
         return to_database(value)  # type: ignore[arg-type]
     except InvalidInput as error:
         raise InvalidInput(field, error.reason) from None
+
+
+def _check_progress(progress: object) -> None:
+    if progress is not None and not callable(progress):
+        raise InvalidInput("progress", f"expected a function or None, got {type(progress).__name__}")
 
 
 def _check_batch(batch_size: object) -> int:

@@ -248,7 +248,8 @@ def test_a_full_target_keeps_what_it_wrote_and_the_same_call_continues(tmp_path,
 
 
 def test_a_difference_at_the_end_is_reported_and_the_bookkeeping_kept(tmp_path, monkeypatch):
-    from starpod_session import VerificationFailed, transfer
+    from starpod_session import VerificationFailed
+    from starpod_session.features import transfer
 
     src, dst = str(tmp_path / "src.db"), str(tmp_path / "dst.db")
     fill(src, sessions=2)
@@ -299,3 +300,20 @@ def test_the_source_is_read_through_a_connection_that_cannot_write(source, fresh
     finally:
         engine.dispose()
     assert len(typed_rows(src)["session_metadata"]) == 1
+
+
+def test_bad_arguments_are_refused_before_anything_is_opened(tmp_path):
+    from starpod_session import dump_database, restore_database
+
+    src = str(tmp_path / "src.db")
+    fill(src, sessions=1)
+    for call in (
+        lambda: copy_database(src, tmp_path / "dst.db", progress=3),
+        lambda: copy_database(src, tmp_path / "dst.db", batch_size=0),
+        lambda: copy_database(src, 42),
+        lambda: dump_database(src, tmp_path / "dump.jsonl", progress="loud"),
+        lambda: restore_database(tmp_path / "dump.jsonl", tmp_path / "dst.db", progress=[]),
+    ):
+        with pytest.raises(InvalidInput):
+            call()
+    assert sorted(path.name for path in tmp_path.iterdir() if not path.name.startswith("src.db")) == []
