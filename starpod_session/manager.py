@@ -18,6 +18,7 @@ from sqlalchemy.engine import URL
 
 from ._common.folders import ensure_folder
 from ._common.validation import check_flag
+from .backends import backend_of
 from .backends.engine import (
     DEFAULT_LOCK_TIMEOUT,
     DEFAULT_POOL_SIZE,
@@ -25,7 +26,6 @@ from .backends.engine import (
     Database,
     check_pool_size,
     create_storage_engine,
-    is_read_only,
     to_database,
 )
 from .channels import ChannelRegistry, ChannelResolver
@@ -154,7 +154,7 @@ class SessionManager:
             raise
         #: SQLite's search index takes messages in batches (``repositories.search.INDEX_BATCH``):
         #: a manager that can write indexes the waiting ones before it searches.
-        self._indexes_waiting = self._engine.dialect.name == "sqlite" and not is_read_only(self._engine)
+        self._indexes_waiting = backend_of(self._engine.dialect).indexes_in_batches(self._engine)
         instrument(self, tracer_provider, self._engine.dialect)  # spans, or nothing at all (tracing.py)
 
     # -- lifecycle -------------------------------------------------------
