@@ -154,7 +154,10 @@ class SessionManager:
             raise
         #: SQLite's search index takes messages in batches (``repositories.search.INDEX_BATCH``):
         #: a manager that can write indexes the waiting ones before it searches.
-        self._indexes_waiting = backend_of(self._engine.dialect).indexes_in_batches(self._engine)
+        #: One that cannot searches a copy of them besides (``SearchRepository.search_with_waiting``).
+        backend = backend_of(self._engine.dialect)
+        self._indexes_waiting = backend.indexes_in_batches and not backend.is_read_only(self._engine)
+        self._searches_waiting = backend.indexes_in_batches and not self._indexes_waiting
         instrument(self, tracer_provider, self._engine.dialect)  # spans, or nothing at all (tracing.py)
 
     # -- lifecycle -------------------------------------------------------

@@ -52,6 +52,9 @@ class Backend(Protocol):
 
     #: ``sqlite``, ``postgresql`` or ``mariadb`` (also for a MySQL server behind ``mysql+pymysql://``).
     name: str
+    #: Whether stored messages wait for the search index's next batch (SQLite, migration 0011): a
+    #: manager that may write indexes them before it searches, one that may not searches a copy.
+    indexes_in_batches: bool
     #: Whether ``TransactionRunner`` keeps connections checked out between calls (SQLite: a
     #: checkout and check-in cost as much as a small transaction there).
     holds_connections: bool
@@ -68,8 +71,8 @@ class Backend(Protocol):
     def transaction_begin(self, engine: Engine, *, read_only: bool, snapshot: bool) -> str | None:
         """The statement beginning a transaction on a driver connection, or ``None`` (the driver begins one)."""
 
-    def indexes_in_batches(self, engine: Engine) -> bool:
-        """Whether messages wait for the search index's next batch and ``engine`` may index them (SQLite)."""
+    def is_read_only(self, engine: Engine) -> bool:
+        """Whether ``engine`` was opened read-only (a SQLite file this process may not write)."""
 
     def system_name(self, dialect: Dialect) -> str:
         """OpenTelemetry's ``db.system.name`` of a connected engine's dialect."""
@@ -111,8 +114,12 @@ class Backend(Protocol):
     def match_values(self, indexed: tuple[QueryPart, ...], kinds: WordKinds) -> dict[str, str]:
         """The bound values of :meth:`match` for a query's indexed parts (the engine's query syntax)."""
 
-    def match(self, messages: Table, kinds: WordKinds, needs_row: bool) -> Match:
-        """The index's match of the indexed parts; ``needs_row``: other conditions read the message row."""
+    def match(self, messages: Table, kinds: WordKinds, needs_row: bool, *, waiting: bool = False) -> Match:
+        """The index's match of the indexed parts; ``needs_row``: other conditions read the message row.
+
+        ``waiting`` (SQLite): match the reader's copy of the messages waiting for the index
+        (``WAITING_FTS``, in its connection's TEMP schema) instead of the index.
+        """
 
     def contains(self, lowered: ColumnElement[Any], part: BindParameter[str]) -> ColumnElement[Any]:
         """Whether the lower-cased content holds ``part`` (a substring no index answers)."""

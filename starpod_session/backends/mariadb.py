@@ -65,6 +65,7 @@ class MariaDB:
 
     name = "mariadb"
     holds_connections = False
+    indexes_in_batches = False  # the repository writes a message's words as it stores the message
 
     def shown(self, url: URL) -> str:
         return redact_url(url)
@@ -109,8 +110,8 @@ class MariaDB:
     def transaction_begin(self, engine: Engine, *, read_only: bool, snapshot: bool) -> str | None:
         return server_transaction_begin(snapshot)
 
-    def indexes_in_batches(self, engine: Engine) -> bool:
-        return False  # the repository writes a message's words as it stores the message
+    def is_read_only(self, engine: Engine) -> bool:
+        return False
 
     def system_name(self, dialect: Dialect) -> str:
         return "mariadb" if getattr(dialect, "is_mariadb", False) else "mysql"
@@ -142,7 +143,7 @@ class MariaDB:
     def match_values(self, indexed: tuple[QueryPart, ...], kinds: WordKinds) -> dict[str, str]:
         return _word_values(indexed, kinds)
 
-    def match(self, messages: Table, kinds: WordKinds, needs_row: bool) -> Match:
+    def match(self, messages: Table, kinds: WordKinds, needs_row: bool, *, waiting: bool = False) -> Match:
         return _match_words(messages, kinds, needs_row)
 
     def contains(self, lowered: ColumnElement[Any], part: BindParameter[str]) -> ColumnElement[Any]:

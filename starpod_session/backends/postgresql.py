@@ -51,6 +51,7 @@ class PostgreSQL:
 
     name = "postgresql"
     holds_connections = False
+    indexes_in_batches = False  # a generated column: every message is indexed as it is stored
 
     def shown(self, url: URL) -> str:
         return redact_url(url)
@@ -71,8 +72,8 @@ class PostgreSQL:
     def transaction_begin(self, engine: Engine, *, read_only: bool, snapshot: bool) -> str | None:
         return server_transaction_begin(snapshot)
 
-    def indexes_in_batches(self, engine: Engine) -> bool:
-        return False  # a generated column: every message is indexed as it is stored
+    def is_read_only(self, engine: Engine) -> bool:
+        return False
 
     def system_name(self, dialect: Dialect) -> str:
         return "postgresql"
@@ -103,7 +104,7 @@ class PostgreSQL:
     def match_values(self, indexed: tuple[QueryPart, ...], kinds: WordKinds) -> dict[str, str]:
         return {"fts_query": _tsquery(indexed)}
 
-    def match(self, messages: Table, kinds: WordKinds, needs_row: bool) -> Match:
+    def match(self, messages: Table, kinds: WordKinds, needs_row: bool, *, waiting: bool = False) -> Match:
         # The stored tsvector: ranking reads it instead of parsing each match's content
         # again. The tsquery is a FROM item, built once even where a prepared
         # statement's generic plan would otherwise build it for every row.

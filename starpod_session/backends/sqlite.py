@@ -39,7 +39,7 @@ from .._driver.transaction import driver_execute
 from ..errors import InvalidInput, StorageError
 from .base import EngineSettings, Match, WordKinds, milliseconds, utc_day
 
-__all__ = ["FTS_TABLE", "READ_ONLY", "SQLITE", "SQLITE_SYNCHRONOUS_MODES", "SQLite"]
+__all__ = ["FTS_TABLE", "READ_ONLY", "SQLITE", "SQLITE_SYNCHRONOUS_MODES", "WAITING_FTS", "SQLite", "fts5"]
 
 #: Execution option marking a transaction that only reads (SQLite then takes no write lock).
 READ_ONLY = "starpod_read_only"
@@ -48,7 +48,11 @@ SQLITE_SYNCHRONOUS_MODES = ("OFF", "NORMAL", "FULL", "EXTRA")
 
 #: The FTS5 table of the messages' words (migration 0008), outside the models: the other backends have none.
 FTS_TABLE = "session_messages_fts"
-_fts = table(FTS_TABLE, column("rowid"))
+#: A reader's copy of the messages waiting for the index, in its connection's TEMP schema
+#: (``storage/repositories/_waiting.py``).
+WAITING_FTS = "starpod_waiting_fts"
+#: The FTS5 tables by whether they hold the waiting messages.
+_FTS_TABLES = {False: table(FTS_TABLE, column("rowid")), True: table(WAITING_FTS, column("rowid"))}
 
 #: SQLite engines opened read-only (a write transaction on one is refused: :meth:`SQLite.transaction_begin`).
 _READ_ONLY_ENGINES: weakref.WeakSet[Engine] = weakref.WeakSet()
@@ -59,6 +63,7 @@ class SQLite:
 
     name = "sqlite"
     holds_connections = True
+    indexes_in_batches = True
 
     def shown(self, url: URL) -> str:
         return str(url.database)
@@ -125,8 +130,8 @@ class SQLite:
             )
         return "BEGIN IMMEDIATE"
 
-    def indexes_in_batches(self, engine: Engine) -> bool:
-        return engine not in _READ_ONLY_ENGINES
+    def is_read_only(self, engine: Engine) -> bool:
+        return engine in _READ_ONLY_ENGINES
 
     def system_name(self, dialect: Dialect) -> str:
         return "sqlite"
@@ -155,15 +160,16 @@ class SQLite:
         return ()
 
     def match_values(self, indexed: tuple[QueryPart, ...], kinds: WordKinds) -> dict[str, str]:
-        return {"fts_query": _fts5(indexed)}
+        return {"fts_query": fts5(indexed)}
 
-    def match(self, messages: Table, kinds: WordKinds, needs_row: bool) -> Match:
+    def match(self, messages: Table, kinds: WordKinds, needs_row: bool, *, waiting: bool = False) -> Match:
+        fts = _FTS_TABLES[waiting]
         # bm25() is lower for better matches; negated so every backend ranks high first.
-        score: ColumnElement[Any] = -literal_column(f"bm25({FTS_TABLE})", Float)
-        source = _fts.join(messages, messages.c.id == _fts.c.rowid) if needs_row else _fts
-        condition = text(f"{FTS_TABLE} MATCH :fts_query")
+        score: ColumnElement[Any] = -literal_column(f"bm25({fts.name})", Float)
+        source = fts.join(messages, messages.c.id == fts.c.rowid) if needs_row else fts
+        condition = text(f"{fts.name} MATCH :fts_query")
         # A WHERE condition of raw SQL: SQLAlchemy accepts it, its stubs want a ColumnElement.
-        return [condition], score, source, _fts.c.rowid  # type: ignore[list-item]
+        return [condition], score, source, fts.c.rowid  # type: ignore[list-item]
 
     def contains(self, lowered: ColumnElement[Any], part: BindParameter[str]) -> ColumnElement[Any]:
         return func.instr(lowered, part) > 0
@@ -198,7 +204,7 @@ def _utc_day(element: utc_day, compiler: SQLCompiler, **kw: Any) -> str:
 # quoting each one still keeps any word from being read as an operator (NEAR, AND, OR).
 
 
-def _fts5(parts: tuple[QueryPart, ...]) -> str:
+def fts5(parts: tuple[QueryPart, ...]) -> str:
     """FTS5: ``"word" AND "pre"* AND "two words"``."""
     return " AND ".join(f'"{part.text}"' + ("*" if part.prefix else "") for part in parts)
 

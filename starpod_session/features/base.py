@@ -32,6 +32,8 @@ class ManagerState(Protocol):
     _on_close: CloseCallback | None
     #: SQLite, written by this process: messages may wait for the search index's next batch.
     _indexes_waiting: bool
+    #: SQLite, read-only: the search also reads a copy of the messages waiting for the index.
+    _searches_waiting: bool
     #: Where transcripts go (``None``: no export).
     sessions_dir: Path | None
 

@@ -54,12 +54,13 @@ def search_messages(
     )
     after = None if cursor is None else decode_cursor(cursor)
     waiting = self._indexes_waiting
+    search = SearchRepository.search_with_waiting if self._searches_waiting else SearchRepository.search
 
     def work(connection: StatementRunner) -> list[SearchRow] | None:
         repository = SearchRepository(connection)
         if waiting and repository.any_waiting():
             return None  # messages saved before this call must be found: index them first
-        return repository.search(parsed, filters, limit, after)
+        return search(repository, parsed, filters, limit, after)
 
     # One statement (and on SQLite one look-up before it): prepared work, without a
     # snapshot's extra round trip on servers.

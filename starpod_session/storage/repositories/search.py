@@ -36,13 +36,16 @@ from sqlalchemy.sql.expression import Executable
 from sqlalchemy.types import NullType
 
 from ..._common.search_query import SearchQuery
+from ..._common.validation import MAX_COUNT
 from ..._driver.runner import Runner
 from ..._driver.statements import Prepared, PreparedShapes
 from ...backends import Backend, backend_of
 from ...backends.mariadb import WORDS_TABLE, words_table
 from ...backends.postgresql import PG_INDEXED_CHARS, PG_VECTOR_COLUMN
-from ...backends.sqlite import FTS_TABLE
+from ...backends.sqlite import FTS_TABLE, fts5
 from ..models import MessageRow, SessionRow
+from ._waiting import INDEXED_UP_TO as _INDEXED_UP_TO
+from ._waiting import copy_waiting, waiting_scores
 
 __all__ = [
     "ADD_WORDS",
@@ -74,7 +77,6 @@ _FTS = FTS_TABLE
 #: are exactly those above ``max(id)`` of FTS5's ``%_docsize`` (a row per indexed
 #: message); :meth:`SearchRepository.index_waiting` indexes them before a search.
 INDEX_BATCH = 32
-_INDEXED_UP_TO = f"(SELECT coalesce(max(id), 0) FROM {_FTS}_docsize)"
 _ANY_WAITING = Prepared(text(f"SELECT EXISTS (SELECT 1 FROM session_messages WHERE id > {_INDEXED_UP_TO})"))
 _INDEX_WAITING = Prepared(
     text(f"INSERT INTO {_FTS}(rowid, content) SELECT id, content FROM session_messages WHERE id > {_INDEXED_UP_TO}")
@@ -121,6 +123,7 @@ class _Shape:
     until: bool
     roles: int | None
     after: bool
+    waiting: bool = False  # SQLite: search the reader's copy of the waiting messages (WAITING_FTS)
 
 
 class SearchRepository(Generic[Runner]):
@@ -131,7 +134,13 @@ class SearchRepository(Generic[Runner]):
         self._backend = backend_of(connection.dialect)
 
     def search(
-        self, query: SearchQuery, filters: SearchFilter, limit: int, after: tuple[float, int] | None
+        self,
+        query: SearchQuery,
+        filters: SearchFilter,
+        limit: int,
+        after: tuple[float, int] | None,
+        *,
+        waiting: bool = False,
     ) -> list[SearchRow]:
         """Up to ``limit`` matching messages, most relevant first, then newest (highest id) first.
 
@@ -153,6 +162,7 @@ class SearchRepository(Generic[Runner]):
             until=filters.until is not None,
             roles=None if filters.roles is None else len(filters.roles),
             after=after is not None,
+            waiting=waiting,
         )
         values: dict[str, Any] = {"limit": limit}
         if indexed:
@@ -168,6 +178,32 @@ class SearchRepository(Generic[Runner]):
             values["after_score"], values["after_id"] = after
         rows: list[SearchRow] = _STATEMENTS[shape].rows(self._connection, **values)
         return rows
+
+    def search_with_waiting(
+        self, query: SearchQuery, filters: SearchFilter, limit: int, after: tuple[float, int] | None
+    ) -> list[SearchRow]:
+        """SQLite, for a reader that may not write: :meth:`search` over the index and the waiting messages.
+
+        The waiting messages (fewer than :data:`INDEX_BATCH` while a writer runs, or
+        after one was killed) are copied into :data:`WAITING_FTS`, in this
+        connection's TEMP schema (``_waiting.py``), and searched there with the same
+        query, each hit scored as the index will score it; both merge by score,
+        then id. A query no index answers (substrings only) reads the messages
+        themselves and needs none of this.
+        """
+        rows = self.search(query, filters, limit, after)
+        if not query.indexed or not self.any_waiting():
+            return rows
+        copy_waiting(self._connection)
+        # Every waiting hit (fewer than a batch, unless a writer was killed), scored by us, then paged.
+        hits = self.search(query, filters, MAX_COUNT, None, waiting=True)
+        scores = waiting_scores(self._connection, [fts5((part,)) for part in query.indexed], (h[0] for h in hits))
+        for hit in hits:
+            row: SearchRow = (*hit[:8], scores[hit[0]])
+            if after is None or (row[8], row[0]) < after:
+                rows.append(row)
+        rows.sort(key=lambda row: (row[8], row[0]), reverse=True)
+        return rows[:limit]
 
     def any_waiting(self) -> bool:
         """SQLite: whether some stored message waits to join the index (see :data:`INDEX_BATCH`)."""
@@ -198,7 +234,7 @@ def _build(shape: _Shape, dialect: Dialect) -> Executable:
     # before sorting is what made a common word slow over a million messages.
     backend = backend_of(dialect)
     matched, score, source, message_id = (
-        backend.match(_messages, shape.words, shape.needs_row)
+        backend.match(_messages, shape.words, shape.needs_row, waiting=shape.waiting)
         if shape.ranked
         else ([], _UNRANKED, _messages, _messages.c.id)
     )
