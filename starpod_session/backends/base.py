@@ -16,6 +16,8 @@ import attrs
 from sqlalchemy import Date
 from sqlalchemy.sql.functions import FunctionElement
 
+from .._common.urls import redact_url
+
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
@@ -28,7 +30,7 @@ if TYPE_CHECKING:
 
     from .._common.search_query import QueryPart
 
-__all__ = ["Backend", "EngineSettings", "Match", "WordKinds", "milliseconds", "utc_day"]
+__all__ = ["Backend", "BackendDefaults", "EngineSettings", "Match", "WordKinds", "milliseconds", "utc_day"]
 
 
 @attrs.frozen
@@ -139,6 +141,52 @@ class Backend(Protocol):
 
     def unlock_schema(self, connection: Connection) -> None:
         """Let the next process upgrade (also after a failed upgrade)."""
+
+
+class BackendDefaults:
+    """What most backends do, for them to inherit: each backend module overrides where it differs."""
+
+    name: str
+
+    def shown(self, url: URL) -> str:
+        return redact_url(url)
+
+    def local_file(self, url: URL) -> str | None:
+        return None
+
+    def is_read_only(self, engine: Engine) -> bool:
+        return False
+
+    def system_name(self, dialect: Dialect) -> str:
+        return self.name
+
+    def insert_unless_duplicate(
+        self, table: Table, values: dict[str, Any], unique: Sequence[Column[Any]], id_column: Column[Any]
+    ) -> Executable:
+        return self.insert_skipping_conflict(table, values, unique)
+
+    def insert_skipping_conflict(
+        self, table: Table, values: dict[str, Any], unique: Sequence[Column[Any]]
+    ) -> Executable:
+        raise NotImplementedError
+
+    def is_integer_overflow(self, error: DBAPIError) -> bool:
+        return False
+
+    def in_code_points(self, name: ColumnElement[Any]) -> ColumnElement[Any]:
+        return name
+
+    def word_kinds(self, indexed: tuple[QueryPart, ...]) -> WordKinds:
+        return ()
+
+    def purge_deleted_entries(self, connection: Connection) -> None:
+        pass
+
+    def schema_upgraded(self, connection: Connection) -> None:
+        pass
+
+    def unlock_schema(self, connection: Connection) -> None:
+        pass
 
 
 def milliseconds(seconds: float) -> int:

@@ -27,7 +27,6 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import mysql as mysql_dialect
 from sqlalchemy.engine import URL, Dialect
-from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql import ColumnElement, FromClause
 from sqlalchemy.sql.compiler import SQLCompiler
@@ -35,9 +34,8 @@ from sqlalchemy.sql.elements import BindParameter
 from sqlalchemy.sql.expression import Executable
 
 from .._common.search_query import MAX_INDEXED_WORD, QueryPart
-from .._common.urls import redact_url
 from ._server import server_engine_options, server_transaction_begin, set_up_server_engine
-from .base import EngineSettings, Match, WordKinds, utc_day
+from .base import BackendDefaults, EngineSettings, Match, WordKinds, utc_day
 
 __all__ = ["MARIADB", "MYSQL_MAX_ALLOWED_PACKET", "WORDS_TABLE", "MariaDB", "words_table"]
 
@@ -60,18 +58,15 @@ _IN_TRANSACTION = 1
 _LOCK_NAME = "starpod_session.migrate"
 
 
-class MariaDB:
+class MariaDB(BackendDefaults):
     """MariaDB, or MySQL behind a ``mysql+pymysql://`` URL (see :class:`~.base.Backend`)."""
 
     name = "mariadb"
     holds_connections = False
     indexes_in_batches = False  # the repository writes a message's words as it stores the message
-
-    def shown(self, url: URL) -> str:
-        return redact_url(url)
-
-    def local_file(self, url: URL) -> str | None:
-        return None
+    conflict_raises = True
+    indexes_words = True
+    shares_report_groups = False
 
     def create_engine(self, url: URL, settings: EngineSettings, engine_options: dict[str, Any]) -> Engine:
         connect_args = server_engine_options(engine_options)
@@ -110,15 +105,8 @@ class MariaDB:
     def transaction_begin(self, engine: Engine, *, read_only: bool, snapshot: bool) -> str | None:
         return server_transaction_begin(snapshot)
 
-    def is_read_only(self, engine: Engine) -> bool:
-        return False
-
     def system_name(self, dialect: Dialect) -> str:
         return "mariadb" if getattr(dialect, "is_mariadb", False) else "mysql"
-
-    conflict_raises = True
-    indexes_words = True
-    shares_report_groups = False
 
     def insert_unless_duplicate(
         self, table: Table, values: dict[str, Any], unique: Sequence[Column[Any]], id_column: Column[Any]
@@ -131,12 +119,6 @@ class MariaDB:
     ) -> Executable:
         return insert(table).values(values)  # no ON CONFLICT for one index: the caller catches the IntegrityError
 
-    def is_integer_overflow(self, error: DBAPIError) -> bool:
-        return False  # sums are DECIMAL
-
-    def in_code_points(self, name: ColumnElement[Any]) -> ColumnElement[Any]:
-        return name  # the columns' binary collation
-
     def word_kinds(self, indexed: tuple[QueryPart, ...]) -> WordKinds:
         return tuple(map(_word_part, indexed))
 
@@ -148,9 +130,6 @@ class MariaDB:
 
     def contains(self, lowered: ColumnElement[Any], part: BindParameter[str]) -> ColumnElement[Any]:
         return func.locate(part, lowered) > 0
-
-    def purge_deleted_entries(self, connection: Connection) -> None:
-        pass  # ON DELETE CASCADE removes a message's words with it
 
     def lock_schema(self, connection: Connection) -> None:
         # MariaDB commits implicitly around DDL, so a transaction cannot hold the

@@ -20,8 +20,7 @@ from sqlalchemy import (
     true,
 )
 from sqlalchemy.dialects import postgresql as postgresql_dialect
-from sqlalchemy.engine import URL, Dialect
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.engine import URL
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql import ColumnElement
 from sqlalchemy.sql.compiler import SQLCompiler
@@ -29,9 +28,8 @@ from sqlalchemy.sql.elements import BindParameter
 from sqlalchemy.sql.expression import Executable
 
 from .._common.search_query import QueryPart
-from .._common.urls import redact_url
 from ._server import server_engine_options, server_transaction_begin, set_up_server_engine
-from .base import EngineSettings, Match, WordKinds, milliseconds, utc_day
+from .base import BackendDefaults, EngineSettings, Match, WordKinds, milliseconds, utc_day
 
 __all__ = ["PG_INDEXED_CHARS", "PG_VECTOR_COLUMN", "POSTGRESQL", "PostgreSQL"]
 
@@ -46,18 +44,15 @@ PG_VECTOR_COLUMN = "content_tsv"
 _LOCK_ID = 0x5374_6172_706F_64
 
 
-class PostgreSQL:
+class PostgreSQL(BackendDefaults):
     """PostgreSQL (see :class:`~.base.Backend`)."""
 
     name = "postgresql"
     holds_connections = False
     indexes_in_batches = False  # a generated column: every message is indexed as it is stored
-
-    def shown(self, url: URL) -> str:
-        return redact_url(url)
-
-    def local_file(self, url: URL) -> str | None:
-        return None
+    conflict_raises = False
+    indexes_words = False
+    shares_report_groups = True
 
     def create_engine(self, url: URL, settings: EngineSettings, engine_options: dict[str, Any]) -> Engine:
         connect_args = server_engine_options(engine_options)
@@ -72,34 +67,13 @@ class PostgreSQL:
     def transaction_begin(self, engine: Engine, *, read_only: bool, snapshot: bool) -> str | None:
         return server_transaction_begin(snapshot)
 
-    def is_read_only(self, engine: Engine) -> bool:
-        return False
-
-    def system_name(self, dialect: Dialect) -> str:
-        return "postgresql"
-
-    conflict_raises = False
-    indexes_words = False
-    shares_report_groups = True
-
-    def insert_unless_duplicate(
-        self, table: Table, values: dict[str, Any], unique: Sequence[Column[Any]], id_column: Column[Any]
-    ) -> Executable:
-        return self.insert_skipping_conflict(table, values, unique)
-
     def insert_skipping_conflict(
         self, table: Table, values: dict[str, Any], unique: Sequence[Column[Any]]
     ) -> Executable:
         return postgresql_dialect.insert(table).values(values).on_conflict_do_nothing(index_elements=unique)
 
-    def is_integer_overflow(self, error: DBAPIError) -> bool:
-        return False  # sums are NUMERIC
-
     def in_code_points(self, name: ColumnElement[Any]) -> ColumnElement[Any]:
         return name.collate("C")  # PostgreSQL would order names by its locale
-
-    def word_kinds(self, indexed: tuple[QueryPart, ...]) -> WordKinds:
-        return ()
 
     def match_values(self, indexed: tuple[QueryPart, ...], kinds: WordKinds) -> dict[str, str]:
         return {"fts_query": _tsquery(indexed)}
@@ -122,17 +96,8 @@ class PostgreSQL:
     def contains(self, lowered: ColumnElement[Any], part: BindParameter[str]) -> ColumnElement[Any]:
         return func.strpos(lowered, part) > 0
 
-    def purge_deleted_entries(self, connection: Connection) -> None:
-        pass  # the GIN index drops deleted rows itself
-
     def lock_schema(self, connection: Connection) -> None:
         connection.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": _LOCK_ID})
-
-    def schema_upgraded(self, connection: Connection) -> None:
-        pass  # the transaction's commit makes the stamp durable
-
-    def unlock_schema(self, connection: Connection) -> None:
-        pass  # a transaction-level lock: the commit releases it
 
 
 @compiles(utc_day, "postgresql")

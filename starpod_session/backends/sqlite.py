@@ -24,7 +24,7 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.dialects import sqlite as sqlite_dialect
-from sqlalchemy.engine import URL, Dialect
+from sqlalchemy.engine import URL
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql import ColumnElement
@@ -37,7 +37,7 @@ from .._common.search_query import QueryPart
 from .._driver.events import listen_as_own
 from .._driver.transaction import driver_execute
 from ..errors import InvalidInput, StorageError
-from .base import EngineSettings, Match, WordKinds, milliseconds, utc_day
+from .base import BackendDefaults, EngineSettings, Match, WordKinds, milliseconds, utc_day
 
 __all__ = ["FTS_TABLE", "READ_ONLY", "SQLITE", "SQLITE_SYNCHRONOUS_MODES", "WAITING_FTS", "SQLite", "fts5"]
 
@@ -58,12 +58,15 @@ _FTS_TABLES = {False: table(FTS_TABLE, column("rowid")), True: table(WAITING_FTS
 _READ_ONLY_ENGINES: weakref.WeakSet[Engine] = weakref.WeakSet()
 
 
-class SQLite:
+class SQLite(BackendDefaults):
     """SQLite through Python's ``sqlite3`` (see :class:`~.base.Backend`)."""
 
     name = "sqlite"
     holds_connections = True
     indexes_in_batches = True
+    conflict_raises = False
+    indexes_words = False
+    shares_report_groups = True
 
     def shown(self, url: URL) -> str:
         return str(url.database)
@@ -133,18 +136,6 @@ class SQLite:
     def is_read_only(self, engine: Engine) -> bool:
         return engine in _READ_ONLY_ENGINES
 
-    def system_name(self, dialect: Dialect) -> str:
-        return "sqlite"
-
-    conflict_raises = False
-    indexes_words = False
-    shares_report_groups = True
-
-    def insert_unless_duplicate(
-        self, table: Table, values: dict[str, Any], unique: Sequence[Column[Any]], id_column: Column[Any]
-    ) -> Executable:
-        return self.insert_skipping_conflict(table, values, unique)
-
     def insert_skipping_conflict(
         self, table: Table, values: dict[str, Any], unique: Sequence[Column[Any]]
     ) -> Executable:
@@ -152,12 +143,6 @@ class SQLite:
 
     def is_integer_overflow(self, error: DBAPIError) -> bool:
         return "integer overflow" in str(error.orig)
-
-    def in_code_points(self, name: ColumnElement[Any]) -> ColumnElement[Any]:
-        return name  # BINARY collation
-
-    def word_kinds(self, indexed: tuple[QueryPart, ...]) -> WordKinds:
-        return ()
 
     def match_values(self, indexed: tuple[QueryPart, ...], kinds: WordKinds) -> dict[str, str]:
         return {"fts_query": fts5(indexed)}
@@ -186,12 +171,6 @@ class SQLite:
         # started a transaction yet, so take the write lock here.
         if not cast(sqlite3.Connection, connection.connection.dbapi_connection).in_transaction:
             connection.exec_driver_sql("BEGIN IMMEDIATE")
-
-    def schema_upgraded(self, connection: Connection) -> None:
-        pass  # the transaction's commit makes the stamp durable
-
-    def unlock_schema(self, connection: Connection) -> None:
-        pass  # the commit releases the write lock
 
 
 @compiles(utc_day, "sqlite")
