@@ -18,7 +18,7 @@ from . import backend_of, backend_of_url
 from ._server import SNAPSHOT
 from .base import EngineSettings
 from .mariadb import MYSQL_MAX_ALLOWED_PACKET
-from .sqlite import READ_ONLY, SQLITE_SYNCHRONOUS_MODES
+from .sqlite import READ_ONLY
 
 __all__ = [
     "ACCEPTED_FORMS",
@@ -30,7 +30,6 @@ __all__ = [
     "MYSQL_MAX_ALLOWED_PACKET",
     "READ_ONLY",
     "SNAPSHOT",
-    "SQLITE_SYNCHRONOUS_MODES",
     "Database",
     "check_pool_size",
     "check_sqlite_cache_mib",
