@@ -37,6 +37,7 @@ from .._clock import utc_now
 from .._common.timestamps import format_rfc3339, parse_rfc3339
 from .._common.urls import redact_text
 from .._version import __version__
+from ..backends.column_types import UtcTimestamp
 from ..backends.engine import READ_ONLY, SNAPSHOT, Database, create_storage_engine, to_database
 from ..errors import (
     DumpInvalid,
@@ -47,7 +48,6 @@ from ..errors import (
     TargetNotEmpty,
     VerificationFailed,
 )
-from ..storage.column_types import UtcTimestamp
 from ..storage.models import Base, MessageRow, UsageRow
 from ..storage.repositories import transfer as storage
 from ..storage.repositories.transfer import Summary, TablePlan

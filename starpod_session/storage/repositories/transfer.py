@@ -432,7 +432,7 @@ USAGE_TOTALS = ("input_tokens", "output_tokens", "cache_read", "cache_write", "c
 def summarise(connection: Connection, plans: Sequence[TablePlan]) -> Summary:
     """Row counts per table, messages per session, usage totals, and the first and last timestamp
     of each timestamp column (as the models' types read them: to the microsecond)."""
-    from ..column_types import UtcTimestamp
+    from ...backends.column_types import UtcTimestamp
 
     rows = {plan.name: count_rows(connection, plan) for plan in plans}
     messages = MessageRow.__table__
