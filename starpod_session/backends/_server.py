@@ -11,7 +11,14 @@ from sqlalchemy.exc import DisconnectionError
 from .._driver.events import listen_as_own
 from .._driver.transaction import driver_execute
 
-__all__ = ["PING_AFTER_IDLE", "SERVER_SNAPSHOT_BEGIN", "SNAPSHOT", "server_engine_options", "set_up_server_engine"]
+__all__ = [
+    "PING_AFTER_IDLE",
+    "SERVER_SNAPSHOT_BEGIN",
+    "SNAPSHOT",
+    "read_only_sessions",
+    "server_engine_options",
+    "set_up_server_engine",
+]
 
 #: Execution option of a read transaction that must see one snapshot across its
 #: statements: on servers it runs at REPEATABLE READ (SQLite's reads always do).
@@ -50,6 +57,20 @@ def set_up_server_engine(engine: Engine, engine_options: dict[str, Any]) -> Engi
     def begin_snapshot(connection: Any) -> None:
         if connection.get_execution_options().get(SNAPSHOT, False):
             driver_execute(connection.connection.dbapi_connection, SERVER_SNAPSHOT_BEGIN, connection.dialect)
+
+    return engine
+
+
+def read_only_sessions(engine: Engine, statement: str) -> Engine:
+    """``engine`` with each connection made read-only by ``statement`` as it opens (the server then refuses
+    every write, whatever the statement)."""
+
+    @event.listens_for(engine, "connect")
+    def read_only(dbapi_connection: Any, _record: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        cursor.execute(statement)
+        cursor.close()
+        dbapi_connection.commit()
 
     return engine
 

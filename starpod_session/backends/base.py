@@ -10,6 +10,7 @@ asks its backend rather than testing the database's name.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 import attrs
@@ -19,7 +20,7 @@ from sqlalchemy.sql.functions import FunctionElement
 from .._common.urls import redact_url
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from pathlib import Path
 
     from sqlalchemy import Column, Connection, Engine, Table
     from sqlalchemy.engine import URL, Dialect
@@ -30,7 +31,7 @@ if TYPE_CHECKING:
 
     from .._common.search_query import QueryPart
 
-__all__ = ["Backend", "BackendDefaults", "EngineSettings", "Match", "WordKinds", "milliseconds", "utc_day"]
+__all__ = ["Backend", "BackendDefaults", "EngineSettings", "Match", "Rows", "WordKinds", "milliseconds", "utc_day"]
 
 
 @attrs.frozen
@@ -45,6 +46,8 @@ class EngineSettings:
 #: A full-text match: (conditions, score, FROM clause, message id); the query bound as ``fts_query``
 #: or, on MariaDB, as its words (``word_I_J``, ``verify_I``).
 Match = tuple["list[ColumnElement[Any]]", "ColumnElement[Any]", "FromClause", "ColumnElement[Any]"]
+#: Rows of a table as the driver takes them, in a statement's column order.
+Rows = Sequence[tuple[Any, ...]]
 #: Per indexed part of a query, on MariaDB: (how many words, a prefix, the content must confirm it); ``()`` elsewhere.
 WordKinds = tuple[tuple[int, bool, bool], ...]
 
@@ -142,6 +145,39 @@ class Backend(Protocol):
     def unlock_schema(self, connection: Connection) -> None:
         """Let the next process upgrade (also after a failed upgrade)."""
 
+    # -- moving a whole database (features/transfer.py, storage/repositories/transfer.py) --------------
+
+    #: Driver errors that reach the caller unwrapped by SQLAlchemy (raised on the driver connection by
+    #: a listener, as :meth:`read_only_engine`'s ``BEGIN`` on SQLite): ``sqlite3.Error``; none on the
+    #: servers (their drivers are imported only when used).
+    unwrapped_errors: tuple[type[Exception], ...]
+
+    def read_only_engine(self, url: URL, settings: EngineSettings, engine_options: dict[str, Any]) -> Engine:
+        """An engine that can only read ``url``'s database, each transaction run with the ``SNAPSHOT`` option
+        seeing one snapshot (the source of a copy or a dump, never written)."""
+
+    def copy_file(self, url: URL, copy: Path) -> URL:
+        """Copy the database file ``url`` names, read through a read-only connection, to ``copy``; the copy's URL.
+
+        SQLite's backup API (a consistent copy while other processes write); :class:`StorageError` when the
+        file cannot be read. A server has no file: never called there.
+        """
+
+    def load_rows(
+        self, connection: Connection, table: Table, columns: Sequence[Column[Any]], rows: Rows, statement: str
+    ) -> None:
+        """Insert ``rows`` (the driver's values of ``columns``) into ``table`` the fastest way the database takes
+        them: ``statement`` (an INSERT of one row in the driver's parameter style) for each row, which the
+        driver may send as multi-row INSERTs (MariaDB), or PostgreSQL's ``COPY ... FROM STDIN``."""
+
+    def id_counter(self, connection: Connection, table: str, column: str) -> int:
+        """The largest id ``table``'s counter of ``column`` handed out (0 if none yet); it may be past the
+        largest id in the table (the newest rows were deleted)."""
+
+    def advance_id_counter(self, connection: Connection, table: str, column: str, mark: int) -> None:
+        """Move ``table``'s counter of ``column`` to at least ``mark`` (and its largest id), so new rows get ids
+        past the copied ones. MariaDB's ``ALTER TABLE`` commits on its own."""
+
 
 class BackendDefaults:
     """What most backends do, for them to inherit: each backend module overrides where it differs."""
@@ -187,6 +223,16 @@ class BackendDefaults:
 
     def unlock_schema(self, connection: Connection) -> None:
         pass
+
+    unwrapped_errors: tuple[type[Exception], ...] = ()
+
+    def copy_file(self, url: URL, copy: Path) -> URL:
+        raise NotImplementedError(f"{self.name} keeps no database file to copy")
+
+    def load_rows(
+        self, connection: Connection, table: Table, columns: Sequence[Column[Any]], rows: Rows, statement: str
+    ) -> None:
+        connection.exec_driver_sql(statement, list(rows))
 
 
 def milliseconds(seconds: float) -> int:

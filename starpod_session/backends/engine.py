@@ -33,6 +33,7 @@ __all__ = [
     "Database",
     "check_pool_size",
     "check_sqlite_cache_mib",
+    "create_read_only_engine",
     "create_storage_engine",
     "to_database",
     "to_url",
@@ -226,20 +227,44 @@ def create_storage_engine(
     folder is read-only) is opened read-only: reads work, and a write transaction
     raises :class:`StorageError` saying so.
     """
+    settings = _settings(sqlite_synchronous, sqlite_cache_mib, lock_timeout, pool_size, engine_options)
+    # Each backend calls sqlalchemy.create_engine looked up on the module at each call, not an
+    # imported name: tracing (OpenTelemetry's SQLAlchemy instrumentation) wraps it, often after
+    # this package was imported.
+    return backend_of_url(url).create_engine(url, settings, engine_options)
+
+
+def create_read_only_engine(url: URL, *, pool_size: int = 2) -> Engine:
+    """An engine that can only read ``url``'s database: the source of a copy or a dump, never written.
+
+    A transaction run with the :data:`SNAPSHOT` option sees one snapshot. SQLite: the
+    file opened ``mode=ro`` with ``query_only``, without a writer's pragmas, a ``BEGIN``
+    per transaction. Servers: :func:`create_storage_engine`'s engine (default settings,
+    ``pool_size`` connections) whose connections are set read-only as they open.
+    """
+    engine_options: dict[str, Any] = {}
+    settings = _settings("NORMAL", DEFAULT_SQLITE_CACHE_MIB, DEFAULT_LOCK_TIMEOUT, pool_size, engine_options)
+    return backend_of_url(url).read_only_engine(url, settings, engine_options)
+
+
+def _settings(
+    sqlite_synchronous: object,
+    sqlite_cache_mib: object,
+    lock_timeout: float,
+    pool_size: object,
+    engine_options: dict[str, Any],
+) -> EngineSettings:
+    """The checked settings of :func:`create_storage_engine`; the pool's go into ``engine_options``."""
     if not isinstance(sqlite_synchronous, str):
         raise InvalidInput("sqlite_synchronous", f"expected a str, got {type(sqlite_synchronous).__name__}")
-    sqlite_cache_mib = check_sqlite_cache_mib(sqlite_cache_mib)
+    cache_mib = check_sqlite_cache_mib(sqlite_cache_mib)
     # QueuePool on every backend (SQLAlchemy's default for a SQLite file too): every
     # connection kept, so a burst of N threads does not close and reopen N - 5 of them
     # (SQLAlchemy's overflow), which cost a connect per call on the servers.
     engine_options.setdefault("pool_size", check_pool_size(pool_size))
     engine_options.setdefault("max_overflow", 0)
     engine_options.setdefault("pool_timeout", lock_timeout)
-    settings = EngineSettings(lock_timeout, sqlite_synchronous, sqlite_cache_mib)
-    # Each backend calls sqlalchemy.create_engine looked up on the module at each call, not an
-    # imported name: tracing (OpenTelemetry's SQLAlchemy instrumentation) wraps it, often after
-    # this package was imported.
-    return backend_of_url(url).create_engine(url, settings, engine_options)
+    return EngineSettings(lock_timeout, sqlite_synchronous, cache_mib)
 
 
 def transaction_begin(engine: Engine, *, read_only: bool, snapshot: bool) -> str | None:

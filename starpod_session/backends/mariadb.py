@@ -34,7 +34,7 @@ from sqlalchemy.sql.elements import BindParameter
 from sqlalchemy.sql.expression import Executable
 
 from .._common.search_query import MAX_INDEXED_WORD, QueryPart
-from ._server import server_engine_options, server_transaction_begin, set_up_server_engine
+from ._server import read_only_sessions, server_engine_options, server_transaction_begin, set_up_server_engine
 from .base import BackendDefaults, EngineSettings, Match, WordKinds, utc_day
 
 __all__ = ["MARIADB", "MYSQL_MAX_ALLOWED_PACKET", "WORDS_TABLE", "MariaDB", "words_table"]
@@ -143,6 +143,27 @@ class MariaDB(BackendDefaults):
 
     def unlock_schema(self, connection: Connection) -> None:
         _unlock(connection)
+
+    def read_only_engine(self, url: URL, settings: EngineSettings, engine_options: dict[str, Any]) -> Engine:
+        engine = self.create_engine(url, settings, engine_options)
+        return read_only_sessions(engine, "SET SESSION TRANSACTION READ ONLY")
+
+    # load_rows: the INSERT for each row, which pymysql's executemany sends as multi-row INSERTs;
+    # a message's words go into WORDS_TABLE beside it (indexes_words).
+
+    def id_counter(self, connection: Connection, table: str, column: str) -> int:
+        following = connection.execute(
+            text(
+                "SELECT AUTO_INCREMENT FROM information_schema.TABLES "
+                "WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = :name"
+            ),
+            {"name": table},
+        ).scalar()
+        return int((following or 1) - 1)
+
+    def advance_id_counter(self, connection: Connection, table: str, column: str, mark: int) -> None:
+        if mark > 0:
+            connection.exec_driver_sql(f"ALTER TABLE {table} AUTO_INCREMENT = {int(mark) + 1}")
 
 
 @compiles(utc_day)

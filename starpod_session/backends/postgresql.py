@@ -28,8 +28,9 @@ from sqlalchemy.sql.elements import BindParameter
 from sqlalchemy.sql.expression import Executable
 
 from .._common.search_query import QueryPart
-from ._server import server_engine_options, server_transaction_begin, set_up_server_engine
-from .base import BackendDefaults, EngineSettings, Match, WordKinds, milliseconds, utc_day
+from .._driver.errors import wrap_driver_error
+from ._server import read_only_sessions, server_engine_options, server_transaction_begin, set_up_server_engine
+from .base import BackendDefaults, EngineSettings, Match, Rows, WordKinds, milliseconds, utc_day
 
 __all__ = ["PG_INDEXED_CHARS", "PG_VECTOR_COLUMN", "POSTGRESQL", "PostgreSQL"]
 
@@ -98,6 +99,49 @@ class PostgreSQL(BackendDefaults):
 
     def lock_schema(self, connection: Connection) -> None:
         connection.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": _LOCK_ID})
+
+    def read_only_engine(self, url: URL, settings: EngineSettings, engine_options: dict[str, Any]) -> Engine:
+        engine = self.create_engine(url, settings, engine_options)
+        return read_only_sessions(engine, "SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY")
+
+    def load_rows(
+        self, connection: Connection, table: Table, columns: Sequence[Column[Any]], rows: Rows, statement: str
+    ) -> None:
+        # COPY ... FROM STDIN (psycopg): several times faster than INSERTs.
+        quote = connection.dialect.identifier_preparer.quote
+        names = ", ".join(quote(column.name) for column in columns)
+        copy_statement = f"COPY {quote(table.name)} ({names}) FROM STDIN"
+        driver_connection: Any = connection.connection.dbapi_connection  # a psycopg Connection
+        try:
+            with driver_connection.cursor() as cursor, cursor.copy(copy_statement) as copy:
+                for row in rows:
+                    copy.write_row(row)
+        except connection.dialect.loaded_dbapi.Error as error:
+            raise wrap_driver_error(error, connection.dialect, statement=copy_statement) from error
+
+    def id_counter(self, connection: Connection, table: str, column: str) -> int:
+        sequence = _sequence(connection, table, column)
+        if sequence is None:
+            return 0
+        last, called = connection.execute(text(f"SELECT last_value, is_called FROM {sequence}")).one()
+        return int(last if called else last - 1)
+
+    def advance_id_counter(self, connection: Connection, table: str, column: str, mark: int) -> None:
+        sequence = _sequence(connection, table, column)
+        if sequence is None:
+            return
+        largest = connection.execute(text(f"SELECT max({column}) FROM {table}")).scalar() or 0
+        mark = max(mark, int(largest))
+        if mark > 0:
+            connection.execute(text(f"SELECT setval('{sequence}', :mark, true)"), {"mark": mark})
+
+
+def _sequence(connection: Connection, table: str, column: str) -> str | None:
+    """The sequence behind ``table.column`` (its ``SERIAL``/identity), if any."""
+    sequence: str | None = connection.execute(
+        text("SELECT pg_get_serial_sequence(:table, :column)"), {"table": table, "column": column}
+    ).scalar()
+    return sequence
 
 
 @compiles(utc_day, "postgresql")

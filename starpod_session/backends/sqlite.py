@@ -6,8 +6,10 @@ import os
 import sqlite3
 import weakref
 from collections.abc import Sequence
+from contextlib import closing
 from pathlib import Path
 from typing import Any, cast
+from urllib.parse import quote
 
 import sqlalchemy
 from sqlalchemy import (
@@ -67,6 +69,7 @@ class SQLite(BackendDefaults):
     conflict_raises = False
     indexes_words = False
     shares_report_groups = True
+    unwrapped_errors: tuple[type[Exception], ...] = (sqlite3.Error,)
 
     def shown(self, url: URL) -> str:
         return str(url.database)
@@ -171,6 +174,52 @@ class SQLite(BackendDefaults):
         # started a transaction yet, so take the write lock here.
         if not cast(sqlite3.Connection, connection.connection.dbapi_connection).in_transaction:
             connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+    def read_only_engine(self, url: URL, settings: EngineSettings, engine_options: dict[str, Any]) -> Engine:
+        # mode=ro and query_only; none of a writer's pragmas (WAL, synchronous), nor its pool:
+        # one connection per thread, each transaction a BEGIN (whose reads see one snapshot).
+        uri = f"file:{quote(str(Path(str(url.database))))}?mode=ro"
+        engine = sqlalchemy.create_engine(
+            "sqlite+pysqlite://", creator=lambda: sqlite3.connect(uri, uri=True, check_same_thread=False)
+        )
+
+        @event.listens_for(engine, "connect")
+        def read_only(dbapi_connection: Any, _record: Any) -> None:
+            dbapi_connection.isolation_level = None
+            dbapi_connection.execute("PRAGMA query_only = ON")
+
+        @event.listens_for(engine, "begin")
+        def begin(connection: Connection) -> None:
+            connection.connection.dbapi_connection.execute("BEGIN")  # type: ignore[union-attr]
+
+        return engine
+
+    def copy_file(self, url: URL, copy: Path) -> URL:
+        path = Path(str(url.database))
+        try:
+            with (
+                closing(sqlite3.connect(f"file:{quote(str(path))}?mode=ro", uri=True)) as original,
+                closing(sqlite3.connect(copy)) as duplicate,
+            ):
+                original.backup(duplicate)
+        except sqlite3.Error as error:
+            raise StorageError(f"{self.shown(url)}: cannot read the file: {error}") from error
+        return URL.create(url.drivername, database=str(copy))
+
+    # load_rows: the INSERT for each row (sqlite3's executemany; its triggers index the messages).
+
+    def id_counter(self, connection: Connection, table: str, column: str) -> int:
+        if not connection.execute(text("SELECT 1 FROM sqlite_master WHERE name = 'sqlite_sequence'")).first():
+            return 0
+        counter = connection.execute(text("SELECT seq FROM sqlite_sequence WHERE name = :name"), {"name": table})
+        return int(counter.scalar() or 0)
+
+    def advance_id_counter(self, connection: Connection, table: str, column: str, mark: int) -> None:
+        current = connection.execute(text("SELECT seq FROM sqlite_sequence WHERE name = :n"), {"n": table}).first()
+        if current is None:
+            connection.execute(text("INSERT INTO sqlite_sequence (name, seq) VALUES (:n, :s)"), {"n": table, "s": mark})
+        elif current[0] < mark:
+            connection.execute(text("UPDATE sqlite_sequence SET seq = :s WHERE name = :n"), {"n": table, "s": mark})
 
 
 @compiles(utc_day, "sqlite")

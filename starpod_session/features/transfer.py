@@ -17,19 +17,16 @@ import hashlib
 import io
 import json
 import os
-import sqlite3
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import ExitStack, contextmanager, suppress
 from datetime import date, datetime
 from pathlib import Path
 from typing import IO, Any, cast
-from urllib.parse import quote
 
 import attrs
-import sqlalchemy
 from alembic.util import CommandError
-from sqlalchemy import Connection, Engine, event, inspect
+from sqlalchemy import Connection, Engine, inspect
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -37,8 +34,16 @@ from .._clock import utc_now
 from .._common.timestamps import format_rfc3339, parse_rfc3339
 from .._common.urls import redact_text
 from .._version import __version__
+from ..backends import BACKENDS, backend_of, backend_of_url
 from ..backends.column_types import UtcTimestamp
-from ..backends.engine import READ_ONLY, SNAPSHOT, Database, create_storage_engine, to_database
+from ..backends.engine import (
+    READ_ONLY,
+    SNAPSHOT,
+    Database,
+    create_read_only_engine,
+    create_storage_engine,
+    to_database,
+)
 from ..errors import (
     DumpInvalid,
     InvalidInput,
@@ -157,7 +162,7 @@ def copy_database(
     with ExitStack() as stack:
         source = stack.enter_context(_opened_source(source_db))
         target = stack.enter_context(_Target.opened(target_db, identity, plans))
-        raw = source.dialect.name == target.dialect.name
+        raw = backend_of(source.dialect) is backend_of(target.dialect)
         with _errors(source_db.shown), _snapshot(source) as reading:
             totals = {plan.name: storage.count_rows(reading, plan) for plan in plans}
             for plan in plans:
@@ -280,11 +285,12 @@ def _check_batch(batch_size: object) -> int:
 
 def _refuse_same(source: Database, target: Database) -> None:
     a, b = source.url, target.url
-    if a.get_backend_name() == "sqlite" and b.get_backend_name() == "sqlite":
-        same = os.path.exists(str(a.database)) and os.path.exists(str(b.database))
-        same = same and os.path.samefile(str(a.database), str(b.database))
+    backend_a, backend_b = backend_of_url(a), backend_of_url(b)
+    file_a, file_b = backend_a.local_file(a), backend_b.local_file(b)
+    if file_a is not None and file_b is not None:
+        same = os.path.exists(file_a) and os.path.exists(file_b) and os.path.samefile(file_a, file_b)
     else:
-        same = (a.get_backend_name(), a.host, a.port, a.database) == (b.get_backend_name(), b.host, b.port, b.database)
+        same = (backend_a, a.host, a.port, a.database) == (backend_b, b.host, b.port, b.database)
     if same:
         raise InvalidInput("dst", f"{target.shown} is the source itself: copy to another database")
 
@@ -298,14 +304,12 @@ def _opened_source(database: Database) -> Iterator[Engine]:
     upgraded first (:class:`SchemaOutdated` says how).
     """
     shown = database.shown
+    backend = backend_of_url(database.url)
+    file = backend.local_file(database.url)
     with ExitStack() as stack:
-        if database.url.get_backend_name() == "sqlite":
-            path = Path(str(database.url.database))
-            if not path.is_file():
-                raise InvalidInput("src", f"no database file at {path}")
-            engine = _read_only_sqlite(path)
-        else:
-            engine = _errors(shown, lambda: _read_only_server(database.url))
+        if file is not None and not Path(file).is_file():
+            raise InvalidInput("src", f"no database file at {shown}")
+        engine = _errors(shown, lambda: create_read_only_engine(database.url))
         stack.callback(engine.dispose)
         with _errors(shown), engine.connect() as connection:
             revision = current_revision(connection)
@@ -319,7 +323,7 @@ def _opened_source(database: Database) -> Iterator[Engine]:
         if revision is None and "_sqlx_migrations" not in tables:
             with _errors(shown), engine.connect() as connection:
                 refuse_unstamped_tables(connection, shown)
-        if database.url.get_backend_name() != "sqlite":
+        if file is None:
             raise SchemaOutdated(
                 f"the source {shown} is at schema revision {revision or 'none'}, this release needs "
                 f"{head_revision()}; it is never written by a copy: upgrade it first "
@@ -327,68 +331,11 @@ def _opened_source(database: Database) -> Iterator[Engine]:
             )
         engine.dispose()
         folder = stack.enter_context(tempfile.TemporaryDirectory(prefix="starpod-session-copy-"))
-        yield _upgraded_copy(path, Path(folder) / "source.db", shown)
-
-
-def _read_only_sqlite(path: Path) -> Engine:
-    """An engine that can only read the file (``mode=ro`` and ``query_only``), one snapshot per transaction."""
-    uri = f"file:{quote(str(path))}?mode=ro"
-    engine = sqlalchemy.create_engine(
-        "sqlite+pysqlite://", creator=lambda: sqlite3.connect(uri, uri=True, check_same_thread=False)
-    )
-
-    @event.listens_for(engine, "connect")
-    def read_only(dbapi_connection: Any, _record: Any) -> None:
-        dbapi_connection.isolation_level = None
-        dbapi_connection.execute("PRAGMA query_only = ON")
-
-    @event.listens_for(engine, "begin")
-    def begin(connection: Connection) -> None:
-        connection.connection.dbapi_connection.execute("BEGIN")  # type: ignore[union-attr]
-
-    return engine
-
-
-def _read_only_server(url: URL) -> Engine:
-    engine = create_storage_engine(url, pool_size=2)
-    statement = (
-        "SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY"
-        if url.get_backend_name() == "postgresql"
-        else "SET SESSION TRANSACTION READ ONLY"
-    )
-
-    @event.listens_for(engine, "connect")
-    def read_only(dbapi_connection: Any, _record: Any) -> None:
-        cursor = dbapi_connection.cursor()
-        cursor.execute(statement)
-        cursor.close()
-        dbapi_connection.commit()
-
-    return engine
-
-
-def _upgraded_copy(path: Path, copy: Path, shown: str) -> Engine:
-    """Copy the SQLite file at ``path`` (through a read-only connection) to ``copy`` and upgrade that."""
-    try:
-        with (
-            contextmanager_closing(sqlite3.connect(f"file:{quote(str(path))}?mode=ro", uri=True)) as original,
-            contextmanager_closing(sqlite3.connect(copy)) as duplicate,
-        ):
-            original.backup(duplicate)
-    except sqlite3.Error as error:
-        raise StorageError(f"{shown}: cannot read the file: {error}") from error
-    engine = create_storage_engine(URL.create("sqlite+pysqlite", database=str(copy)), pool_size=2)
-    _errors(shown, lambda: upgrade_schema(engine, target=shown))
-    return engine
-
-
-@contextmanager
-def contextmanager_closing(connection: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
-    """``connection``, closed at the end of the block (``sqlite3``'s own context only commits)."""
-    try:
-        yield connection
-    finally:
-        connection.close()
+        copy = backend.copy_file(database.url, Path(folder) / "source.db")
+        engine = create_storage_engine(copy, pool_size=2)
+        stack.callback(engine.dispose)
+        _errors(shown, lambda: upgrade_schema(engine, target=shown))
+        yield engine
 
 
 @contextmanager
@@ -583,6 +530,11 @@ def _instant(moment: datetime | None) -> str:
 
 # -- errors ------------------------------------------------------------------------------------------
 
+#: The errors of SQLAlchemy and the drivers' errors it does not wrap (every backend's ``unwrapped_errors``).
+_DATABASE_ERRORS: tuple[type[Exception], ...] = (
+    SQLAlchemyError,
+    *dict.fromkeys(error for backend in BACKENDS.values() for error in backend.unwrapped_errors),
+)
 #: What the drivers say when the disk (or SQLite's page limit) is full.
 _FULL = ("database or disk is full", "no space left on device", "the table is full", "disk full", "errno 28")
 
@@ -595,7 +547,7 @@ def _errors_block(shown: str) -> Iterator[None]:
         raise
     except CommandError as error:
         raise StarpodSessionError(f"{shown}: {error}") from error
-    except (SQLAlchemyError, sqlite3.Error) as error:
+    except _DATABASE_ERRORS as error:
         reason = getattr(error, "orig", None) or error
         text = redact_text(f"{type(reason).__name__}: {reason}".split("\n")[0])
         if any(sign in text.lower() for sign in _FULL):

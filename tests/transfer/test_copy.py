@@ -284,16 +284,11 @@ def test_a_server_source_behind_this_release_is_refused_unwritten(source, fresh_
 
 
 def test_the_source_is_read_through_a_connection_that_cannot_write(source, fresh_database):
-    from pathlib import Path
-
-    from starpod_session.features import transfer
+    from starpod_session.backends.engine import create_read_only_engine
 
     src = fresh_database(source, "src")
     fill(src, sessions=1)
-    url = to_url(src)
-    engine = (
-        transfer._read_only_sqlite(Path(str(url.database))) if source == "sqlite" else transfer._read_only_server(url)
-    )
+    engine = create_read_only_engine(to_url(src))
     try:
         with pytest.raises(sa.exc.DBAPIError, match=r"(?i)read.only|readonly"), engine.begin() as connection:
             connection.execute(sa.text("DELETE FROM session_metadata"))

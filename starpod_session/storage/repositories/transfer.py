@@ -29,7 +29,6 @@ from sqlalchemy import (
     literal_column,
     or_,
     select,
-    text,
     tuple_,
 )
 from sqlalchemy import column as column_
@@ -37,7 +36,7 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.types import NullType, TypeDecorator
 
 from ..._common.search_query import indexed_words
-from ..._driver.errors import wrap_driver_error
+from ...backends import backend_of
 from ..models import Base, MessageRow, UsageRow
 from .search import WORDS_TABLE, SearchRepository
 
@@ -179,36 +178,44 @@ class _Insert:
     processors: tuple[Callable[[Any], Any] | None, ...]
 
 
-_INSERTS: dict[tuple[str, str, bool], _Insert] = {}
+#: By the dialect's class (its database and driver), the table and ``raw``.
+_INSERTS: dict[tuple[type[Dialect], str, bool], _Insert] = {}
+
+
+def _parameter(dialect: Dialect) -> str:
+    """A parameter in the driver's own style (``qmark`` or ``format``)."""
+    return "?" if dialect.paramstyle == "qmark" else "%s"
 
 
 def _insert_for(dialect: Dialect, plan: TablePlan, raw: bool) -> _Insert:
     """The table's INSERT in the driver's own parameter style, and each column's bind conversion (none ``raw``)."""
-    cached = _INSERTS.get((dialect.name, plan.name, raw))
+    cached = _INSERTS.get((type(dialect), plan.name, raw))
     if cached is not None:
         return cached
     quote = dialect.identifier_preparer.quote
-    marker = "?" if dialect.paramstyle == "qmark" else "%s"
+    marker = _parameter(dialect)
     names = ", ".join(quote(column.name) for column in plan.columns)
     values = ", ".join(marker for _ in plan.columns)
     insert = _Insert(
         f"INSERT INTO {quote(plan.name)} ({names}) VALUES ({values})",
         tuple(None if raw else column.type.bind_processor(dialect) for column in plan.columns),
     )
-    _INSERTS[(dialect.name, plan.name, raw)] = insert
+    _INSERTS[(type(dialect), plan.name, raw)] = insert
     return insert
 
 
 def insert_rows(connection: Connection, plan: TablePlan, rows: Sequence[tuple[Any, ...]], *, raw: bool = False) -> None:
     """Insert ``rows`` (values as the models' types read them, ids included; ``raw``: as the driver read them
-    from a database of the same backend) in one batch.
+    from a database of the same backend) in one batch, the fastest way the backend takes them.
 
-    On MariaDB a message's words go into the search index with it (migration 0010);
-    SQLite's triggers and PostgreSQL's generated column index messages themselves.
+    Where the backend ``indexes_words`` (MariaDB) a message's words go into the search
+    index with it (migration 0010); SQLite's triggers and PostgreSQL's generated column
+    index messages themselves.
     """
     if not rows:
         return
     dialect = connection.dialect
+    backend = backend_of(dialect)
     insert = _insert_for(dialect, plan, raw)
     processors = [(i, p) for i, p in enumerate(insert.processors) if p is not None]
     if processors:
@@ -221,33 +228,17 @@ def insert_rows(connection: Connection, plan: TablePlan, rows: Sequence[tuple[An
         parameters: Sequence[tuple[Any, ...]] = converted
     else:
         parameters = rows
-    if dialect.name == "postgresql":
-        _copy_in(connection, plan, parameters)
-    else:
-        connection.exec_driver_sql(insert.sql, list(parameters))
-    if plan.name == MessageRow.__tablename__ and dialect.name in ("mysql", "mariadb"):
+    backend.load_rows(connection, plan.table, plan.columns, parameters, insert.sql)
+    if plan.name == MessageRow.__tablename__ and backend.indexes_words:
         names = [column.name for column in plan.columns]
         at_id, at_content = names.index("id"), names.index("content")
         words = [(word, row[at_id], hits) for row in rows for word, hits in indexed_words(row[at_content]).items()]
         if words:
+            marker = _parameter(dialect)
             connection.exec_driver_sql(
-                f"INSERT INTO {WORDS_TABLE} (word, message_id, hits) VALUES (%s, %s, %s)",
+                f"INSERT INTO {WORDS_TABLE} (word, message_id, hits) VALUES ({marker}, {marker}, {marker})",
                 words,
             )
-
-
-def _copy_in(connection: Connection, plan: TablePlan, rows: Sequence[tuple[Any, ...]]) -> None:
-    """PostgreSQL: the rows through ``COPY ... FROM STDIN`` (psycopg), several times faster than INSERTs."""
-    quote = connection.dialect.identifier_preparer.quote
-    names = ", ".join(quote(column.name) for column in plan.columns)
-    statement = f"COPY {quote(plan.name)} ({names}) FROM STDIN"
-    driver_connection: Any = connection.connection.dbapi_connection  # a psycopg Connection
-    try:
-        with driver_connection.cursor() as cursor, cursor.copy(statement) as copy:
-            for row in rows:
-                copy.write_row(row)
-    except connection.dialect.loaded_dbapi.Error as error:
-        raise wrap_driver_error(error, connection.dialect, statement=statement) from error
 
 
 def replace_rows(connection: Connection, plan: TablePlan) -> None:
@@ -269,34 +260,12 @@ def high_water_marks(connection: Connection, plans: Sequence[TablePlan]) -> dict
     continues after it, so an id is never handed out twice.
     """
     marks: dict[str, int] = {}
-    dialect = connection.dialect.name
+    backend = backend_of(connection.dialect)
     for plan in _counted(plans):
         column = plan.table.autoincrement_column
         assert column is not None
         largest = connection.execute(select(func.max(column))).scalar() or 0
-        counter = 0
-        if dialect == "sqlite":
-            if connection.execute(text("SELECT 1 FROM sqlite_master WHERE name = 'sqlite_sequence'")).first():
-                counter = (
-                    connection.execute(
-                        text("SELECT seq FROM sqlite_sequence WHERE name = :name"), {"name": plan.name}
-                    ).scalar()
-                    or 0
-                )
-        elif dialect == "postgresql":
-            sequence = _pg_sequence(connection, plan.name, column.name)
-            if sequence is not None:
-                last, called = connection.execute(text(f"SELECT last_value, is_called FROM {sequence}")).one()
-                counter = last if called else last - 1
-        else:
-            following = connection.execute(
-                text(
-                    "SELECT AUTO_INCREMENT FROM information_schema.TABLES "
-                    "WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = :name"
-                ),
-                {"name": plan.name},
-            ).scalar()
-            counter = (following or 1) - 1
+        counter = backend.id_counter(connection, plan.name, column.name)
         marks[plan.name] = max(int(largest), int(counter))
     return marks
 
@@ -306,40 +275,18 @@ def advance_counters(connection: Connection, marks: dict[str, int]) -> None:
 
     MariaDB's ``ALTER TABLE`` commits on its own: run this last.
     """
-    dialect = connection.dialect.name
+    backend = backend_of(connection.dialect)
     for name, mark in marks.items():
-        if dialect == "sqlite":
-            current = connection.execute(text("SELECT seq FROM sqlite_sequence WHERE name = :n"), {"n": name}).first()
-            if current is None:
-                connection.execute(
-                    text("INSERT INTO sqlite_sequence (name, seq) VALUES (:n, :s)"), {"n": name, "s": mark}
-                )
-            elif current[0] < mark:
-                connection.execute(text("UPDATE sqlite_sequence SET seq = :s WHERE name = :n"), {"n": name, "s": mark})
-        elif dialect == "postgresql":
-            sequence = _pg_sequence(connection, name, "id")
-            if sequence is not None:
-                largest = connection.execute(text(f"SELECT max(id) FROM {name}")).scalar() or 0
-                mark = max(mark, int(largest))
-                if mark > 0:
-                    connection.execute(text(f"SELECT setval('{sequence}', :mark, true)"), {"mark": mark})
-        elif mark > 0:
-            connection.exec_driver_sql(f"ALTER TABLE {name} AUTO_INCREMENT = {int(mark) + 1}")
-
-
-def _pg_sequence(connection: Connection, table: str, column: str) -> str | None:
-    sequence: str | None = connection.execute(
-        text("SELECT pg_get_serial_sequence(:table, :column)"), {"table": table, "column": column}
-    ).scalar()
-    return sequence
+        backend.advance_id_counter(connection, name, "id", mark)  # every counted table's counter is its id
 
 
 # -- the target's search index ---------------------------------------------------------------------
 
 
 def finish_search_index(connection: Connection) -> None:
-    """SQLite: index the messages left waiting for their batch of 32 (migration 0011)."""
-    if connection.dialect.name == "sqlite":
+    """Index the messages left waiting for their batch of 32 where the index ``indexes_in_batches`` (SQLite,
+    migration 0011)."""
+    if backend_of(connection.dialect).indexes_in_batches:
         SearchRepository(connection).index_waiting()
 
 
