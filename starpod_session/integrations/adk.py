@@ -84,11 +84,13 @@ class StarpodSessionService(BaseSessionService):
 
     Every call runs off the event loop, on a pool of ``max_workers`` threads of
     the service's own, as one transaction of the manager. Appends to one session
-    through one service take turns: a session object shared by concurrent runs
-    never goes stale by their own writes. Two session objects of one session
-    read separately are two views: once one has appended, appending through the
-    other raises :class:`StaleSession` (ADK's ``StaleSessionError``) and stores
-    nothing; get the session again and append again.
+    through one service in one event loop take turns, so a session object shared
+    by concurrent runs (tasks) never goes stale by their own writes. Two session
+    objects of one session read separately (two runs that each called
+    ``get_session``, in this process or another) are two views: once one has
+    appended, appending through the other raises :class:`StaleSession` (ADK's
+    ``StaleSessionError``) and stores nothing; get the session again and append
+    again. See docs/guides/adk.md.
     """
 
     def __init__(
@@ -104,7 +106,9 @@ class StarpodSessionService(BaseSessionService):
             raise InvalidInput("max_workers", f"expected a positive int, got {max_workers!r}")
         self._executor = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="starpod-adk")
         self._closed = False
-        self._locks: weakref.WeakValueDictionary[tuple[str, str, str], asyncio.Lock] = weakref.WeakValueDictionary()
+        self._locks: weakref.WeakValueDictionary[tuple[object, str, str, str], asyncio.Lock] = (
+            weakref.WeakValueDictionary()
+        )
         self._locks_guard = threading.Lock()
 
     @property
@@ -235,8 +239,8 @@ class StarpodSessionService(BaseSessionService):
             raise SessionGone(error.session_id) from error
 
     def _lock(self, session: Session) -> asyncio.Lock:
-        """The lock appends to ``session``'s (app, user, id) take turns on, while anyone holds it."""
-        key = (session.app_name, session.user_id, session.id)
+        """The lock appends to ``session``'s (app, user, id) take turns on in this event loop, while anyone holds it."""
+        key = (asyncio.get_running_loop(), session.app_name, session.user_id, session.id)
         with self._locks_guard:
             lock = self._locks.get(key)
             if lock is None:
