@@ -42,7 +42,16 @@ try:  # ADK 2.x; older releases raise a plain ValueError on a stale session
 except ImportError:  # pragma: no cover
     StaleSessionError = ValueError  # type: ignore[misc,assignment]
 
-from ..adk_store import AdkAppended, AdkEvent, AdkMessage, AdkSession, AdkSessionExists, AdkStaleSession, AdkStore
+from ..adk_store import (
+    TEMP_PREFIX,
+    AdkAppended,
+    AdkEvent,
+    AdkMessage,
+    AdkSession,
+    AdkSessionExists,
+    AdkStaleSession,
+    AdkStore,
+)
 from ..errors import InvalidInput, SessionNotFound, StarpodSessionError
 from ..manager import SessionManager
 from ..prices import ModelPrice, PriceTable, as_price_table
@@ -177,8 +186,12 @@ class StarpodSessionService(BaseSessionService):
         """Store ``event`` (not a partial one) with its state delta, messages and usage, in one transaction."""
         if event.partial:
             return event
-        self._apply_temp_state(session, event)
-        event = self._trim_temp_delta_state(event)
+        # ADK's steps, written here (its helpers for them are private and differ between releases):
+        # temp: keys reach the caller's session object, never the store.
+        delta = event.actions.state_delta if event.actions is not None else None
+        if delta:
+            session.state.update((key, value) for key, value in delta.items() if key.startswith(TEMP_PREFIX))
+            event.actions.state_delta = {key: value for key, value in delta.items() if not key.startswith(TEMP_PREFIX)}
         async with self._lock(session):
             if any(stored is event for stored in session.events):
                 return event  # this very object was appended already
@@ -201,7 +214,10 @@ class StarpodSessionService(BaseSessionService):
             session._storage_update_marker = f"{_MARKER}{appended.revision}"
             if not appended.stored:
                 return event  # the session already stores an event with this id
-            return self._commit_event_to_session(session, event)
+            if event.actions is not None and event.actions.state_delta:
+                session.state.update(event.actions.state_delta)
+            session.events.append(event)
+            return event
 
     async def close(self) -> None:
         """Wait for the calls under way and stop the service's threads (the manager stays open)."""
