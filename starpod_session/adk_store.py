@@ -34,17 +34,17 @@ import attrs
 from sqlalchemy import Connection
 
 from ._clock import utc_now
+from ._common.limits import SHORT_TEXT_LENGTH
+from ._common.tool_calls import TOOL_RESULT, TOOL_USE, read_tool_result, read_tool_use
+from ._common.validation import MAX_CONTENT_BYTES, check_short_text, check_text
 from ._driver.runner import StatementRunner
 from .errors import InvalidInput, SessionNotFound, StarpodSessionError
-from .limits import SHORT_TEXT_LENGTH
+from .features.titles import shorten_title
 from .manager import SessionManager
 from .records import UsageRecord
-from .repositories import MessageRepository, SessionRepository, ToolCallRepository, UsageRepository
-from .repositories.adk import AdkRepository
-from .repositories.lifecycle import LifecycleRepository
-from .titles import shorten_title
-from .tool_calls import TOOL_RESULT, TOOL_USE, read_tool_result, read_tool_use
-from .validation import MAX_CONTENT_BYTES, check_short_text, check_text
+from .storage.repositories import MessageRepository, SessionRepository, ToolCallRepository, UsageRepository
+from .storage.repositories.adk import AdkRepository
+from .storage.repositories.lifecycle import LifecycleRepository
 
 __all__ = [
     "ADK_TRIGGER",

@@ -43,8 +43,8 @@ from sqlalchemy import create_engine, delete, inspect, text
 from sqlalchemy.engine import URL, make_url
 
 from starpod_session import SessionManager
-from starpod_session.models import Base
-from starpod_session.schema import upgrade_schema
+from starpod_session.storage.models import Base
+from starpod_session.storage.schema import upgrade_schema
 
 #: Tests of ADK's file that build their own service; held to the service through ``get_session_service``.
 ADK_FACTORY_TESTS = (

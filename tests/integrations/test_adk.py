@@ -206,7 +206,7 @@ def test_a_value_json_cannot_hold_is_stored_as_its_string_with_the_event(service
 
 
 def test_an_event_its_delta_its_messages_and_its_usage_commit_together_or_not_at_all(service, manager, monkeypatch):
-    from starpod_session.repositories.usage import UsageRepository
+    from starpod_session.storage.repositories.usage import UsageRepository
 
     def broken(*_args: object, **_kwargs: object) -> None:
         raise RuntimeError("the disk is on fire")

@@ -38,9 +38,10 @@ import pytest
 from sqlalchemy import Engine, event, func, insert, select, text
 
 from starpod_session import Channel, SessionManager, UsageRecord
+from starpod_session._common.search_query import indexed_words
 from starpod_session.adk_store import AdkEvent, AdkMessage, AdkStaleSession, AdkStore
-from starpod_session.engine import to_url
-from starpod_session.models import (
+from starpod_session.backends.engine import to_url
+from starpod_session.storage.models import (
     AdkAppStateRow,
     AdkEventRow,
     AdkSessionRow,
@@ -50,9 +51,8 @@ from starpod_session.models import (
     ToolCallRow,
     UsageRow,
 )
-from starpod_session.repositories import MessageRepository
-from starpod_session.repositories.search import WORDS_TABLE
-from starpod_session.search_query import indexed_words
+from starpod_session.storage.repositories import MessageRepository
+from starpod_session.storage.repositories.search import WORDS_TABLE
 
 from ..helpers import raw_connection, raw_engine
 

@@ -18,8 +18,8 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.sql.expression import Executable
 
-from .._driver.runner import Runner
-from .._driver.statements import Prepared
+from ..._driver.runner import Runner
+from ..._driver.statements import Prepared
 from ..models import AdkAppStateRow, AdkEventRow, AdkSessionRow, AdkUserStateRow
 
 __all__ = ["AdkRepository", "SessionRow"]
