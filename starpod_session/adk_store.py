@@ -214,12 +214,12 @@ class AdkStore:
         def work(connection: StatementRunner) -> AdkSession | None:
             adk = AdkRepository(connection)
             adk_id = _resolved(adk, app_name, user_id, session_id)
-            row = adk.session(app_name, user_id, adk_id)
-            if row is None:
+            found = adk.session_with_states(app_name, user_id, adk_id)
+            if found is None:
                 return None
-            starpod_id, state, update_time, revision = row
+            (starpod_id, state, update_time, revision), app_state, user_state = found
             events = [] if num_recent_events == 0 else adk.events(starpod_id, recent=num_recent_events, after=after)
-            merged = _merged(_loads(adk.app_state(app_name)), _loads(adk.user_state(app_name, user_id)), _loads(state))
+            merged = _merged(_loads(app_state), _loads(user_state), _loads(state))
             return AdkSession(app_name, user_id, adk_id, merged, update_time, revision, starpod_id, events)
 
         return self._transactions.read_prepared(work, snapshot=True)
@@ -322,10 +322,10 @@ class AdkStore:
 
         def work(connection: StatementRunner) -> AdkAppended:
             adk = AdkRepository(connection)
-            row = adk.session(app_name, user_id, session_id, for_update=True)
-            if row is None:
+            found = adk.lock_for_append(app_name, user_id, session_id, event_id)
+            if found is None:
                 raise SessionNotFound(session_id)
-            starpod_id, state, update_time, stored_revision = row
+            (starpod_id, state, update_time, stored_revision), stored_already = found
             if revision is not None:
                 stale = stored_revision != revision
             else:
@@ -335,9 +335,9 @@ class AdkStore:
                     f"session {session_id!r} was modified in storage since it was read (revision {stored_revision}, "
                     f"read at {revision}): get it again before appending"
                 )
-            if adk.has_event(starpod_id, event_id):
+            if stored_already:
                 return AdkAppended(stored_revision, update_time, stored=False)
-            _apply_shared_deltas(adk, app_name, user_id, scoped, timestamp)
+            _apply_shared_deltas(adk, app_name, user_id, scoped, timestamp, read_unchanged=False)
             if scoped.session:
                 state = _dumps({**_loads(state), **scoped.session})
             adk.update_session(app_name, user_id, session_id, state, timestamp)
@@ -385,18 +385,21 @@ def _scoped(state: Mapping[str, Any]) -> _Scoped:
 
 
 def _apply_shared_deltas(
-    adk: AdkRepository[Any], app_name: str, user_id: str, scoped: _Scoped, now: float
+    adk: AdkRepository[Any], app_name: str, user_id: str, scoped: _Scoped, now: float, *, read_unchanged: bool = True
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Merge the ``app:`` and ``user:`` deltas into their stored states (rows locked, in that order); returns both."""
+    """Merge the ``app:`` and ``user:`` deltas into their stored states (rows locked, in that order); returns
+    both states (a state without a delta is read only if ``read_unchanged``, else returned empty)."""
+    app_state: dict[str, Any] = {}
+    user_state: dict[str, Any] = {}
     if scoped.app:
         app_state = {**_loads(adk.lock_app_state(app_name, now)), **scoped.app}
         adk.set_app_state(app_name, _dumps(app_state), now)
-    else:
+    elif read_unchanged:
         app_state = _loads(adk.app_state(app_name))
     if scoped.user:
         user_state = {**_loads(adk.lock_user_state(app_name, user_id, now)), **scoped.user}
         adk.set_user_state(app_name, user_id, _dumps(user_state), now)
-    else:
+    elif read_unchanged:
         user_state = _loads(adk.user_state(app_name, user_id))
     return app_state, user_state
 

@@ -36,10 +36,23 @@ _session_is = (
     (_s.c.app_name == bindparam("app_name")) & (_s.c.user_id == bindparam("user_id")) & (_s.c.id == bindparam("adk_id"))
 )
 _SESSION_COLUMNS = (_s.c.session_id, _s.c.state, _s.c.update_time, _s.c.revision)
-_SESSION = Prepared(select(*_SESSION_COLUMNS).where(_session_is))
-# A writer's read: on the servers it locks the row, so writers of one session take turns
-# (SQLite's BEGIN IMMEDIATE already serialises every writer).
-_SESSION_FOR_UPDATE = Prepared(select(*_SESSION_COLUMNS).where(_session_is).with_for_update())
+# get_session's read in one statement: the session row with its app's and user's states.
+_SESSION_WITH_STATES = Prepared(
+    select(
+        *_SESSION_COLUMNS,
+        select(_app.c.state).where(_app.c.app_name == _s.c.app_name).scalar_subquery(),
+        select(_user.c.state)
+        .where(_user.c.app_name == _s.c.app_name, _user.c.user_id == _s.c.user_id)
+        .scalar_subquery(),
+    ).where(_session_is)
+)
+# An append's first statement: the session row, and whether it stores the event already. On the servers
+# it locks the row, so writers of one session take turns (SQLite's BEGIN IMMEDIATE serialises every writer).
+_SESSION_FOR_APPEND = Prepared(
+    select(*_SESSION_COLUMNS, exists().where(_e.c.session_id == _s.c.session_id, _e.c.id == bindparam("event_id")))
+    .where(_session_is)
+    .with_for_update()
+)
 _SESSION_EXISTS = Prepared(select(exists().where(_session_is)))
 _SESSION_ID = Prepared(select(_s.c.session_id).where(_session_is))
 _UPDATE_SESSION = Prepared(
@@ -73,7 +86,6 @@ _INSERT_EVENT = Prepared(
         event_data=bindparam("event_data"),
     )
 )
-_EVENT_EXISTS = Prepared(select(exists().where(_event_of, _e.c.id == bindparam("event_id"))))
 _LATEST_EVENT_ID = Prepared(select(_e.c.id).where(_event_of).order_by(_e.c.timestamp.desc(), _e.c.id.desc()).limit(1))
 _DELETE_EVENTS = Prepared(delete(_e).where(_event_of))
 
@@ -157,14 +169,23 @@ class AdkRepository(Generic[Runner]):
 
     # -- sessions ------------------------------------------------------------------
 
-    def session(self, app_name: str, user_id: str, adk_id: str, *, for_update: bool = False) -> SessionRow | None:
-        """The session's (starpod session id, state JSON, update_time, revision), or ``None``.
+    def session_with_states(
+        self, app_name: str, user_id: str, adk_id: str
+    ) -> tuple[SessionRow, str | None, str | None] | None:
+        """The session's (starpod session id, state JSON, update_time, revision), its app's state JSON and its
+        user's (``None`` where none is stored); ``None`` if there is no such session. One statement."""
+        row = _SESSION_WITH_STATES.first(self._connection, app_name=app_name, user_id=user_id, adk_id=adk_id)
+        return None if row is None else ((row[0], row[1], row[2], row[3]), row[4], row[5])
 
-        ``for_update`` locks the row on the servers until the transaction ends.
-        """
-        statement = _SESSION_FOR_UPDATE if for_update else _SESSION
-        row = statement.first(self._connection, app_name=app_name, user_id=user_id, adk_id=adk_id)
-        return None if row is None else (row[0], row[1], row[2], row[3])
+    def lock_for_append(
+        self, app_name: str, user_id: str, adk_id: str, event_id: str
+    ) -> tuple[SessionRow, bool] | None:
+        """The session's row, locked until the transaction ends (on the servers), and whether it already
+        stores an event under ``event_id``; ``None`` if there is no such session. One statement."""
+        row = _SESSION_FOR_APPEND.first(
+            self._connection, app_name=app_name, user_id=user_id, adk_id=adk_id, event_id=event_id
+        )
+        return None if row is None else ((row[0], row[1], row[2], row[3]), bool(row[4]))
 
     def exists(self, app_name: str, user_id: str, adk_id: str) -> bool:
         """Whether (app, user, id) names a stored session."""
@@ -212,10 +233,6 @@ class AdkRepository(Generic[Runner]):
         _INSERT_EVENT.rowcount(
             self._connection, session_id=session_id, event_id=event_id, timestamp=timestamp, event_data=event_data
         )
-
-    def has_event(self, session_id: str, event_id: str) -> bool:
-        """Whether the session already stores an event under ``event_id``."""
-        return bool(_EVENT_EXISTS.scalar(self._connection, session_id=session_id, event_id=event_id))
 
     def latest_event_id(self, session_id: str) -> str | None:
         """The id of the session's last event in (timestamp, id) order, or ``None`` without events."""
