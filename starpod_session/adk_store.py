@@ -27,7 +27,7 @@ import hashlib
 import json
 import math
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import attrs
@@ -53,6 +53,7 @@ __all__ = [
     "USER_PREFIX",
     "AdkAppended",
     "AdkEvent",
+    "AdkListing",
     "AdkMessage",
     "AdkSession",
     "AdkSessionExists",
@@ -115,6 +116,42 @@ class AdkSession:
     revision: int
     session_id: str
     events: list[str] = attrs.field(factory=list)
+
+
+@attrs.frozen
+class AdkListing:
+    """The sessions :meth:`AdkStore.list_sessions` found, in ADK's order, and the states they share.
+
+    Iterating it gives ``(id, user id, merged state, last update time)`` per session,
+    each state a new dict (the session's keys, then the app's and the user's with
+    their prefixes), made as it is reached: a listing of many sessions holds their
+    stored JSON, not a record per session.
+    """
+
+    app_name: str
+    #: (id, user id, session state JSON, update time) per session.
+    rows: Sequence[tuple[str, str, str, float]]
+    app_state: Mapping[str, Any]
+    user_states: Mapping[str, Mapping[str, Any]]
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __iter__(self) -> Iterator[tuple[str, str, dict[str, Any], float]]:
+        app = {APP_PREFIX + key: value for key, value in self.app_state.items()}
+        users = {
+            owner: {USER_PREFIX + key: value for key, value in state.items()}
+            for owner, state in self.user_states.items()
+        }
+        decode = _DECODE
+        for adk_id, owner, text, update_time in self.rows:
+            state: dict[str, Any] = {} if text == "{}" else decode(text)
+            if app:
+                state.update(app)
+            user = users.get(owner)
+            if user:
+                state.update(user)
+            yield adk_id, owner, state, update_time
 
 
 @attrs.frozen
@@ -224,13 +261,13 @@ class AdkStore:
 
         return self._transactions.read_prepared(work, snapshot=True)
 
-    def list_sessions(self, app_name: str, user_id: str | None = None) -> list[AdkSession]:
+    def list_sessions(self, app_name: str, user_id: str | None = None) -> AdkListing:
         """The app's sessions (one user's, or all users' for ``None``), without events, in ADK's order:
-        least recently updated first, then by user, then by id."""
+        least recently updated first, then by user, then by id; one snapshot."""
         app_name = check_short_text("app_name", app_name)
         user = None if user_id is None else check_short_text("user_id", user_id)
 
-        def work(connection: StatementRunner) -> list[AdkSession]:
+        def work(connection: StatementRunner) -> AdkListing:
             adk = AdkRepository(connection)
             rows = adk.list_sessions(app_name, user)
             app_state = _loads(adk.app_state(app_name))
@@ -238,19 +275,7 @@ class AdkStore:
                 user_states = {owner: _loads(state) for owner, state in adk.user_states(app_name).items()}
             else:
                 user_states = {user: _loads(adk.user_state(app_name, user))}
-            # No starpod session id or revision in a listing: ADK lists sessions without events.
-            return [
-                AdkSession(
-                    app_name,
-                    owner,
-                    adk_id,
-                    _merged(app_state, user_states.get(owner, {}), _loads(state)),
-                    update_time,
-                    -1,
-                    "",
-                )
-                for adk_id, owner, state, update_time in rows
-            ]
+            return AdkListing(app_name, rows, app_state, user_states)
 
         return self._transactions.read_prepared(work, snapshot=True)
 
@@ -475,6 +500,10 @@ def _dumps(value: Mapping[str, Any]) -> str:
         return json.dumps(value, ensure_ascii=False)
     except (TypeError, ValueError) as error:
         raise InvalidInput("state", f"not storable as JSON: {error}") from None
+
+
+#: The JSON decoder ``json.loads`` calls, without its per-call argument checks (a listing decodes a state per session).
+_DECODE = json.JSONDecoder().decode
 
 
 def _loads(text: str | None) -> dict[str, Any]:

@@ -167,7 +167,8 @@ class _Bench:
         from starpod_session.adk_store import AdkStore
 
         return [
-            (s.id, json.dumps(s.state), s.last_update_time) for s in AdkStore(self.manager).list_sessions(APP, user)
+            (adk_id, json.dumps(state), at)
+            for adk_id, _user, state, at in AdkStore(self.manager).list_sessions(APP, user)
         ]
 
     # -- the report ------------------------------------------------------------------------

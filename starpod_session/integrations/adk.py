@@ -169,7 +169,12 @@ class StarpodSessionService(BaseSessionService):
         """The app's sessions (one user's, or every user's), without events, least recently updated first."""
 
         def listed() -> ListSessionsResponse:
-            sessions = [_session(stored, []) for stored in self._store.list_sessions(app_name, user_id)]
+            listing = self._store.list_sessions(app_name, user_id)
+            app = listing.app_name
+            sessions = [
+                Session(id=adk_id, app_name=app, user_id=owner, state=state, last_update_time=update_time)
+                for adk_id, owner, state, update_time in listing
+            ]
             return ListSessionsResponse.model_construct(sessions=sessions)
 
         return await self._run(listed)
