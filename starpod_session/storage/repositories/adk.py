@@ -13,13 +13,11 @@ import functools
 from typing import Any, Generic
 
 from sqlalchemy import BigInteger, Table, bindparam, delete, exists, insert, select, update
-from sqlalchemy.dialects import mysql, postgresql, sqlite
-from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.sql.expression import Executable
 
 from ..._driver.runner import Runner
 from ..._driver.statements import Prepared
+from ...backends import backend_of
 from ..models import AdkAppStateRow, AdkEventRow, AdkSessionRow, AdkUserStateRow
 
 __all__ = ["AdkRepository", "SessionRow"]
@@ -107,39 +105,25 @@ _SET_USER_STATE = Prepared(
 )
 
 
-def _insert_unless_present(table: Table, values: dict[str, Any], key: tuple[str, ...]) -> Any:
-    """An INSERT of a row keyed by ``key`` that stores nothing (and raises nothing) when the key is taken."""
-
-    def build(dialect: Dialect) -> Executable:
-        columns = [table.c[name] for name in key]
-        if dialect.name == "postgresql":
-            return postgresql.insert(table).values(values).on_conflict_do_nothing(index_elements=columns)
-        if dialect.name == "sqlite":
-            return sqlite.insert(table).values(values).on_conflict_do_nothing(index_elements=columns)
-        # MariaDB: a no-op update of the existing row (its key to itself).
-        return mysql.insert(table).values(values).on_duplicate_key_update({key[0]: columns[0]})
-
-    return build
+def _insert_skipping(table: Table, values: dict[str, Any], key: tuple[str, ...]) -> Prepared:
+    """An INSERT of a row keyed by ``key`` that skips a taken key, or fails on it where the backend
+    ``conflict_raises`` (MariaDB; :meth:`AdkRepository._inserted` catches that)."""
+    columns = [table.c[name] for name in key]
+    return Prepared(lambda dialect: backend_of(dialect).insert_skipping_conflict(table, values, columns))
 
 
-_ENSURE_APP_STATE = Prepared(
-    _insert_unless_present(
-        _app,
-        {"app_name": bindparam("app_name"), "state": "{}", "update_time": bindparam("update_time")},
-        ("app_name",),
-    )
+_ENSURE_APP_STATE = _insert_skipping(
+    _app, {"app_name": bindparam("app_name"), "state": "{}", "update_time": bindparam("update_time")}, ("app_name",)
 )
-_ENSURE_USER_STATE = Prepared(
-    _insert_unless_present(
-        _user,
-        {
-            "app_name": bindparam("app_name"),
-            "user_id": bindparam("user_id"),
-            "state": "{}",
-            "update_time": bindparam("update_time"),
-        },
-        ("app_name", "user_id"),
-    )
+_ENSURE_USER_STATE = _insert_skipping(
+    _user,
+    {
+        "app_name": bindparam("app_name"),
+        "user_id": bindparam("user_id"),
+        "state": "{}",
+        "update_time": bindparam("update_time"),
+    },
+    ("app_name", "user_id"),
 )
 _SESSION_VALUES = {
     "app_name": bindparam("app_name"),
@@ -151,14 +135,7 @@ _SESSION_VALUES = {
     "update_time": bindparam("now"),
     "revision": 0,
 }
-#: SQLite and PostgreSQL skip a taken (app, user, id); MariaDB's plain INSERT fails on it (caught).
-_INSERT_SESSION = Prepared(
-    lambda dialect: (
-        insert(_s).values(_SESSION_VALUES)
-        if dialect.name == "mysql"
-        else _insert_unless_present(_s, _SESSION_VALUES, ("app_name", "user_id", "id"))(dialect)
-    )
-)
+_INSERT_SESSION = _insert_skipping(_s, _SESSION_VALUES, ("app_name", "user_id", "id"))
 
 
 class AdkRepository(Generic[Runner]):
@@ -198,13 +175,25 @@ class AdkRepository(Generic[Runner]):
 
     def insert_session(self, app_name: str, user_id: str, adk_id: str, session_id: str, state: str, now: float) -> bool:
         """Store a new session at revision 0; False, having stored nothing, when (app, user, id) is taken."""
-        values = dict(app_name=app_name, user_id=user_id, adk_id=adk_id, session_id=session_id, state=state, now=now)
-        if self._connection.dialect.name != "mysql":
-            return _INSERT_SESSION.rowcount(self._connection, **values) == 1
+        return self._inserted(
+            _INSERT_SESSION,
+            app_name=app_name,
+            user_id=user_id,
+            adk_id=adk_id,
+            session_id=session_id,
+            state=state,
+            now=now,
+        )
+
+    def _inserted(self, statement: Prepared, **values: Any) -> bool:
+        """Run an :func:`_insert_skipping` INSERT: whether it stored its row (False: the key was taken)."""
+        if not backend_of(self._connection.dialect).conflict_raises:
+            return statement.rowcount(self._connection, **values) == 1
+        # MariaDB: a refused INSERT undoes only itself.
         try:
-            _INSERT_SESSION.rowcount(self._connection, **values)
+            statement.rowcount(self._connection, **values)
         except IntegrityError as error:
-            if "PRIMARY" not in str(error.orig):
+            if "Duplicate entry" not in str(error.orig):
                 raise
             return False
         return True
@@ -272,14 +261,14 @@ class AdkRepository(Generic[Runner]):
 
     def lock_app_state(self, app_name: str, now: float) -> str:
         """The app's state JSON, its row created (``{}``) if missing and locked until the transaction ends."""
-        _ENSURE_APP_STATE.rowcount(self._connection, app_name=app_name, update_time=now)
+        self._inserted(_ENSURE_APP_STATE, app_name=app_name, update_time=now)
         state = self.app_state(app_name, for_update=True)
         assert state is not None, "the row was just ensured"
         return state
 
     def lock_user_state(self, app_name: str, user_id: str, now: float) -> str:
         """The user's state JSON, its row created (``{}``) if missing and locked until the transaction ends."""
-        _ENSURE_USER_STATE.rowcount(self._connection, app_name=app_name, user_id=user_id, update_time=now)
+        self._inserted(_ENSURE_USER_STATE, app_name=app_name, user_id=user_id, update_time=now)
         state = self.user_state(app_name, user_id, for_update=True)
         assert state is not None, "the row was just ensured"
         return state
