@@ -17,6 +17,7 @@ from sqlalchemy import Engine, event
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import DisconnectionError, NoSuchModuleError
 
+from . import galera
 from ._driver.events import listen_as_own
 from ._driver.transaction import driver_execute
 from .errors import InvalidInput, StarpodSessionError, StorageError
@@ -316,6 +317,7 @@ def create_storage_engine(
             seconds = max(1, math.ceil(lock_timeout))
             with closing(dbapi_connection.cursor()) as cursor:
                 cursor.execute(f"SET SESSION innodb_lock_wait_timeout = {seconds}")
+            galera.configure_connection(dbapi_connection)  # read-your-writes through any node (galera.py)
 
     if not engine_options["pool_pre_ping"]:
         _ping_when_idle(engine)
