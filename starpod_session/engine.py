@@ -17,7 +17,7 @@ from sqlalchemy import Engine, event
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import DisconnectionError, NoSuchModuleError
 
-from . import galera
+from . import deadlines, galera
 from ._driver.events import listen_as_own
 from ._driver.transaction import driver_execute
 from .errors import InvalidInput, StarpodSessionError, StorageError
@@ -233,6 +233,8 @@ def create_storage_engine(
     sqlite_cache_mib: int = DEFAULT_SQLITE_CACHE_MIB,
     lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
     pool_size: int = DEFAULT_POOL_SIZE,
+    connect_timeout: float = deadlines.DEFAULT_CONNECT_TIMEOUT,
+    statement_timeout: float | None = deadlines.DEFAULT_STATEMENT_TIMEOUT,
     **engine_options: Any,
 ) -> Engine:
     """An engine for ``url`` with the settings this library relies on.
@@ -259,6 +261,12 @@ def create_storage_engine(
     finds all of them in use waits for one at most ``lock_timeout`` seconds
     (then SQLAlchemy's pool ``TimeoutError``).
 
+    Servers: a connection attempt gives up after ``connect_timeout`` seconds (per
+    host of a multi-host URL), and a connection held longer than
+    ``statement_timeout`` seconds (at least ``lock_timeout`` plus one) by one
+    attempt of a call is cut (``deadlines.py``): a hung server costs a bounded
+    wait. ``statement_timeout=None``: no such deadline (migrations, bulk work).
+
     A SQLite file that exists but that this process may not write (the file or its
     folder is read-only) is opened read-only: reads work, and a write transaction
     raises :class:`StorageError` saying so.
@@ -280,7 +288,10 @@ def create_storage_engine(
     # Set at connect, never per checkout: an execution option would make SQLAlchemy
     # restore the level on check-in, a round trip that fails raw on a lost connection.
     engine_options.setdefault("isolation_level", "READ COMMITTED")
-    connect_args = dict(engine_options.pop("connect_args", {}))
+    connect_args = {
+        **deadlines.connect_arguments(url.get_backend_name(), connect_timeout),
+        **engine_options.pop("connect_args", {}),
+    }
     mysql = url.get_backend_name() in ("mysql", "mariadb")
     if mysql:
         url = url.update_query_dict({"charset": "utf8mb4"})
@@ -319,6 +330,8 @@ def create_storage_engine(
                 cursor.execute(f"SET SESSION innodb_lock_wait_timeout = {seconds}")
             galera.configure_connection(dbapi_connection)  # read-your-writes through any node (galera.py)
 
+    if statement_timeout is not None:  # first of the checkout listeners: it bounds the idle ping too
+        deadlines.watch(engine, max(statement_timeout, lock_timeout + 1))
     if not engine_options["pool_pre_ping"]:
         _ping_when_idle(engine)
 

@@ -24,6 +24,7 @@ from ._clock import utc_now
 from ._driver.runner import Runner, StatementRunner
 from .channels import Channel, ChannelRegistry, ChannelResolver, check_gap_minutes
 from .config import AgentConfig, load_config
+from .deadlines import DEFAULT_CONNECT_TIMEOUT, DEFAULT_STATEMENT_TIMEOUT, check_seconds, exempt
 from .engine import (
     DEFAULT_LOCK_TIMEOUT,
     DEFAULT_POOL_SIZE,
@@ -148,6 +149,14 @@ class SessionManager:
     ``sqlite_cache_mib`` how many MiB of the file's pages each connection keeps in
     memory (default 8; SQLite's own is 2): at most ``pool_size`` times that in all.
 
+    Servers: ``connect_timeout`` (seconds, default 10) bounds each connection
+    attempt (per host of a multi-host URL), and ``statement_timeout`` (seconds,
+    default 60, never less than ``lock_timeout`` plus one; ``None`` for none)
+    how long one attempt of a call may wait on the server: a server that hangs
+    costs that long, then :class:`StorageError`. The migration on open is exempt.
+    PostgreSQL failover: give every host in one URL with
+    ``target_session_attrs=read-write`` (docs/guides/past-one-server.md).
+
     ``fast_path`` (default ``True``): the hot calls run their statements straight
     on the driver's connection, skipping SQLAlchemy's per-statement work, while
     nothing listens to the engine's connection events. Whenever a listener is
@@ -181,6 +190,8 @@ class SessionManager:
         lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
         pool_size: int = DEFAULT_POOL_SIZE,
         fast_path: bool = True,
+        connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
+        statement_timeout: float | None = DEFAULT_STATEMENT_TIMEOUT,
     ) -> None:
         database = to_database(db_path)  # a Database (the command line's) as it is: parsed once
         fast_path = check_flag("fast_path", fast_path)
@@ -199,6 +210,8 @@ class SessionManager:
             sqlite_cache_mib=sqlite_cache_mib,
             lock_timeout=self._lock_timeout,
             pool_size=pool_size,
+            connect_timeout=check_seconds("connect_timeout", connect_timeout) or DEFAULT_CONNECT_TIMEOUT,
+            statement_timeout=check_seconds("statement_timeout", statement_timeout, none_allowed=True),
         )
         self._transactions = TransactionRunner(
             self._engine,
@@ -208,7 +221,10 @@ class SessionManager:
             fast_path=fast_path,
         )
         try:
-            self._transactions.guard(lambda: ensure_schema(self._engine, auto_upgrade=auto_upgrade, target=self.target))
+            with exempt():  # a migration may rightly take longer than statement_timeout
+                self._transactions.guard(
+                    lambda: ensure_schema(self._engine, auto_upgrade=auto_upgrade, target=self.target)
+                )
         except BaseException:
             self._engine.dispose()
             raise

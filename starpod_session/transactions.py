@@ -34,6 +34,7 @@ from ._driver.events import ListenerWatch
 from ._driver.runner import StatementRunner
 from ._driver.transaction import DriverTransaction, HeldConnections, driver_commit, driver_execute
 from .advice import advice
+from .deadlines import stop_watching
 from .engine import MYSQL_MAX_ALLOWED_PACKET, READ_ONLY, SNAPSHOT, Database, transaction_begin
 from .errors import StarpodSessionError, StorageBusy, StorageError
 from .retry import RetryPolicy, is_transient
@@ -97,6 +98,7 @@ class TransactionRunner:
         """Release every pooled connection; later calls raise :class:`StarpodSessionError`."""
         self._closed = True
         self._held.close()
+        stop_watching(self.engine)
         self.engine.dispose()
 
     def write(self, work: CoreWork[T]) -> T:

@@ -28,6 +28,14 @@ def pg_pair() -> Iterator[PostgresPair]:
 
 
 @pytest.fixture(scope="module")
+def pg_available() -> None:
+    """Skips with the reason when a private PostgreSQL pair cannot run here (for tests that start their own)."""
+    why = postgres_missing() or _missing_driver("psycopg", "postgres")
+    if why:
+        pytest.skip(why)
+
+
+@pytest.fixture(scope="module")
 def galera() -> Iterator[GaleraCluster]:
     """A private 3-node MariaDB Galera cluster for the module (skips with the reason when impossible)."""
     why = galera_missing() or _missing_driver("pymysql", "mysql")

@@ -154,13 +154,15 @@ class Server:
     def resume(self) -> None:
         self.signal(signal.SIGCONT)
 
-    def stop(self, timeout: float = 20) -> None:
-        """Stop gracefully (SIGTERM, then SIGKILL after ``timeout``)."""
+    def stop(self, timeout: float = 20, signum: int = 15) -> None:  # SIGTERM
+        """Stop gracefully (``signum`` to the server process, then SIGKILL to the group after ``timeout``)."""
         if not self.running:
             self.kill()  # a stopped group: make sure nothing is left
             return
+        assert self.process is not None
         self.signal(signal.SIGCONT)
-        self.signal(signal.SIGTERM)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(self.process.pid, signum)
         assert self.process is not None
         with contextlib.suppress(subprocess.TimeoutExpired):
             self.process.wait(timeout=timeout)
@@ -293,7 +295,7 @@ class PostgresPair:
 
     def stop(self) -> None:
         for server in (self.standby, self.primary):
-            server.stop()
+            server.stop(signum=signal.SIGINT)  # PostgreSQL's fast shutdown: clients are disconnected
 
 
 # -- MariaDB Galera: three nodes on loopback ------------------------------------------

@@ -32,13 +32,17 @@ class Tally:
     in_flight: int = 0  # calls that raised our error: their outcome unknown, retried with the same key
     errors: Counter[str] = attrs.field(factory=Counter)  # our errors, by class
     raw: list[BaseException] = attrs.field(factory=list)  # anything that is not a StarpodSessionError
-    successes: list[float] = attrs.field(factory=list)  # monotonic time of every acknowledged write
+    successes: list[tuple[str, float]] = attrs.field(factory=list)  # (writer, monotonic time) per acknowledged write
     unresolved: int = 0  # in-flight keys still failing RETRY_AFTER_STOP seconds after the stop
 
-    def first_success_after(self, moment: float) -> float | None:
+    def first_success_after(self, moment: float) -> dict[str, float]:
+        """Seconds from ``moment`` to each writer's first acknowledged write after it."""
+        firsts: dict[str, float] = {}
         with self.lock:
-            later = [at for at in self.successes if at >= moment]
-        return min(later) - moment if later else None
+            for writer, at in self.successes:
+                if at >= moment and (writer not in firsts or at - moment < firsts[writer]):
+                    firsts[writer] = at - moment
+        return firsts
 
 
 #: How long a writer keeps retrying its in-flight key once told to stop.
@@ -97,6 +101,6 @@ def write_until(
                 return
             with tally.lock:
                 tally.acknowledged.append((session_id, key))
-                tally.successes.append(time.monotonic())
+                tally.successes.append((prefix, time.monotonic()))
             break
         turn += 1
