@@ -42,6 +42,7 @@ __all__ = [
     "DEFAULT_STATEMENT_TIMEOUT",
     "MAX_TIMEOUT",
     "Watchdog",
+    "check_optional_seconds",
     "check_seconds",
     "connect_arguments",
     "exempt",
@@ -178,10 +179,13 @@ def _shut_down(dbapi_connection: Any) -> bool:
 MAX_TIMEOUT = 86_400
 
 
-def check_seconds(field: str, value: object, *, none_allowed: bool = False) -> float | None:
-    """``value`` as positive finite seconds (or ``None`` when allowed), else :class:`InvalidInput`."""
-    if value is None and none_allowed:
-        return None
+def check_optional_seconds(field: str, value: object) -> float | None:
+    """``None``, or ``value`` checked by :func:`check_seconds`."""
+    return None if value is None else check_seconds(field, value)
+
+
+def check_seconds(field: str, value: object) -> float:
+    """``value`` as positive finite seconds, else :class:`InvalidInput`."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise InvalidInput(field, f"expected seconds as a number, got {type(value).__name__}")
     if not math.isfinite(value) or value <= 0 or value > MAX_TIMEOUT:

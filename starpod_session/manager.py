@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import functools
 import json
 import logging
 import math
 import os
 import secrets
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timedelta
 from itertools import chain
 from pathlib import Path
@@ -24,7 +25,13 @@ from ._clock import utc_now
 from ._driver.runner import Runner, StatementRunner
 from .channels import Channel, ChannelRegistry, ChannelResolver, check_gap_minutes
 from .config import AgentConfig, load_config
-from .deadlines import DEFAULT_CONNECT_TIMEOUT, DEFAULT_STATEMENT_TIMEOUT, check_seconds, exempt
+from .deadlines import (
+    DEFAULT_CONNECT_TIMEOUT,
+    DEFAULT_STATEMENT_TIMEOUT,
+    check_optional_seconds,
+    check_seconds,
+    exempt,
+)
 from .engine import (
     DEFAULT_LOCK_TIMEOUT,
     DEFAULT_POOL_SIZE,
@@ -50,6 +57,7 @@ from .records import (
     UsageRecord,
     UsageSummary,
 )
+from .replicas import ReadUrl, ReplicaReads, replica_databases
 from .repositories import (
     CompactionRepository,
     MessageRepository,
@@ -157,6 +165,12 @@ class SessionManager:
     PostgreSQL failover: give every host in one URL with
     ``target_session_attrs=read-write`` (docs/guides/past-one-server.md).
 
+    ``read_url`` (a URL, or a list of them) names read replicas of the database:
+    ``list_sessions``, ``search_messages`` and ``cost_overview`` read from them in
+    turn and may be as stale as the replica's lag; every other call stays on the
+    primary. A replica that fails is left out for a few seconds and the call runs on
+    the primary instead (``replicas.py``).
+
     ``fast_path`` (default ``True``): the hot calls run their statements straight
     on the driver's connection, skipping SQLAlchemy's per-statement work, while
     nothing listens to the engine's connection events. Whenever a listener is
@@ -192,6 +206,7 @@ class SessionManager:
         fast_path: bool = True,
         connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
         statement_timeout: float | None = DEFAULT_STATEMENT_TIMEOUT,
+        read_url: ReadUrl | Sequence[ReadUrl] | None = None,
     ) -> None:
         database = to_database(db_path)  # a Database (the command line's) as it is: parsed once
         fast_path = check_flag("fast_path", fast_path)
@@ -204,21 +219,24 @@ class SessionManager:
         self.config = load_config(config)
         self._channels = ChannelRegistry({**self.config.resolvers(), **(channels or {})})
         self.sessions_dir = None if sessions_dir is None else ensure_folder(Path(sessions_dir), "sessions_dir")
-        self._engine: Engine = create_storage_engine(
-            database.url,
-            sqlite_synchronous=sqlite_synchronous,
-            sqlite_cache_mib=sqlite_cache_mib,
+        replicas = replica_databases(read_url, database)
+        engine_for = functools.partial(
+            create_storage_engine,
             lock_timeout=self._lock_timeout,
             pool_size=pool_size,
-            connect_timeout=check_seconds("connect_timeout", connect_timeout) or DEFAULT_CONNECT_TIMEOUT,
-            statement_timeout=check_seconds("statement_timeout", statement_timeout, none_allowed=True),
+            connect_timeout=check_seconds("connect_timeout", connect_timeout),
+            statement_timeout=check_optional_seconds("statement_timeout", statement_timeout),
         )
-        self._transactions = TransactionRunner(
-            self._engine,
-            database,
-            retry=retry or RetryPolicy(),
-            lock_timeout=self._lock_timeout,
-            fast_path=fast_path,
+        self._engine: Engine = engine_for(
+            database.url, sqlite_synchronous=sqlite_synchronous, sqlite_cache_mib=sqlite_cache_mib
+        )
+        runner_for = functools.partial(
+            TransactionRunner, retry=retry or RetryPolicy(), lock_timeout=self._lock_timeout, fast_path=fast_path
+        )
+        self._transactions = runner_for(self._engine, database)
+        #: The reads that may lag (``replicas.REPLICA_CALLS``): on a replica when ``read_url`` names one.
+        self._lagging_reads = ReplicaReads(
+            self._transactions, [runner_for(engine_for(replica.url), replica) for replica in replicas]
         )
         try:
             with exempt():  # a migration may rightly take longer than statement_timeout
@@ -226,7 +244,8 @@ class SessionManager:
                     lambda: ensure_schema(self._engine, auto_upgrade=auto_upgrade, target=self.target)
                 )
         except BaseException:
-            self._engine.dispose()
+            self._lagging_reads.close()
+            self._transactions.close()
             raise
         #: SQLite's search index takes messages in batches (``repositories.search.INDEX_BATCH``):
         #: a manager that can write indexes the waiting ones before it searches.
@@ -253,6 +272,7 @@ class SessionManager:
             # Closed already, or the write refused: nothing is lost, the messages still wait.
             with contextlib.suppress(StarpodSessionError):
                 self._index_waiting_messages()
+        self._lagging_reads.close()
         self._transactions.close()
 
     def _index_waiting_messages(self) -> None:
@@ -451,7 +471,7 @@ class SessionManager:
             is_read=None if is_read is None else check_flag("is_read", is_read),
             is_archived=None if archived is None else check_flag("archived", archived),
         )
-        return self._transactions.read_prepared(
+        return self._lagging_reads.read_prepared(
             lambda connection: SessionRepository(connection).list_recent(limit, filters)
         )
 
@@ -624,7 +644,7 @@ class SessionManager:
             overview = UsageRepository(connection).overview(start, end)
             return attrs.evolve(overview, by_tool=ToolCallRepository(connection).usage(start, end))
 
-        return self._transactions.read_prepared(work, snapshot=True)
+        return self._lagging_reads.read_prepared(work, snapshot=True)
 
     def record_compaction(
         self,
@@ -700,7 +720,7 @@ class SessionManager:
 
         # One statement (and on SQLite one look-up before it): prepared work, without a
         # snapshot's extra round trip on servers.
-        rows = self._transactions.read_prepared(work)
+        rows = self._lagging_reads.read_prepared(work)
         if rows is None:
             self._transactions.write_prepared(lambda connection: SearchRepository(connection).index_waiting())
             waiting = False  # messages saved since this call began may wait: they need not be found

@@ -132,11 +132,18 @@ class Server:
         return self.process is not None and self.process.poll() is None
 
     def signal(self, signum: int) -> None:
-        """Send ``signum`` to this server's process group (its children too)."""
+        """Send ``signum`` to this server's process group and to every process it started.
+
+        PostgreSQL's backends call ``setsid()``: they leave the postmaster's process
+        group, so they are found as its descendants (``/proc``), never by name.
+        """
         if self.process is None:
             return
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self.process.pid, signum)
+        for pid in _descendants(self.process.pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signum)
 
     def kill(self) -> None:
         """``kill -9`` the whole process group (a crash), and reap it."""
@@ -167,6 +174,27 @@ class Server:
         with contextlib.suppress(subprocess.TimeoutExpired):
             self.process.wait(timeout=timeout)
         self.kill()
+
+
+def _descendants(root: int) -> list[int]:
+    """The processes ``root`` started, and theirs (read from ``/proc``)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        parent = int(stat[stat.rindex(")") + 2 :].split()[1])
+        children.setdefault(parent, []).append(int(entry.name))
+    found: list[int] = []
+    pending = [root]
+    while pending:
+        for child in children.get(pending.pop(), []):
+            found.append(child)
+            pending.append(child)
+    return found
 
 
 def _run_as(user: str, argv: list[str], log: Path, timeout: float = 120) -> None:
