@@ -1,4 +1,8 @@
-"""Fixtures of the fault tests: private servers, one set per test module, stopped at its end."""
+"""Fixtures of the fault tests: private servers, one set per test module, stopped at its end.
+
+Every module here sets ``pytestmark = pytest.mark.faults``: the default run leaves
+them out (pyproject.toml), ``pytest -m faults`` runs them alone (a step of .ci/run).
+"""
 
 from __future__ import annotations
 
@@ -8,13 +12,6 @@ import pytest
 
 from ..backends import missing_modules
 from .servers import GaleraCluster, PostgresPair, galera_cluster, galera_missing, postgres_missing, postgres_pair
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Every test of this folder carries the ``faults`` marker (``pytest -m faults`` runs them alone)."""
-    for item in items:
-        if "tests/faults/" in str(item.path).replace("\\", "/"):
-            item.add_marker(pytest.mark.faults)
 
 
 @pytest.fixture(scope="module")

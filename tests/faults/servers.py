@@ -20,8 +20,6 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import pytest
-
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 GALERA_PROVIDER = Path("/usr/lib/galera/libgalera_smm.so")
 MARIADBD = shutil.which("mariadbd") or "/usr/sbin/mariadbd"
@@ -29,9 +27,6 @@ MARIADB_INSTALL_DB = shutil.which("mariadb-install-db") or "/usr/bin/mariadb-ins
 
 #: Ports the shared servers use: never handed out, never signalled.
 SHARED_PORTS = frozenset({5432, 3306})
-
-#: The marker of these tests (pyproject.toml registers it): ``pytest -m faults`` runs them alone.
-faults = pytest.mark.faults
 
 
 def _user_exists(name: str) -> bool:

@@ -16,6 +16,8 @@ from .servers import PostgresPair
 
 SECRET = "pw-never-shown"
 
+pytestmark = pytest.mark.faults
+
 
 def _url(pair: PostgresPair, *ports: int) -> str:
     return pair.url(*ports).replace("postgres@", f"postgres:{SECRET}@")  # trust auth: the password is ignored

@@ -17,6 +17,8 @@ from .workload import CountingPolicy
 ROUNDS = 16
 THREADS_PER_NODE = 3
 
+pytestmark = pytest.mark.faults
+
 
 def _fresh_database(galera: GaleraCluster, name: str) -> None:
     galera.sql(0, f"DROP DATABASE IF EXISTS {name}")

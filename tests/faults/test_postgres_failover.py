@@ -21,6 +21,8 @@ BEFORE, AFTER = 2.0, 6.0
 #: The bound the issue sets: every writer succeeds on the new primary within this of the promotion.
 RECOVERY_BOUND = 5.0
 
+pytestmark = pytest.mark.faults
+
 
 @pytest.fixture
 def pair(pg_available: None):

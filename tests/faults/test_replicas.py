@@ -5,9 +5,13 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
+import pytest
+
 from starpod_session import Channel, SessionManager, UsageRecord
 
 from .servers import PostgresPair
+
+pytestmark = pytest.mark.faults
 
 
 def _eventually(check: Callable[[], bool], timeout: float = 20) -> float:
