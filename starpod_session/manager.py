@@ -249,7 +249,10 @@ class SessionManager:
             raise
         #: SQLite's search index takes messages in batches (``repositories.search.INDEX_BATCH``):
         #: a manager that can write indexes the waiting ones before it searches.
-        self._indexes_waiting = self._engine.dialect.name == "sqlite" and not is_read_only(self._engine)
+        #: One that cannot searches a copy of them besides (``SearchRepository.search_with_waiting``).
+        sqlite = self._engine.dialect.name == "sqlite"
+        self._indexes_waiting = sqlite and not is_read_only(self._engine)
+        self._searches_waiting = sqlite and not self._indexes_waiting
         instrument(self, tracer_provider, self._engine.dialect)  # spans, or nothing at all (tracing.py)
 
     # -- lifecycle -------------------------------------------------------
@@ -711,12 +714,13 @@ class SessionManager:
         )
         after = None if cursor is None else decode_cursor(cursor)
         waiting = self._indexes_waiting
+        search = SearchRepository.search_with_waiting if self._searches_waiting else SearchRepository.search
 
         def work(connection: StatementRunner) -> list[SearchRow] | None:
             repository = SearchRepository(connection)
             if waiting and repository.any_waiting():
                 return None  # messages saved before this call must be found: index them first
-            return repository.search(parsed, filters, limit, after)
+            return search(repository, parsed, filters, limit, after)
 
         # One statement (and on SQLite one look-up before it): prepared work, without a
         # snapshot's extra round trip on servers.
