@@ -17,8 +17,10 @@ acknowledges every byte, so neither TCP keepalives nor a server-side
   each statement's lock waits are bounded by ``lock_timeout``, which the
   deadline is never shorter than.
 
-Work that may rightly take longer (migrations, bulk copies and dumps) runs
-inside :func:`exempt`, or on an engine made with ``statement_timeout=None``.
+Work that may rightly take longer runs inside :func:`exempt`: migrations with no
+deadline (and ``starpod-session db upgrade`` on an engine made with
+``statement_timeout=None``), bulk work such as a transcript export with
+:data:`BULK_TIMEOUT`. (Pruning deletes in batches, each a call of its own.)
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from sqlalchemy import Engine, event
 from .errors import InvalidInput
 
 __all__ = [
+    "BULK_TIMEOUT",
     "DEFAULT_CONNECT_TIMEOUT",
     "DEFAULT_STATEMENT_TIMEOUT",
     "MAX_TIMEOUT",
@@ -62,15 +65,26 @@ _local = threading.local()
 _WATCHDOGS: weakref.WeakKeyDictionary[Engine, Watchdog] = weakref.WeakKeyDictionary()
 
 
+#: Seconds bulk work (a transcript export read in one snapshot) may hold a connection.
+BULK_TIMEOUT = 3600.0
+
+#: What ``_local.limit`` holds when the thread uses the watchdog's own limit.
+_OWN_LIMIT = -1.0
+
+
 @contextlib.contextmanager
-def exempt() -> Iterator[None]:
-    """Connections this thread takes out of a pool inside the block have no deadline (migrations, bulk work)."""
-    before = getattr(_local, "exempt", False)
-    _local.exempt = True
+def exempt(limit: float | None = None) -> Iterator[None]:
+    """Connections this thread takes out of a pool inside the block have no deadline, or ``limit`` seconds.
+
+    ``exempt()`` for migrations; ``exempt(BULK_TIMEOUT)`` for bulk work that may
+    rightly take longer than a call but must still end on a hung server.
+    """
+    before = getattr(_local, "limit", _OWN_LIMIT)
+    _local.limit = limit
     try:
         yield
     finally:
-        _local.exempt = before
+        _local.limit = before
 
 
 def connect_arguments(backend: str, connect_timeout: float) -> dict[str, Any]:
@@ -94,8 +108,9 @@ def watch(engine: Engine, limit: float) -> Watchdog:
 
     @event.listens_for(engine, "checkout")
     def note_checkout(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
-        if not getattr(_local, "exempt", False):
-            watchdog.start(record, dbapi_connection)
+        limit = getattr(_local, "limit", _OWN_LIMIT)
+        if limit is not None:
+            watchdog.start(record, dbapi_connection, None if limit == _OWN_LIMIT else limit)
 
     @event.listens_for(engine, "checkin")
     def note_checkin(_dbapi_connection: Any, record: Any) -> None:
@@ -123,12 +138,18 @@ class Watchdog:
         #: How many connections it has cut (for tests and logs).
         self.cut = 0
 
-    def start(self, record: Any, dbapi_connection: Any) -> None:
-        """A connection was handed out: its deadline starts now."""
+    def start(self, record: Any, dbapi_connection: Any, limit: float | None = None) -> None:
+        """A connection was handed out: its deadline (``limit`` seconds, the watchdog's own by default) starts now."""
         with self._lock:
-            self._out[id(record)] = (time.monotonic() + self.limit, dbapi_connection)
+            self._out[id(record)] = (time.monotonic() + (self.limit if limit is None else limit), dbapi_connection)
             if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name="starpod-session-watchdog", daemon=True)
+                # The thread holds the watchdog weakly: a manager dropped without close() ends it too.
+                self._thread = threading.Thread(
+                    target=_patrol,
+                    args=(weakref.ref(self), self._stopped, min(1.0, self.limit / 10)),
+                    name="starpod-session-watchdog",
+                    daemon=True,
+                )
                 self._thread.start()
 
     def end(self, record: Any) -> None:
@@ -139,15 +160,24 @@ class Watchdog:
     def stop(self) -> None:
         self._stopped.set()
 
-    def _run(self) -> None:
-        interval = min(1.0, self.limit / 10)
-        while not self._stopped.wait(interval):
-            now = time.monotonic()
-            with self._lock:  # held while cutting: a connection handed back meanwhile is never cut
-                late = [key for key, (deadline, _) in self._out.items() if deadline <= now]
-                for key in late:
-                    if _shut_down(self._out.pop(key)[1]):
-                        self.cut += 1
+    def cut_late(self) -> None:
+        """Shut down every connection held past its deadline."""
+        now = time.monotonic()
+        with self._lock:  # held while cutting: a connection handed back meanwhile is never cut
+            late = [key for key, (deadline, _) in self._out.items() if deadline <= now]
+            for key in late:
+                if _shut_down(self._out.pop(key)[1]):
+                    self.cut += 1
+
+
+def _patrol(watchdog: weakref.ref[Watchdog], stopped: threading.Event, interval: float) -> None:
+    """The watchdog's thread: every ``interval`` seconds, cut late connections; end once stopped or collected."""
+    while not stopped.wait(interval):
+        alive = watchdog()
+        if alive is None:
+            return
+        alive.cut_late()
+        del alive
 
 
 def _shut_down(dbapi_connection: Any) -> bool:

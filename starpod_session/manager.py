@@ -26,6 +26,7 @@ from ._driver.runner import Runner, StatementRunner
 from .channels import Channel, ChannelRegistry, ChannelResolver, check_gap_minutes
 from .config import AgentConfig, load_config
 from .deadlines import (
+    BULK_TIMEOUT,
     DEFAULT_CONNECT_TIMEOUT,
     DEFAULT_STATEMENT_TIMEOUT,
     check_optional_seconds,
@@ -161,7 +162,8 @@ class SessionManager:
     attempt (per host of a multi-host URL), and ``statement_timeout`` (seconds,
     default 60, never less than ``lock_timeout`` plus one; ``None`` for none)
     how long one attempt of a call may wait on the server: a server that hangs
-    costs that long, then :class:`StorageError`. The migration on open is exempt.
+    costs that long, then :class:`StorageError`. The migration on open is exempt;
+    :meth:`export_transcript` gets an hour (``deadlines.BULK_TIMEOUT``).
     PostgreSQL failover: give every host in one URL with
     ``target_session_attrs=read-write`` (docs/guides/past-one-server.md).
 
@@ -589,7 +591,8 @@ class SessionManager:
                 raise ExportError(f"cannot write {path}: {error.strerror or error}") from error
             return path
 
-        return self._transactions.read_prepared(work, snapshot=True)
+        with exempt(BULK_TIMEOUT):  # bulk work: a long transcript may take longer than statement_timeout
+            return self._transactions.read_prepared(work, snapshot=True)
 
     # -- usage and compactions ---------------------------------------------
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from collections import Counter
@@ -83,6 +84,7 @@ def test_writers_through_all_three_nodes_then_one_killed(galera: GaleraCluster, 
     raw: list[BaseException] = []
     killed = threading.Event()
     conflicts_before_kill: list[int] = []
+    round_started: list[float] = []  # when each round's barrier let the writers go
 
     def call(first_node: int, method: str, *args, **kwargs):
         """``manager.method(*args, **kwargs)`` on the thread's node, moving to the next node on our error."""
@@ -102,6 +104,8 @@ def test_writers_through_all_three_nodes_then_one_killed(galera: GaleraCluster, 
         try:
             for round_ in range(2 * ROUNDS):
                 barrier.wait()
+                if index == 0:
+                    round_started.append(time.monotonic())
                 if round_ == ROUNDS and index == 0:
                     conflicts_before_kill.append(policy.retried["conflicts"])
                     galera.nodes[2].kill()
@@ -128,6 +132,7 @@ def test_writers_through_all_three_nodes_then_one_killed(galera: GaleraCluster, 
     elapsed = time.monotonic() - started
     try:
         assert raw == []
+        durations = [later - earlier for earlier, later in itertools.pairwise(round_started)]
         double_open = sum(1 for ids in opened_ids.values() if len(ids) != 1)
         survivor = managers[0]
         lost = 0
@@ -151,6 +156,8 @@ def test_writers_through_all_three_nodes_then_one_killed(galera: GaleraCluster, 
             "failures_without_fault": dict(errors_before),
             "errors_after_kill": dict(errors_after),
             "seconds": round(elapsed, 1),
+            "longest_round_before_kill": round(max(durations[:ROUNDS]), 2),
+            "round_of_the_kill": round(durations[ROUNDS], 2),
         }
         record_property("galera", figures)
         print("GALERA FIGURES", figures)
