@@ -22,10 +22,23 @@ from sqlalchemy import Connection, Engine
 from sqlalchemy.engine import URL
 
 from ._clock import utc_now
+from ._common.folders import ensure_folder
+from ._common.search_query import highlighter, parse_query
+from ._common.timestamps import coerce_instant
+from ._common.tool_calls import TOOL_RESULT, TOOL_USE, read_tool_result, read_tool_use
+from ._common.validation import (
+    MAX_CONTENT_BYTES,
+    MAX_COUNT,
+    check_count,
+    check_flag,
+    check_limit,
+    check_optional_short_text,
+    check_session_id,
+    check_short_text,
+    check_text,
+)
 from ._driver.runner import Runner, StatementRunner
-from .channels import Channel, ChannelRegistry, ChannelResolver, check_gap_minutes
-from .config import AgentConfig, load_config
-from .deadlines import (
+from .backends.deadlines import (
     BULK_TIMEOUT,
     DEFAULT_CONNECT_TIMEOUT,
     DEFAULT_STATEMENT_TIMEOUT,
@@ -33,7 +46,7 @@ from .deadlines import (
     check_seconds,
     exempt,
 )
-from .engine import (
+from .backends.engine import (
     DEFAULT_LOCK_TIMEOUT,
     DEFAULT_POOL_SIZE,
     DEFAULT_SQLITE_CACHE_MIB,
@@ -43,8 +56,17 @@ from .engine import (
     is_read_only,
     to_database,
 )
+from .channels import Channel, ChannelRegistry, ChannelResolver, check_gap_minutes
+from .config import AgentConfig, load_config
 from .errors import ExportError, InvalidInput, SessionNotFound, StarpodSessionError
-from .folders import ensure_folder
+from .features.titles import shorten_title
+from .features.transcripts import (
+    message_section,
+    remove_transcripts,
+    transcript_filename,
+    transcript_header,
+    write_pieces_if_changed,
+)
 from .records import (
     Continue,
     CostOverview,
@@ -58,43 +80,21 @@ from .records import (
     UsageRecord,
     UsageSummary,
 )
-from .replicas import ReadUrl, ReplicaReads, replica_databases
-from .repositories import (
+from .retry import RetryPolicy
+from .storage.replicas import ReadUrl, ReplicaReads, replica_databases
+from .storage.repositories import (
     CompactionRepository,
     MessageRepository,
     SessionRepository,
     ToolCallRepository,
     UsageRepository,
 )
-from .repositories.lifecycle import LifecycleRepository, Removed, prunable, sessions_of_user
-from .repositories.search import SearchFilter, SearchRepository, SearchRow
-from .repositories.sessions import SessionFilter
-from .retry import RetryPolicy
-from .schema import ensure_schema
-from .search_query import highlighter, parse_query
-from .timestamps import coerce_instant
-from .titles import shorten_title
-from .tool_calls import TOOL_RESULT, TOOL_USE, read_tool_result, read_tool_use
+from .storage.repositories.lifecycle import LifecycleRepository, Removed, prunable, sessions_of_user
+from .storage.repositories.search import SearchFilter, SearchRepository, SearchRow
+from .storage.repositories.sessions import SessionFilter
+from .storage.schema import ensure_schema
+from .storage.transactions import TransactionRunner
 from .tracing import instrument
-from .transactions import TransactionRunner
-from .transcripts import (
-    message_section,
-    remove_transcripts,
-    transcript_filename,
-    transcript_header,
-    write_pieces_if_changed,
-)
-from .validation import (
-    MAX_CONTENT_BYTES,
-    MAX_COUNT,
-    check_count,
-    check_flag,
-    check_limit,
-    check_optional_short_text,
-    check_session_id,
-    check_short_text,
-    check_text,
-)
 
 if TYPE_CHECKING:  # the tracing extra; never imported at run time by us
     from opentelemetry.trace import TracerProvider
@@ -120,7 +120,7 @@ class SessionManager:
 
     ``db_path`` is a file path (SQLite, created with its folders if missing) or a
     SQLAlchemy URL (``postgresql+psycopg://...``, ``mysql+pymysql://...``), or a
-    ``starpod_session.engine.Database`` that ``engine.to_database`` made of either
+    ``starpod_session.backends.engine.Database`` that ``engine.to_database`` made of either
     (taken as it is: the command line names its database once). On open
     the schema is brought to this release's head unless ``auto_upgrade=False``.
 
@@ -171,7 +171,7 @@ class SessionManager:
     ``list_sessions``, ``search_messages`` and ``cost_overview`` read from them in
     turn and may be as stale as the replica's lag; every other call stays on the
     primary. A replica that fails is left out for a few seconds and the call runs on
-    the primary instead (``replicas.py``).
+    the primary instead (``storage/replicas.py``).
 
     ``fast_path`` (default ``True``): the hot calls run their statements straight
     on the driver's connection, skipping SQLAlchemy's per-statement work, while

@@ -16,9 +16,9 @@ from alembic.util import CommandError
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from ..engine import READ_ONLY, create_storage_engine
+from ..backends.engine import READ_ONLY, create_storage_engine
 from ..errors import StarpodSessionError, StorageError
-from ..schema import (
+from ..storage.schema import (
     current_revision,
     head_revision,
     is_known_revision,
@@ -133,7 +133,7 @@ def _open(args: argparse.Namespace, *, must_exist: bool) -> Iterator[tuple[Engin
     if given and args.target and given != args.target:
         usage_error(args, "--db", f"names {given!r}, TARGET names {args.target!r}; give the database once")
     database = database_of(args.target or given, must_exist=must_exist)
-    # No statement deadline: a migration may rightly run long (deadlines.py).
+    # No statement deadline: a migration may rightly run long (backends/deadlines.py).
     engine = _database_call(lambda: create_storage_engine(database.url, statement_timeout=None), database.shown)
     try:
         yield engine, database.shown

@@ -21,9 +21,15 @@ import sqlalchemy as sa
 from sqlalchemy import Engine, event
 
 from starpod_session import Channel, SessionManager
-from starpod_session.repositories._waiting import FTS_TOKENIZER, WAITING_FTS, _varints, copy_waiting, waiting_scores
-from starpod_session.repositories.search import INDEX_BATCH, _fts5
-from starpod_session.search_query import parse_query
+from starpod_session._common.search_query import parse_query
+from starpod_session.storage.repositories._waiting import (
+    FTS_TOKENIZER,
+    WAITING_FTS,
+    _varints,
+    copy_waiting,
+    waiting_scores,
+)
+from starpod_session.storage.repositories.search import INDEX_BATCH, _fts5
 
 from ..helpers import downgrade_schema, raw_engine
 

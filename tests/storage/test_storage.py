@@ -25,8 +25,8 @@ from starpod_session import (
     StorageError,
     UsageRecord,
 )
-from starpod_session.engine import DEFAULT_SQLITE_CACHE_MIB
-from starpod_session.repositories.search import INDEX_BATCH
+from starpod_session.backends.engine import DEFAULT_SQLITE_CACHE_MIB
+from starpod_session.storage.repositories.search import INDEX_BATCH
 
 from ..helpers import raw_engine
 

@@ -37,7 +37,7 @@ from typing import Any
 
 from sqlalchemy import Engine, event
 
-from .errors import InvalidInput
+from ..errors import InvalidInput
 
 __all__ = [
     "BULK_TIMEOUT",

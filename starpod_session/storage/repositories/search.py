@@ -40,11 +40,11 @@ from sqlalchemy.sql.elements import BindParameter
 from sqlalchemy.sql.expression import Executable
 from sqlalchemy.types import NullType
 
-from .._driver.runner import Runner
-from .._driver.statements import Prepared, PreparedShapes
+from ..._common.search_query import MAX_INDEXED_WORD, QueryPart, SearchQuery
+from ..._common.validation import MAX_COUNT
+from ..._driver.runner import Runner
+from ..._driver.statements import Prepared, PreparedShapes
 from ..models import MessageRow, SessionRow
-from ..search_query import MAX_INDEXED_WORD, QueryPart, SearchQuery
-from ..validation import MAX_COUNT
 from ._waiting import INDEXED_UP_TO as _INDEXED_UP_TO
 from ._waiting import WAITING_FTS, copy_waiting, waiting_scores
 

@@ -23,8 +23,8 @@ from typing import TypeVar
 
 from sqlalchemy.engine import URL
 
-from .engine import Database, to_database
-from .errors import InvalidInput, StorageError
+from ..backends.engine import Database, to_database
+from ..errors import InvalidInput, StorageError
 from .transactions import CoreWork, PreparedWork, TransactionRunner
 
 __all__ = ["REPLICA_CALLS", "RETRY_REPLICA_AFTER", "ReplicaReads", "replica_databases"]

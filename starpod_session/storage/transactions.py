@@ -30,15 +30,15 @@ from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
-from ._driver.events import ListenerWatch
-from ._driver.runner import StatementRunner
-from ._driver.transaction import DriverTransaction, HeldConnections, driver_commit, driver_execute
+from .._common.urls import redact_text, url_secrets
+from .._driver.events import ListenerWatch
+from .._driver.runner import StatementRunner
+from .._driver.transaction import DriverTransaction, HeldConnections, driver_commit, driver_execute
+from ..backends.deadlines import stop_watching
+from ..backends.engine import MYSQL_MAX_ALLOWED_PACKET, READ_ONLY, SNAPSHOT, Database, transaction_begin
+from ..errors import StarpodSessionError, StorageBusy, StorageError
+from ..retry import RetryPolicy, is_transient
 from .advice import advice
-from .deadlines import stop_watching
-from .engine import MYSQL_MAX_ALLOWED_PACKET, READ_ONLY, SNAPSHOT, Database, transaction_begin
-from .errors import StarpodSessionError, StorageBusy, StorageError
-from .retry import RetryPolicy, is_transient
-from .urls import redact_text, url_secrets
 
 __all__ = ["CoreWork", "PreparedWork", "TransactionRunner"]
 

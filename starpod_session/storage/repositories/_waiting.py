@@ -17,8 +17,8 @@ from collections.abc import Iterable, Sequence
 
 from sqlalchemy import text
 
-from .._driver.runner import StatementRunner
-from .._driver.statements import Prepared
+from ..._driver.runner import StatementRunner
+from ..._driver.statements import Prepared
 
 __all__ = ["FTS_TOKENIZER", "INDEXED_UP_TO", "WAITING_FTS", "copy_waiting", "waiting_scores"]
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from sqlalchemy.exc import DBAPIError
 
-from . import galera
+from ..backends import galera
 
 __all__ = ["advice"]
 
