@@ -34,6 +34,10 @@ def test_lagging_reads_go_to_the_replica_and_a_callers_own_reads_to_the_primary(
         _eventually(lambda: [s.id for s in manager.list_sessions(10)] == [first])
 
         pg_pair.sql(pg_pair.standby_port, "SELECT pg_wal_replay_pause()")
+        # A request: replay stops at its next record, which pg_get_wal_replay_pause_state() reports.
+        _eventually(
+            lambda: pg_pair.sql(pg_pair.standby_port, "SELECT pg_get_wal_replay_pause_state()") == [("paused",)]
+        )
         try:
             later = manager.create_session(Channel.MAIN, "during the pause")
             manager.save_message(later, "user", "zeppelin arrives")
