@@ -236,6 +236,11 @@ class PostgresPair:
         hosts = "&".join(f"host=127.0.0.1:{port}" for port in ports)
         return f"postgresql+psycopg://postgres@/{database}?{hosts}&target_session_attrs={attrs}"
 
+    def comma_url(self, database: str = "postgres") -> str:
+        """The other multi-host form: comma lists of hosts and ports."""
+        ports = f"{self.primary_port},{self.standby_port}"
+        return f"postgresql+psycopg://postgres@/{database}?host=127.0.0.1,127.0.0.1&port={ports}&target_session_attrs=read-write"
+
     def single_url(self, port: int, database: str = "postgres") -> str:
         return f"postgresql+psycopg://postgres@127.0.0.1:{port}/{database}"
 

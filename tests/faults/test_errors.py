@@ -33,8 +33,8 @@ def _fails_quickly(bound: float, match: str, make) -> StorageError:
 
 
 def test_a_standby_refuses_writes_and_the_error_says_where_to_point(pg_pair: PostgresPair):
-    with SessionManager(_url(pg_pair)):
-        pass  # migrated on the primary, replicated to the standby
+    with SessionManager(pg_pair.comma_url()) as manager:  # the comma form finds the primary too
+        manager.create_session(Channel.MAIN, "on the primary")  # migrated there, replicated to the standby
     standby = pg_pair.single_url(pg_pair.standby_port).replace("postgres@", f"postgres:{SECRET}@")
     with SessionManager(standby, connect_timeout=2) as manager:
         time.sleep(0.5)
