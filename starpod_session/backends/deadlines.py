@@ -100,13 +100,13 @@ def connect_arguments(backend: str, connect_timeout: float) -> dict[str, Any]:
 def watch(engine: Engine, limit: float) -> Watchdog:
     """Give ``engine`` a :class:`Watchdog` cutting connections held over ``limit`` seconds.
 
-    Call it before any other ``checkout`` listener (the pool's idle ping, say), so
-    that a ping to a hung server is bounded too.
+    Its ``checkout`` listener goes in front of the others (``insert=True``), so that
+    the pool's idle ping to a hung server is bounded too.
     """
     watchdog = Watchdog(limit)
     _WATCHDOGS[engine] = watchdog
 
-    @event.listens_for(engine, "checkout")
+    @event.listens_for(engine, "checkout", insert=True)
     def note_checkout(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
         limit = getattr(_local, "limit", _OWN_LIMIT)
         if limit is not None:
