@@ -332,7 +332,7 @@ def _opened_source(database: Database) -> Iterator[Engine]:
         engine.dispose()
         folder = stack.enter_context(tempfile.TemporaryDirectory(prefix="starpod-session-copy-"))
         copy = backend.copy_file(database.url, Path(folder) / "source.db")
-        engine = create_storage_engine(copy, pool_size=2)
+        engine = create_storage_engine(copy, pool_size=2, statement_timeout=None)  # bulk work: no deadline
         stack.callback(engine.dispose)
         _errors(shown, lambda: upgrade_schema(engine, target=shown))
         yield engine
@@ -365,7 +365,7 @@ class _Target:
         of ``identity``; :class:`SchemaTooNew` when a newer release migrated it.
         """
         shown = database.shown
-        engine = _errors(shown, lambda: create_storage_engine(database.url, pool_size=2))
+        engine = _errors(shown, lambda: create_storage_engine(database.url, pool_size=2, statement_timeout=None))
         try:
             with _errors(shown), engine.connect() as connection:
                 revision = current_revision(connection)
