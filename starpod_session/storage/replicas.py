@@ -23,6 +23,7 @@ from typing import TypeVar
 
 from sqlalchemy.engine import URL
 
+from ..backends import backend_of_url
 from ..backends.engine import Database, to_database
 from ..errors import InvalidInput, StorageError
 from .transactions import CoreWork, PreparedWork, TransactionRunner
@@ -47,16 +48,16 @@ def replica_databases(read_url: ReadUrl | Sequence[ReadUrl] | None, primary: Dat
     given = list(read_url) if isinstance(read_url, (list, tuple)) else [read_url]
     if not given:
         raise InvalidInput("read_url", "expected a URL or a list of URLs, got an empty list")
-    backend = primary.url.get_backend_name()
-    if backend == "sqlite":
+    backend = backend_of_url(primary.url)
+    if backend.local_file(primary.url) is not None:
         raise InvalidInput("read_url", "read replicas need a server database (PostgreSQL or MariaDB), not SQLite")
     replicas = []
     for target in given:
         if not isinstance(target, (str, URL, Database)) or (isinstance(target, str) and "://" not in target):
-            raise InvalidInput("read_url", f"expected a {backend} URL, got {target!r}")
+            raise InvalidInput("read_url", f"expected a {backend.name} URL, got {target!r}")
         database = to_database(target)
-        if database.url.get_backend_name() != backend:
-            raise InvalidInput("read_url", f"a replica must be {backend} like the primary, got {database.shown}")
+        if backend_of_url(database.url) is not backend:
+            raise InvalidInput("read_url", f"a replica must be {backend.name} like the primary, got {database.shown}")
         replicas.append(database)
     return replicas
 
