@@ -64,7 +64,7 @@ from .schema import ensure_schema
 from .search_query import highlighter, parse_query
 from .timestamps import coerce_instant
 from .titles import shorten_title
-from .tool_calls import TOOL_RESULT, TOOL_USE, read_tool_result, read_tool_use
+from .tool_calls import TOOL_RESULT, TOOL_USE, ToolResult, ToolUse, read_tool_result, read_tool_use
 from .tracing import instrument
 from .transactions import TransactionRunner
 from .transcripts import (
@@ -396,6 +396,20 @@ class SessionManager:
         session_id = check_session_id(session_id)
         return self._transactions.read_prepared(lambda connection: SessionRepository(connection).get(session_id))
 
+    def find_open_session(self, channel: Channel | str, key: str, *, user_id: str = "admin") -> str | None:
+        """The id of the open session of ``(channel, key, user_id)``, or ``None``; a read only.
+
+        Unlike :meth:`resolve_session` it neither closes a stale session nor
+        creates one: for a reader that must not write (an adapter's ``get_items``).
+        """
+        name = self._channels.channel_name(channel)
+        key = check_short_text("key", key)
+        user_id = check_short_text("user_id", user_id)
+        found = self._transactions.read_prepared(
+            lambda connection: SessionRepository(connection).find_open_by_key(name, key, user_id)
+        )
+        return None if found is None else found[0]
+
     def session_ids_starting_with(self, prefix: str, limit: int = 2) -> list[str]:
         """Up to ``limit`` ids of sessions whose id begins with ``prefix``, in id order.
 
@@ -458,40 +472,52 @@ class SessionManager:
         such an object is stored all the same.
         """
         session_id = check_session_id(session_id)
-        role = check_short_text("role", role)
-        content = check_text("content", content, max_bytes=MAX_CONTENT_BYTES)
-        given_key = check_optional_short_text("message_key", message_key)
-        # One key for every attempt of this call: a retry after a commit the
-        # caller never heard of finds the first attempt's row.
-        key = _generated_key() if given_key is None else given_key
-        title = shorten_title(content) if role == "user" and content.strip() else None
-        use = read_tool_use(content) if role == TOOL_USE else None
-        result = read_tool_result(content) if role == TOOL_RESULT else None
+        message = _checked_message(role, content, message_key)
+        return self._transactions.write_prepared(lambda connection: _store_message(connection, session_id, message))
 
-        def work(connection: StatementRunner) -> int:
-            sessions, messages = SessionRepository(connection), MessageRepository(connection)
-            if given_key is not None or use is not None or result is not None:
-                # A repeat is answered before anything is written (the title and the
-                # tool statistics too). A generated key is new, except on a retry after
-                # a commit the caller never heard of: then the message and its tool row
-                # are already stored.
-                found = messages.find_by_key(session_id, key)
-                if found is not None:
-                    return found
-            now = utc_now()
-            # Before the insert: on MariaDB the insert's foreign-key check share-locks
-            # the session row, and racing writers that then upgrade it to update it
-            # deadlock each other.
-            if not sessions.record_message_activity(session_id, now, title):
-                raise SessionNotFound(session_id)
-            message_id = messages.append(session_id, role, content, now, key)
-            if use is not None:
-                ToolCallRepository(connection).record_use(message_id, session_id, use, now)
-            elif result is not None:
-                ToolCallRepository(connection).record_result(message_id, session_id, result, now)
-            return message_id
+    def save_messages(self, session_id: str, messages: Iterable[tuple[str, str]]) -> list[int]:
+        """Append several ``(role, content)`` messages in one transaction; returns their ids, in order.
 
-        return self._transactions.write_prepared(work)
+        Each is stored as :meth:`save_message` stores it (with a key of its own);
+        all or none are stored, their ids ascend in the order given, and no other
+        writer's message comes between them. ``[]`` stores nothing (and does not
+        check the session).
+        """
+        session_id = check_session_id(session_id)
+        if isinstance(messages, (str, bytes)) or not isinstance(messages, Iterable):
+            raise InvalidInput("messages", f"expected an iterable of (role, content), got {type(messages).__name__}")
+        checked = []
+        for message in messages:
+            if not isinstance(message, tuple) or len(message) != 2:
+                raise InvalidInput("messages", f"expected (role, content) tuples, got {type(message).__name__}")
+            checked.append(_checked_message(message[0], message[1], None))
+        if not checked:
+            return []
+        return self._transactions.write_prepared(
+            lambda connection: [_store_message(connection, session_id, one) for one in checked]
+        )
+
+    def pop_message(self, session_id: str) -> SessionMessage | None:
+        """Delete the session's newest message and return it; ``None`` when it has none (or no such session).
+
+        One transaction: of racing callers each gets a different message. The
+        message's search entries and tool-statistics row go with it; the session's
+        ``last_message_at`` and title stay.
+        """
+        session_id = check_session_id(session_id)
+        return self._transactions.write_prepared(
+            lambda connection: MessageRepository(connection).delete_newest(session_id)
+        )
+
+    def clear_messages(self, session_id: str) -> int:
+        """Delete every message of the session (the session, its usage and compactions stay); returns how many.
+
+        ``0`` for a session without messages or an unknown id.
+        """
+        session_id = check_session_id(session_id)
+        return self._transactions.write_prepared(
+            lambda connection: MessageRepository(connection).delete_for_session(session_id)
+        )
 
     def get_messages(
         self, session_id: str, limit: int | None = None, before_id: int | None = None
@@ -852,6 +878,51 @@ class SessionManager:
                 raise SessionNotFound(session_id)
 
         self._transactions.write_prepared(work)
+
+
+#: A message checked by :func:`_checked_message`: role, content, the caller's key, the key stored,
+#: the title it gives, and what a tool_use / tool_result message says.
+_CheckedMessage = tuple[str, str, "str | None", str, "str | None", "ToolUse | None", "ToolResult | None"]
+
+
+def _checked_message(role: object, content: object, message_key: object) -> _CheckedMessage:
+    """Validate one message of :meth:`SessionManager.save_message` (``InvalidInput``) and work out what it stores."""
+    role = check_short_text("role", role)
+    content = check_text("content", content, max_bytes=MAX_CONTENT_BYTES)
+    given_key = check_optional_short_text("message_key", message_key)
+    # One key for every attempt of this call: a retry after a commit the
+    # caller never heard of finds the first attempt's row.
+    key = _generated_key() if given_key is None else given_key
+    title = shorten_title(content) if role == "user" and content.strip() else None
+    use = read_tool_use(content) if role == TOOL_USE else None
+    result = read_tool_result(content) if role == TOOL_RESULT else None
+    return role, content, given_key, key, title, use, result
+
+
+def _store_message(connection: StatementRunner, session_id: str, message: _CheckedMessage) -> int:
+    """Store a checked message in the caller's transaction; returns its id."""
+    role, content, given_key, key, title, use, result = message
+    sessions, messages = SessionRepository(connection), MessageRepository(connection)
+    if given_key is not None or use is not None or result is not None:
+        # A repeat is answered before anything is written (the title and the
+        # tool statistics too). A generated key is new, except on a retry after
+        # a commit the caller never heard of: then the message and its tool row
+        # are already stored.
+        found = messages.find_by_key(session_id, key)
+        if found is not None:
+            return found
+    now = utc_now()
+    # Before the insert: on MariaDB the insert's foreign-key check share-locks
+    # the session row, and racing writers that then upgrade it to update it
+    # deadlock each other.
+    if not sessions.record_message_activity(session_id, now, title):
+        raise SessionNotFound(session_id)
+    message_id = messages.append(session_id, role, content, now, key)
+    if use is not None:
+        ToolCallRepository(connection).record_use(message_id, session_id, use, now)
+    elif result is not None:
+        ToolCallRepository(connection).record_result(message_id, session_id, result, now)
+    return message_id
 
 
 def _close_if_stale(

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from datetime import datetime
 from typing import Generic
 
-from sqlalchemy import BigInteger, bindparam, func, select
+from sqlalchemy import BigInteger, bindparam, delete, func, select
 
 from .._driver.runner import Runner
 from .._driver.statements import Prepared, insert_unless_duplicate
@@ -48,6 +48,8 @@ _COUNT = Prepared(select(func.count()).select_from(_t).where(_t.c.session_id == 
 _BY_KEY = Prepared(
     select(_t.c.id).where(_t.c.session_id == bindparam("session_id"), _t.c.message_key == bindparam("key"))
 )
+_DELETE_ONE = Prepared(delete(_t).where(_t.c.id == bindparam("message_id", type_=BigInteger)))
+_DELETE_ALL = Prepared(delete(_t).where(_t.c.session_id == bindparam("session_id")))
 
 
 class MessageRepository(Generic[Runner]):
@@ -99,6 +101,26 @@ class MessageRepository(Generic[Runner]):
         if limit is not None:
             messages.reverse()
         return messages
+
+    def delete_newest(self, session_id: str) -> SessionMessage | None:
+        """Delete the session's newest message and return it (``None``, deleting nothing, for none).
+
+        Its ``tool_calls`` row and search entries go with it (``ON DELETE CASCADE``,
+        the engines' indexes); run it in a write transaction, whose lock on SQLite
+        and row lock on servers keep two callers from taking the same message.
+        """
+        while True:
+            newest = _page(True, False).records(self._connection, SessionMessage, session_id=session_id, limit=1)
+            if not newest:
+                return None
+            # At READ COMMITTED a racing caller may have deleted it since the SELECT (our
+            # DELETE waited for its commit, then matched nothing): take the next newest.
+            if _DELETE_ONE.rowcount(self._connection, message_id=newest[0].id):
+                return newest[0]
+
+    def delete_for_session(self, session_id: str) -> int:
+        """Delete every message of the session (their tool rows and search entries follow); returns how many."""
+        return _DELETE_ALL.rowcount(self._connection, session_id=session_id)
 
     def count_for_session(self, session_id: str) -> int:
         """How many messages the session has."""
