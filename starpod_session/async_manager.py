@@ -307,6 +307,10 @@ class AsyncSessionManager:
         """Awaitable :meth:`SessionManager.get_messages`."""
         return await self._call(self.sync.get_messages, session_id, limit, before_id)
 
+    async def get_message_contents(self, session_id: str, limit: int | None = None) -> list[tuple[str, str]]:
+        """Awaitable :meth:`SessionManager.get_message_contents`."""
+        return await self._call(self.sync.get_message_contents, session_id, limit)
+
     async def export_transcript(self, session_id: str) -> Path:
         """Awaitable :meth:`SessionManager.export_transcript`."""
         return await self._call(self.sync.export_transcript, session_id)

@@ -538,6 +538,21 @@ class SessionManager:
             lambda connection: MessageRepository(connection).list_for_session(session_id, limit, before_id)
         )
 
+    def get_message_contents(self, session_id: str, limit: int | None = None) -> list[tuple[str, str]]:
+        """The ``(role, content)`` of the session's messages, oldest first (``[]`` for an unknown id).
+
+        What :meth:`get_messages` returns without ids and timestamps, for readers
+        that need the text only (an adapter rebuilding a framework's history):
+        about twice as fast on a long transcript. ``limit`` keeps the newest
+        ``limit``, still oldest first.
+        """
+        session_id = check_session_id(session_id)
+        if limit is not None:
+            limit = check_limit("limit", limit)
+        return self._transactions.read_prepared(
+            lambda connection: MessageRepository(connection).contents_for_session(session_id, limit)
+        )
+
     def export_transcript(self, session_id: str) -> Path:
         """Write the closed session's Markdown transcript to ``sessions_dir``; returns its path.
 

@@ -70,6 +70,7 @@ TRACED_CALLS: Final[dict[str, str | None]] = {
     "pop_message": "session_id",
     "clear_messages": "session_id",
     "get_messages": "session_id",
+    "get_message_contents": "session_id",
     "export_transcript": "session_id",
     # usage and compactions
     "record_usage": "session_id",

@@ -102,6 +102,19 @@ class MessageRepository(Generic[Runner]):
             messages.reverse()
         return messages
 
+    def contents_for_session(self, session_id: str, limit: int | None = None) -> list[tuple[str, str]]:
+        """The ``(role, content)`` of the session's messages, oldest first (the newest ``limit`` with one).
+
+        :meth:`list_for_session` without the id, the session id and the timestamp,
+        whose processing costs a long transcript's read as much as the rows themselves.
+        """
+        rows: list[tuple[str, str]] = _contents(limit is not None).rows(
+            self._connection, session_id=session_id, limit=limit
+        )
+        if limit is not None:
+            rows.reverse()
+        return rows
+
     def delete_newest(self, session_id: str) -> SessionMessage | None:
         """Delete the session's newest message and return it (``None``, deleting nothing, for none).
 
@@ -143,6 +156,15 @@ class MessageRepository(Generic[Runner]):
             if len(page) < PAGE:
                 return
             after_id = page[-1].id
+
+
+@functools.cache
+def _contents(limited: bool) -> Prepared:
+    """The roles and contents of a transcript: all of it (oldest first), or its newest ``limit`` (newest first)."""
+    query = select(_t.c.role, _t.c.content).where(_t.c.session_id == bindparam("session_id"))
+    if not limited:
+        return Prepared(query.order_by(_t.c.id), stream=True)
+    return Prepared(query.order_by(_t.c.id.desc()).limit(bindparam("limit", type_=BigInteger)), stream=True)
 
 
 @functools.cache

@@ -52,6 +52,7 @@ CALLS: dict[str, tuple[Callable[[SessionManager, str], object], bool]] = {
     "pop_message": (lambda m, s: m.pop_message(s), True),
     "clear_messages": (lambda m, s: m.clear_messages(s), True),
     "get_messages": (lambda m, s: m.get_messages(s, limit=10), True),
+    "get_message_contents": (lambda m, s: m.get_message_contents(s, limit=10), True),
     "export_transcript": (lambda m, s: m.export_transcript(session_id=s), True),  # by keyword
     "record_usage": (lambda m, s: m.record_usage(s, UsageRecord(input_tokens=10, cost_usd=0.01), 1), True),
     "session_usage": (lambda m, s: m.session_usage(s), True),
