@@ -5,15 +5,17 @@ from __future__ import annotations
 import asyncio
 import inspect
 import os
-import sqlite3
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import text
 
 from starpod_session import AsyncSessionManager, Channel, SessionManager, StarpodSessionError
+
+from ..helpers import raw_connection
 
 
 def public_methods(cls: type) -> dict[str, Any]:
@@ -136,28 +138,32 @@ def test_at_most_pool_size_calls_run_at_once(make_async):
 
 
 def test_the_loop_keeps_running_while_a_call_waits_for_a_lock(make_async, db_target, backend):
-    if backend != "sqlite":
-        pytest.skip("holds SQLite's file lock")
     manager = make_async()
     session_id = manager.sync.create_session(Channel.MAIN, "k")
-    blocker = sqlite3.connect(db_target, isolation_level=None)
-    blocker.execute("BEGIN IMMEDIATE")
 
     async def main() -> int:
         ticks = 0
         save = asyncio.ensure_future(manager.save_message(session_id, "user", "after the lock"))
-        while ticks < 20:  # the loop runs while the save waits for the file's lock
+        while ticks < 20:  # the loop runs while the save waits for the lock
             await asyncio.sleep(0.001)
             ticks += 1
         assert not save.done()
-        blocker.rollback()
-        await save
         return ticks
 
-    try:
-        assert asyncio.run(main()) == 20
-    finally:
-        blocker.close()
+    # Another connection holds the lock the save needs: SQLite's file lock, the session row on servers.
+    with raw_connection(db_target, begin=True) as blocker:
+        if backend == "sqlite":
+            blocker.execute(text("DELETE FROM session_messages WHERE id < 0"))
+        else:
+            blocker.execute(text("UPDATE session_metadata SET title = title WHERE id = :id"), {"id": session_id})
+        loop = asyncio.new_event_loop()
+        try:
+            save_waiting = loop.run_until_complete(main())
+            blocker.rollback()
+            loop.run_until_complete(asyncio.gather(*asyncio.all_tasks(loop)))
+        finally:
+            loop.close()
+    assert save_waiting == 20
     assert [m.content for m in manager.sync.get_messages(session_id)] == ["after the lock"]
 
 
