@@ -109,6 +109,7 @@ from workloads import (
     get_messages,
     list_sessions,
     memory,
+    openai_agents,
     record_usage,
     resolve_touch,
     save_message,
@@ -160,7 +161,7 @@ def big_workloads(target: Target, scale: Scale, rows: int, report: Report) -> No
 
 
 #: The workload groups, in the order they run; ``--only`` selects some of them.
-GROUPS = ("calls", "append", "sessions", "list", "throughput", "memory", "big", "search")
+GROUPS = ("calls", "append", "sessions", "list", "throughput", "memory", "big", "search", "openai_agents")
 
 
 def run_backend(target: Target, scale: Scale, rows: int, groups: frozenset[str]) -> Report:
@@ -176,6 +177,7 @@ def run_backend(target: Target, scale: Scale, rows: int, groups: frozenset[str])
         (("memory",), lambda: memory.run(target, report)),
         (("big",), lambda: big_workloads(target, scale, rows, report)),
         (("search",), lambda: search.run(target, scale, rows, report)),
+        (("openai_agents",), lambda: openai_agents.run(target, scale, report)),
     )
     began = time.perf_counter()
     try:

@@ -22,6 +22,7 @@ it exactly once.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import threading
 from collections.abc import Callable, Iterable
@@ -57,6 +58,22 @@ __all__ = ["AsyncSessionManager"]
 
 T = TypeVar("T")
 P = ParamSpec("P")
+
+
+def _settle(waiter: asyncio.Future[T], done: Future[T]) -> None:
+    """Hand a finished call's outcome to the awaiting future, unless that was cancelled."""
+    if waiter.cancelled():
+        return
+    error = done.exception()
+    if error is None:
+        waiter.set_result(done.result())
+    else:
+        waiter.set_exception(error)
+
+
+def _settle_threadsafe(loop: asyncio.AbstractEventLoop, waiter: asyncio.Future[T], done: Future[T]) -> None:
+    with contextlib.suppress(RuntimeError):  # the loop was closed meanwhile: nobody awaits
+        loop.call_soon_threadsafe(_settle, waiter, done)
 
 
 class AsyncSessionManager:
@@ -128,15 +145,41 @@ class AsyncSessionManager:
 
     async def _call(self, method: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
         """Run ``method(*args, **kwargs)`` on this manager's threads and await its result."""
+        # Cancelling the awaiting task cancels the future: a queued call is dropped,
+        # a running one cannot be and runs to its end (see the module's docstring).
+        return await asyncio.wrap_future(self._submit(method, *args, **kwargs))
+
+    def _submit(self, method: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> Future[T]:
         if self._closed is not None:
             raise StarpodSessionError(f"{self!r} is closed")
         try:
-            future = self._executor.submit(method, *args, **kwargs)
+            return self._executor.submit(method, *args, **kwargs)
         except RuntimeError:  # shut down between the check and the submit
             raise StarpodSessionError(f"{self!r} is closed") from None
-        # Cancelling the awaiting task cancels the future: a queued call is dropped,
-        # a running one cannot be and runs to its end (see the module's docstring).
-        return await asyncio.wrap_future(future)
+
+    async def run_to_completion(self, call: Callable[[SessionManager], T]) -> T:
+        """Run ``call(self.sync)`` on this manager's threads to its end, even if the await is cancelled.
+
+        For a caller that must know whether a write happened before it lets a
+        cancellation through (the OpenAI Agents SDK's sessions promise it): once
+        submitted, the call runs and finishes whatever happens to the await (queued
+        or running alike); a cancellation is raised when it is done, its result or
+        error then dropped. Without a cancellation it returns ``call``'s result at
+        the cost of an ordinary call (no task of its own).
+        """
+        future = self._submit(call, self.sync)
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[T] = loop.create_future()
+        # What asyncio.wrap_future does, except that cancelling the waiter leaves the call alone.
+        future.add_done_callback(lambda done: _settle_threadsafe(loop, waiter, done))
+        try:
+            return await waiter
+        except asyncio.CancelledError:
+            while not future.done():  # the call's outcome first, whatever further cancellations say
+                with contextlib.suppress(asyncio.CancelledError):
+                    await asyncio.shield(asyncio.wrap_future(future))
+            future.exception()  # retrieved: nothing logged about it
+            raise
 
     # -- lifecycle -------------------------------------------------------
 

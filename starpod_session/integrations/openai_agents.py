@@ -30,10 +30,10 @@ How items are stored (docs/guides/openai-agents.md):
 
 from __future__ import annotations
 
-import asyncio
+import functools
 import hashlib
 import json
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from ..async_manager import AsyncSessionManager
@@ -41,6 +41,7 @@ from ..channels import Channel
 from ..errors import InvalidInput, SessionNotFound
 from ..manager import SessionManager
 from ..prices import ModelPrice, PriceTable, as_price_table
+from ..records import SessionMessage
 from ..validation import check_short_text
 
 try:
@@ -65,6 +66,7 @@ if TYPE_CHECKING:
 __all__ = ["StarpodSession"]
 
 T = TypeVar("T")
+
 
 #: The prefix of a key made from a session id the facade cannot take as a key.
 HASHED_KEY_PREFIX = "sha256:"
@@ -142,37 +144,40 @@ class StarpodSession(SessionABC):
         session_limit = resolve_session_limit(limit, self.session_settings)
         if session_limit == 0:
             return []
-        starpod_id = self._starpod_id or await self._find()
-        if starpod_id is None:
-            return []
         count = session_limit if session_limit is not None and session_limit > 0 else None
-        contents = await self._run("get_message_contents", starpod_id, count)
-        return _items(contents)
+
+        def read(sync: SessionManager) -> list[tuple[str, str]]:
+            starpod_id = self._starpod_id or self._find(sync)
+            return [] if starpod_id is None else sync.get_message_contents(starpod_id, count)
+
+        return _items(await self._call(read))
 
     async def add_items(self, items: list[TResponseInputItem]) -> None:
-        """Append the items, in order, in one transaction (all or none are stored).
-
-        Cancelling the await does not stop the write: it completes, then the
-        cancellation is raised (as the SDK's own sessions do).
-        """
+        """Append the items, in order, in one transaction (all or none are stored)."""
         if not items:
             return
         messages = [_message(item) for item in items]
-        await self._mutation(self._write("save_messages", messages))
+        await self._call(lambda sync: self._write(sync, lambda starpod_id: sync.save_messages(starpod_id, messages)))
 
     async def pop_item(self) -> TResponseInputItem | None:
         """Remove the newest item and return it; ``None`` when the session has none."""
-        starpod_id = self._starpod_id or await self._find()
-        if starpod_id is None:
-            return None
-        message = await self._mutation(self._run("pop_message", starpod_id))
+
+        def pop(sync: SessionManager) -> SessionMessage | None:
+            starpod_id = self._starpod_id or self._find(sync)
+            return None if starpod_id is None else sync.pop_message(starpod_id)
+
+        message = await self._call(pop)
         return None if message is None else _item(message.role, message.content)
 
     async def clear_session(self) -> None:
         """Delete every item; the starpod session itself, its usage and title stay."""
-        starpod_id = self._starpod_id or await self._find()
-        if starpod_id is not None:
-            await self._mutation(self._run("clear_messages", starpod_id))
+
+        def clear(sync: SessionManager) -> None:
+            starpod_id = self._starpod_id or self._find(sync)
+            if starpod_id is not None:
+                sync.clear_messages(starpod_id)
+
+        await self._call(clear)
 
     # -- usage -----------------------------------------------------------------
 
@@ -205,53 +210,46 @@ class StarpodSession(SessionABC):
             )
             key = None if response.response_id is None else f"openai-agents:{response.response_id}"
             rows.append((record, key))
-        for turn, (record, key) in enumerate(rows, start=1):
-            await self._write("record_usage", record, turn, usage_key=key)
+
+        def store(sync: SessionManager) -> None:
+            for turn, (record, key) in enumerate(rows, start=1):
+                self._write(sync, functools.partial(sync.record_usage, usage_record=record, turn=turn, usage_key=key))
+
+        await self._call(store)
         return len(rows)
 
     # -- the starpod session ------------------------------------------------------
 
-    async def _find(self) -> str | None:
+    async def _call(self, work: Callable[[SessionManager], T]) -> T:
+        """Run ``work(sync manager)``: on an ``AsyncSessionManager``'s threads, awaited to its end even if the
+        awaiting task is cancelled meanwhile (as the SDK's sessions do), or right here on a ``SessionManager``
+        (where nothing can interrupt it)."""
+        if isinstance(self.manager, AsyncSessionManager):
+            return await self.manager.run_to_completion(work)
+        return work(self.manager)
+
+    def _find(self, sync: SessionManager) -> str | None:
         """The key's open session, if there is one (a read: a reader creates nothing)."""
-        found: str | None = await self._run("find_open_session", Channel.MAIN, self.key, user_id=self.user_id)
+        found = sync.find_open_session(Channel.MAIN, self.key, user_id=self.user_id)
         if found is not None:
             self._starpod_id = found
         return found
 
-    async def _open(self) -> str:
-        """The key's open session, created if there is none."""
-        opened = await self._run("open_session", Channel.MAIN, self.key, user_id=self.user_id)
-        self._starpod_id = cast(str, opened.session_id)
-        return self._starpod_id
-
-    async def _write(self, method: str, *args: Any, **kwargs: Any) -> Any:
-        """Call ``method(starpod session id, *args)``, opening the session first if need be.
-
-        A session deleted since this object found it is opened afresh, once.
-        """
-        starpod_id = self._starpod_id or await self._open()
+    def _write(self, sync: SessionManager, write: Callable[[str], T]) -> T:
+        """``write(starpod session id)``, the session opened first if need be (and afresh, once, if it was
+        deleted since this object found it)."""
+        starpod_id = self._starpod_id or self._open(sync)
         try:
-            return await self._run(method, starpod_id, *args, **kwargs)
+            return write(starpod_id)
         except SessionNotFound:
             self._starpod_id = None
-            return await self._run(method, await self._open(), *args, **kwargs)
+            return write(self._open(sync))
 
-    async def _mutation(self, call: Awaitable[T]) -> T:
-        """Await a write to its end even if the awaiting task is cancelled meanwhile.
-
-        Over a ``SessionManager`` the call runs here without a pause, so nothing
-        can cancel it half-way: it is awaited as it is.
-        """
-        if isinstance(self.manager, AsyncSessionManager):
-            return await _complete_despite_cancellation(call)
-        return await call
-
-    async def _run(self, method: str, *args: Any, **kwargs: Any) -> Any:
-        """One facade call: awaited on an ``AsyncSessionManager``, run here on a ``SessionManager``."""
-        call = getattr(self.manager, method)
-        if isinstance(self.manager, AsyncSessionManager):
-            return await call(*args, **kwargs)
-        return call(*args, **kwargs)
+    def _open(self, sync: SessionManager) -> str:
+        """The key's open session, created if there is none."""
+        starpod_id = sync.open_session(Channel.MAIN, self.key, user_id=self.user_id).session_id
+        self._starpod_id = starpod_id
+        return starpod_id
 
 
 def session_key(session_id: str) -> str:
@@ -374,23 +372,3 @@ def _model_name(result: Any) -> str | None:
         return model
     name = getattr(model, "model", None)
     return name if isinstance(name, str) else None
-
-
-async def _complete_despite_cancellation(call: Awaitable[T]) -> T:
-    """Await a write to its end even when the awaiting task is cancelled, then re-raise the cancellation.
-
-    What the SDK's own sessions do: a cancelled run never leaves the history
-    with a write that may or may not have happened.
-    """
-    task = asyncio.ensure_future(call)
-    cancelled: asyncio.CancelledError | None = None
-    while not task.done():
-        try:
-            await asyncio.wait({task})
-        except asyncio.CancelledError as error:
-            cancelled = cancelled or error
-    if cancelled is not None:
-        if not task.cancelled():
-            task.exception()  # retrieved: no "exception was never retrieved" warning
-        raise cancelled
-    return task.result()

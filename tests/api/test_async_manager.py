@@ -24,7 +24,7 @@ def public_methods(cls: type) -> dict[str, Any]:
 
 def test_the_async_facade_has_exactly_the_sync_facades_methods_with_the_same_parameters():
     sync, awaitable = public_methods(SessionManager), public_methods(AsyncSessionManager)
-    assert set(awaitable) - {"aclose"} == set(sync)
+    assert set(awaitable) - {"aclose", "run_to_completion"} == set(sync)
     for name, method in sync.items():
         assert inspect.iscoroutinefunction(awaitable[name]), name
         expected = inspect.signature(method).replace(return_annotation=inspect.Signature.empty)
@@ -287,3 +287,54 @@ def test_a_cancelled_running_write_commits_whole_and_its_retry_with_the_key_stor
 
     asyncio.run(main())
     assert [m.content for m in manager.sync.get_messages(session_id)] == ["hello"]
+
+
+def test_run_to_completion_lets_a_cancellation_through_only_once_the_write_is_done(make_async, backend):
+    """Running or still queued: the call runs to its end before the cancellation is raised."""
+    manager = make_async()
+    session_id = manager.sync.create_session(Channel.MAIN, "k")
+    started, release = threading.Event(), threading.Event()
+
+    def slow_save(sync: SessionManager) -> int:
+        started.set()
+        release.wait(30)
+        return sync.save_message(session_id, "user", "kept")
+
+    async def main() -> None:
+        write = asyncio.ensure_future(manager.run_to_completion(slow_save))
+        while not started.is_set():
+            await asyncio.sleep(0.001)
+        write.cancel()
+        await asyncio.sleep(0.01)
+        assert not write.done()  # still waiting for the write's outcome
+        write.cancel()  # a second cancellation changes nothing
+        release.set()
+        with pytest.raises(asyncio.CancelledError):
+            await write
+        assert [m.content for m in await manager.get_messages(session_id)] == ["kept"]
+        assert await manager.run_to_completion(lambda sync: sync.get_session(session_id)) is not None
+
+    asyncio.run(main())
+
+
+def test_run_to_completion_runs_a_queued_call_whose_await_was_cancelled(make_async, backend):
+    manager = make_async(pool_size=1)
+    session_id = manager.sync.create_session(Channel.MAIN, "k")
+    release = threading.Event()
+
+    async def main() -> None:
+        blocking = asyncio.ensure_future(manager.run_to_completion(lambda sync: release.wait(30)))
+        queued = asyncio.ensure_future(
+            manager.run_to_completion(lambda sync: sync.save_message(session_id, "user", "queued"))
+        )
+        await asyncio.sleep(0.01)
+        queued.cancel()
+        await asyncio.sleep(0.01)
+        assert not queued.done()
+        release.set()
+        with pytest.raises(asyncio.CancelledError):
+            await queued
+        await blocking
+        assert [m.content for m in await manager.get_messages(session_id)] == ["queued"]
+
+    asyncio.run(main())
