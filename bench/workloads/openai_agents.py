@@ -19,8 +19,9 @@ Workloads: ``add_items`` of one item, 1,000 times (targets: ours at least 2x
 ``get_items(limit=50)`` and ``get_items()`` of a 3,000-item session (targets:
 faster than ``SQLiteSession`` and 3x ``SQLAlchemySession``; 2x both). Each
 target is checked for both facades. The ratio is ours / theirs (0.5 = twice as
-fast). The items: a user message, the assistant's output message, a function
-call and its output, in turn (what a tool-using agent's history holds).
+fast). The items: a user message (about 200 characters), the assistant's output
+message (about 700), a function call and its output (about 500), in turn: what
+a tool-using agent's history holds.
 
 Then the async facade's cost per call: ``AsyncSessionManager.get_session`` and
 ``save_message`` against the same ``SessionManager`` call, awaited in a loop;
@@ -50,9 +51,12 @@ def item(n: int) -> dict[str, Any]:
     """The ``n``-th item of an agent's history: user, assistant, tool call, tool output, in turn."""
     kind = n % 4
     if kind == 0:
-        return {"role": "user", "content": f"Question {n}: what is the weather like in Paris this week?"}
+        question = "what will the weather be like in Paris this week, and should I pack an umbrella for the trip?"
+        return {"role": "user", "content": f"Question {n}: {question} " * 2}
     if kind == 1:
-        text = f"Answer {n}: sunny on most days, a shower on Thursday, highs around 24 degrees."
+        text = (
+            f"Answer {n}: " + "Sunny on most days, a shower likely on Thursday afternoon, highs around 24 degrees. " * 8
+        )
         return {
             "id": f"msg_{n:08d}",
             "type": "message",
@@ -69,7 +73,8 @@ def item(n: int) -> dict[str, Any]:
             "arguments": '{"city": "Paris", "days": 7}',
             "status": "completed",
         }
-    return {"type": "function_call_output", "call_id": f"call_{n - 1:08d}", "output": '{"forecast": "sunny"}'}
+    forecast = json.dumps({"days": [{"day": d, "sky": "sunny", "high": 24, "low": 15, "rain": 0.1} for d in range(7)]})
+    return {"type": "function_call_output", "call_id": f"call_{n - 1:08d}", "output": forecast}
 
 
 class RawFloor:
@@ -179,7 +184,8 @@ async def _run(target: Target, scale: Scale, report: Report) -> None:
     try:
         adding = await stores("adds", full=True)
         names = list(adding)
-        timings = await interleaved_async(adds, *(_adder(adding[name]) for name in names))
+        # Small blocks: the file syncs of the FULL stores vary with what the disk is doing.
+        timings = await interleaved_async(adds, *(_adder(adding[name]) for name in names), blocks=100)
         added = dict(zip(names, timings, strict=True))
         _print_sides(f"add_items of 1 item (x{adds})", added)
         for facade in ("ours (sync facade)", "ours (async facade)"):
