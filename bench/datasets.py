@@ -14,8 +14,8 @@ from sqlalchemy import MetaData, create_engine, text
 from sqlalchemy.engine import URL
 
 from starpod_session import SessionManager
-from starpod_session.search_query import indexed_words
-from starpod_session.tool_calls import read_tool_use
+from starpod_session._common.search_query import indexed_words
+from starpod_session._common.tool_calls import read_tool_use
 
 
 class Target:

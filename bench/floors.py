@@ -15,8 +15,8 @@ from typing import Any
 
 from sqlalchemy.engine import URL
 
-from starpod_session.engine import DEFAULT_SQLITE_CACHE_MIB
-from starpod_session.timestamps import format_rfc3339
+from starpod_session._common.timestamps import format_rfc3339
+from starpod_session.backends.engine import DEFAULT_SQLITE_CACHE_MIB
 
 UTC = timezone.utc
 

@@ -11,9 +11,9 @@ import os
 
 from alembic import context
 
-from starpod_session.engine import create_storage_engine, to_url
-from starpod_session.models import Base
-from starpod_session.schema import expression_index_warnings_silenced, include_in_comparison
+from starpod_session.backends.engine import create_storage_engine, to_url
+from starpod_session.storage.models import Base
+from starpod_session.storage.schema import expression_index_warnings_silenced, include_in_comparison
 
 config = context.config
 

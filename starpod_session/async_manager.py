@@ -33,9 +33,9 @@ from typing import TYPE_CHECKING, ParamSpec, TypeVar
 
 from sqlalchemy.engine import URL
 
+from .backends.engine import DEFAULT_LOCK_TIMEOUT, DEFAULT_POOL_SIZE, DEFAULT_SQLITE_CACHE_MIB, Database
 from .channels import Channel, ChannelResolver
 from .config import AgentConfig
-from .engine import DEFAULT_LOCK_TIMEOUT, DEFAULT_POOL_SIZE, DEFAULT_SQLITE_CACHE_MIB, Database
 from .errors import StarpodSessionError
 from .manager import PRUNE_BATCH, CloseCallback, SessionManager
 from .records import (

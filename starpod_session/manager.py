@@ -21,10 +21,23 @@ from sqlalchemy import Connection, Engine
 from sqlalchemy.engine import URL
 
 from ._clock import utc_now
+from ._common.folders import ensure_folder
+from ._common.search_query import highlighter, parse_query
+from ._common.timestamps import coerce_instant
+from ._common.tool_calls import TOOL_RESULT, TOOL_USE, ToolResult, ToolUse, read_tool_result, read_tool_use
+from ._common.validation import (
+    MAX_CONTENT_BYTES,
+    MAX_COUNT,
+    check_count,
+    check_flag,
+    check_limit,
+    check_optional_short_text,
+    check_session_id,
+    check_short_text,
+    check_text,
+)
 from ._driver.runner import Runner, StatementRunner
-from .channels import Channel, ChannelRegistry, ChannelResolver, check_gap_minutes
-from .config import AgentConfig, load_config
-from .engine import (
+from .backends.engine import (
     DEFAULT_LOCK_TIMEOUT,
     DEFAULT_POOL_SIZE,
     DEFAULT_SQLITE_CACHE_MIB,
@@ -34,8 +47,17 @@ from .engine import (
     is_read_only,
     to_database,
 )
+from .channels import Channel, ChannelRegistry, ChannelResolver, check_gap_minutes
+from .config import AgentConfig, load_config
 from .errors import ExportError, InvalidInput, SessionNotFound, StarpodSessionError
-from .folders import ensure_folder
+from .features.titles import shorten_title
+from .features.transcripts import (
+    message_section,
+    remove_transcripts,
+    transcript_filename,
+    transcript_header,
+    write_pieces_if_changed,
+)
 from .records import (
     Continue,
     CostOverview,
@@ -49,42 +71,20 @@ from .records import (
     UsageRecord,
     UsageSummary,
 )
-from .repositories import (
+from .retry import RetryPolicy
+from .storage.repositories import (
     CompactionRepository,
     MessageRepository,
     SessionRepository,
     ToolCallRepository,
     UsageRepository,
 )
-from .repositories.lifecycle import LifecycleRepository, Removed, prunable, sessions_of_user
-from .repositories.search import SearchFilter, SearchRepository, SearchRow
-from .repositories.sessions import SessionFilter
-from .retry import RetryPolicy
-from .schema import ensure_schema
-from .search_query import highlighter, parse_query
-from .timestamps import coerce_instant
-from .titles import shorten_title
-from .tool_calls import TOOL_RESULT, TOOL_USE, ToolResult, ToolUse, read_tool_result, read_tool_use
+from .storage.repositories.lifecycle import LifecycleRepository, Removed, prunable, sessions_of_user
+from .storage.repositories.search import SearchFilter, SearchRepository, SearchRow
+from .storage.repositories.sessions import SessionFilter
+from .storage.schema import ensure_schema
+from .storage.transactions import TransactionRunner
 from .tracing import instrument
-from .transactions import TransactionRunner
-from .transcripts import (
-    message_section,
-    remove_transcripts,
-    transcript_filename,
-    transcript_header,
-    write_pieces_if_changed,
-)
-from .validation import (
-    MAX_CONTENT_BYTES,
-    MAX_COUNT,
-    check_count,
-    check_flag,
-    check_limit,
-    check_optional_short_text,
-    check_session_id,
-    check_short_text,
-    check_text,
-)
 
 if TYPE_CHECKING:  # the tracing extra; never imported at run time by us
     from opentelemetry.trace import TracerProvider
@@ -110,7 +110,7 @@ class SessionManager:
 
     ``db_path`` is a file path (SQLite, created with its folders if missing) or a
     SQLAlchemy URL (``postgresql+psycopg://...``, ``mysql+pymysql://...``), or a
-    ``starpod_session.engine.Database`` that ``engine.to_database`` made of either
+    ``starpod_session.backends.engine.Database`` that ``engine.to_database`` made of either
     (taken as it is: the command line names its database once). On open
     the schema is brought to this release's head unless ``auto_upgrade=False``.
 
@@ -214,7 +214,10 @@ class SessionManager:
             raise
         #: SQLite's search index takes messages in batches (``repositories.search.INDEX_BATCH``):
         #: a manager that can write indexes the waiting ones before it searches.
-        self._indexes_waiting = self._engine.dialect.name == "sqlite" and not is_read_only(self._engine)
+        #: One that cannot searches a copy of them besides (``SearchRepository.search_with_waiting``).
+        sqlite = self._engine.dialect.name == "sqlite"
+        self._indexes_waiting = sqlite and not is_read_only(self._engine)
+        self._searches_waiting = sqlite and not self._indexes_waiting
         instrument(self, tracer_provider, self._engine.dialect)  # spans, or nothing at all (tracing.py)
 
     # -- lifecycle -------------------------------------------------------
@@ -716,12 +719,13 @@ class SessionManager:
         )
         after = None if cursor is None else decode_cursor(cursor)
         waiting = self._indexes_waiting
+        search = SearchRepository.search_with_waiting if self._searches_waiting else SearchRepository.search
 
         def work(connection: StatementRunner) -> list[SearchRow] | None:
             repository = SearchRepository(connection)
             if waiting and repository.any_waiting():
                 return None  # messages saved before this call must be found: index them first
-            return repository.search(parsed, filters, limit, after)
+            return search(repository, parsed, filters, limit, after)
 
         # One statement (and on SQLite one look-up before it): prepared work, without a
         # snapshot's extra round trip on servers.

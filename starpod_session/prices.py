@@ -15,9 +15,9 @@ from typing import Any
 
 import attrs
 
+from ._common.validation import MAX_COST_USD, check_short_text
 from .errors import InvalidInput
 from .records import UsageRecord
-from .validation import MAX_COST_USD, check_short_text
 
 __all__ = ["ModelPrice", "PriceTable", "as_price_table"]
 

@@ -12,8 +12,8 @@ from typing import Any, ClassVar, Protocol
 
 import attrs
 
+from ._common.validation import MAX_COST_USD, MAX_COUNT, check_count, check_optional_short_text
 from .errors import InvalidInput
-from .validation import MAX_COST_USD, MAX_COUNT, check_count, check_optional_short_text
 
 __all__ = [
     "MAX_COST_USD",

@@ -25,8 +25,8 @@ import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final
 
+from ._common.limits import SHORT_TEXT_LENGTH
 from ._version import __version__
-from .limits import SHORT_TEXT_LENGTH
 
 if TYPE_CHECKING:  # opentelemetry-api is optional: only its types are needed here
     from opentelemetry.trace import SpanKind, Tracer, TracerProvider

@@ -14,9 +14,9 @@ import pytest
 from sqlalchemy import MetaData, create_engine, delete, inspect, text
 from sqlalchemy.engine import URL, Engine, make_url
 
-from starpod_session.engine import MYSQL_MAX_ALLOWED_PACKET, create_storage_engine
-from starpod_session.models import Base
-from starpod_session.schema import current_revision, head_revision, upgrade_schema
+from starpod_session.backends.engine import MYSQL_MAX_ALLOWED_PACKET, create_storage_engine
+from starpod_session.storage.models import Base
+from starpod_session.storage.schema import current_revision, head_revision, upgrade_schema
 
 URLS_VARIABLE = "STARPOD_SESSION_TEST_URLS"
 SERVER_BACKENDS = ("postgresql", "mariadb")

@@ -19,9 +19,9 @@ from alembic.script import ScriptDirectory
 from freezegun import freeze_time
 
 from starpod_session import Channel, Continue, New, SessionManager, UsageRecord
-from starpod_session.engine import create_storage_engine, to_url
-from starpod_session.models import Base
-from starpod_session.schema import alembic_config
+from starpod_session.backends.engine import create_storage_engine, to_url
+from starpod_session.storage.models import Base
+from starpod_session.storage.schema import alembic_config
 
 # -- the database beside the library ---------------------------------------------------------------
 

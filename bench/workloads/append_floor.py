@@ -30,7 +30,7 @@ from floors import SqliteFloor
 from harness import UTC, Report, Scale, interleaved
 
 from starpod_session import Channel, SessionManager
-from starpod_session.titles import shorten_title
+from starpod_session.features.titles import shorten_title
 
 LIMIT = 1.5
 SCHEMA = (

@@ -9,8 +9,8 @@ from floors import Floor, MariaFloor
 from harness import UTC, Report, Scale, interleaved
 
 from starpod_session import SessionManager
-from starpod_session.search_query import indexed_words
-from starpod_session.titles import shorten_title
+from starpod_session._common.search_query import indexed_words
+from starpod_session.features.titles import shorten_title
 
 
 def floor_save_message(floor: Floor, session_id: str, role: str, content: str) -> int:

@@ -160,7 +160,7 @@ def _messages_of_role(connection: sa.Connection, role: str) -> Iterator[list[tup
         after = rows[-1][0]
 
 
-# -- frozen copy of starpod_session.tool_calls as of this revision --------------------------
+# -- frozen copy of starpod_session._common.tool_calls as of this revision --------------------------
 
 
 def _read_use(content: str) -> tuple[str, str | None]:

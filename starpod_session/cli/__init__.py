@@ -15,10 +15,10 @@ from pathlib import Path
 
 from sqlalchemy.exc import SQLAlchemyError
 
+from .._common.urls import redact_text
 from .._version import __version__
 from ..demo import run_demo
 from ..errors import InvalidInput, StarpodSessionError
-from ..urls import redact_text
 from .costs import add_costs_command
 from .db import add_db_commands
 from .lifecycle import add_lifecycle_commands

@@ -13,8 +13,8 @@ from rich.table import Table
 from rich.text import Text
 
 from .._clock import utc_now
+from .._common.timestamps import parse_rfc3339
 from ..records import CostOverview, DailyModelCost, ModelCostSummary, ToolUsageSummary, UserCostSummary
-from ..timestamps import parse_rfc3339
 from .options import add_common_options, console, jsonable, open_manager, print_json, usage_error
 
 __all__ = ["add_costs_command", "parse_moment"]

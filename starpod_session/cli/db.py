@@ -16,9 +16,9 @@ from alembic.util import CommandError
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from ..engine import READ_ONLY, create_storage_engine
+from ..backends.engine import READ_ONLY, create_storage_engine
 from ..errors import StarpodSessionError, StorageError
-from ..schema import (
+from ..storage.schema import (
     current_revision,
     head_revision,
     is_known_revision,

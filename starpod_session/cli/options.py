@@ -15,7 +15,7 @@ from typing import Any, NoReturn
 import attrs
 from rich.console import Console
 
-from ..engine import Database, to_database
+from ..backends.engine import Database, to_database
 from ..errors import StarpodSessionError
 from ..manager import SessionManager
 

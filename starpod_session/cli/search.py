@@ -7,7 +7,7 @@ import argparse
 from rich.table import Table
 from rich.text import Text
 
-from ..search_query import MARK_CLOSE, MARK_OPEN
+from .._common.search_query import MARK_CLOSE, MARK_OPEN
 from .costs import parse_moment
 from .options import add_common_options, console, count, jsonable, open_manager, print_json
 

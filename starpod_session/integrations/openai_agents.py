@@ -36,13 +36,13 @@ import json
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
+from .._common.validation import check_short_text
 from ..async_manager import AsyncSessionManager
 from ..channels import Channel
 from ..errors import InvalidInput, SessionNotFound
 from ..manager import SessionManager
 from ..prices import ModelPrice, PriceTable, as_price_table
 from ..records import SessionMessage
-from ..validation import check_short_text
 
 try:
     from agents.memory.session import SessionABC

@@ -8,7 +8,8 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from freezegun import freeze_time
 
-from starpod_session import Channel, ExportError, SessionManager, SessionNotFound, transcripts
+from starpod_session import Channel, ExportError, SessionManager, SessionNotFound
+from starpod_session.features import transcripts
 
 T0 = datetime(2026, 3, 20, 12, 0, 0, tzinfo=timezone.utc)
 

@@ -12,10 +12,11 @@ from datetime import timedelta
 import pytest
 import sqlalchemy as sa
 
-from starpod_session import Channel, ExportError, transcripts
+from starpod_session import Channel, ExportError
 from starpod_session._driver import statements as prepared
-from starpod_session.models import MessageRow
-from starpod_session.repositories import messages as message_repository
+from starpod_session.features import transcripts
+from starpod_session.storage.models import MessageRow
+from starpod_session.storage.repositories import messages as message_repository
 
 
 def bulk_messages(manager, session_id, count, content):

@@ -33,7 +33,7 @@ from sqlalchemy import MetaData, select
 from sqlalchemy.exc import SAWarning
 
 from starpod_session import Channel, SessionManager, StarpodSessionError, UsageRecord
-from starpod_session.engine import create_storage_engine, to_url
+from starpod_session.backends.engine import create_storage_engine, to_url
 
 EXAMPLES = int(os.environ.get("STARPOD_SESSION_FUZZ_EXAMPLES", "200"))
 

@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import OperationalError
 
 from starpod_session import Channel, InvalidInput, SessionManager, StorageError, UsageRecord, UsageSummary
-from starpod_session.models import MessageRow, UsageRow
+from starpod_session.storage.models import MessageRow, UsageRow
 
 from ..helpers import RUST_FILES, raw_connection, raw_rows
 

@@ -9,8 +9,8 @@ import sqlalchemy as sa
 from freezegun import freeze_time
 
 from starpod_session import InvalidInput, SessionManager, SessionNotFound, UsageRecord
-from starpod_session.engine import create_storage_engine, to_url
-from starpod_session.schema import expression_index_warnings_silenced
+from starpod_session.backends.engine import create_storage_engine, to_url
+from starpod_session.storage.schema import expression_index_warnings_silenced
 
 MARKER = "zebracornflux"
 

@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from starpod_session import InvalidInput, SessionManager, StarpodSessionError, StorageError
-from starpod_session.engine import to_url
+from starpod_session.backends.engine import to_url
 
 from ..backends import needs_driver
 
@@ -132,7 +132,7 @@ def test_a_password_in_the_query_string_is_hidden_on_a_real_server(backend, db_t
 
 
 def test_redaction_hides_passwords_wherever_they_are():
-    from starpod_session.urls import redact_text, redact_url
+    from starpod_session._common.urls import redact_text, redact_url
 
     url = f"postgresql+psycopg://u:{SECRET}1@h/db?sslpassword={SECRET}2&application_name=app&PWD={SECRET}3"
     shown = redact_url(url)
@@ -148,7 +148,7 @@ def test_an_upgrade_given_no_target_names_a_server_database_with_every_password_
 
     from sqlalchemy.engine import make_url
 
-    from starpod_session.schema import _describe_target
+    from starpod_session.storage.schema import _describe_target
 
     engine = SimpleNamespace(url=make_url(f"postgresql+psycopg://u:{SECRET}1@h/db?password={SECRET}2"))
     assert _describe_target(engine) == "postgresql+psycopg://u:***@h/db?password=***"  # type: ignore[arg-type]
@@ -158,7 +158,7 @@ def test_a_database_built_by_hand_is_checked_and_hidden_like_a_url(tmp_path):
     """``engine.Database`` skips the checks only when ``to_database`` made it (the command line's once)."""
     from sqlalchemy.engine import make_url
 
-    from starpod_session.engine import Database, to_database
+    from starpod_session.backends.engine import Database, to_database
 
     checked = to_database(tmp_path / "s.db")
     assert to_database(checked) is checked
@@ -176,7 +176,7 @@ def test_a_database_built_by_hand_is_checked_and_hidden_like_a_url(tmp_path):
 def test_a_database_built_by_hand_gets_its_password_hidden_anew():
     from sqlalchemy.engine import make_url
 
-    from starpod_session.engine import Database, to_database
+    from starpod_session.backends.engine import Database, to_database
 
     by_hand = Database(make_url(f"mysql+pymysql://root:{SECRET}@127.0.0.1:1/test"), f"shown with {SECRET}")
     assert to_database(by_hand).shown == "mysql+pymysql://root:***@127.0.0.1:1/test"

@@ -21,8 +21,8 @@ from starpod_session import (
     UsageSummary,
     UserCostSummary,
 )
-from starpod_session.models import CompactionRow
 from starpod_session.records import MAX_COST_USD, DailyModelCost
+from starpod_session.storage.models import CompactionRow
 
 from ..helpers import raw_connection
 

@@ -16,9 +16,11 @@ from pathlib import Path
 import pytest
 from freezegun import freeze_time
 
-from starpod_session import Channel, SessionManager, UsageRecord, engine, urls
+from starpod_session import Channel, SessionManager, UsageRecord
+from starpod_session._common import urls
+from starpod_session.backends import engine
 from starpod_session.cli import build_parser
-from starpod_session.schema import head_revision
+from starpod_session.storage.schema import head_revision
 
 from .run import (
     assert_clean_failure,

@@ -12,7 +12,7 @@ import sys
 import pytest
 
 from starpod_session.cli.db import EXIT_BEHIND
-from starpod_session.schema import BASELINE_REVISION, head_revision
+from starpod_session.storage.schema import BASELINE_REVISION, head_revision
 
 from ..helpers import command_target, snapshot, stamps
 from .run import assert_clean_failure, run_command, run_in_process

@@ -21,7 +21,7 @@ except ModuleNotFoundError:  # Python 3.10: the library's own dependency provide
 from packaging.version import Version
 
 import starpod_session
-from starpod_session.schema import head_revision
+from starpod_session.storage.schema import head_revision
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -79,7 +79,7 @@ def installed_python(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_the_installed_package_is_the_wheel_and_ships_its_migrations(installed_python, tmp_path):
     probe = (
-        "import json, sys, starpod_session, starpod_session.schema as s; "
+        "import json, sys, starpod_session, starpod_session.storage.schema as s; "
         "print(starpod_session.__file__); print(s.migrations_dir()); print(s.head_revision()); "
         "print(json.dumps(sys.path))"
     )

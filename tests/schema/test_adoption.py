@@ -10,8 +10,8 @@ import pytest
 from freezegun import freeze_time
 
 from starpod_session import SessionManager, ToolUsageSummary
-from starpod_session.schema import BASELINE_REVISION, SEARCH_OBJECTS, head_revision, upgrade_schema
-from starpod_session.timestamps import parse_rfc3339
+from starpod_session._common.timestamps import parse_rfc3339
+from starpod_session.storage.schema import BASELINE_REVISION, SEARCH_OBJECTS, head_revision, upgrade_schema
 
 from ..helpers import RUST_FILES, raw_engine, raw_rows
 

@@ -24,7 +24,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.exc import SAWarning
 
-from starpod_session.schema import upgrade_schema
+from starpod_session.storage.schema import upgrade_schema
 
 from ..helpers import raw_engine, revisions_in_order
 

@@ -16,8 +16,8 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import inspect
 
 from starpod_session import SessionManager, UsageRecord, UsageSummary
-from starpod_session.models import Base
-from starpod_session.schema import (
+from starpod_session.storage.models import Base
+from starpod_session.storage.schema import (
     BASELINE_REVISION,
     EXPRESSION_INDEXES,
     SEARCH_OBJECTS,

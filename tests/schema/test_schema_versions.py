@@ -12,10 +12,11 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy import event
 
-from starpod_session import Channel, SchemaOutdated, SchemaTooNew, SessionManager, schema
-from starpod_session.engine import create_storage_engine, to_url
-from starpod_session.models import Base
-from starpod_session.schema import BASELINE_REVISION, current_revision, head_revision, upgrade_schema
+from starpod_session import Channel, SchemaOutdated, SchemaTooNew, SessionManager
+from starpod_session.backends.engine import create_storage_engine, to_url
+from starpod_session.storage import schema
+from starpod_session.storage.models import Base
+from starpod_session.storage.schema import BASELINE_REVISION, current_revision, head_revision, upgrade_schema
 
 from ..helpers import command_target, raw_connection, raw_engine, snapshot, stamps
 

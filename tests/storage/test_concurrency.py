@@ -39,9 +39,9 @@ from starpod_session import (
     UsageRecord,
 )
 from starpod_session._clock import utc_now
-from starpod_session.models import SessionRow
-from starpod_session.repositories import SessionRepository
-from starpod_session.repositories.sessions import INSERT_TRIES
+from starpod_session.storage.models import SessionRow
+from starpod_session.storage.repositories import SessionRepository
+from starpod_session.storage.repositories.sessions import INSERT_TRIES
 
 from ..helpers import raw_engine
 

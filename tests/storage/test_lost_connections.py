@@ -8,10 +8,12 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.exc import OperationalError
 
-from starpod_session import Channel, StarpodSessionError, StorageError, engine, transactions
+from starpod_session import Channel, StarpodSessionError, StorageError
 from starpod_session._driver import statements
 from starpod_session._driver.transaction import DriverTransaction
-from starpod_session.transactions import _packet_hint
+from starpod_session.backends import engine
+from starpod_session.storage import transactions
+from starpod_session.storage.transactions import _packet_hint
 
 from ..backends import configured_server_urls
 

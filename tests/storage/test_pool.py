@@ -13,8 +13,9 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import sqlalchemy as sa
 
-from starpod_session import Channel, InvalidInput, SessionManager, StorageBusy, engine
-from starpod_session.engine import DEFAULT_POOL_SIZE
+from starpod_session import Channel, InvalidInput, SessionManager, StorageBusy
+from starpod_session.backends import engine
+from starpod_session.backends.engine import DEFAULT_POOL_SIZE
 
 #: Seconds the threads wait for each other at the barrier before the test fails.
 MEET_WITHIN = 20

@@ -38,11 +38,11 @@ import pytest
 from sqlalchemy import Engine, event, func, insert, select, text
 
 from starpod_session import Channel, SessionManager, UsageRecord
-from starpod_session.engine import to_url
-from starpod_session.models import MessageRow, SessionRow, ToolCallRow, UsageRow
-from starpod_session.repositories import MessageRepository
-from starpod_session.repositories.search import WORDS_TABLE
-from starpod_session.search_query import indexed_words
+from starpod_session._common.search_query import indexed_words
+from starpod_session.backends.engine import to_url
+from starpod_session.storage.models import MessageRow, SessionRow, ToolCallRow, UsageRow
+from starpod_session.storage.repositories import MessageRepository
+from starpod_session.storage.repositories.search import WORDS_TABLE
 
 from ..helpers import raw_connection, raw_engine
 

@@ -13,8 +13,8 @@ import sqlalchemy as sa
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
 from starpod_session import Channel, InvalidInput, RetryPolicy, SessionManager, StorageBusy
-from starpod_session.models import SessionRow
 from starpod_session.retry import is_transient
+from starpod_session.storage.models import SessionRow
 
 from ..helpers import raw_connection
 

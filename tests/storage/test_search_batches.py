@@ -17,10 +17,19 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 from sqlalchemy import Engine, event
 
 from starpod_session import Channel, SessionManager
-from starpod_session.repositories.search import INDEX_BATCH
+from starpod_session._common.search_query import parse_query
+from starpod_session.storage.repositories._waiting import (
+    FTS_TOKENIZER,
+    WAITING_FTS,
+    _varints,
+    copy_waiting,
+    waiting_scores,
+)
+from starpod_session.storage.repositories.search import INDEX_BATCH, _fts5
 
 from ..helpers import downgrade_schema, raw_engine
 
@@ -192,3 +201,48 @@ def test_finding_and_indexing_the_waiting_messages_reads_only_them(manager, raw)
         plan = [row[3] for row in raw.execute(f"EXPLAIN QUERY PLAN {statement}", parameters or ())]
         assert "SEARCH session_messages USING INTEGER PRIMARY KEY (rowid>?)" in plan, plan
         assert not [step for step in plan if step.startswith("SCAN") and step != "SCAN CONSTANT ROW"], plan
+
+
+@pytest.mark.parametrize("query", ["apple", "apple pie", '"apple pie"', "pie*", 'app* "crumble with"'])
+def test_a_readers_score_of_a_waiting_message_is_the_score_the_index_gives(path, manager, query):
+    # A reader that may not write scores the waiting messages itself (_waiting.py); given
+    # messages the index also holds, its scores must be FTS5's bm25() of them.
+    session_id = manager.create_session(Channel.MAIN, "k")
+    texts = [
+        "apple pie",
+        "apple apple pie with crumble",
+        "pie crumble with apple on top of a long sentence about pies",
+        "apples and pears",
+        "crumble with apple pie apple pie",
+        "nothing of the sort",
+    ]
+    ids = [manager.save_message(session_id, "user", text) for text in texts * 3]
+    manager.search_messages("apple")  # indexes every message
+    parsed = parse_query(query)
+    phrases = [_fts5((part,)) for part in parsed.indexed]
+    with raw_engine(path) as engine, engine.connect() as connection:
+        expected = dict(
+            connection.execute(
+                sa.text(f"SELECT rowid, -bm25({FTS}) FROM {FTS} WHERE {FTS} MATCH :q"), {"q": _fts5(parsed.indexed)}
+            ).all()
+        )
+        assert expected
+        copy_waiting(connection)  # nothing waits: an empty copy
+        connection.execute(
+            sa.text(f"INSERT INTO temp.{WAITING_FTS}(rowid, content) SELECT id, content FROM session_messages")
+        )
+        scores = waiting_scores(connection, phrases, expected)
+    assert set(scores) == set(expected) <= set(ids)
+    for message_id, score in expected.items():
+        assert scores[message_id] == pytest.approx(score, rel=1e-12)
+
+
+def test_sqlite_varints_read_as_sqlite_writes_them():
+    assert _varints(bytes([0x05, 0x81, 0x00, 0x7F])) == [5, 128, 127]
+    assert _varints(bytes([0xFF] * 8 + [0xFF])) == [2**64 - 1]
+    assert _varints(bytes([0x81] * 8 + [0x01, 0x00])) == [(sum(1 << (7 * k) for k in range(1, 9)) << 1) | 1, 0]
+
+
+def test_the_readers_copy_splits_words_as_the_index_does(raw):
+    (created,) = raw.execute("SELECT sql FROM sqlite_master WHERE name = ?", (FTS,)).fetchone()
+    assert f"tokenize='{FTS_TOKENIZER}'" in created

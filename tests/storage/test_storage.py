@@ -25,7 +25,8 @@ from starpod_session import (
     StorageError,
     UsageRecord,
 )
-from starpod_session.engine import DEFAULT_SQLITE_CACHE_MIB
+from starpod_session.backends.engine import DEFAULT_SQLITE_CACHE_MIB
+from starpod_session.storage.repositories.search import INDEX_BATCH
 
 from ..helpers import raw_engine
 
@@ -393,3 +394,67 @@ def test_an_invalidated_sqlite_connection_is_not_used_again(tmp_path):
     assert [m.content for m in manager.get_messages(session_id)] == ["still works"]
     assert broken not in held._idle
     manager.close()
+
+
+_SEARCH_WHILE_A_WRITER_RUNS = """
+manager = SessionManager(sys.argv[1])
+result = {
+    "word": [hit.snippet for hit in manager.search_messages("quince", limit=50)],
+    "phrase": [hit.snippet for hit in manager.search_messages('"quince jam"', limit=50)],
+    "prefix": sorted(hit.snippet for hit in manager.search_messages("quin*", limit=50)),
+    "filtered": [hit.snippet for hit in manager.search_messages("quince", roles=["assistant"])],
+}
+pages, cursor = [], None
+while True:
+    page = manager.search_messages("quince", limit=2, cursor=cursor)
+    if not page:
+        break
+    pages.append([hit.snippet for hit in page])
+    cursor = page[-1].cursor
+result["pages"] = pages
+manager.close()
+print(json.dumps(result))
+"""
+
+
+def test_a_reader_that_cannot_write_finds_the_messages_a_running_writer_has_not_indexed_yet(shared_folder):
+    # SQLite indexes messages in batches (repositories/search.py: INDEX_BATCH); a writer
+    # indexes the waiting ones before its own searches and when it closes. A reader
+    # that may not write, searching while a writer runs (or after one was killed),
+    # must find them all the same: phrases, prefixes, filters and pages included.
+    path = shared_folder / "sessions.db"
+    with SessionManager(path) as writer:
+        session_id = writer.create_session(Channel.MAIN, "k")
+        indexed = [writer.save_message(session_id, "user", f"plain filler {n}") for n in range(INDEX_BATCH)]
+        writer.save_message(session_id, "user", "quince jam, indexed")
+        writer.search_messages("filler")  # the writer indexes what waits: one indexed quince message
+        writer.save_message(session_id, "user", "quince quince jam waiting")
+        writer.save_message(session_id, "assistant", "quince waiting jam")
+        writer.save_message(session_id, "user", "quinces waiting")
+        with sqlite3.connect(path) as raw:
+            waiting = raw.execute(
+                "SELECT count(*) FROM session_messages WHERE id > (SELECT max(id) FROM session_messages_fts_docsize)"
+            ).fetchone()[0]
+        assert indexed and waiting == 3
+        for name in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
+            name.chmod(0o644)  # the owner shares the database read-only, writer still running
+        os.chown(shared_folder, NOBODY, NOBODY)
+        result = run_as_nobody(_SEARCH_WHILE_A_WRITER_RUNS, str(path))
+        shared_folder.chmod(0o755)
+        os.chown(shared_folder, 0, 0)
+        assert "error" not in result, result
+        # As the writer ranks them, once it has indexed everything.
+        expected = {
+            query: [hit.snippet for hit in writer.search_messages(query, limit=50)]
+            for query in ("quince", '"quince jam"')
+        }
+    # In the order a writer gives once it has indexed them too (the same words weigh alike here).
+    assert result["word"] == expected["quince"] and len(result["word"]) == 3
+    assert result["word"][0] == "«quince» «quince» jam waiting"  # the waiting message that says it twice
+    assert result["phrase"] == expected['"quince jam"'] == ["«quince jam», indexed", "quince «quince jam» waiting"]
+    assert result["prefix"] == sorted(
+        ["«quince» «quince» jam waiting", "«quince» jam, indexed", "«quince» waiting jam", "«quinces» waiting"]
+    )
+    assert result["filtered"] == ["«quince» waiting jam"]
+    assert [snippet for page in result["pages"] for snippet in page] == result["word"]
+    assert [len(page) for page in result["pages"]] == [2, 1]

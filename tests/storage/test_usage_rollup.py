@@ -31,8 +31,8 @@ from starpod_session import (
     UsageRecord,
     UserCostSummary,
 )
-from starpod_session.models import UsageDailyRow, UsageRow
-from starpod_session.schema import upgrade_schema
+from starpod_session.storage.models import UsageDailyRow, UsageRow
+from starpod_session.storage.schema import upgrade_schema
 
 from ..helpers import RUST_FILES, downgrade_schema, raw_connection, raw_engine
 

@@ -13,7 +13,7 @@ import re
 
 import pytest
 
-from starpod_session.search_query import (
+from starpod_session._common.search_query import (
     MARK_CLOSE,
     MARK_OPEN,
     QueryPart,

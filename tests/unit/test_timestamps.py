@@ -9,7 +9,7 @@ from freezegun import freeze_time
 from sqlalchemy import create_engine, text
 
 from starpod_session import Channel, UsageRecord
-from starpod_session.timestamps import format_rfc3339, parse_rfc3339
+from starpod_session._common.timestamps import format_rfc3339, parse_rfc3339
 
 
 @pytest.mark.parametrize(

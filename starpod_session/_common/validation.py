@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .errors import InvalidInput
+from ..errors import InvalidInput
 from .limits import SHORT_TEXT_LENGTH
 
 __all__ = [

@@ -30,13 +30,13 @@ from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
-from ._driver.events import ListenerWatch
-from ._driver.runner import StatementRunner
-from ._driver.transaction import DriverTransaction, HeldConnections, driver_commit, driver_execute
-from .engine import MYSQL_MAX_ALLOWED_PACKET, READ_ONLY, SNAPSHOT, Database, transaction_begin
-from .errors import StarpodSessionError, StorageBusy, StorageError
-from .retry import RetryPolicy, is_transient
-from .urls import redact_text, url_secrets
+from .._common.urls import redact_text, url_secrets
+from .._driver.events import ListenerWatch
+from .._driver.runner import StatementRunner
+from .._driver.transaction import DriverTransaction, HeldConnections, driver_commit, driver_execute
+from ..backends.engine import MYSQL_MAX_ALLOWED_PACKET, READ_ONLY, SNAPSHOT, Database, transaction_begin
+from ..errors import StarpodSessionError, StorageBusy, StorageError
+from ..retry import RetryPolicy, is_transient
 
 __all__ = ["CoreWork", "PreparedWork", "TransactionRunner"]
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .errors import InvalidInput, StorageError
+from ..errors import InvalidInput, StorageError
 
 __all__ = ["ensure_folder"]
 

@@ -17,11 +17,11 @@ from sqlalchemy import Engine, event
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import DisconnectionError, NoSuchModuleError
 
-from ._driver.events import listen_as_own
-from ._driver.transaction import driver_execute
-from .errors import InvalidInput, StarpodSessionError, StorageError
-from .folders import ensure_folder
-from .urls import redact_text, redact_url
+from .._common.folders import ensure_folder
+from .._common.urls import redact_text, redact_url
+from .._driver.events import listen_as_own
+from .._driver.transaction import driver_execute
+from ..errors import InvalidInput, StarpodSessionError, StorageError
 
 __all__ = [
     "ACCEPTED_FORMS",

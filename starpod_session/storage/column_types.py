@@ -10,8 +10,8 @@ from sqlalchemy.dialects import mysql, sqlite
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator, TypeEngine
 
-from .limits import SHORT_TEXT_LENGTH
-from .timestamps import format_rfc3339, parse_rfc3339, rfc3339_reader
+from .._common.limits import SHORT_TEXT_LENGTH
+from .._common.timestamps import format_rfc3339, parse_rfc3339, rfc3339_reader
 
 __all__ = [
     "ChannelText",

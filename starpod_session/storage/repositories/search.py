@@ -40,10 +40,13 @@ from sqlalchemy.sql.elements import BindParameter
 from sqlalchemy.sql.expression import Executable
 from sqlalchemy.types import NullType
 
-from .._driver.runner import Runner
-from .._driver.statements import Prepared, PreparedShapes
+from ..._common.search_query import MAX_INDEXED_WORD, QueryPart, SearchQuery
+from ..._common.validation import MAX_COUNT
+from ..._driver.runner import Runner
+from ..._driver.statements import Prepared, PreparedShapes
 from ..models import MessageRow, SessionRow
-from ..search_query import MAX_INDEXED_WORD, QueryPart, SearchQuery
+from ._waiting import INDEXED_UP_TO as _INDEXED_UP_TO
+from ._waiting import WAITING_FTS, copy_waiting, waiting_scores
 
 __all__ = [
     "ADD_WORDS",
@@ -85,14 +88,14 @@ _FTS = "session_messages_fts"
 #: are exactly those above ``max(id)`` of FTS5's ``%_docsize`` (a row per indexed
 #: message); :meth:`SearchRepository.index_waiting` indexes them before a search.
 INDEX_BATCH = 32
-_INDEXED_UP_TO = f"(SELECT coalesce(max(id), 0) FROM {_FTS}_docsize)"
 _ANY_WAITING = Prepared(text(f"SELECT EXISTS (SELECT 1 FROM session_messages WHERE id > {_INDEXED_UP_TO})"))
 _INDEX_WAITING = Prepared(
     text(f"INSERT INTO {_FTS}(rowid, content) SELECT id, content FROM session_messages WHERE id > {_INDEXED_UP_TO}")
 )
 #: The score of a query no index answers (substrings only): every hit ranks alike, newest first.
 _UNRANKED = literal_column("0.0", Float)
-_fts = table(_FTS, column("rowid"))
+#: The FTS5 tables by whether they hold the waiting messages (see :data:`WAITING_FTS`).
+_FTS_TABLES = {False: table(_FTS, column("rowid")), True: table(WAITING_FTS, column("rowid"))}
 #: PostgreSQL's stored ``tsvector`` of a message (migration 0008), outside the models:
 #: the other backends have no such column.
 _PG_VECTOR: ColumnElement[Any] = literal_column(f"{_messages.name}.{PG_VECTOR_COLUMN}")
@@ -136,6 +139,7 @@ class _Shape:
     until: bool
     roles: int | None
     after: bool
+    waiting: bool = False  # SQLite: search the reader's copy of the waiting messages (WAITING_FTS)
 
 
 class SearchRepository(Generic[Runner]):
@@ -147,7 +151,13 @@ class SearchRepository(Generic[Runner]):
         self._dialect = "mariadb" if name in ("mysql", "mariadb") else name
 
     def search(
-        self, query: SearchQuery, filters: SearchFilter, limit: int, after: tuple[float, int] | None
+        self,
+        query: SearchQuery,
+        filters: SearchFilter,
+        limit: int,
+        after: tuple[float, int] | None,
+        *,
+        waiting: bool = False,
     ) -> list[SearchRow]:
         """Up to ``limit`` matching messages, most relevant first, then newest (highest id) first.
 
@@ -169,6 +179,7 @@ class SearchRepository(Generic[Runner]):
             until=filters.until is not None,
             roles=None if filters.roles is None else len(filters.roles),
             after=after is not None,
+            waiting=waiting,
         )
         values: dict[str, Any] = {"limit": limit}
         if self._dialect == "mariadb":
@@ -186,6 +197,32 @@ class SearchRepository(Generic[Runner]):
             values["after_score"], values["after_id"] = after
         rows: list[SearchRow] = _STATEMENTS[shape].rows(self._connection, **values)
         return rows
+
+    def search_with_waiting(
+        self, query: SearchQuery, filters: SearchFilter, limit: int, after: tuple[float, int] | None
+    ) -> list[SearchRow]:
+        """SQLite, for a reader that may not write: :meth:`search` over the index and the waiting messages.
+
+        The waiting messages (fewer than :data:`INDEX_BATCH` while a writer runs, or
+        after one was killed) are copied into :data:`WAITING_FTS`, in this
+        connection's TEMP schema (``_waiting.py``), and searched there with the same
+        query, each hit scored as the index will score it; both merge by score,
+        then id. A query no index answers (substrings only) reads the messages
+        themselves and needs none of this.
+        """
+        rows = self.search(query, filters, limit, after)
+        if not query.indexed or not self.any_waiting():
+            return rows
+        copy_waiting(self._connection)
+        # Every waiting hit (fewer than a batch, unless a writer was killed), scored by us, then paged.
+        hits = self.search(query, filters, MAX_COUNT, None, waiting=True)
+        scores = waiting_scores(self._connection, [_fts5((part,)) for part in query.indexed], (h[0] for h in hits))
+        for hit in hits:
+            row: SearchRow = (*hit[:8], scores[hit[0]])
+            if after is None or (row[8], row[0]) < after:
+                rows.append(row)
+        rows.sort(key=lambda row: (row[8], row[0]), reverse=True)
+        return rows[:limit]
 
     def any_waiting(self) -> bool:
         """SQLite: whether some stored message waits to join the index (see :data:`INDEX_BATCH`)."""
@@ -274,12 +311,13 @@ def _match(
         return [], _UNRANKED, _messages, _messages.c.id
     fts_query: BindParameter[str] = bindparam("fts_query")
     if dialect == "sqlite":
+        fts = _FTS_TABLES[shape.waiting]
         # bm25() is lower for better matches; negated so every backend ranks high first.
-        score: ColumnElement[Any] = -literal_column(f"bm25({_FTS})", Float)
-        source = _fts.join(_messages, _messages.c.id == _fts.c.rowid) if shape.needs_row else _fts
-        condition = text(f"{_FTS} MATCH :fts_query")
+        score: ColumnElement[Any] = -literal_column(f"bm25({fts.name})", Float)
+        source = fts.join(_messages, _messages.c.id == fts.c.rowid) if shape.needs_row else fts
+        condition = text(f"{fts.name} MATCH :fts_query")
         # A WHERE condition of raw SQL: SQLAlchemy accepts it, its stubs want a ColumnElement.
-        return [condition], score, source, _fts.c.rowid  # type: ignore[list-item]
+        return [condition], score, source, fts.c.rowid  # type: ignore[list-item]
     if dialect == "postgresql":
         # The stored tsvector: ranking reads it instead of parsing each match's content
         # again. The tsquery is a FROM item, built once even where a prepared

@@ -13,7 +13,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import BinaryIO
 
-from .records import SessionMessage, SessionMeta
+from ..records import SessionMessage, SessionMeta
 
 __all__ = [
     "message_section",

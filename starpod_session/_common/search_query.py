@@ -25,7 +25,7 @@ from collections.abc import Callable
 
 import attrs
 
-from .errors import InvalidInput
+from ..errors import InvalidInput
 
 __all__ = [
     "MAX_INDEXED_WORD",

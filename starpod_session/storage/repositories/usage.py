@@ -30,11 +30,9 @@ from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.functions import FunctionElement
 from sqlalchemy.types import NullType
 
-from .._driver.runner import Runner
-from .._driver.statements import Prepared, PreparedShapes, insert_unless_duplicate
-from ..column_types import Count
-from ..models import UNKNOWN_MODEL, UsageDailyRow, UsageRow
-from ..records import (
+from ..._driver.runner import Runner
+from ..._driver.statements import Prepared, PreparedShapes, insert_unless_duplicate
+from ...records import (
     CostOverview,
     DailyModelCost,
     ModelCostSummary,
@@ -42,6 +40,8 @@ from ..records import (
     UsageSummary,
     UserCostSummary,
 )
+from ..column_types import Count
+from ..models import UNKNOWN_MODEL, UsageDailyRow, UsageRow
 
 __all__ = ["UNKNOWN_MODEL", "UsageRepository"]
 

@@ -7,8 +7,8 @@ from typing import Generic
 
 from sqlalchemy import bindparam, insert
 
-from .._driver.runner import Runner
-from .._driver.statements import Prepared
+from ..._driver.runner import Runner
+from ..._driver.statements import Prepared
 from ..models import CompactionRow
 
 __all__ = ["CompactionRepository"]

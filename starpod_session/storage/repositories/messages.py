@@ -9,11 +9,11 @@ from typing import Generic
 
 from sqlalchemy import BigInteger, bindparam, delete, func, select
 
-from .._driver.runner import Runner
-from .._driver.statements import Prepared, insert_unless_duplicate
+from ..._common.search_query import indexed_words
+from ..._driver.runner import Runner
+from ..._driver.statements import Prepared, insert_unless_duplicate
+from ...records import SessionMessage
 from ..models import MessageRow
-from ..records import SessionMessage
-from ..search_query import indexed_words
 from .search import ADD_WORDS
 
 __all__ = ["MessageRepository"]

@@ -24,11 +24,11 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.sql.expression import Executable
 
-from .._driver.runner import Runner
-from .._driver.statements import Prepared
-from ..errors import StorageBusy
+from ..._driver.runner import Runner
+from ..._driver.statements import Prepared
+from ...errors import StorageBusy
+from ...records import SessionMeta
 from ..models import SessionRow
-from ..records import SessionMeta
 
 __all__ = ["OpenSession", "SessionFilter", "SessionRepository"]
 

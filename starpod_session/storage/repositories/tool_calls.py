@@ -8,11 +8,11 @@ from typing import Any, Generic
 from sqlalchemy import Select, and_, bindparam, case, exists, func, select, true, update
 from sqlalchemy.engine import Dialect
 
-from .._driver.runner import Runner
-from .._driver.statements import Prepared, PreparedShapes, insert_unless_duplicate
+from ..._common.tool_calls import TOOL_RESULT, TOOL_USE, ToolResult, ToolUse
+from ..._driver.runner import Runner
+from ..._driver.statements import Prepared, PreparedShapes, insert_unless_duplicate
+from ...records import ToolUsageSummary
 from ..models import ToolCallRow
-from ..records import ToolUsageSummary
-from ..tool_calls import TOOL_RESULT, TOOL_USE, ToolResult, ToolUse
 
 __all__ = ["ToolCallRepository"]
 

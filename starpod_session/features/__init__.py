@@ -1,0 +1,1 @@
+"""What the public calls do beyond storing and reading rows: transcripts and titles."""
