@@ -15,6 +15,7 @@ from sqlalchemy import text
 
 from starpod_session import AsyncSessionManager, Channel, SessionManager, StarpodSessionError
 
+from ..backends import needs_packages
 from ..helpers import raw_connection
 
 
@@ -338,3 +339,19 @@ def test_run_to_completion_runs_a_queued_call_whose_await_was_cancelled(make_asy
         assert [m.content for m in await manager.get_messages(session_id)] == ["queued"]
 
     asyncio.run(main())
+
+
+@needs_packages("openai-agents", "anyio")
+def test_anyio_on_its_asyncio_backend_awaits_it_as_it_is(make_async, backend):
+    import anyio
+
+    manager = make_async()
+
+    async def main() -> list[str]:
+        session_id = await manager.create_session(Channel.MAIN, "k")
+        async with anyio.create_task_group() as group:
+            for n in range(5):
+                group.start_soon(manager.save_message, session_id, "user", str(n))
+        return sorted(m.content for m in await manager.get_messages(session_id))
+
+    assert anyio.run(main, backend="asyncio") == ["0", "1", "2", "3", "4"]
