@@ -37,7 +37,9 @@ from .backends.engine import DEFAULT_LOCK_TIMEOUT, DEFAULT_POOL_SIZE, DEFAULT_SQ
 from .channels import Channel, ChannelResolver
 from .config import AgentConfig
 from .errors import StarpodSessionError
-from .manager import PRUNE_BATCH, CloseCallback, SessionManager
+from .features.base import CloseCallback
+from .features.lifecycle import PRUNE_BATCH
+from .manager import SessionManager
 from .records import (
     CostOverview,
     Erasure,

@@ -41,6 +41,8 @@ def _is_transient_driver_error(original: BaseException | None) -> bool:
     args = getattr(original, "args", ())
     if args and isinstance(args[0], int) and args[0] in _MARIADB_TRANSIENT:
         return True
+    # A driver tested outside backends/ (one of five): this public module lies below the backends
+    # (every layer that retries imports it), so it cannot ask them.
     if type(original).__module__.startswith("sqlite3"):
         message = str(original).lower()
         return "database is locked" in message or "database is busy" in message or "busy" in message

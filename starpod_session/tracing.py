@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from ._common.limits import SHORT_TEXT_LENGTH
 from ._version import __version__
+from .backends import backend_of
 
 if TYPE_CHECKING:  # opentelemetry-api is optional: only its types are needed here
     from opentelemetry.trace import SpanKind, Tracer, TracerProvider
@@ -91,9 +92,7 @@ def db_system_name(dialect: Dialect) -> str:
     ``sqlite``, ``postgresql``, ``mariadb``; ``mysql`` for a MySQL server behind a
     ``mysql+pymysql://`` URL (SQLAlchemy tells them apart once connected).
     """
-    if dialect.name in ("mysql", "mariadb"):
-        return "mariadb" if getattr(dialect, "is_mariadb", False) else "mysql"
-    return dialect.name
+    return backend_of(dialect).system_name(dialect)
 
 
 def instrument(manager: object, tracer_provider: TracerProvider | None, dialect: Dialect) -> None:

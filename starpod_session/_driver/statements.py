@@ -24,8 +24,7 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy import Column, Connection, Insert, Table, func
-from sqlalchemy.dialects import mysql, postgresql, sqlite
+from sqlalchemy import Connection, Insert
 from sqlalchemy.engine import Dialect
 from sqlalchemy.sql import ClauseElement, ColumnElement
 from sqlalchemy.sql.compiler import SQLCompiler
@@ -38,7 +37,7 @@ from .records import Processor, parameters_maker, record_maker, row_maker
 from .runner import StatementRunner
 from .sqlalchemy_internals import bound_in_order, fetches_lastrowid
 
-__all__ = ["Prepared", "PreparedShapes", "insert_unless_duplicate"]
+__all__ = ["Prepared", "PreparedShapes", "StatementFactory"]
 
 #: What a fetch function makes of the cursor (rows, a count, an id).
 Fetched = TypeVar("Fetched")
@@ -50,30 +49,6 @@ FETCH_CHUNK = 1000
 StatementFactory = Callable[[Dialect], Executable]
 #: What tells apart the statements of one query whose SQL depends on its arguments (a hashable value).
 Shape = TypeVar("Shape")
-
-
-def insert_unless_duplicate(
-    table: Table, values: dict[str, Any], unique: Sequence[Column[Any]], id_column: Column[Any]
-) -> StatementFactory:
-    """An INSERT that stores nothing when a row with the same ``unique`` values exists.
-
-    In one statement, without a savepoint, so the common case (no such row) costs
-    what a plain INSERT costs. A racing insert of the same values waits for the
-    other transaction and then skips (or inserts, if that one rolled back).
-    SQLite and PostgreSQL skip with ``ON CONFLICT DO NOTHING``; MariaDB has no
-    such clause, so a no-op ``ON DUPLICATE KEY UPDATE id = LAST_INSERT_ID(id)``
-    makes the driver's ``lastrowid`` the existing row's id.
-    """
-
-    def build(dialect: Dialect) -> Executable:
-        if dialect.name == "postgresql":
-            return postgresql.insert(table).values(values).on_conflict_do_nothing(index_elements=unique)
-        if dialect.name == "sqlite":
-            return sqlite.insert(table).values(values).on_conflict_do_nothing(index_elements=unique)
-        keep_existing = {id_column.name: func.last_insert_id(id_column)}
-        return mysql.insert(table).values(values).on_duplicate_key_update(keep_existing)
-
-    return build
 
 
 class _Compiled:
@@ -98,6 +73,8 @@ class _Compiled:
     ) -> None:
         #: Keyword arguments of the cursor's ``execute``: psycopg's ``prepare=False`` keeps a
         #: ``replan`` statement unprepared (an unnamed statement, planned per run).
+        # A driver's name tested outside backends/ (one of five): the fast path lies below the
+        # backends (they import it), and this is an argument of psycopg's own cursor.
         self.execute_options: dict[str, Any] = {"prepare": False} if replan and dialect.driver == "psycopg" else {}
         self.returning = id_column is not None and not fetches_lastrowid(dialect)
         if self.returning:
@@ -206,6 +183,8 @@ class Prepared:
             return _run_observed(connection, compiled, parameters, fetch, many, unbuffered)
         dbapi_connection = connection.connection.dbapi_connection
         assert dbapi_connection is not None
+        # A driver's name tested outside backends/ (one of five): the fast path lies below the
+        # backends, and which cursor streams is the driver's own API.
         if unbuffered and dialect.driver == "pymysql":
             # pymysql's default cursor reads every row into a list before the first fetch;
             # SSCursor reads them off the socket as they are fetched.
@@ -276,7 +255,7 @@ class Prepared:
         self._run(connection, rows, _nothing)
 
     def insert_or_none(self, connection: StatementRunner, **values: Any) -> int | None:
-        """Run an :func:`insert_unless_duplicate` INSERT: the new row's id, ``None`` if it stored nothing.
+        """Run an ``insert_unless_duplicate`` INSERT (``backends``): the new row's id, ``None`` if it stored nothing.
 
         (On MariaDB a skipped insert may answer with the existing row's id instead.)
         """
@@ -301,6 +280,7 @@ def _run_observed(
     """
     if compiled.positional:  # exec_driver_sql takes one positional set as a tuple, many as a list of them
         parameters = list(map(tuple, parameters)) if many else tuple(parameters)
+    # A driver's name tested outside backends/ (one of five): as in ``_run`` (pymysql's cursor).
     options = {"stream_results": True} if unbuffered and connection.dialect.driver == "pymysql" else {}
     # A ``replan`` statement stays unprepared here too: exec_driver_sql takes no ``prepare=False``,
     # so psycopg's automatic preparation is off on the connection while it runs.

@@ -23,6 +23,8 @@ __all__ = ["DriverTransaction", "HeldConnections", "driver_commit", "driver_exec
 def driver_execute(driver_connection: Any, statement: str, dialect: Any) -> None:
     """Run a statement on a DBAPI connection, its errors wrapped as SQLAlchemy wraps them."""
     try:
+        # A driver tested outside backends/ (one of five): the fast path lies below the backends
+        # (they call this to begin), and the shortcut is sqlite3's own API.
         if isinstance(driver_connection, sqlite3.Connection):
             driver_connection.execute(statement)  # sqlite3's shortcut: no cursor to make and close
         else:

@@ -15,6 +15,7 @@ from typing import Any, NoReturn
 import attrs
 from rich.console import Console
 
+from ..backends import backend_of_url
 from ..backends.engine import Database, to_database
 from ..errors import StarpodSessionError
 from ..manager import SessionManager
@@ -50,9 +51,10 @@ def database_of(target: str | None, *, must_exist: bool) -> Database:
     if not target:
         raise StarpodSessionError(f"say which database: --db PATH_OR_URL, or set {DB_VARIABLE}")
     database = to_database(target)
-    if database.url.get_backend_name() != "sqlite":
+    file = backend_of_url(database.url).local_file(database.url)
+    if file is None:
         return database
-    if database.url.database in (None, "", ":memory:"):
+    if file in ("", ":memory:"):
         raise StarpodSessionError(f"{target} names no database file; give a file path")
     if must_exist and not os.path.isfile(database.shown):
         raise StarpodSessionError(f"no database file at {database.shown}")

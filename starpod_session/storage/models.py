@@ -12,7 +12,7 @@ from typing import ClassVar
 from sqlalchemy import Computed, ForeignKey, Index, Integer, MetaData, PrimaryKeyConstraint, Table, false, text, true
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from .column_types import (
+from ..backends.column_types import (
     Count,
     ExactChannelText,
     ExactShortText,

@@ -34,6 +34,7 @@ from .._common.urls import redact_text, url_secrets
 from .._driver.events import ListenerWatch
 from .._driver.runner import StatementRunner
 from .._driver.transaction import DriverTransaction, HeldConnections, driver_commit, driver_execute
+from ..backends import backend_of_url
 from ..backends.engine import MYSQL_MAX_ALLOWED_PACKET, READ_ONLY, SNAPSHOT, Database, transaction_begin
 from ..errors import StarpodSessionError, StorageBusy, StorageError
 from ..retry import RetryPolicy, is_transient
@@ -64,7 +65,6 @@ class TransactionRunner:
         self._retry = retry
         self._lock_timeout = lock_timeout
         self._closed = False
-        self._sqlite = database.url.get_backend_name() == "sqlite"
         # Errors the driver raises outside a statement (a connection lost while it is
         # committed or handed back to the pool) reach us unwrapped by SQLAlchemy.
         self._driver_errors: tuple[type[BaseException], ...] = (engine.dialect.loaded_dbapi.Error, OSError)
@@ -79,7 +79,9 @@ class TransactionRunner:
         # Prepared work runs on driver connections; SQLite's stay checked out between
         # calls (a checkout costs as much as a small transaction), servers' go back to
         # the pool (its checkout pings one that sat idle; see engine.py).
-        self._held = HeldConnections(engine, keep=_pool_size(engine) if self._sqlite else 0)
+        self._held = HeldConnections(
+            engine, keep=_pool_size(engine) if backend_of_url(database.url).holds_connections else 0
+        )
         # (read_only, snapshot) -> the statement beginning prepared work's transaction
         # (``engine.transaction_begin``), worked out once: fixed for an engine.
         self._begins: dict[tuple[bool, bool], str | None] = {}

@@ -28,8 +28,9 @@ def test_the_async_facade_has_exactly_the_sync_facades_methods_with_the_same_par
     assert set(awaitable) - {"aclose", "run_to_completion"} == set(sync)
     for name, method in sync.items():
         assert inspect.iscoroutinefunction(awaitable[name]), name
-        expected = inspect.signature(method).replace(return_annotation=inspect.Signature.empty)
-        got = inspect.signature(awaitable[name]).replace(return_annotation=inspect.Signature.empty)
+        # ``self`` aside (the feature modules annotate theirs), the same parameters and return type.
+        expected = list(inspect.signature(method).parameters.values())[1:]
+        got = list(inspect.signature(awaitable[name]).parameters.values())[1:]
         assert got == expected, name
         assert inspect.signature(awaitable[name]).return_annotation in (
             inspect.signature(method).return_annotation,

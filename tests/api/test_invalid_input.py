@@ -338,7 +338,7 @@ def test_every_limit_the_checks_admit_works_on_every_backend(manager, session_id
 
 
 def test_a_cursor_may_name_any_message_id_the_counts_admit_and_no_other(manager, session_id):
-    from starpod_session.manager import encode_cursor
+    from starpod_session.features.search import encode_cursor
 
     manager.save_message(session_id, "user", "deploy the release")
     hits = manager.search_messages("deploy")

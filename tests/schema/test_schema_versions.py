@@ -13,8 +13,8 @@ import sqlalchemy as sa
 from sqlalchemy import event
 
 from starpod_session import Channel, SchemaOutdated, SchemaTooNew, SessionManager
+from starpod_session.backends import mariadb as schema
 from starpod_session.backends.engine import create_storage_engine, to_url
-from starpod_session.storage import schema
 from starpod_session.storage.models import Base
 from starpod_session.storage.schema import BASELINE_REVISION, current_revision, head_revision, upgrade_schema
 

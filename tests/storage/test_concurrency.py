@@ -538,3 +538,17 @@ def test_prepared_reads_see_one_snapshot_only_when_asked(manager, backend, snaps
     # SQLite's read transactions always see one snapshot.
     assert before is None
     assert after == (None if snapshot or backend == "sqlite" else "committed meanwhile")
+
+
+def test_a_mariadb_url_refuses_a_racing_open_session_as_a_mysql_url_does(backend, db_target):
+    """``mariadb+pymysql://`` names MariaDB's dialect by its own name: the insert that lost the race
+    for a key's open session is refused (False), not raised, as under ``mysql+pymysql://``."""
+    if backend != "mariadb":
+        pytest.skip("the MariaDB server's two URL spellings")
+    url = sa.make_url(db_target).set(drivername="mariadb+pymysql")
+    values = dict(channel="telegram", key="k", user_id="u", triggered_by=None, now=utc_now())
+    with raw_engine(url) as engine, engine.begin() as connection:
+        assert connection.dialect.name == "mariadb"
+        sessions = SessionRepository(connection)
+        assert sessions.insert_open(session_id="first", **values)
+        assert not sessions.insert_open(session_id="second", **values)  # the winner's row was there first

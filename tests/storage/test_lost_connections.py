@@ -11,7 +11,7 @@ from sqlalchemy.exc import OperationalError
 from starpod_session import Channel, StarpodSessionError, StorageError
 from starpod_session._driver import statements
 from starpod_session._driver.transaction import DriverTransaction
-from starpod_session.backends import engine
+from starpod_session.backends import _server as engine
 from starpod_session.storage import transactions
 from starpod_session.storage.transactions import _packet_hint
 

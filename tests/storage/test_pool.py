@@ -14,7 +14,7 @@ import pytest
 import sqlalchemy as sa
 
 from starpod_session import Channel, InvalidInput, SessionManager, StorageBusy
-from starpod_session.backends import engine
+from starpod_session.backends import _server as engine
 from starpod_session.backends.engine import DEFAULT_POOL_SIZE
 
 #: Seconds the threads wait for each other at the barrier before the test fails.

@@ -22,6 +22,7 @@ from sqlalchemy import Engine, event
 
 from starpod_session import Channel, SessionManager
 from starpod_session._common.search_query import parse_query
+from starpod_session.backends.sqlite import fts5 as _fts5
 from starpod_session.storage.repositories._waiting import (
     FTS_TOKENIZER,
     WAITING_FTS,
@@ -29,7 +30,7 @@ from starpod_session.storage.repositories._waiting import (
     copy_waiting,
     waiting_scores,
 )
-from starpod_session.storage.repositories.search import INDEX_BATCH, _fts5
+from starpod_session.storage.repositories.search import INDEX_BATCH
 
 from ..helpers import downgrade_schema, raw_engine
 

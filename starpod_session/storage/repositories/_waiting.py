@@ -19,12 +19,11 @@ from sqlalchemy import text
 
 from ..._driver.runner import StatementRunner
 from ..._driver.statements import Prepared
+from ...backends.sqlite import FTS_TABLE, WAITING_FTS
 
 __all__ = ["FTS_TOKENIZER", "INDEXED_UP_TO", "WAITING_FTS", "copy_waiting", "waiting_scores"]
 
-_FTS = "session_messages_fts"
-#: The reader's copy of the waiting messages, in its connection's TEMP schema.
-WAITING_FTS = "starpod_waiting_fts"
+_FTS = FTS_TABLE
 #: Migration 0008's tokenizer, so the copy matches the same words as the index.
 FTS_TOKENIZER = "unicode61 remove_diacritics 0"
 #: FTS5's BM25 constants (fts5_aux.c).

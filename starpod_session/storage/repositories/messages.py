@@ -11,7 +11,8 @@ from sqlalchemy import BigInteger, bindparam, delete, func, select
 
 from ..._common.search_query import indexed_words
 from ..._driver.runner import Runner
-from ..._driver.statements import Prepared, insert_unless_duplicate
+from ..._driver.statements import Prepared
+from ...backends import backend_of, insert_unless_duplicate
 from ...records import SessionMessage
 from ..models import MessageRow
 from .search import ADD_WORDS
@@ -73,7 +74,7 @@ class MessageRepository(Generic[Runner]):
         if message_id is None:
             message_id = self.find_by_key(session_id, key)
             assert message_id is not None, "an insert skipped as a duplicate has a stored row to read"
-        elif self._connection.dialect.name in ("mysql", "mariadb"):
+        elif backend_of(self._connection.dialect).indexes_words:
             words = [
                 {"word": word, "message_id": message_id, "hits": hits} for word, hits in indexed_words(content).items()
             ]

@@ -14,18 +14,17 @@ from sqlalchemy import (
     exists,
     false,
     func,
-    insert,
     literal_column,
     select,
     update,
 )
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.sql.expression import Executable
 
 from ..._driver.runner import Runner
 from ..._driver.statements import Prepared
+from ...backends import backend_of
 from ...errors import StorageBusy
 from ...records import SessionMeta
 from ..models import SessionRow
@@ -80,11 +79,7 @@ def _insert_open(dialect: Dialect) -> Executable:
         is_read=True,
         triggered_by=bindparam("triggered_by", type_=_t.c.triggered_by.type),
     )
-    if dialect.name == "postgresql":
-        return postgresql.insert(_t).values(values).on_conflict_do_nothing(index_elements=_OPEN_SLOT_COLUMNS)
-    if dialect.name == "sqlite":
-        return sqlite.insert(_t).values(values).on_conflict_do_nothing(index_elements=_OPEN_SLOT_COLUMNS)
-    return insert(_t).values(values)
+    return backend_of(dialect).insert_skipping_conflict(_t, values, _OPEN_SLOT_COLUMNS)
 
 
 # The hot statements, compiled once per dialect (see ``_prepared``).
@@ -166,7 +161,7 @@ class SessionRepository(Generic[Runner]):
         values = dict(
             session_id=session_id, now=now, channel=channel, key=key, user_id=user_id, triggered_by=triggered_by
         )
-        if self._connection.dialect.name != "mysql":
+        if not backend_of(self._connection.dialect).conflict_raises:
             return _INSERT_OPEN.rowcount(self._connection, **values) == 1
         # MariaDB has no ON CONFLICT for one index: a refused INSERT undoes only itself there.
         try:

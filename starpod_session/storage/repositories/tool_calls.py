@@ -10,7 +10,8 @@ from sqlalchemy.engine import Dialect
 
 from ..._common.tool_calls import TOOL_RESULT, TOOL_USE, ToolResult, ToolUse
 from ..._driver.runner import Runner
-from ..._driver.statements import Prepared, PreparedShapes, insert_unless_duplicate
+from ..._driver.statements import Prepared, PreparedShapes
+from ...backends import insert_unless_duplicate
 from ...records import ToolUsageSummary
 from ..models import ToolCallRow
 

@@ -25,13 +25,13 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.ext.compiler import compiles
-from sqlalchemy.sql.compiler import SQLCompiler
-from sqlalchemy.sql.functions import FunctionElement
 from sqlalchemy.types import NullType
 
 from ..._driver.runner import Runner
-from ..._driver.statements import Prepared, PreparedShapes, insert_unless_duplicate
+from ..._driver.statements import Prepared, PreparedShapes
+from ...backends import backend_of, insert_unless_duplicate
+from ...backends.base import utc_day
+from ...backends.column_types import Count
 from ...records import (
     CostOverview,
     DailyModelCost,
@@ -40,7 +40,6 @@ from ...records import (
     UsageSummary,
     UserCostSummary,
 )
-from ..column_types import Count
 from ..models import UNKNOWN_MODEL, UsageDailyRow, UsageRow
 
 __all__ = ["UNKNOWN_MODEL", "UsageRepository"]
@@ -114,31 +113,6 @@ _EDGE_SUMS = tuple(
 T = TypeVar("T")
 #: The parts of the overview's one result, in the order they come back.
 _TOTAL, _BY_USER, _BY_MODEL, _BY_DAY = range(4)
-
-
-class utc_day(FunctionElement[Any]):
-    """The UTC calendar day of a timestamp column, computed by the database."""
-
-    type = Date()
-    inherit_cache = True
-
-
-@compiles(utc_day, "sqlite")
-def _utc_day_sqlite(element: utc_day, compiler: SQLCompiler, **kw: Any) -> str:
-    # RFC 3339 text in UTC: the first ten characters are the day.
-    return f"substr({compiler.process(element.clauses, **kw)}, 1, 10)"
-
-
-@compiles(utc_day, "postgresql")
-def _utc_day_postgresql(element: utc_day, compiler: SQLCompiler, **kw: Any) -> str:
-    # A bare ::date would use the connection's TimeZone setting.
-    return f"CAST(timezone('UTC', {compiler.process(element.clauses, **kw)}) AS DATE)"
-
-
-@compiles(utc_day)
-def _utc_day_default(element: utc_day, compiler: SQLCompiler, **kw: Any) -> str:
-    # MariaDB: DATETIME(6) already holds UTC.
-    return f"DATE({compiler.process(element.clauses, **kw)})"
 
 
 def _as_date(value: date | str) -> date:
@@ -293,7 +267,7 @@ class UsageRepository(Generic[Runner]):
         try:
             return report(_BREAKDOWN)
         except DBAPIError as error:
-            if self._connection.dialect.name != "sqlite" or "integer overflow" not in str(error.orig):
+            if not backend_of(self._connection.dialect).is_integer_overflow(error):
                 raise
         return report(_BREAKDOWN_HALVED)
 
@@ -330,10 +304,11 @@ def _overview_statement(shape: _Range, dialect: Dialect) -> Select[Any]:
         for n in range(shape.edges)
     )
     groups = parts[0] if len(parts) == 1 else union_all(*parts)
-    report = (_shared_report if dialect.name == "sqlite" or dialect.name == "postgresql" else _fanned_report)(groups)
-    # PostgreSQL would order names by its locale.
-    in_code_points = report.c.name.collate("C") if dialect.name == "postgresql" else report.c.name
-    return select(report).order_by(report.c.part, report.c.day, report.c.cost.desc(), in_code_points)
+    backend = backend_of(dialect)
+    report = (_shared_report if backend.shares_report_groups else _fanned_report)(groups)
+    return select(report).order_by(
+        report.c.part, report.c.day, report.c.cost.desc(), backend.in_code_points(report.c.name)
+    )
 
 
 def _sums(source: Any) -> tuple[ColumnElement[Any], ...]:

@@ -1,0 +1,201 @@
+"""The protocol every backend module implements, and what the three share.
+
+A backend is one object per database kind (:data:`~.sqlite.SQLITE`,
+:data:`~.postgresql.POSTGRESQL`, :data:`~.mariadb.MARIADB`); :func:`~starpod_session.backends.backend_of`
+finds the one of a URL or a dialect. Everything the library does differently on
+one kind of database is a member of this protocol, so the rest of the package
+asks its backend rather than testing the database's name.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any, Protocol
+
+import attrs
+from sqlalchemy import Date
+from sqlalchemy.sql.functions import FunctionElement
+
+from .._common.urls import redact_url
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from sqlalchemy import Column, Connection, Engine, Table
+    from sqlalchemy.engine import URL, Dialect
+    from sqlalchemy.exc import DBAPIError
+    from sqlalchemy.sql import ColumnElement, FromClause
+    from sqlalchemy.sql.elements import BindParameter
+    from sqlalchemy.sql.expression import Executable
+
+    from .._common.search_query import QueryPart
+
+__all__ = ["Backend", "BackendDefaults", "EngineSettings", "Match", "WordKinds", "milliseconds", "utc_day"]
+
+
+@attrs.frozen
+class EngineSettings:
+    """What ``SessionManager`` asks of an engine, checked by ``create_storage_engine``."""
+
+    lock_timeout: float
+    sqlite_synchronous: str
+    sqlite_cache_mib: int
+
+
+#: A full-text match: (conditions, score, FROM clause, message id); the query bound as ``fts_query``
+#: or, on MariaDB, as its words (``word_I_J``, ``verify_I``).
+Match = tuple["list[ColumnElement[Any]]", "ColumnElement[Any]", "FromClause", "ColumnElement[Any]"]
+#: Per indexed part of a query, on MariaDB: (how many words, a prefix, the content must confirm it); ``()`` elsewhere.
+WordKinds = tuple[tuple[int, bool, bool], ...]
+
+
+class Backend(Protocol):
+    """What differs between SQLite, PostgreSQL and MariaDB (one implementation in each module here)."""
+
+    #: ``sqlite``, ``postgresql`` or ``mariadb`` (also for a MySQL server behind ``mysql+pymysql://``).
+    name: str
+    #: Whether stored messages wait for the search index's next batch (SQLite, migration 0011): a
+    #: manager that may write indexes them before it searches, one that may not searches a copy.
+    indexes_in_batches: bool
+    #: Whether ``TransactionRunner`` keeps connections checked out between calls (SQLite: a
+    #: checkout and check-in cost as much as a small transaction there).
+    holds_connections: bool
+
+    def shown(self, url: URL) -> str:
+        """How messages name the database: the file path, or the URL with every password hidden."""
+
+    def local_file(self, url: URL) -> str | None:
+        """The database file ``url`` names (``""`` if none), or ``None`` for a server."""
+
+    def create_engine(self, url: URL, settings: EngineSettings, engine_options: dict[str, Any]) -> Engine:
+        """The engine for ``url``: its connect settings and listeners (``engine_options`` hold the pool's)."""
+
+    def transaction_begin(self, engine: Engine, *, read_only: bool, snapshot: bool) -> str | None:
+        """The statement beginning a transaction on a driver connection, or ``None`` (the driver begins one)."""
+
+    def is_read_only(self, engine: Engine) -> bool:
+        """Whether ``engine`` was opened read-only (a SQLite file this process may not write)."""
+
+    def system_name(self, dialect: Dialect) -> str:
+        """OpenTelemetry's ``db.system.name`` of a connected engine's dialect."""
+
+    # -- storage: statements and reports --------------------------------------------------
+
+    #: Whether an INSERT that conflicts fails (an ``IntegrityError`` the caller catches) rather than
+    #: skipping the row, for want of an ``ON CONFLICT DO NOTHING`` on one index (MariaDB).
+    conflict_raises: bool
+    #: Whether the repository writes each message's words into ``session_message_words`` as it stores
+    #: the message (MariaDB: a trigger cannot split text at any useful speed); elsewhere the index is
+    #: kept by the database.
+    indexes_words: bool
+    #: Whether the cost overview reads its grouped rows through a CTE read more than once (SQLite and
+    #: PostgreSQL compute one once) rather than fanning them out (MariaDB computes it at each reference).
+    shares_report_groups: bool
+
+    def insert_unless_duplicate(
+        self, table: Table, values: dict[str, Any], unique: Sequence[Column[Any]], id_column: Column[Any]
+    ) -> Executable:
+        """``backends.insert_unless_duplicate``'s statement on this backend."""
+
+    def insert_skipping_conflict(
+        self, table: Table, values: dict[str, Any], unique: Sequence[Column[Any]]
+    ) -> Executable:
+        """An INSERT that skips a row conflicting on ``unique``, or fails where :attr:`conflict_raises`."""
+
+    def is_integer_overflow(self, error: DBAPIError) -> bool:
+        """Whether a report failed because a sum passed 2**63-1 (SQLite; the servers sum exactly)."""
+
+    def in_code_points(self, name: ColumnElement[Any]) -> ColumnElement[Any]:
+        """``name`` ordered by code point whatever the database's locale."""
+
+    # -- search ------------------------------------------------------------------------------
+
+    def word_kinds(self, indexed: tuple[QueryPart, ...]) -> WordKinds:
+        """What the SQL of a search depends on in its indexed parts beyond their number (MariaDB's words)."""
+
+    def match_values(self, indexed: tuple[QueryPart, ...], kinds: WordKinds) -> dict[str, str]:
+        """The bound values of :meth:`match` for a query's indexed parts (the engine's query syntax)."""
+
+    def match(self, messages: Table, kinds: WordKinds, needs_row: bool, *, waiting: bool = False) -> Match:
+        """The index's match of the indexed parts; ``needs_row``: other conditions read the message row.
+
+        ``waiting`` (SQLite): match the reader's copy of the messages waiting for the index
+        (``WAITING_FTS``, in its connection's TEMP schema) instead of the index.
+        """
+
+    def contains(self, lowered: ColumnElement[Any], part: BindParameter[str]) -> ColumnElement[Any]:
+        """Whether the lower-cased content holds ``part`` (a substring no index answers)."""
+
+    def purge_deleted_entries(self, connection: Connection) -> None:
+        """Make erased words leave the index's storage, not only its answers (SQLite; the servers' indexes
+        drop deleted rows themselves)."""
+
+    # -- schema ----------------------------------------------------------------------------
+
+    def lock_schema(self, connection: Connection) -> None:
+        """Hold off every other process's schema upgrade until :meth:`unlock_schema` (or the commit)."""
+
+    def schema_upgraded(self, connection: Connection) -> None:
+        """After a successful upgrade, before :meth:`unlock_schema`: make the stamp durable if the lock outlives
+        the transaction."""
+
+    def unlock_schema(self, connection: Connection) -> None:
+        """Let the next process upgrade (also after a failed upgrade)."""
+
+
+class BackendDefaults:
+    """What most backends do, for them to inherit: each backend module overrides where it differs."""
+
+    name: str
+
+    def shown(self, url: URL) -> str:
+        return redact_url(url)
+
+    def local_file(self, url: URL) -> str | None:
+        return None
+
+    def is_read_only(self, engine: Engine) -> bool:
+        return False
+
+    def system_name(self, dialect: Dialect) -> str:
+        return self.name
+
+    def insert_unless_duplicate(
+        self, table: Table, values: dict[str, Any], unique: Sequence[Column[Any]], id_column: Column[Any]
+    ) -> Executable:
+        return self.insert_skipping_conflict(table, values, unique)
+
+    def insert_skipping_conflict(
+        self, table: Table, values: dict[str, Any], unique: Sequence[Column[Any]]
+    ) -> Executable:
+        raise NotImplementedError
+
+    def is_integer_overflow(self, error: DBAPIError) -> bool:
+        return False
+
+    def in_code_points(self, name: ColumnElement[Any]) -> ColumnElement[Any]:
+        return name
+
+    def word_kinds(self, indexed: tuple[QueryPart, ...]) -> WordKinds:
+        return ()
+
+    def purge_deleted_entries(self, connection: Connection) -> None:
+        pass
+
+    def schema_upgraded(self, connection: Connection) -> None:
+        pass
+
+    def unlock_schema(self, connection: Connection) -> None:
+        pass
+
+
+def milliseconds(seconds: float) -> int:
+    """A positive whole number of milliseconds (0 would mean "wait for ever" to SQLite and PostgreSQL)."""
+    return max(1, math.ceil(seconds * 1000))
+
+
+class utc_day(FunctionElement[Any]):
+    """The UTC calendar day of a timestamp column, computed by the database (each backend compiles it)."""
+
+    type = Date()
+    inherit_cache = True
