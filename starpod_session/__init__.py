@@ -16,6 +16,7 @@ from .channels import (
 from .config import AgentConfig, ChannelConfig
 from .errors import (
     ConfigError,
+    DumpInvalid,
     ExportError,
     InvalidInput,
     SchemaOutdated,
@@ -24,7 +25,10 @@ from .errors import (
     StarpodSessionError,
     StorageBusy,
     StorageError,
+    TargetNotEmpty,
+    VerificationFailed,
 )
+from .features.transfer import Check, TransferProgress, TransferReport, copy_database, dump_database, restore_database
 from .manager import AUTO_CLOSE_SUMMARY, SessionManager
 from .prices import ModelPrice, PriceTable
 from .records import (
@@ -53,11 +57,13 @@ __all__ = [
     "Channel",
     "ChannelConfig",
     "ChannelResolver",
+    "Check",
     "ConfigError",
     "Continue",
     "CostOverview",
     "DailyModelCost",
     "DailyResetResolver",
+    "DumpInvalid",
     "Erasure",
     "ExplicitResolver",
     "ExportError",
@@ -79,11 +85,18 @@ __all__ = [
     "StarpodSessionError",
     "StorageBusy",
     "StorageError",
+    "TargetNotEmpty",
     "TimeGapResolver",
     "ToolUsageSummary",
+    "TransferProgress",
+    "TransferReport",
     "UsageRecord",
     "UsageSummary",
     "UserCostSummary",
+    "VerificationFailed",
     "__version__",
+    "copy_database",
+    "dump_database",
+    "restore_database",
     "slack_session_key",
 ]

@@ -433,8 +433,14 @@ class AsyncSessionManager:
         dry_run: bool = False,
         keep_usage: bool = True,
         batch_size: int = PRUNE_BATCH,
+        progress: Callable[[int], None] | None = None,
     ) -> Erasure:
-        """Awaitable :meth:`SessionManager.prune`."""
+        """Awaitable :meth:`SessionManager.prune` (``progress`` is called on the manager's thread)."""
         return await self._call(
-            self.sync.prune, older_than, dry_run=dry_run, keep_usage=keep_usage, batch_size=batch_size
+            self.sync.prune,
+            older_than,
+            dry_run=dry_run,
+            keep_usage=keep_usage,
+            batch_size=batch_size,
+            progress=progress,
         )

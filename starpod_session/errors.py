@@ -4,6 +4,7 @@ from __future__ import annotations
 
 __all__ = [
     "ConfigError",
+    "DumpInvalid",
     "ExportError",
     "InvalidInput",
     "SchemaOutdated",
@@ -12,6 +13,8 @@ __all__ = [
     "StarpodSessionError",
     "StorageBusy",
     "StorageError",
+    "TargetNotEmpty",
+    "VerificationFailed",
 ]
 
 
@@ -72,3 +75,16 @@ class SchemaOutdated(StarpodSessionError):
 
 class SchemaTooNew(StarpodSessionError):
     """The database was migrated by a newer release of this library than the one installed."""
+
+
+class TargetNotEmpty(StarpodSessionError):
+    """A copy or restore was pointed at a database that holds other rows (it writes only into an empty one,
+    or continues its own unfinished run); nothing was written."""
+
+
+class VerificationFailed(StarpodSessionError):
+    """After a copy or restore the two sides differ; the message lists what differs."""
+
+
+class DumpInvalid(StarpodSessionError, ValueError):
+    """A file given to restore is not a complete dump: truncated, altered (its checksum), or not a dump at all."""

@@ -21,6 +21,7 @@ from ..demo import run_demo
 from ..errors import InvalidInput, StarpodSessionError
 from .costs import add_costs_command
 from .db import add_db_commands
+from .export import add_export_command
 from .lifecycle import add_lifecycle_commands
 from .options import add_db_option, usage_error
 from .search import add_search_command
@@ -64,6 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_costs_command(commands)
     add_search_command(commands)
     add_lifecycle_commands(commands)  # after add_sessions_commands: it adds `sessions delete`
+    add_export_command(commands)  # and `sessions export`
     return parser
 
 

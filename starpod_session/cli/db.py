@@ -22,11 +22,14 @@ from ..storage.schema import (
     current_revision,
     head_revision,
     is_known_revision,
+    pending_revisions,
     refuse_unknown_revision,
     schema_drift,
     upgrade_schema,
 )
 from .options import add_db_option, database_of, usage_error
+from .progress import steps_display
+from .transfer import add_transfer_commands
 
 __all__ = ["EXIT_BEHIND", "add_db_commands"]
 
@@ -47,7 +50,7 @@ the baseline revision and upgraded in place; nothing else in them is touched."""
 
 
 def add_db_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Register the ``db`` group (``upgrade``, ``current``, ``check``) on the top-level parser."""
+    """Register the ``db`` group (``upgrade``, ``current``, ``check``, ``copy``, ``dump``, ``restore``)."""
     db = subparsers.add_parser(
         "db",
         help="upgrade or inspect a database's schema",
@@ -76,6 +79,7 @@ def add_db_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentPars
         if name == "upgrade":
             command.add_argument("--revision", default="head", help="revision to upgrade to (default: head)")
         command.set_defaults(run=run, parser=command)
+    add_transfer_commands(commands)
 
 
 def _run_upgrade(args: argparse.Namespace) -> int:
@@ -85,7 +89,9 @@ def _run_upgrade(args: argparse.Namespace) -> int:
             raise StarpodSessionError(
                 f"unknown revision {args.revision!r} (this release knows up to {head_revision()})"
             )
-        _database_call(lambda: upgrade_schema(engine, args.revision, target=target), target)
+        steps = pending_revisions(before, args.revision) if before != args.revision else []
+        with steps_display(True, "upgrade", steps) as on_step:
+            _database_call(lambda: upgrade_schema(engine, args.revision, target=target, on_step=on_step), target)
         after = _database_call(lambda: _read_revision(engine), target)
     if before == after:
         print(f"{target}: already at {after}")

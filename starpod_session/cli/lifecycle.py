@@ -15,6 +15,7 @@ from datetime import timedelta
 from ..errors import StarpodSessionError
 from ..records import Erasure
 from .options import add_common_options, jsonable, open_manager, print_json
+from .progress import counter_display
 
 __all__ = ["add_lifecycle_commands", "parse_age"]
 
@@ -120,4 +121,7 @@ def _run_prune(args: argparse.Namespace) -> int:
         if args.dry_run:
             return _report(args, manager.prune(args.older_than, dry_run=True, keep_usage=keep_usage), "would prune")
         _confirm(args, f"Delete every closed session inactive for more than {args.older_than}?")
-        return _report(args, manager.prune(args.older_than, keep_usage=keep_usage), "pruned")
+        total = manager.prune(args.older_than, dry_run=True, keep_usage=keep_usage).sessions
+        with counter_display(not args.json, "prune", total, "sessions") as progress:
+            erasure = manager.prune(args.older_than, keep_usage=keep_usage, progress=progress)
+        return _report(args, erasure, "pruned")

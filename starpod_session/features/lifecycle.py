@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from datetime import datetime, timedelta
 
 import attrs
@@ -92,19 +93,23 @@ def prune(
     dry_run: bool = False,
     keep_usage: bool = True,
     batch_size: int = PRUNE_BATCH,
+    progress: Callable[[int], None] | None = None,
 ) -> Erasure:
     """Delete closed sessions last active before the cut-off, as :meth:`delete_session` does.
 
     ``older_than`` is an age (``timedelta``, counted back from now) or an aware
     datetime. The sessions go ``batch_size`` per transaction, so pruning
     millions never holds a long lock; an interruption leaves whole sessions
-    deleted or kept. ``dry_run=True`` only counts what would go.
+    deleted or kept. ``dry_run=True`` only counts what would go. ``progress``
+    is called after each batch's commit with the number of sessions deleted so far.
     """
     cutoff = _cutoff(older_than)
     dry_run = check_flag("dry_run", dry_run)
     keep_usage = check_flag("keep_usage", keep_usage)
     if check_limit("batch_size", batch_size) < 1:
         raise InvalidInput("batch_size", f"expected a positive int, got {batch_size!r}")
+    if progress is not None and not callable(progress):
+        raise InvalidInput("progress", f"expected a function or None, got {type(progress).__name__}")
     if dry_run:
         counted = self._transactions.read(
             lambda connection: LifecycleRepository(connection).count_sessions(prunable(cutoff), keep_usage=keep_usage)
@@ -121,6 +126,8 @@ def prune(
         session_ids, removed = self._transactions.write(batch)
         total += removed
         transcripts += _remove_transcripts(self, session_ids)
+        if progress is not None:
+            progress(total.sessions)
         if len(session_ids) < batch_size:
             return _erasure(total, transcripts)
 

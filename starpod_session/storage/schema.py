@@ -8,7 +8,7 @@ from __future__ import annotations
 import io
 import threading
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -38,6 +38,7 @@ __all__ = [
     "include_in_comparison",
     "is_known_revision",
     "migrations_dir",
+    "pending_revisions",
     "refuse_unknown_revision",
     "refuse_unstamped_tables",
     "schema_drift",
@@ -124,8 +125,13 @@ def ensure_schema(engine: Engine, *, auto_upgrade: bool, target: str) -> None:
     upgrade_schema(engine, target=target)
 
 
-def upgrade_schema(engine: Engine, revision: str = "head", *, target: str | None = None) -> None:
+def upgrade_schema(
+    engine: Engine, revision: str = "head", *, target: str | None = None, on_step: Callable[[str], None] | None = None
+) -> None:
     """Migrate to ``revision``, serialised across threads and processes.
+
+    ``on_step`` is called with each revision's id once it is applied (for a progress
+    display: :func:`pending_revisions` lists them beforehand).
 
     Rust-era files (a ``_sqlx_migrations`` table, our tables, no Alembic stamp) are
     first stamped at the baseline, which is their schema, so no row is touched.
@@ -140,10 +146,20 @@ def upgrade_schema(engine: Engine, revision: str = "head", *, target: str | None
                 refuse_unstamped_tables(connection, target or _describe_target(engine))
                 if _is_rust_era(connection):
                     command.stamp(alembic_config(connection), BASELINE_REVISION)
-            command.upgrade(alembic_config(connection), revision)
+            config = alembic_config(connection)
+            if on_step is not None:
+                config.attributes["on_version_apply"] = lambda *, step, **_: on_step(step.up_revision_id)
+            command.upgrade(config, revision)
             backend.schema_upgraded(connection)
         finally:
             backend.unlock_schema(connection)
+
+
+def pending_revisions(current: str | None, revision: str = "head") -> list[tuple[str, str]]:
+    """The revisions an upgrade from ``current`` to ``revision`` applies, oldest first: (id, first line of its doc)."""
+    scripts = ScriptDirectory.from_config(alembic_config())
+    steps = list(scripts.iterate_revisions(revision, current or "base"))
+    return [(script.revision, (script.doc or "").split("\n")[0]) for script in reversed(steps)]
 
 
 def refuse_unknown_revision(current: str | None, target: str) -> None:
