@@ -104,6 +104,7 @@ from floors import Floor
 from harness import FULL, HEADER, QUICK, SMOKE, Report, Scale, machine
 from sqlalchemy.engine import make_url
 from workloads import (
+    adk,
     append_floor,
     cost_overview,
     get_messages,
@@ -161,7 +162,7 @@ def big_workloads(target: Target, scale: Scale, rows: int, report: Report) -> No
 
 
 #: The workload groups, in the order they run; ``--only`` selects some of them.
-GROUPS = ("calls", "append", "sessions", "list", "throughput", "memory", "big", "search", "openai_agents")
+GROUPS = ("calls", "append", "sessions", "list", "throughput", "memory", "big", "search", "adk", "openai_agents")
 
 
 def run_backend(target: Target, scale: Scale, rows: int, groups: frozenset[str]) -> Report:
@@ -177,6 +178,7 @@ def run_backend(target: Target, scale: Scale, rows: int, groups: frozenset[str])
         (("memory",), lambda: memory.run(target, report)),
         (("big",), lambda: big_workloads(target, scale, rows, report)),
         (("search",), lambda: search.run(target, scale, rows, report)),
+        (("adk",), lambda: adk.run(target, scale, report)),
         (("openai_agents",), lambda: openai_agents.run(target, scale, report)),
     )
     began = time.perf_counter()

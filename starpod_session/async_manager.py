@@ -25,7 +25,7 @@ import asyncio
 import contextlib
 import os
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, ParamSpec, TypeVar
 
 from sqlalchemy.engine import URL
 
+from .backends.deadlines import DEFAULT_CONNECT_TIMEOUT, DEFAULT_STATEMENT_TIMEOUT
 from .backends.engine import DEFAULT_LOCK_TIMEOUT, DEFAULT_POOL_SIZE, DEFAULT_SQLITE_CACHE_MIB, Database
 from .channels import Channel, ChannelResolver
 from .config import AgentConfig
@@ -52,6 +53,7 @@ from .records import (
     UsageSummary,
 )
 from .retry import RetryPolicy
+from .storage.replicas import ReadUrl
 
 if TYPE_CHECKING:  # the tracing extra; never imported at run time by us
     from opentelemetry.trace import TracerProvider
@@ -121,6 +123,9 @@ class AsyncSessionManager:
         lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
         pool_size: int = DEFAULT_POOL_SIZE,
         fast_path: bool = True,
+        connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
+        statement_timeout: float | None = DEFAULT_STATEMENT_TIMEOUT,
+        read_url: ReadUrl | Sequence[ReadUrl] | None = None,
     ) -> None:
         #: The :class:`SessionManager` every call runs on.
         self.sync = SessionManager(
@@ -137,6 +142,9 @@ class AsyncSessionManager:
             lock_timeout=lock_timeout,
             pool_size=pool_size,  # checked by SessionManager before the pool below is made
             fast_path=fast_path,
+            connect_timeout=connect_timeout,
+            statement_timeout=statement_timeout,
+            read_url=read_url,
         )
         # One thread per pooled connection: more would only wait for a connection.
         self._executor = ThreadPoolExecutor(max_workers=pool_size, thread_name_prefix="starpod-session")

@@ -8,8 +8,10 @@ here as methods.
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -19,6 +21,13 @@ from sqlalchemy.engine import URL
 from ._common.folders import ensure_folder
 from ._common.validation import check_flag
 from .backends import backend_of
+from .backends.deadlines import (
+    DEFAULT_CONNECT_TIMEOUT,
+    DEFAULT_STATEMENT_TIMEOUT,
+    check_optional_seconds,
+    check_seconds,
+    exempt,
+)
 from .backends.engine import (
     DEFAULT_LOCK_TIMEOUT,
     DEFAULT_POOL_SIZE,
@@ -35,6 +44,7 @@ from .features import lifecycle, messages, search, sessions, usage
 from .features.base import CloseCallback
 from .features.sessions import AUTO_CLOSE_SUMMARY
 from .retry import RetryPolicy
+from .storage.replicas import ReadUrl, ReplicaReads, replica_databases
 from .storage.schema import ensure_schema
 from .storage.transactions import TransactionRunner
 from .tracing import instrument
@@ -88,6 +98,21 @@ class SessionManager:
     ``sqlite_cache_mib`` how many MiB of the file's pages each connection keeps in
     memory (default 8; SQLite's own is 2): at most ``pool_size`` times that in all.
 
+    Servers: ``connect_timeout`` (seconds, default 10) bounds each connection
+    attempt (per host of a multi-host URL), and ``statement_timeout`` (seconds,
+    default 60, never less than ``lock_timeout`` plus one; ``None`` for none)
+    how long one attempt of a call may wait on the server: a server that hangs
+    costs that long, then :class:`StorageError`. The migration on open is exempt;
+    :meth:`export_transcript` gets an hour (``backends.deadlines.BULK_TIMEOUT``).
+    PostgreSQL failover: give every host in one URL with
+    ``target_session_attrs=read-write`` (docs/guides/past-one-server.md).
+
+    ``read_url`` (a URL, or a list of them) names read replicas of the database:
+    ``list_sessions``, ``search_messages`` and ``cost_overview`` read from them in
+    turn and may be as stale as the replica's lag; every other call stays on the
+    primary. A replica that fails is left out for a few seconds and the call runs on
+    the primary instead (``storage/replicas.py``).
+
     ``fast_path`` (default ``True``): the hot calls run their statements straight
     on the driver's connection, skipping SQLAlchemy's per-statement work, while
     nothing listens to the engine's connection events. Whenever a listener is
@@ -121,6 +146,9 @@ class SessionManager:
         lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
         pool_size: int = DEFAULT_POOL_SIZE,
         fast_path: bool = True,
+        connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
+        statement_timeout: float | None = DEFAULT_STATEMENT_TIMEOUT,
+        read_url: ReadUrl | Sequence[ReadUrl] | None = None,
     ) -> None:
         database = to_database(db_path)  # a Database (the command line's) as it is: parsed once
         fast_path = check_flag("fast_path", fast_path)
@@ -133,24 +161,33 @@ class SessionManager:
         self.config = load_config(config)
         self._channels = ChannelRegistry({**self.config.resolvers(), **(channels or {})})
         self.sessions_dir = None if sessions_dir is None else ensure_folder(Path(sessions_dir), "sessions_dir")
-        self._engine: Engine = create_storage_engine(
-            database.url,
-            sqlite_synchronous=sqlite_synchronous,
-            sqlite_cache_mib=sqlite_cache_mib,
+        replicas = replica_databases(read_url, database)
+        engine_for = functools.partial(
+            create_storage_engine,
             lock_timeout=self._lock_timeout,
             pool_size=pool_size,
+            connect_timeout=check_seconds("connect_timeout", connect_timeout),
+            statement_timeout=check_optional_seconds("statement_timeout", statement_timeout),
         )
-        self._transactions = TransactionRunner(
-            self._engine,
-            database,
-            retry=retry or RetryPolicy(),
-            lock_timeout=self._lock_timeout,
-            fast_path=fast_path,
+        self._engine: Engine = engine_for(
+            database.url, sqlite_synchronous=sqlite_synchronous, sqlite_cache_mib=sqlite_cache_mib
+        )
+        runner_for = functools.partial(
+            TransactionRunner, retry=retry or RetryPolicy(), lock_timeout=self._lock_timeout, fast_path=fast_path
+        )
+        self._transactions = runner_for(self._engine, database)
+        #: The reads that may lag (``storage.replicas.REPLICA_CALLS``): on a replica when ``read_url`` names one.
+        self._lagging_reads = ReplicaReads(
+            self._transactions, [runner_for(engine_for(replica.url), replica) for replica in replicas]
         )
         try:
-            self._transactions.guard(lambda: ensure_schema(self._engine, auto_upgrade=auto_upgrade, target=self.target))
+            with exempt():  # a migration may rightly take longer than statement_timeout
+                self._transactions.guard(
+                    lambda: ensure_schema(self._engine, auto_upgrade=auto_upgrade, target=self.target)
+                )
         except BaseException:
-            self._engine.dispose()
+            self._lagging_reads.close()
+            self._transactions.close()
             raise
         #: SQLite's search index takes messages in batches (``repositories.search.INDEX_BATCH``):
         #: a manager that can write indexes the waiting ones before it searches.
@@ -180,6 +217,7 @@ class SessionManager:
             # Closed already, or the write refused: nothing is lost, the messages still wait.
             with contextlib.suppress(StarpodSessionError):
                 search.index_waiting_messages(self)
+        self._lagging_reads.close()
         self._transactions.close()
 
     def __enter__(self) -> SessionManager:

@@ -8,6 +8,8 @@ import time
 import attrs
 from sqlalchemy.exc import DBAPIError
 
+from .errors import InvalidInput
+
 __all__ = ["RetryPolicy", "is_transient"]
 
 # PostgreSQL SQLSTATEs: serialization_failure, deadlock_detected, lock_not_available.
@@ -49,15 +51,27 @@ def _is_transient_driver_error(original: BaseException | None) -> bool:
     return False
 
 
+def _check_attempts(_policy: object, _attribute: attrs.Attribute[int | None], attempts: int | None) -> None:
+    if attempts is None:
+        return
+    if isinstance(attempts, bool) or not isinstance(attempts, int) or attempts < 1:
+        raise InvalidInput("attempts", f"expected None (retry until lock_timeout) or an int >= 1, got {attempts!r}")
+
+
 @attrs.frozen
 class RetryPolicy:
-    """Bounded exponential backoff with full jitter.
+    """Exponential backoff with full jitter, bounded by the manager's ``lock_timeout``.
 
-    ``attempts`` counts every try, the first included; the waits between them grow
-    from ``base_delay`` to at most ``max_delay`` seconds.
+    ``attempts`` (default ``None``) caps how many tries a call makes, the first
+    included; with ``None`` a call retries a transient conflict (a lock wait, a
+    deadlock, a serialisation failure, a Galera certification conflict) until
+    ``lock_timeout`` has passed since it began, never giving up after a fixed
+    count: a hot row written through every node of a Galera cluster can fail
+    certification many times in a row and still succeed. The waits between tries
+    grow from ``base_delay`` to at most ``max_delay`` seconds.
     """
 
-    attempts: int = 8
+    attempts: int | None = attrs.field(default=None, validator=_check_attempts)
     base_delay: float = 0.01
     max_delay: float = 0.5
 

@@ -50,8 +50,11 @@ def redact_url(target: URL | str) -> str:
         except Exception:  # not parseable: hide what looks like a password in the raw text
             return redact_text(str(target))
     query = {key: (HIDDEN if key.lower() in PASSWORD_QUERY_KEYS else value) for key, value in target.query.items()}
-    # SQLAlchemy percent-encodes query values; the marker reads better as it is.
-    return target.set(query=query).render_as_string(hide_password=True).replace("=%2A%2A%2A", "=" + HIDDEN)
+    # SQLAlchemy percent-encodes query values; the marker, and the ``host:port`` and comma
+    # lists of libpq's multi-host forms (``?host=h1:5432&host=h2:5432``), read better as they are.
+    shown = target.set(query=query).render_as_string(hide_password=True)
+    head, mark, tail = shown.partition("?")
+    return head + mark + tail.replace("%2A", "*").replace("%3A", ":").replace("%2C", ",")
 
 
 def redact_text(text: str, secrets: Iterable[str] = ()) -> str:

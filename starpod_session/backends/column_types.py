@@ -16,6 +16,7 @@ from .._common.timestamps import format_rfc3339, parse_rfc3339, rfc3339_reader
 __all__ = [
     "ChannelText",
     "Count",
+    "EpochSeconds",
     "ExactChannelText",
     "ExactShortText",
     "IntBoolean",
@@ -65,6 +66,20 @@ Count: TypeEngine[int] = BigInteger().with_variant(Integer(), "sqlite")
 
 #: Costs in USD: an IEEE double everywhere (REAL, as the Rust crate declared, on SQLite).
 Money: TypeEngine[float] = Double().with_variant(sqlite.REAL(), "sqlite")
+
+
+class EpochSeconds(TypeDecorator[float]):
+    """Seconds since the Unix epoch as a float, the same IEEE double on every backend (REAL on SQLite):
+    ADK's event timestamps and update times, where a float read back must equal the one stored."""
+
+    impl = Double()
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        return dialect.type_descriptor(sqlite.REAL() if dialect.name == "sqlite" else Double())
+
+    def result_processor(self, dialect: Dialect, coltype: object) -> Any:
+        return None  # every driver hands back a float as it is (psycopg's Double would need the column's type)
 
 
 class UtcTimestamp(TypeDecorator[datetime]):

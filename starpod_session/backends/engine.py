@@ -14,7 +14,7 @@ from sqlalchemy.exc import NoSuchModuleError
 
 from .._common.urls import redact_text, redact_url
 from ..errors import InvalidInput, StarpodSessionError
-from . import backend_of, backend_of_url
+from . import backend_of, backend_of_url, deadlines
 from ._server import SNAPSHOT
 from .base import EngineSettings
 from .mariadb import MYSQL_MAX_ALLOWED_PACKET
@@ -196,6 +196,8 @@ def create_storage_engine(
     sqlite_cache_mib: int = DEFAULT_SQLITE_CACHE_MIB,
     lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
     pool_size: int = DEFAULT_POOL_SIZE,
+    connect_timeout: float = deadlines.DEFAULT_CONNECT_TIMEOUT,
+    statement_timeout: float | None = deadlines.DEFAULT_STATEMENT_TIMEOUT,
     **engine_options: Any,
 ) -> Engine:
     """An engine for ``url`` with the settings this library relies on.
@@ -222,6 +224,12 @@ def create_storage_engine(
     finds all of them in use waits for one at most ``lock_timeout`` seconds
     (then SQLAlchemy's pool ``TimeoutError``).
 
+    Servers: a connection attempt gives up after ``connect_timeout`` seconds (per
+    host of a multi-host URL), and a connection held longer than
+    ``statement_timeout`` seconds (at least ``lock_timeout`` plus one) by one
+    attempt of a call is cut (``backends/deadlines.py``): a hung server costs a bounded
+    wait. ``statement_timeout=None``: no such deadline (migrations, bulk work).
+
     A SQLite file that exists but that this process may not write (the file or its
     folder is read-only) is opened read-only: reads work, and a write transaction
     raises :class:`StorageError` saying so.
@@ -236,10 +244,18 @@ def create_storage_engine(
     engine_options.setdefault("max_overflow", 0)
     engine_options.setdefault("pool_timeout", lock_timeout)
     settings = EngineSettings(lock_timeout, sqlite_synchronous, sqlite_cache_mib)
+    bounds = deadlines.connect_arguments(url.get_backend_name(), connect_timeout)
+    if bounds:  # servers: the driver's own connect timeout, unless the caller gave one
+        engine_options["connect_args"] = {**bounds, **engine_options.get("connect_args", {})}
     # Each backend calls sqlalchemy.create_engine looked up on the module at each call, not an
     # imported name: tracing (OpenTelemetry's SQLAlchemy instrumentation) wraps it, often after
     # this package was imported.
-    return backend_of_url(url).create_engine(url, settings, engine_options)
+    backend = backend_of_url(url)
+    engine = backend.create_engine(url, settings, engine_options)
+    if statement_timeout is not None and not backend.holds_connections:
+        # Connections that go back to the pool after each call: each checkout gets a deadline.
+        deadlines.watch(engine, max(statement_timeout, lock_timeout + 1))
+    return engine
 
 
 def transaction_begin(engine: Engine, *, read_only: bool, snapshot: bool) -> str | None:

@@ -34,6 +34,7 @@ from sqlalchemy.sql.elements import BindParameter
 from sqlalchemy.sql.expression import Executable
 
 from .._common.search_query import MAX_INDEXED_WORD, QueryPart
+from . import galera
 from ._server import server_engine_options, server_transaction_begin, set_up_server_engine
 from .base import BackendDefaults, EngineSettings, Match, WordKinds, utc_day
 
@@ -99,6 +100,7 @@ class MariaDB(BackendDefaults):
             seconds = max(1, math.ceil(lock_timeout))
             with closing(dbapi_connection.cursor()) as cursor:
                 cursor.execute(f"SET SESSION innodb_lock_wait_timeout = {seconds}")
+            galera.configure_connection(dbapi_connection)  # read-your-writes through any node (galera.py)
 
         return set_up_server_engine(engine, engine_options)
 
@@ -132,6 +134,10 @@ class MariaDB(BackendDefaults):
         return func.locate(part, lowered) > 0
 
     def lock_schema(self, connection: Connection) -> None:
+        if galera.is_galera(connection):
+            # GET_LOCK holds on one node only: a row every node sees (galera.py).
+            galera.lock_migrations(connection)
+            return
         # MariaDB commits implicitly around DDL, so a transaction cannot hold the
         # lock; a named lock lives as long as the connection.
         connection.execute(text("SELECT GET_LOCK(:name, 600)"), {"name": _LOCK_NAME})
@@ -142,6 +148,9 @@ class MariaDB(BackendDefaults):
         connection.exec_driver_sql("COMMIT")
 
     def unlock_schema(self, connection: Connection) -> None:
+        if galera.is_galera(connection):
+            galera.unlock_migrations(connection)
+            return
         _unlock(connection)
 
 

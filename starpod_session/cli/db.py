@@ -139,7 +139,8 @@ def _open(args: argparse.Namespace, *, must_exist: bool) -> Iterator[tuple[Engin
     if given and args.target and given != args.target:
         usage_error(args, "--db", f"names {given!r}, TARGET names {args.target!r}; give the database once")
     database = database_of(args.target or given, must_exist=must_exist)
-    engine = _database_call(lambda: create_storage_engine(database.url), database.shown)
+    # No statement deadline: a migration may rightly run long (backends/deadlines.py).
+    engine = _database_call(lambda: create_storage_engine(database.url, statement_timeout=None), database.shown)
     try:
         yield engine, database.shown
     finally:

@@ -8,6 +8,7 @@ from typing import Protocol
 
 from ..channels import ChannelRegistry
 from ..records import SessionMeta
+from ..storage.replicas import ReplicaReads
 from ..storage.transactions import TransactionRunner
 
 __all__ = ["CloseCallback", "ManagerState"]
@@ -26,6 +27,9 @@ class ManagerState(Protocol):
 
     #: One transaction per call: ``write``/``read``, ``write_prepared``/``read_prepared``.
     _transactions: TransactionRunner
+    #: The reads that may lag (``list_sessions``, ``search_messages``, ``cost_overview``): on a
+    #: read replica when the manager has one, else on the primary (``storage/replicas.py``).
+    _lagging_reads: ReplicaReads
     #: The channel resolvers (``agent.toml`` and the manager's ``channels``).
     _channels: ChannelRegistry
     #: ``on_close``: called with each session a call auto-closed, after the commit.

@@ -19,6 +19,7 @@ from .._common.validation import (
     check_text,
 )
 from .._driver.runner import StatementRunner
+from ..backends.deadlines import BULK_TIMEOUT, exempt
 from ..errors import ExportError, InvalidInput, SessionNotFound
 from ..records import SessionMessage
 from ..storage.repositories import MessageRepository, SessionRepository, ToolCallRepository
@@ -169,7 +170,8 @@ def export_transcript(self: ManagerState, session_id: str) -> Path:
             raise ExportError(f"cannot write {path}: {error.strerror or error}") from error
         return path
 
-    return self._transactions.read_prepared(work, snapshot=True)
+    with exempt(BULK_TIMEOUT):  # bulk work: a long transcript may take longer than statement_timeout
+        return self._transactions.read_prepared(work, snapshot=True)
 
 
 def generated_key() -> str:

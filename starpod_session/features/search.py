@@ -63,8 +63,8 @@ def search_messages(
         return search(repository, parsed, filters, limit, after)
 
     # One statement (and on SQLite one look-up before it): prepared work, without a
-    # snapshot's extra round trip on servers.
-    rows = self._transactions.read_prepared(work)
+    # snapshot's extra round trip on servers. May lag: on a read replica when there is one.
+    rows = self._lagging_reads.read_prepared(work)
     if rows is None:
         self._transactions.write_prepared(lambda connection: SearchRepository(connection).index_waiting())
         waiting = False  # messages saved since this call began may wait: they need not be found

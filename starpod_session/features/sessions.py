@@ -233,7 +233,7 @@ def list_sessions(
         is_read=None if is_read is None else check_flag("is_read", is_read),
         is_archived=None if archived is None else check_flag("archived", archived),
     )
-    return self._transactions.read_prepared(
+    return self._lagging_reads.read_prepared(  # may lag: on a read replica when there is one
         lambda connection: SessionRepository(connection).list_recent(limit, filters)
     )
 

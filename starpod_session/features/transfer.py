@@ -350,7 +350,8 @@ def _read_only_sqlite(path: Path) -> Engine:
 
 
 def _read_only_server(url: URL) -> Engine:
-    engine = create_storage_engine(url, pool_size=2)
+    # Bulk work: one snapshot held for the whole copy or dump, so no statement deadline (backends/deadlines.py).
+    engine = create_storage_engine(url, pool_size=2, statement_timeout=None)
     statement = (
         "SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY"
         if url.get_backend_name() == "postgresql"
@@ -377,7 +378,9 @@ def _upgraded_copy(path: Path, copy: Path, shown: str) -> Engine:
             original.backup(duplicate)
     except sqlite3.Error as error:
         raise StorageError(f"{shown}: cannot read the file: {error}") from error
-    engine = create_storage_engine(URL.create("sqlite+pysqlite", database=str(copy)), pool_size=2)
+    engine = create_storage_engine(
+        URL.create("sqlite+pysqlite", database=str(copy)), pool_size=2, statement_timeout=None
+    )
     _errors(shown, lambda: upgrade_schema(engine, target=shown))
     return engine
 
@@ -418,7 +421,7 @@ class _Target:
         of ``identity``; :class:`SchemaTooNew` when a newer release migrated it.
         """
         shown = database.shown
-        engine = _errors(shown, lambda: create_storage_engine(database.url, pool_size=2))
+        engine = _errors(shown, lambda: create_storage_engine(database.url, pool_size=2, statement_timeout=None))
         try:
             with _errors(shown), engine.connect() as connection:
                 revision = current_revision(connection)

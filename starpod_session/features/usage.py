@@ -76,7 +76,7 @@ def cost_overview(
         overview = UsageRepository(connection).overview(start, end)
         return attrs.evolve(overview, by_tool=ToolCallRepository(connection).usage(start, end))
 
-    return self._transactions.read_prepared(work, snapshot=True)
+    return self._lagging_reads.read_prepared(work, snapshot=True)  # may lag: on a read replica when there is one
 
 
 def record_compaction(

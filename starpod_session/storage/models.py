@@ -14,6 +14,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from ..backends.column_types import (
     Count,
+    EpochSeconds,
     ExactChannelText,
     ExactShortText,
     IntBoolean,
@@ -27,6 +28,10 @@ from ..backends.column_types import (
 
 __all__ = [
     "NAMING_CONVENTION",
+    "AdkAppStateRow",
+    "AdkEventRow",
+    "AdkSessionRow",
+    "AdkUserStateRow",
     "Base",
     "CompactionRow",
     "MessageRow",
@@ -246,4 +251,82 @@ class CompactionRow(Base):
     __table_args__ = (
         Index("idx_compaction_log_session", "session_id"),
         {"sqlite_autoincrement": True, **_MARIADB_TABLE_OPTIONS},
+    )
+
+
+# -- Google ADK (starpod_session.adk_store; migration 0012) ------------------------------
+# An ADK session is keyed by (app, user, id) and is also a starpod session
+# (``session_id``), whose messages, usage rows and search entries the ADK events
+# feed; deleting that starpod session deletes the ADK session and its events
+# (``ON DELETE CASCADE``). States are JSON objects, as ADK stores them.
+
+
+class AdkAppStateRow(Base):
+    """``adk_app_states``: the ``app:`` state of one ADK app (a JSON object, keys without the prefix)."""
+
+    __tablename__ = "adk_app_states"
+
+    app_name: Mapped[str] = mapped_column(ExactShortText, primary_key=True)
+    state: Mapped[str] = mapped_column(LongText)
+    update_time: Mapped[float] = mapped_column(EpochSeconds)
+
+    __table_args__ = (_MARIADB_TABLE_OPTIONS,)
+
+
+class AdkUserStateRow(Base):
+    """``adk_user_states``: the ``user:`` state of one user of an ADK app (a JSON object)."""
+
+    __tablename__ = "adk_user_states"
+
+    app_name: Mapped[str] = mapped_column(ExactShortText, primary_key=True)
+    user_id: Mapped[str] = mapped_column(ExactShortText, primary_key=True)
+    state: Mapped[str] = mapped_column(LongText)
+    update_time: Mapped[float] = mapped_column(EpochSeconds)
+
+    __table_args__ = (_MARIADB_TABLE_OPTIONS,)
+
+
+class AdkSessionRow(Base):
+    """``adk_sessions``: one ADK session, keyed as ADK keys it, linked to its starpod session."""
+
+    __tablename__ = "adk_sessions"
+
+    app_name: Mapped[str] = mapped_column(ExactShortText, primary_key=True)
+    user_id: Mapped[str] = mapped_column(ExactShortText, primary_key=True)
+    id: Mapped[str] = mapped_column(ExactShortText, primary_key=True)
+    #: The starpod session holding the conversation's messages and usage.
+    session_id: Mapped[str] = mapped_column(ShortText, ForeignKey("session_metadata.id", ondelete="CASCADE"))
+    #: The session-scoped state (a JSON object).
+    state: Mapped[str] = mapped_column(LongText)
+    create_time: Mapped[float] = mapped_column(EpochSeconds)
+    #: ADK's ``last_update_time``: the creation time, then each appended event's timestamp.
+    update_time: Mapped[float] = mapped_column(EpochSeconds)
+    #: Bumped by every stored event: what tells a stale session object (optimistic concurrency).
+    revision: Mapped[int] = mapped_column(Count)
+
+    __table_args__ = (
+        Index("uq_adk_sessions_session_id", "session_id", unique=True),
+        # list_sessions, for one user or all users of an app, in ADK's order.
+        Index("idx_adk_sessions_app_recent", "app_name", "update_time", "user_id", "id"),
+        Index("idx_adk_sessions_user_recent", "app_name", "user_id", "update_time", "id"),
+        _MARIADB_TABLE_OPTIONS,
+    )
+
+
+class AdkEventRow(Base):
+    """``adk_events``: one stored ADK event, as ADK's own JSON, under its id (unique per session)."""
+
+    __tablename__ = "adk_events"
+
+    session_id: Mapped[str] = mapped_column(
+        ShortText, ForeignKey("session_metadata.id", ondelete="CASCADE"), primary_key=True
+    )
+    id: Mapped[str] = mapped_column(ExactShortText, primary_key=True)
+    timestamp: Mapped[float] = mapped_column(EpochSeconds)
+    event_data: Mapped[str] = mapped_column(LongText)
+
+    __table_args__ = (
+        # get_session: the events in (timestamp, id) order, the newest N read backwards.
+        Index("idx_adk_events_session_time", "session_id", "timestamp", "id"),
+        _MARIADB_TABLE_OPTIONS,
     )

@@ -35,9 +35,11 @@ from .._driver.events import ListenerWatch
 from .._driver.runner import StatementRunner
 from .._driver.transaction import DriverTransaction, HeldConnections, driver_commit, driver_execute
 from ..backends import backend_of_url
+from ..backends.deadlines import stop_watching
 from ..backends.engine import MYSQL_MAX_ALLOWED_PACKET, READ_ONLY, SNAPSHOT, Database, transaction_begin
 from ..errors import StarpodSessionError, StorageBusy, StorageError
 from ..retry import RetryPolicy, is_transient
+from .advice import advice
 
 __all__ = ["CoreWork", "PreparedWork", "TransactionRunner"]
 
@@ -98,6 +100,7 @@ class TransactionRunner:
         """Release every pooled connection; later calls raise :class:`StarpodSessionError`."""
         self._closed = True
         self._held.close()
+        stop_watching(self.engine)
         self.engine.dispose()
 
     def write(self, work: CoreWork[T]) -> T:
@@ -204,8 +207,9 @@ class TransactionRunner:
     def guard(self, call: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         """Run ``call(*args, **kwargs)``, retrying transient lock errors; never let a driver error out raw.
 
-        Retries stop after the policy's attempts, or once ``lock_timeout`` has passed
-        since the first attempt began (each lock wait is itself bounded by it).
+        Retries stop once ``lock_timeout`` has passed since the first attempt began
+        (each lock wait is itself bounded by it), or after the policy's attempts when
+        it caps them (``RetryPolicy(attempts=N)``; by default it does not).
         """
         if self._closed:
             raise StarpodSessionError(f"this SessionManager ({self.target}) is closed; open a new one")
@@ -220,7 +224,7 @@ class TransactionRunner:
             except _LostBeforeCommit as lost:
                 if reconnected:  # a new connection was lost too: the server is gone
                     raise StorageError(
-                        f"database error on {self.target}: {self._driver_text(lost.error.orig)}"
+                        f"database error on {self.target}: {self._driver_text(lost.error.orig)}{advice(lost.error)}"
                     ) from lost.error
                 reconnected = True
                 # The other idle connections went with the server most likely:
@@ -228,12 +232,14 @@ class TransactionRunner:
                 self.engine.dispose()
             except DBAPIError as error:
                 if not is_transient(error):
+                    text = self._driver_text(error.orig)
                     raise StorageError(
-                        f"database error on {self.target}: {self._driver_text(error.orig)}{_packet_hint(error)}"
+                        f"database error on {self.target}: {text}{_packet_hint(error)}{advice(error)}"
                     ) from error
                 failures += 1
                 waited = time.monotonic() - started
-                if failures >= self._retry.attempts or waited >= self._lock_timeout:
+                capped = self._retry.attempts is not None and failures >= self._retry.attempts
+                if capped or waited >= self._lock_timeout:
                     raise StorageBusy(
                         f"{self.target} stayed locked for {waited:.1f} s through {failures} attempts "
                         f"(lock_timeout {self._lock_timeout:g} s): {self._driver_text(error.orig)}"
@@ -247,10 +253,14 @@ class TransactionRunner:
                     "or run fewer threads"
                 ) from error
             except SQLAlchemyError as error:
-                raise StorageError(f"database error on {self.target}: {self._driver_text(error)}") from error
+                raise StorageError(
+                    f"database error on {self.target}: {self._driver_text(error)}{advice(error)}"
+                ) from error
             except self._driver_errors as error:
                 # The commit may or may not have happened: not retried.
-                raise StorageError(f"database error on {self.target}: {self._driver_text(error)}") from error
+                raise StorageError(
+                    f"database error on {self.target}: {self._driver_text(error)}{advice(error)}"
+                ) from error
 
     def _driver_text(self, error: BaseException | None) -> str:
         """A driver's error text with the URL's passwords hidden (drivers may quote the connection string)."""

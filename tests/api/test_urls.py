@@ -9,6 +9,7 @@ import sys
 import pytest
 
 from starpod_session import InvalidInput, SessionManager, StarpodSessionError, StorageError
+from starpod_session._common.urls import redact_url
 from starpod_session.backends.engine import to_url
 
 from ..backends import needs_driver
@@ -180,3 +181,21 @@ def test_a_database_built_by_hand_gets_its_password_hidden_anew():
 
     by_hand = Database(make_url(f"mysql+pymysql://root:{SECRET}@127.0.0.1:1/test"), f"shown with {SECRET}")
     assert to_database(by_hand).shown == "mysql+pymysql://root:***@127.0.0.1:1/test"
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        (
+            "postgresql+psycopg://app:s3cret@/db?host=10.0.0.1:5433&host=10.0.0.2:5434&target_session_attrs=read-write",
+            "postgresql+psycopg://app:***@/db?host=10.0.0.1:5433&host=10.0.0.2:5434&target_session_attrs=read-write",
+        ),
+        (
+            "postgresql+psycopg://app@/db?host=h1,h2&port=5433,5434&password=s3cret&target_session_attrs=read-write",
+            "postgresql+psycopg://app@/db?host=h1,h2&password=***&port=5433,5434&target_session_attrs=read-write",
+        ),
+    ],
+)
+def test_a_multi_host_url_is_shown_readable_with_its_password_hidden(url, shown):
+    """libpq's multi-host forms (docs/guides/past-one-server.md): hosts and ports as written, not percent-encoded."""
+    assert redact_url(url) == shown

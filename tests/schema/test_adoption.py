@@ -17,7 +17,7 @@ from ..helpers import RUST_FILES, raw_engine, raw_rows
 
 OUR_TABLES = ("session_metadata", "session_messages", "usage_stats", "compaction_log")
 #: Tables the library adds on adoption.
-ADDED_TABLES = ("tool_calls", "usage_daily")
+ADDED_TABLES = ("tool_calls", "usage_daily", "adk_app_states", "adk_user_states", "adk_sessions", "adk_events")
 #: Columns of session_metadata that both fixtures have (the core.db file has is_archived besides).
 SESSION_COLUMNS = (
     "id",

@@ -40,6 +40,10 @@ OUR_TABLES = {
     "usage_daily",
     "compaction_log",
     "tool_calls",
+    "adk_app_states",
+    "adk_user_states",
+    "adk_sessions",
+    "adk_events",
     "alembic_version",
 }
 

@@ -39,8 +39,18 @@ from sqlalchemy import Engine, event, func, insert, select, text
 
 from starpod_session import Channel, SessionManager, UsageRecord
 from starpod_session._common.search_query import indexed_words
+from starpod_session.adk_store import AdkEvent, AdkMessage, AdkStaleSession, AdkStore
 from starpod_session.backends.engine import to_url
-from starpod_session.storage.models import MessageRow, SessionRow, ToolCallRow, UsageRow
+from starpod_session.storage.models import (
+    AdkAppStateRow,
+    AdkEventRow,
+    AdkSessionRow,
+    AdkUserStateRow,
+    MessageRow,
+    SessionRow,
+    ToolCallRow,
+    UsageRow,
+)
 from starpod_session.storage.repositories import MessageRepository
 from starpod_session.storage.repositories.search import WORDS_TABLE
 
@@ -53,8 +63,21 @@ SESSIONS, MESSAGES_EACH, USAGE_ROWS, DAYS = 300, 10, 3000, 300
 LISTED_SESSIONS = 50_000
 
 Statement = tuple[str, Any]
+#: ADK sessions (``adk_store``): the first ``ADK_SESSIONS`` sessions, ``ADK_EVENTS_EACH`` events for each of
+#: the first ``SESSIONS``, ten users of the app ``ADK_APP`` and one session in each of ``ADK_OTHER_APPS`` apps.
+ADK_SESSIONS, ADK_EVENTS_EACH, ADK_APP, ADK_OTHER_APPS = 5000, 10, "app", 500
 TABLES = {
-    table.name for table in (SessionRow.__table__, MessageRow.__table__, UsageRow.__table__, ToolCallRow.__table__)
+    table.name
+    for table in (
+        SessionRow.__table__,
+        MessageRow.__table__,
+        UsageRow.__table__,
+        ToolCallRow.__table__,
+        AdkSessionRow.__table__,
+        AdkEventRow.__table__,
+        AdkAppStateRow.__table__,
+        AdkUserStateRow.__table__,
+    )
 }
 #: MariaDB's EXPLAIN names a table by its alias: the search's aliases of ``session_message_words``.
 WORD_ALIAS = re.compile(r"w\d+_\d+")
@@ -128,6 +151,21 @@ def populate(target: str) -> dict[str, Any]:
             connection.execute(insert(MessageRow.__table__), messages)
             connection.execute(insert(ToolCallRow.__table__), tool_calls_of(connection))
             connection.execute(insert(UsageRow.__table__), usage)
+            adk_sessions, adk_events = adk_rows(ids)
+            connection.execute(insert(AdkSessionRow.__table__), adk_sessions)
+            connection.execute(insert(AdkEventRow.__table__), adk_events)
+            connection.execute(
+                insert(AdkAppStateRow.__table__),
+                [{"app_name": f"app-{n}", "state": "{}", "update_time": 0.0} for n in range(ADK_OTHER_APPS)],
+            )
+            connection.execute(
+                insert(AdkUserStateRow.__table__),
+                [
+                    {"app_name": app, "user_id": f"user-{n}", "state": "{}", "update_time": 0.0}
+                    for app in (ADK_APP, *(f"app-{n}" for n in range(ADK_OTHER_APPS)))
+                    for n in range(10)
+                ],
+            )
             if connection.dialect.name != "sqlite" and connection.dialect.name != "postgresql":
                 # MariaDB's search index is a table that save_message fills (migration 0010).
                 connection.execute(
@@ -143,10 +181,77 @@ def populate(target: str) -> dict[str, Any]:
                 connection.execution_options(isolation_level="AUTOCOMMIT").exec_driver_sql("ANALYZE")
             elif connection.dialect.name != "sqlite":
                 connection.exec_driver_sql(
-                    f"ANALYZE TABLE session_metadata, session_messages, usage_stats, tool_calls, {WORDS_TABLE}"
+                    f"ANALYZE TABLE session_metadata, session_messages, usage_stats, tool_calls, {WORDS_TABLE}, "
+                    "adk_sessions, adk_events, adk_app_states, adk_user_states"
                 )
     open_main = next(n for n in range(SESSIONS) if n % 3 and n % 2)
-    return {"session_id": ids[open_main], "key": f"key-{open_main}", "user_id": f"user-{open_main % 10}"}
+    return {
+        "session_id": ids[open_main],
+        "key": f"key-{open_main}",
+        "user_id": f"user-{open_main % 10}",
+        "adk_id": f"adk-{open_main}",
+        "adk_deletable": iter(range(SESSIONS, ADK_SESSIONS)),
+    }
+
+
+def adk_rows(ids: list[str]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """ADK sessions of the first ``ADK_SESSIONS`` sessions (their users'; every tenth in another app), with events."""
+    sessions, events = [], []
+    for n, session_id in enumerate(ids[:ADK_SESSIONS]):
+        app = ADK_APP if n % 10 else f"app-{n % ADK_OTHER_APPS}"
+        sessions.append(
+            {
+                "app_name": app,
+                "user_id": f"user-{n % 10}",
+                "id": f"adk-{n}",
+                "session_id": session_id,
+                "state": "{}",
+                "create_time": float(n),
+                "update_time": float(n),
+                "revision": 0,
+            }
+        )
+        if n < SESSIONS:
+            events += [
+                {"session_id": session_id, "id": f"e{e}", "timestamp": float(n + e), "event_data": "{}"}
+                for e in range(ADK_EVENTS_EACH)
+            ]
+    return sessions, events
+
+
+def adk_get(**config: Any) -> Call:
+    return lambda m, d: AdkStore(m).get_session(ADK_APP, d["user_id"], d["adk_id"], **config)
+
+
+def adk_append(m: SessionManager, d: dict[str, Any], *, stale: bool = False) -> object:
+    """An event with a delta of every scope, a message and usage; or (``stale``) one refused by the check of
+    the session's latest event, which a caller without a revision gets."""
+    event = AdkEvent(
+        id=str(uuid.uuid4()),
+        timestamp=10.0**9,
+        data="{}",
+        state_delta={"app:a": 1, "user:u": 2, "s": 3},
+        messages=[AdkMessage("user", "hello")],
+        usage=UsageRecord(1, 1),
+    )
+    try:
+        return AdkStore(m).append_event(
+            ADK_APP,
+            d["user_id"],
+            d["adk_id"],
+            event,
+            revision=None,
+            last_update_time=0.0 if stale else 1e10,
+            last_event_id=None,
+        )
+    except AdkStaleSession:
+        assert stale
+        return None
+
+
+def adk_delete(m: SessionManager, d: dict[str, Any]) -> object:
+    n = next(d["adk_deletable"])
+    return AdkStore(m).delete_session(ADK_APP if n % 10 else f"app-{n % ADK_OTHER_APPS}", f"user-{n % 10}", f"adk-{n}")
 
 
 def tool_calls_of(connection: Any) -> list[dict[str, Any]]:
@@ -306,6 +411,16 @@ HOT_QUERIES: dict[str, tuple[Call, bool]] = {
     "tool calls with since": (lambda m, d: m.cost_overview(since=T0 + timedelta(days=DAYS - 10)).by_tool, False),
     # Each engine's full-text index (FTS5 table, GIN, MariaDB's table of words), then the message and session by key.
     "search two words": (lambda m, d: m.search_messages("note12 note1*"), False),
+    # Google ADK (adk_store): sessions by (app, user, id), events in (timestamp, id) order, listings in ADK's order.
+    "adk: a session with its events": (adk_get(), True),
+    "adk: the newest events of a session": (adk_get(num_recent_events=3), True),
+    "adk: the events from a time on": (adk_get(after_timestamp=1.0), True),
+    "adk: a user's sessions": (lambda m, d: AdkStore(m).list_sessions(ADK_APP, d["user_id"]), True),
+    "adk: an app's sessions and its users' states": (lambda m, d: AdkStore(m).list_sessions(ADK_APP), True),
+    "adk: a user's state": (lambda m, d: AdkStore(m).get_user_state(ADK_APP, d["user_id"]), False),
+    "adk: an event with its deltas, message and usage": (adk_append, False),
+    "adk: an event refused by the stale check": (lambda m, d: adk_append(m, d, stale=True), False),
+    "adk: deleting a session": (adk_delete, False),
 }
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import closing, contextmanager
 
@@ -165,6 +166,45 @@ def test_a_call_failing_transiently_on_every_attempt_gives_storage_busy_after_th
     assert manager.get_session(session_id).message_count == 0
     manager.touch_session(session_id)
     assert manager.get_session(session_id).message_count == 1
+
+
+def test_the_default_policy_retries_a_transient_failure_until_lock_timeout_not_a_fixed_count(make_manager):
+    """Galera's certification conflicts on a hot row can fail many times in a row: only lock_timeout ends them."""
+    assert RetryPolicy().attempts is None
+    pauses: list[int] = []
+
+    def pause(failures: int) -> None:
+        pauses.append(failures)
+        time.sleep(0.01)
+
+    manager = make_manager(lock_timeout=1, retry=ObservedPolicy(on_pause=pause))
+    session_id = manager.create_session(Channel.MAIN, "k")
+    with deadlock_on_every_session_update(manager), pytest.raises(StorageBusy, match=r"lock_timeout 1 s"):
+        manager.touch_session(session_id)
+    assert len(pauses) > 8, "the retries stopped at a fixed count before lock_timeout"
+
+
+def test_a_transient_failure_that_clears_after_many_attempts_costs_the_caller_nothing(make_manager):
+    manager = make_manager(retry=ObservedPolicy())
+    session_id = manager.create_session(Channel.MAIN, "k")
+    failures = iter(range(20))
+
+    def fail_twenty_times(_conn, _cursor, statement, parameters, *_args) -> None:
+        if statement.startswith("UPDATE session_metadata") and next(failures, None) is not None:
+            raise OperationalError(statement, parameters, driver_error(DEADLOCK))
+
+    sa.event.listen(manager._engine, "before_cursor_execute", fail_twenty_times)
+    try:
+        manager.touch_session(session_id)
+    finally:
+        sa.event.remove(manager._engine, "before_cursor_execute", fail_twenty_times)
+    assert manager.get_session(session_id).message_count == 1
+
+
+@pytest.mark.parametrize("attempts", [0, -1, 1.5, "8", True])
+def test_a_retry_policy_with_a_count_that_bounds_nothing_is_invalid_input(attempts):
+    with pytest.raises(InvalidInput, match="attempts"):
+        RetryPolicy(attempts=attempts)
 
 
 # -- real deadlocks (servers) -------------------------------------------------------------------------

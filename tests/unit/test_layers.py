@@ -19,10 +19,10 @@ ARCHITECTURE = PACKAGE.parent / "ARCHITECTURE.md"
 #: (``__init__`` is the package's own module: its public names).
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("__main__", "cli", "demo"),  # entry points: the command line, the demo
-    ("integrations",),  # framework adapters, on the facades (imported by their users only)
+    ("integrations",),  # framework adapters (each behind an extra), over the facades
     ("__init__",),  # the public names
     ("async_manager",),  # the awaitable facade over the synchronous one
-    ("manager", "tracing"),  # the facade and its spans
+    ("manager", "tracing", "adk_store"),  # the facades (SessionManager; ADK's tables' AdkStore) and spans
     ("features",),  # what each public call does: its checks and its work
     ("channels", "config", "prices"),  # channel policy, agent.toml, prices
     ("storage",),  # tables, schema, transactions, repositories (all SQL)

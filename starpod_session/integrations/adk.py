@@ -1,0 +1,395 @@
+"""Google ADK on starpod_session: ``StarpodSessionService``, an ADK ``BaseSessionService`` (the ``adk`` extra).
+
+``runner = Runner(agent=agent, app_name="app", session_service=StarpodSessionService(SessionManager("agent.db")))``
+
+ADK's sessions, events and scoped state live in the ADK tables of the
+manager's database (``starpod_session.adk_store``), and every stored event's
+content is also a message of a starpod session and its token usage a usage
+row, so ``search_messages``, ``export_transcript``, the tool statistics,
+``cost_overview`` and the ``starpod-session`` command see ADK agents. It behaves
+as ADK's own SQL stores do (ADK's session contract tests run against it: see
+docs/guides/adk.md). Importing :mod:`starpod_session` never imports ADK; this
+module needs ``pip install 'starpod-session[adk]'``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+import threading
+import weakref
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+try:
+    from google.adk.errors.already_exists_error import AlreadyExistsError
+    from google.adk.errors.session_not_found_error import SessionNotFoundError
+    from google.adk.events.event import Event
+    from google.adk.sessions.base_session_service import BaseSessionService, GetSessionConfig, ListSessionsResponse
+    from google.adk.sessions.session import Session
+    from google.genai import types
+    from pydantic_core import to_jsonable_python
+except ImportError as error:  # pragma: no cover - exercised in a process without the extra
+    raise ImportError(
+        f"starpod_session.integrations.adk needs Google's Agent Development Kit ({error.name or error}): "
+        "pip install 'starpod-session[adk]'"
+    ) from error
+
+try:  # ADK 2.x; older releases raise a plain ValueError on a stale session
+    from google.adk.errors import StaleSessionError
+except ImportError:  # pragma: no cover
+    StaleSessionError = ValueError  # type: ignore[misc,assignment]
+
+from ..adk_store import (
+    TEMP_PREFIX,
+    AdkAppended,
+    AdkEvent,
+    AdkMessage,
+    AdkSession,
+    AdkSessionExists,
+    AdkStaleSession,
+    AdkStore,
+)
+from ..errors import InvalidInput, SessionNotFound, StarpodSessionError
+from ..manager import SessionManager
+from ..prices import ModelPrice, PriceTable, as_price_table
+from ..records import UsageRecord
+
+__all__ = ["SessionAlreadyExists", "SessionGone", "StaleSession", "StarpodSessionService"]
+
+T = TypeVar("T")
+
+#: How many threads run the service's calls, unless told otherwise.
+DEFAULT_WORKERS = 8
+#: The prefix of the revision marker put on the sessions this service returns.
+_MARKER = "starpod:"
+
+
+class SessionAlreadyExists(AlreadyExistsError, AdkSessionExists):
+    """``create_session`` named an existing (app, user, id): ADK's ``AlreadyExistsError`` and ours."""
+
+
+class StaleSession(StaleSessionError, AdkStaleSession):
+    """``append_event`` got a session object older than what is stored: ADK's ``StaleSessionError`` and ours."""
+
+
+class SessionGone(SessionNotFoundError, SessionNotFound):
+    """``append_event`` named a session that is not (or no longer) stored: ADK's ``SessionNotFoundError`` and ours."""
+
+    def __init__(self, session_id: str) -> None:
+        SessionNotFound.__init__(self, session_id)
+
+
+class StarpodSessionService(BaseSessionService):
+    """An ADK session service storing in a starpod_session database (SQLite, PostgreSQL or MariaDB).
+
+    ``manager`` is a :class:`~starpod_session.SessionManager` (or an object
+    wrapping one as ``.sync``, as ``AsyncSessionManager`` does); the service
+    does not close it. ``prices`` (a :class:`~starpod_session.PriceTable` or a
+    mapping of model names to prices) puts a cost on each model event's usage;
+    without it, or for a model it does not name, the cost is 0.
+
+    Every call runs off the event loop, on a pool of ``max_workers`` threads of
+    the service's own, as one transaction of the manager. Appends to one session
+    through one service in one event loop take turns, so a session object shared
+    by concurrent runs (tasks) never goes stale by their own writes. Two session
+    objects of one session read separately (two runs that each called
+    ``get_session``, in this process or another) are two views: once one has
+    appended, appending through the other raises :class:`StaleSession` (ADK's
+    ``StaleSessionError``) and stores nothing; get the session again and append
+    again. See docs/guides/adk.md.
+    """
+
+    def __init__(
+        self,
+        manager: SessionManager | Any,
+        *,
+        prices: PriceTable | Mapping[str, ModelPrice | Mapping[str, float]] | None = None,
+        max_workers: int = DEFAULT_WORKERS,
+    ) -> None:
+        self._store = AdkStore(_sync_manager(manager))
+        self._prices = as_price_table(prices)
+        if type(max_workers) is not int or max_workers < 1:
+            raise InvalidInput("max_workers", f"expected a positive int, got {max_workers!r}")
+        self._executor = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="starpod-adk")
+        self._closed = False
+        self._locks: weakref.WeakValueDictionary[tuple[object, str, str, str], asyncio.Lock] = (
+            weakref.WeakValueDictionary()
+        )
+        self._locks_guard = threading.Lock()
+
+    @property
+    def manager(self) -> SessionManager:
+        """The manager the service stores through (search, transcripts and cost reports are its calls)."""
+        return self._store.manager
+
+    # -- BaseSessionService ----------------------------------------------------------
+
+    async def create_session(
+        self,
+        *,
+        app_name: str,
+        user_id: str,
+        state: dict[str, Any] | None = None,
+        session_id: str | None = None,
+    ) -> Session:
+        """Create a session (a uuid4 id unless ``session_id`` is given); ``AlreadyExistsError`` if it exists."""
+
+        def create() -> Session:
+            stored = self._store.create_session(app_name, user_id, _json_safe(state or {}), session_id)
+            return _session(stored, [])
+
+        return await self._run(create)
+
+    async def get_session(
+        self,
+        *,
+        app_name: str,
+        user_id: str,
+        session_id: str,
+        config: GetSessionConfig | None = None,
+    ) -> Session | None:
+        """The session with its merged state and events (in timestamp order, ties by id), or ``None``."""
+        recent = None if config is None else config.num_recent_events
+        after = None if config is None else config.after_timestamp
+
+        def get() -> Session | None:
+            stored = self._store.get_session(
+                app_name, user_id, session_id, num_recent_events=recent, after_timestamp=after
+            )
+            if stored is None:
+                return None
+            return _session(stored, [Event.model_validate_json(data) for data in stored.events])
+
+        return await self._run(get)
+
+    async def list_sessions(self, *, app_name: str, user_id: str | None = None) -> ListSessionsResponse:
+        """The app's sessions (one user's, or every user's), without events, least recently updated first."""
+
+        def listed() -> ListSessionsResponse:
+            listing = self._store.list_sessions(app_name, user_id)
+            app = listing.app_name
+            sessions = [
+                Session(id=adk_id, app_name=app, user_id=owner, state=state, last_update_time=update_time)
+                for adk_id, owner, state, update_time in listing
+            ]
+            return ListSessionsResponse.model_construct(sessions=sessions)
+
+        return await self._run(listed)
+
+    async def delete_session(self, *, app_name: str, user_id: str, session_id: str) -> None:
+        """Delete the session, its events and its starpod session's messages (usage rows stay); none is no error."""
+        await self._run(lambda: self._store.delete_session(app_name, user_id, session_id))
+
+    async def get_user_state(self, *, app_name: str, user_id: str) -> dict[str, Any]:
+        """The user's ``user:`` state in the app, keys without the prefix."""
+        return await self._run(lambda: self._store.get_user_state(app_name, user_id))
+
+    async def append_event(self, session: Session, event: Event) -> Event:
+        """Store ``event`` (not a partial one) with its state delta, messages and usage, in one transaction."""
+        if event.partial:
+            return event
+        # ADK's steps, written here (its helpers for them are private and differ between releases):
+        # temp: keys reach the caller's session object, never the store.
+        delta = event.actions.state_delta if event.actions is not None else None
+        if delta:
+            session.state.update((key, value) for key, value in delta.items() if key.startswith(TEMP_PREFIX))
+            event.actions.state_delta = {key: value for key, value in delta.items() if not key.startswith(TEMP_PREFIX)}
+        async with self._lock(session):
+            if any(stored is event for stored in session.events):
+                return event  # this very object was appended already
+            marker = session._storage_update_marker
+            revision = int(marker[len(_MARKER) :]) if marker and marker.startswith(_MARKER) else None
+            last_event_id = session.events[-1].id if session.events else None
+            owner = (session.app_name, session.user_id, session.id)
+
+            def append() -> AdkAppended:
+                return self._store.append_event(
+                    *owner,
+                    self._stored_event(event),
+                    revision=revision,
+                    last_update_time=session.last_update_time,
+                    last_event_id=last_event_id,
+                )
+
+            appended = await self._run(append)
+            session.last_update_time = appended.update_time
+            session._storage_update_marker = f"{_MARKER}{appended.revision}"
+            if not appended.stored:
+                return event  # the session already stores an event with this id
+            if event.actions is not None and event.actions.state_delta:
+                session.state.update(event.actions.state_delta)
+            session.events.append(event)
+            return event
+
+    async def close(self) -> None:
+        """Wait for the calls under way and stop the service's threads (the manager stays open)."""
+        if self._closed:
+            return
+        self._closed = True
+        await asyncio.get_running_loop().run_in_executor(None, functools.partial(self._executor.shutdown, wait=True))
+
+    async def __aenter__(self) -> StarpodSessionService:
+        return self
+
+    async def __aexit__(self, *_exc: object) -> None:
+        await self.close()
+
+    # -- beyond ADK --------------------------------------------------------------------
+
+    async def starpod_session_id(self, *, app_name: str, user_id: str, session_id: str) -> str | None:
+        """The id of the starpod session holding the ADK session's messages and usage (for
+        ``search_messages(session_id=...)``, ``export_transcript``, ``session_usage``), or ``None``."""
+        return await self._run(lambda: self._store.starpod_session_id(app_name, user_id, session_id))
+
+    # -- internals -------------------------------------------------------------------
+
+    async def _run(self, call: Callable[[], T]) -> T:
+        """``call`` on the service's threads; the store's errors as ADK's (which are ours too)."""
+        if self._closed:
+            raise StarpodSessionError("the session service is closed")
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._executor, call)
+        except AdkSessionExists as error:
+            raise SessionAlreadyExists(str(error)) from error
+        except AdkStaleSession as error:
+            raise StaleSession(str(error)) from error
+        except SessionNotFound as error:
+            raise SessionGone(error.session_id) from error
+
+    def _lock(self, session: Session) -> asyncio.Lock:
+        """The lock appends to ``session``'s (app, user, id) take turns on in this event loop, while anyone holds it."""
+        key = (asyncio.get_running_loop(), session.app_name, session.user_id, session.id)
+        with self._locks_guard:
+            lock = self._locks.get(key)
+            if lock is None:
+                lock = self._locks[key] = asyncio.Lock()
+            return lock
+
+    def _stored_event(self, event: Event) -> AdkEvent:
+        """What the store needs of ``event``: ADK's JSON, the state delta, the messages and the usage."""
+        delta = event.actions.state_delta if event.actions is not None else None
+        return AdkEvent(
+            id=event.id,
+            timestamp=event.timestamp,
+            data=event.model_dump_json(exclude_none=True),
+            state_delta=_json_safe(delta) if delta else {},
+            messages=event_messages(event),
+            usage=event_usage(event, self._prices),
+        )
+
+
+def _sync_manager(manager: object) -> SessionManager:
+    if isinstance(manager, SessionManager):
+        return manager
+    wrapped = getattr(manager, "sync", None)  # AsyncSessionManager keeps its SessionManager there
+    if isinstance(wrapped, SessionManager):
+        return wrapped
+    raise InvalidInput("manager", f"expected a SessionManager, got {type(manager).__name__}")
+
+
+def _session(stored: AdkSession, events: list[Event]) -> Session:
+    """An ADK ``Session`` of stored data: validated without its events (pydantic's validator is quicker than
+    ``model_construct``), which are then set as they are (validated once, from their JSON)."""
+    session = Session(
+        id=stored.id,
+        app_name=stored.app_name,
+        user_id=stored.user_id,
+        state=stored.state,
+        last_update_time=stored.last_update_time,
+    )
+    if events:
+        session.events = events
+    if stored.revision >= 0:
+        session._storage_update_marker = f"{_MARKER}{stored.revision}"
+    return session
+
+
+def _json_safe(state: Mapping[str, Any]) -> dict[str, Any]:
+    """``state`` as JSON holds it; a value JSON cannot hold becomes its string (as ADK's stores do)."""
+    safe = to_jsonable_python(dict(state), fallback=str)
+    if not isinstance(safe, dict):
+        raise InvalidInput("state", f"expected a mapping, got {type(state).__name__}")
+    return safe
+
+
+def event_messages(event: Event) -> list[AdkMessage]:
+    """The starpod messages an ADK event stores: what its content says, as the library's roles say it.
+
+    Text parts become one ``user`` message (author ``user``) or ``assistant``
+    message (any agent); each function call a ``tool_use`` message and each
+    function response a ``tool_result`` message (JSON objects as the Rust crate
+    writes them: ``id``/``name``/``input``; ``tool_use_id``/``name``/``content``/``is_error``,
+    an error when the response holds an ``error`` key); other parts (inline
+    data, code, files) a JSON rendering of them, with inline bytes given by size
+    only. Thoughts are left out. An event without content stores no message.
+    """
+    content = event.content
+    if content is None or not content.parts:
+        return []
+    role = "user" if event.author == "user" else "assistant"
+    texts: list[str] = []
+    others: list[Any] = []
+    tools: list[AdkMessage] = []
+    for part in content.parts:
+        if part.thought:
+            continue
+        if part.text is not None:
+            texts.append(part.text)
+        elif part.function_call is not None:
+            call = part.function_call
+            tools.append(AdkMessage("tool_use", _json({"id": call.id, "name": call.name, "input": call.args or {}})))
+        elif part.function_response is not None:
+            response = part.function_response
+            answer = response.response or {}
+            tools.append(
+                AdkMessage(
+                    "tool_result",
+                    _json(
+                        {
+                            "tool_use_id": response.id,
+                            "name": response.name,
+                            "content": answer,
+                            "is_error": isinstance(answer, dict) and "error" in answer,
+                        }
+                    ),
+                )
+            )
+        else:
+            others.append(_rendered_part(part))
+    messages = []
+    if texts:
+        messages.append(AdkMessage(role, "".join(texts)))
+    if others:
+        messages.append(AdkMessage(role, _json(others)))
+    return messages + tools
+
+
+def event_usage(event: Event, prices: PriceTable) -> UsageRecord | None:
+    """The usage row of an event with ``usage_metadata``: the model (``model_version``), candidates as output
+    tokens, cached content as ``cache_read``, the rest of the prompt as input tokens, priced from ``prices``."""
+    usage = event.usage_metadata
+    if usage is None:
+        return None
+    cached = usage.cached_content_token_count or 0
+    prompt = usage.prompt_token_count or 0
+    return prices.usage_record(
+        event.model_version,
+        input_tokens=max(prompt - cached, 0),
+        output_tokens=usage.candidates_token_count or 0,
+        cache_read=cached,
+    )
+
+
+def _rendered_part(part: types.Part) -> Any:
+    rendered = part.model_dump(mode="json", exclude_none=True)
+    inline = rendered.get("inline_data")
+    if isinstance(inline, dict) and "data" in inline:
+        inline["data"] = f"<{len(part.inline_data.data or b'') if part.inline_data else 0} bytes>"
+    return rendered
+
+
+def _json(value: Any) -> str:
+    return json.dumps(to_jsonable_python(value, fallback=str), ensure_ascii=False)

@@ -1,0 +1,451 @@
+"""``StarpodSessionService``: Google ADK's session service on starpod_session (issue #29), on every backend.
+
+Points 1 and 2: behaving as ADK's SQL stores do (keys, scoped state, configs,
+ordering, errors, round trips), and each ADK conversation being a starpod
+session (messages, search, transcripts, tool statistics, usage and cost), with an
+event, its state delta, its messages and its usage stored in one transaction.
+Point 6 (concurrent runs) is ``test_adk_concurrency.py``. ADK's own contract tests
+run from a fetched copy of ADK's repository (``adk_conformance_plugin.py``).
+Skipped, naming the extra, where ADK is not installed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Coroutine, Iterator
+from typing import Any, TypeVar
+
+import pytest
+
+from starpod_session import InvalidInput, ModelPrice, SessionManager, SessionNotFound, StarpodSessionError
+from starpod_session.adk_store import AdkSessionExists, AdkStaleSession
+
+from ..backends import needs_packages
+
+try:
+    from google.adk.errors.already_exists_error import AlreadyExistsError
+    from google.adk.errors.session_not_found_error import SessionNotFoundError
+    from google.adk.events.event import Event
+    from google.adk.events.event_actions import EventActions
+    from google.adk.sessions.base_session_service import GetSessionConfig
+    from google.genai import types
+
+    from starpod_session.integrations.adk import StarpodSessionService
+except ImportError:  # the module is skipped (pytestmark)
+    pass
+else:
+    from google.adk.errors import StaleSessionError
+
+pytestmark = needs_packages("adk", "google.adk")
+
+T = TypeVar("T")
+APP, USER = "weather", "ada"
+
+
+def run(coroutine: Coroutine[Any, Any, T]) -> T:
+    return asyncio.run(coroutine)
+
+
+@pytest.fixture
+def service(manager: SessionManager) -> Iterator[StarpodSessionService]:
+    adk = StarpodSessionService(manager)
+    yield adk
+    run(adk.close())
+
+
+def text_event(author: str, text: str, **fields: Any) -> Event:
+    role = "user" if author == "user" else "model"
+    return Event(
+        author=author, invocation_id="inv", content=types.Content(role=role, parts=[types.Part(text=text)]), **fields
+    )
+
+
+def delta_event(delta: dict[str, Any], **fields: Any) -> Event:
+    return Event(author="user", invocation_id="inv", actions=EventActions(state_delta=delta), **fields)
+
+
+# -- point 1: keys, errors ---------------------------------------------------------------------
+
+
+def test_a_session_is_created_got_listed_and_deleted_by_app_user_and_id(service):
+    async def scenario():
+        created = await service.create_session(app_name=APP, user_id=USER, state={"city": "Oslo"})
+        got = await service.get_session(app_name=APP, user_id=USER, session_id=created.id)
+        listed = await service.list_sessions(app_name=APP, user_id=USER)
+        other_user = await service.get_session(app_name=APP, user_id="bob", session_id=created.id)
+        other_app = await service.get_session(app_name="other", user_id=USER, session_id=created.id)
+        await service.delete_session(app_name=APP, user_id=USER, session_id=created.id)
+        gone = await service.get_session(app_name=APP, user_id=USER, session_id=created.id)
+        await service.delete_session(app_name=APP, user_id=USER, session_id=created.id)  # silent
+        return created, got, listed, other_user, other_app, gone
+
+    created, got, listed, other_user, other_app, gone = run(scenario())
+    assert len(created.id) == 36 and created.state == {"city": "Oslo"} and created.events == []
+    assert got == created
+    assert [s.id for s in listed.sessions] == [created.id]
+    assert other_user is None and other_app is None and gone is None
+
+
+def test_an_existing_id_is_already_exists_and_the_same_id_of_another_user_is_not(service):
+    async def scenario():
+        await service.create_session(app_name=APP, user_id=USER, session_id="s1")
+        with pytest.raises(AlreadyExistsError) as raised:
+            await service.create_session(app_name=APP, user_id=USER, session_id="s1")
+        other = await service.create_session(app_name=APP, user_id="bob", session_id="s1")
+        return raised.value, other
+
+    error, other = run(scenario())
+    assert isinstance(error, AdkSessionExists) and isinstance(error, StarpodSessionError)
+    assert other.user_id == "bob" and other.id == "s1"
+
+
+def test_ids_with_whitespace_are_stripped_unless_stored_as_they_are(service, manager):
+    async def scenario():
+        stripped = await service.create_session(app_name=APP, user_id=USER, session_id="  s2 ")
+        blank = await service.create_session(app_name=APP, user_id=USER, session_id="   ")
+        got = await service.get_session(app_name=APP, user_id=USER, session_id=" s2")
+        return stripped, blank, got
+
+    stripped, blank, got = run(scenario())
+    assert stripped.id == "s2" and got is not None and got.id == "s2"
+    assert len(blank.id) == 36  # a generated id, as for none
+
+
+def test_appending_to_a_missing_or_deleted_session_is_session_not_found(service):
+    async def scenario():
+        session = await service.create_session(app_name=APP, user_id=USER)
+        await service.delete_session(app_name=APP, user_id=USER, session_id=session.id)
+        with pytest.raises(SessionNotFoundError) as raised:
+            await service.append_event(session, text_event("user", "hello?"))
+        return raised.value
+
+    error = run(scenario())
+    assert isinstance(error, SessionNotFound)
+
+
+def test_a_stale_session_object_is_refused_and_stores_nothing(service):
+    async def scenario():
+        first = await service.create_session(app_name=APP, user_id=USER)
+        second = await service.get_session(app_name=APP, user_id=USER, session_id=first.id)
+        await service.append_event(second, text_event("user", "winner", timestamp=first.last_update_time + 1))
+        with pytest.raises(StaleSessionError) as raised:
+            await service.append_event(first, delta_event({"k": 1}, timestamp=first.last_update_time + 2))
+        final = await service.get_session(app_name=APP, user_id=USER, session_id=first.id)
+        # A copy made before a write is stale too; one made after it is not.
+        copy = final.model_copy(deep=True)
+        await service.append_event(copy, text_event("user", "from the copy"))
+        return raised.value, final
+
+    error, final = run(scenario())
+    assert isinstance(error, AdkStaleSession)
+    assert [e.content.parts[0].text for e in final.events] == ["winner"] and "k" not in final.state
+
+
+def test_a_session_object_built_by_hand_is_stale_only_once_storage_has_moved_past_it(service):
+    async def scenario():
+        stored = await service.create_session(app_name=APP, user_id=USER)
+        by_hand = Session(id=stored.id, app_name=APP, user_id=USER, last_update_time=stored.last_update_time)
+        await service.append_event(by_hand, text_event("user", "one", timestamp=stored.last_update_time + 1))
+        late = Session(id=stored.id, app_name=APP, user_id=USER, last_update_time=stored.last_update_time)
+        with pytest.raises(StaleSessionError):
+            await service.append_event(late, text_event("user", "two", timestamp=stored.last_update_time + 2))
+
+    from google.adk.sessions.session import Session
+
+    run(scenario())
+
+
+# -- point 1: state ------------------------------------------------------------------------------
+
+
+def test_state_scopes_are_stored_with_their_event_and_merged_with_prefixes(service):
+    async def scenario():
+        one = await service.create_session(
+            app_name=APP, user_id=USER, state={"app:units": "metric", "user:lang": "no", "k": 1, "temp:t": 0}
+        )
+        await service.append_event(one, delta_event({"app:v": 2, "user:w": 3, "k": 4, "temp:scratch": 5}))
+        in_memory = dict(one.state)
+        two = await service.create_session(app_name=APP, user_id=USER)
+        stranger = await service.create_session(app_name=APP, user_id="bob")
+        other_app = await service.create_session(app_name="other", user_id=USER)
+        got = await service.get_session(app_name=APP, user_id=USER, session_id=one.id)
+        user_state = await service.get_user_state(app_name=APP, user_id=USER)
+        return in_memory, two, stranger, other_app, got, user_state
+
+    in_memory, two, stranger, other_app, got, user_state = run(scenario())
+    assert in_memory == {"app:units": "metric", "user:lang": "no", "k": 4, "app:v": 2, "user:w": 3, "temp:scratch": 5}
+    assert got.state == {"k": 4, "app:units": "metric", "app:v": 2, "user:lang": "no", "user:w": 3}
+    assert got.events[0].actions.state_delta == {"app:v": 2, "user:w": 3, "k": 4}  # temp: never stored
+    assert two.state == {"app:units": "metric", "app:v": 2, "user:lang": "no", "user:w": 3}
+    assert stranger.state == {"app:units": "metric", "app:v": 2}
+    assert other_app.state == {}  # app and user state belong to one app
+    assert user_state == {"lang": "no", "w": 3}
+
+
+def test_a_delta_replaces_values_whole_stores_none_and_keeps_types(service):
+    async def scenario():
+        session = await service.create_session(
+            app_name=APP, user_id=USER, state={"profile": {"a": 1, "b": 2}, "flag": False, "n": 1}
+        )
+        await service.append_event(session, delta_event({"profile": {"a": 9}, "n": None, "f": 0.1 + 0.2}))
+        return await service.get_session(app_name=APP, user_id=USER, session_id=session.id)
+
+    got = run(scenario())
+    assert got.state == {"profile": {"a": 9}, "flag": False, "n": None, "f": 0.1 + 0.2}
+
+
+def test_a_value_json_cannot_hold_is_stored_as_its_string_with_the_event(service):
+    async def scenario():
+        session = await service.create_session(app_name=APP, user_id=USER)
+        await service.append_event(session, delta_event({"callback": lambda: 1, "ok": 2}))
+        return await service.get_session(app_name=APP, user_id=USER, session_id=session.id)
+
+    got = run(scenario())
+    assert got.state["ok"] == 2 and isinstance(got.state["callback"], str) and len(got.events) == 1
+
+
+def test_an_event_its_delta_its_messages_and_its_usage_commit_together_or_not_at_all(service, manager, monkeypatch):
+    from starpod_session.storage.repositories.usage import UsageRepository
+
+    def broken(*_args: object, **_kwargs: object) -> None:
+        raise RuntimeError("the disk is on fire")
+
+    async def scenario():
+        session = await service.create_session(app_name=APP, user_id=USER, state={"k": 0})
+        event = text_event(
+            "model", "hello", usage_metadata=types.GenerateContentResponseUsageMetadata(prompt_token_count=3)
+        )
+        event.actions.state_delta.update({"k": 1, "app:a": 1, "user:u": 1})
+        monkeypatch.setattr(UsageRepository, "append", broken)
+        with pytest.raises(RuntimeError):
+            await service.append_event(session, event)
+        monkeypatch.undo()
+        return session, await service.get_session(app_name=APP, user_id=USER, session_id=session.id)
+
+    session, got = run(scenario())
+    assert got.events == [] and got.state == {"k": 0} and got.last_update_time == session.last_update_time
+    starpod_id = run(service.starpod_session_id(app_name=APP, user_id=USER, session_id=session.id))
+    assert manager.get_messages(starpod_id) == [] and manager.cost_overview().total_turns == 0
+
+
+# -- point 1: events -----------------------------------------------------------------------------
+
+
+def test_events_round_trip_equal(service):
+    event = Event(
+        invocation_id="inv",
+        author="agent",
+        content=types.Content(
+            role="model",
+            parts=[
+                types.Part(text="look:"),
+                types.Part.from_bytes(data=b"\x89PNG\x00\xff", mime_type="image/png"),
+                types.Part(function_call=types.FunctionCall(id="c1", name="forecast", args={"city": "Oslo"})),
+                types.Part(function_response=types.FunctionResponse(id="c1", name="forecast", response={"t": -3})),
+            ],
+        ),
+        actions=EventActions(state_delta={"k": "v"}, artifact_delta={"f": 1}, transfer_to_agent="other", escalate=True),
+        usage_metadata=types.GenerateContentResponseUsageMetadata(prompt_token_count=10, candidates_token_count=2),
+        custom_metadata={"trace": {"id": [1, 2]}},
+        long_running_tool_ids={"c1"},
+        timestamp=1_700_000_000.123456,
+    )
+
+    async def scenario():
+        session = await service.create_session(app_name=APP, user_id=USER)
+        await service.append_event(session, event)
+        return session, await service.get_session(app_name=APP, user_id=USER, session_id=session.id)
+
+    session, got = run(scenario())
+    assert got.events == [event]
+    assert got == session
+    assert got.last_update_time == event.timestamp
+
+
+def test_partial_events_are_not_stored_and_last_update_time_follows_the_events(service):
+    async def scenario():
+        session = await service.create_session(app_name=APP, user_id=USER)
+        created_at = session.last_update_time
+        await service.append_event(session, text_event("model", "thinking...", partial=True))
+        await service.append_event(session, text_event("model", "done", timestamp=created_at + 10))
+        got = await service.get_session(app_name=APP, user_id=USER, session_id=session.id)
+        return created_at, session, got
+
+    created_at, session, got = run(scenario())
+    assert (
+        [e.content.parts[0].text for e in got.events] == ["done"] == [e.content.parts[0].text for e in session.events]
+    )
+    assert got.last_update_time == session.last_update_time == created_at + 10
+
+
+def test_get_session_config_keeps_recent_events_and_those_from_a_time_on(service):
+    async def scenario():
+        session = await service.create_session(app_name=APP, user_id=USER)
+        for second in (5, 1, 3, 2, 4):  # appended out of order: read back in timestamp order
+            await service.append_event(session, text_event("user", f"t{second}", timestamp=1000.0 + second))
+
+        async def texts(**config: Any) -> list[str] | None:
+            got = await service.get_session(
+                app_name=APP, user_id=USER, session_id=session.id, config=GetSessionConfig(**config) if config else None
+            )
+            return [e.content.parts[0].text for e in got.events]
+
+        return [
+            await texts(),
+            await texts(num_recent_events=0),
+            await texts(num_recent_events=2),
+            await texts(after_timestamp=1003.0),
+            await texts(after_timestamp=1003.0, num_recent_events=1),
+            await texts(after_timestamp=2000.0),
+        ]
+
+    assert run(scenario()) == [["t1", "t2", "t3", "t4", "t5"], [], ["t4", "t5"], ["t3", "t4", "t5"], ["t5"], []]
+
+
+def test_tied_timestamps_are_ordered_by_event_id(service):
+    async def scenario():
+        session = await service.create_session(app_name=APP, user_id=USER)
+        for event_id in ("e_z", "e_a", "e_m"):
+            await service.append_event(session, Event(author="user", id=event_id, timestamp=100.0))
+        recent = await service.get_session(
+            app_name=APP, user_id=USER, session_id=session.id, config=GetSessionConfig(num_recent_events=2)
+        )
+        return await service.get_session(app_name=APP, user_id=USER, session_id=session.id), recent
+
+    whole, recent = run(scenario())
+    assert [e.id for e in whole.events] == ["e_a", "e_m", "e_z"] and [e.id for e in recent.events] == ["e_m", "e_z"]
+
+
+def test_an_event_id_appended_again_is_stored_once(service):
+    async def scenario():
+        session = await service.create_session(app_name=APP, user_id=USER)
+        event = delta_event({"n": 1})
+        await service.append_event(session, event)
+        await service.append_event(session, event)  # the same object
+        await service.append_event(session, event.model_copy(deep=True))  # an equal copy
+        return session, await service.get_session(app_name=APP, user_id=USER, session_id=session.id)
+
+    session, got = run(scenario())
+    assert [e.id for e in got.events] == [e.id for e in session.events] and len(got.events) == 1
+
+
+def test_list_sessions_is_in_adk_order_for_one_user_or_all_without_events(service):
+    async def scenario():
+        for user, session_id in (("bob", "b"), ("ada", "a"), ("ada", "c")):
+            await service.create_session(app_name=APP, user_id=user, session_id=session_id, state={"user:u": user})
+        a = await service.get_session(app_name=APP, user_id="ada", session_id="a")
+        await service.append_event(a, text_event("user", "later", timestamp=a.last_update_time + 60))
+        return (
+            await service.list_sessions(app_name=APP, user_id="ada"),
+            await service.list_sessions(app_name=APP),
+            await service.list_sessions(app_name="none"),
+        )
+
+    of_ada, of_app, of_none = run(scenario())
+    assert [s.id for s in of_ada.sessions] == ["c", "a"]
+    assert [(s.user_id, s.id) for s in of_app.sessions] == [("bob", "b"), ("ada", "c"), ("ada", "a")]
+    assert all(s.events == [] for s in of_app.sessions) and of_none.sessions == []
+    assert {s.id: s.state for s in of_app.sessions} == {
+        "b": {"user:u": "bob"},
+        "c": {"user:u": "ada"},
+        "a": {"user:u": "ada"},
+    }
+
+
+def test_bad_arguments_raise_invalid_input_and_write_nothing(service, manager):
+    async def scenario():
+        with pytest.raises(InvalidInput):
+            await service.create_session(app_name="", user_id=USER)
+        with pytest.raises(InvalidInput):
+            await service.create_session(app_name=APP, user_id="x" * 256)
+        with pytest.raises(InvalidInput):
+            await service.create_session(app_name=APP, user_id=USER, session_id="nul\x00")
+
+    run(scenario())
+    assert manager.list_sessions(10) == []
+
+
+# -- point 2: ADK conversations are starpod sessions ------------------------------------------------
+
+
+def test_an_adk_conversation_is_searchable_exportable_and_in_the_tool_statistics(service, manager):
+    async def scenario():
+        session = await service.create_session(app_name=APP, user_id=USER, session_id="trip")
+        await service.append_event(session, text_event("user", "Will it snow in Tromsø tomorrow?"))
+        call = types.Part(function_call=types.FunctionCall(id="c1", name="forecast", args={"city": "Tromsø"}))
+        await service.append_event(session, Event(author="agent", content=types.Content(role="model", parts=[call])))
+        failed = types.FunctionResponse(id="c1", name="forecast", response={"error": "timeout"})
+        answer = types.Content(role="user", parts=[types.Part(function_response=failed)])
+        await service.append_event(session, Event(author="agent", content=answer))
+        await service.append_event(session, text_event("agent", "Snow is likely."))
+        await service.append_event(session, delta_event({"k": 1}))  # no content: no message
+        return await service.starpod_session_id(app_name=APP, user_id=USER, session_id="trip")
+
+    starpod_id = run(scenario())
+    messages = manager.get_messages(starpod_id)
+    assert [m.role for m in messages] == ["user", "tool_use", "tool_result", "assistant"]
+    assert json.loads(messages[1].content) == {"id": "c1", "name": "forecast", "input": {"city": "Tromsø"}}
+    meta = manager.get_session(starpod_id)
+    assert (
+        meta.title == "Will it snow in Tromsø tomorrow?" and meta.user_id == USER and meta.triggered_by == "google-adk"
+    )
+    [hit] = manager.search_messages("snow tomorrow")
+    assert hit.session_id == starpod_id
+    (tool,) = manager.cost_overview().by_tool
+    assert (tool.tool_name, tool.invocations, tool.errors) == ("forecast", 1, 1)
+    manager.close_session(starpod_id, "asked about snow")
+    transcript = manager.export_transcript(starpod_id).read_text()
+    assert "Will it snow in Tromsø tomorrow?" in transcript and "Snow is likely." in transcript
+
+
+def test_model_events_with_usage_metadata_are_usage_rows_priced_from_the_table(manager):
+    prices = {"gemini-2.5-flash": ModelPrice(input=0.3, output=2.5, cache_read=0.075)}
+    service = StarpodSessionService(manager, prices=prices)
+    usage = types.GenerateContentResponseUsageMetadata(
+        prompt_token_count=1_000_000, cached_content_token_count=400_000, candidates_token_count=100_000
+    )
+
+    async def scenario():
+        session = await service.create_session(app_name=APP, user_id=USER)
+        await service.append_event(
+            session, text_event("agent", "hi", usage_metadata=usage, model_version="gemini-2.5-flash-001")
+        )
+        await service.append_event(session, text_event("agent", "hi", usage_metadata=usage, model_version="unpriced"))
+        await service.close()
+
+    run(scenario())
+    overview = manager.cost_overview()
+    by_model = {m.model: m for m in overview.by_model}
+    flash = by_model["gemini-2.5-flash-001"]
+    assert (flash.total_input_tokens, flash.total_cache_read, flash.total_output_tokens) == (600_000, 400_000, 100_000)
+    assert flash.total_cost_usd == pytest.approx(0.6 * 0.3 + 0.4 * 0.075 + 0.1 * 2.5)
+    assert by_model["unpriced"].total_cost_usd == 0 and overview.total_turns == 2
+    assert [u.user_id for u in overview.by_user] == [USER]
+
+
+def test_deleting_an_adk_session_keeps_its_usage_and_deleting_its_starpod_session_deletes_it(service, manager):
+    usage = types.GenerateContentResponseUsageMetadata(prompt_token_count=5, candidates_token_count=1)
+
+    async def scenario():
+        one = await service.create_session(app_name=APP, user_id=USER, session_id="one")
+        two = await service.create_session(app_name=APP, user_id=USER, session_id="two")
+        for session in (one, two):
+            await service.append_event(session, text_event("agent", "hello", usage_metadata=usage))
+        two_id = await service.starpod_session_id(app_name=APP, user_id=USER, session_id="two")
+        await service.delete_session(app_name=APP, user_id=USER, session_id="one")
+        manager.forget_user(USER)
+        return two_id, await service.list_sessions(app_name=APP)
+
+    two_id, listed = run(scenario())
+    assert listed.sessions == [] and manager.get_session(two_id) is None
+    assert manager.cost_overview().total_turns == 2  # usage rows outlive sessions
+
+
+def test_the_service_takes_a_wrapper_holding_a_manager_as_sync(manager):
+    class Wrapper:
+        sync = manager
+
+    assert StarpodSessionService(Wrapper()).manager is manager
+    with pytest.raises(InvalidInput):
+        StarpodSessionService(object())
