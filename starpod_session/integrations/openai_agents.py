@@ -55,7 +55,9 @@ except ImportError as error:  # pragma: no cover - the extra is missing
 
 _fast_loads: Callable[[str], Any]
 try:  # the fast decoder of the extra; the standard module gives the same values
-    from orjson import loads as _fast_loads
+    import orjson
+
+    _fast_loads = orjson.loads
 except ImportError:  # pragma: no cover - orjson is part of the extra
     _fast_loads = json.loads
 
