@@ -110,6 +110,7 @@ from workloads import (
     get_messages,
     list_sessions,
     memory,
+    openai_agents,
     record_usage,
     resolve_touch,
     save_message,
@@ -161,7 +162,7 @@ def big_workloads(target: Target, scale: Scale, rows: int, report: Report) -> No
 
 
 #: The workload groups, in the order they run; ``--only`` selects some of them.
-GROUPS = ("calls", "append", "sessions", "list", "throughput", "memory", "big", "search", "adk")
+GROUPS = ("calls", "append", "sessions", "list", "throughput", "memory", "big", "search", "adk", "openai_agents")
 
 
 def run_backend(target: Target, scale: Scale, rows: int, groups: frozenset[str]) -> Report:
@@ -178,6 +179,7 @@ def run_backend(target: Target, scale: Scale, rows: int, groups: frozenset[str])
         (("big",), lambda: big_workloads(target, scale, rows, report)),
         (("search",), lambda: search.run(target, scale, rows, report)),
         (("adk",), lambda: adk.run(target, scale, report)),
+        (("openai_agents",), lambda: openai_agents.run(target, scale, report)),
     )
     began = time.perf_counter()
     try:

@@ -1,9 +1,10 @@
 """starpod_session: channel-aware session lifecycle, message store and cost accounting for AI agents.
 
-Start with :class:`SessionManager`.
+Start with :class:`SessionManager` (or :class:`AsyncSessionManager` in async code).
 """
 
 from ._version import __version__
+from .async_manager import AsyncSessionManager
 from .channels import (
     Channel,
     ChannelResolver,
@@ -52,6 +53,7 @@ from .retry import RetryPolicy
 __all__ = [
     "AUTO_CLOSE_SUMMARY",
     "AgentConfig",
+    "AsyncSessionManager",
     "Channel",
     "ChannelConfig",
     "ChannelResolver",

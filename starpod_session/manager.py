@@ -242,12 +242,17 @@ class SessionManager:
     mark_read = sessions.mark_read
     archive_session = sessions.archive_session
     get_session = sessions.get_session
+    find_open_session = sessions.find_open_session
     session_ids_starting_with = sessions.session_ids_starting_with
     list_sessions = sessions.list_sessions
 
     # messages (features/messages.py)
     save_message = messages.save_message
+    save_messages = messages.save_messages
+    pop_message = messages.pop_message
+    clear_messages = messages.clear_messages
     get_messages = messages.get_messages
+    get_message_contents = messages.get_message_contents
     export_transcript = messages.export_transcript
 
     # usage, compactions and reports (features/usage.py)

@@ -62,11 +62,16 @@ TRACED_CALLS: Final[dict[str, str | None]] = {
     "mark_read": "session_id",
     "archive_session": "session_id",
     "get_session": "session_id",
+    "find_open_session": RESULT,
     "session_ids_starting_with": None,
     "list_sessions": None,
     # messages
     "save_message": "session_id",
+    "save_messages": "session_id",
+    "pop_message": "session_id",
+    "clear_messages": "session_id",
     "get_messages": "session_id",
+    "get_message_contents": "session_id",
     "export_transcript": "session_id",
     # usage and compactions
     "record_usage": "session_id",

@@ -180,6 +180,21 @@ def get_session(self: ManagerState, session_id: str) -> SessionMeta | None:
     return self._transactions.read_prepared(lambda connection: SessionRepository(connection).get(session_id))
 
 
+def find_open_session(self: ManagerState, channel: Channel | str, key: str, *, user_id: str = "admin") -> str | None:
+    """The id of the open session of ``(channel, key, user_id)``, or ``None``; a read only.
+
+    Unlike :meth:`resolve_session` it neither closes a stale session nor
+    creates one: for a reader that must not write (an adapter's ``get_items``).
+    """
+    name = self._channels.channel_name(channel)
+    key = check_short_text("key", key)
+    user_id = check_short_text("user_id", user_id)
+    found = self._transactions.read_prepared(
+        lambda connection: SessionRepository(connection).find_open_by_key(name, key, user_id)
+    )
+    return None if found is None else found[0]
+
+
 def session_ids_starting_with(self: ManagerState, prefix: str, limit: int = 2) -> list[str]:
     """Up to ``limit`` ids of sessions whose id begins with ``prefix``, in id order.
 

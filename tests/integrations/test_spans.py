@@ -46,8 +46,13 @@ CALLS: dict[str, tuple[Callable[[SessionManager, str], object], bool]] = {
     "get_session": (lambda m, s: m.get_session(s), True),
     "session_ids_starting_with": (lambda m, s: m.session_ids_starting_with(s[:4]), False),
     "list_sessions": (lambda m, s: m.list_sessions(10), False),
+    "find_open_session": (lambda m, s: m.find_open_session("main", "k"), True),
     "save_message": (lambda m, s: m.save_message(s, "user", "hello world"), True),
+    "save_messages": (lambda m, s: m.save_messages(s, [("user", "hi"), ("assistant", "hello")]), True),
+    "pop_message": (lambda m, s: m.pop_message(s), True),
+    "clear_messages": (lambda m, s: m.clear_messages(s), True),
     "get_messages": (lambda m, s: m.get_messages(s, limit=10), True),
+    "get_message_contents": (lambda m, s: m.get_message_contents(s, limit=10), True),
     "export_transcript": (lambda m, s: m.export_transcript(session_id=s), True),  # by keyword
     "record_usage": (lambda m, s: m.record_usage(s, UsageRecord(input_tokens=10, cost_usd=0.01), 1), True),
     "session_usage": (lambda m, s: m.session_usage(s), True),

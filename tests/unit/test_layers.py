@@ -21,6 +21,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("__main__", "cli", "demo"),  # entry points: the command line, the demo
     ("integrations",),  # framework adapters (each behind an extra), over the facades
     ("__init__",),  # the public names
+    ("async_manager",),  # the awaitable facade over the synchronous one
     ("manager", "tracing", "adk_store"),  # the facades (SessionManager; ADK's tables' AdkStore) and spans
     ("features",),  # what each public call does: its checks and its work
     ("channels", "config", "prices"),  # channel policy, agent.toml, prices

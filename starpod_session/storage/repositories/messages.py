@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from datetime import datetime
 from typing import Generic
 
-from sqlalchemy import BigInteger, bindparam, func, select
+from sqlalchemy import BigInteger, bindparam, delete, func, select
 
 from ..._common.search_query import indexed_words
 from ..._driver.runner import Runner
@@ -49,6 +49,8 @@ _COUNT = Prepared(select(func.count()).select_from(_t).where(_t.c.session_id == 
 _BY_KEY = Prepared(
     select(_t.c.id).where(_t.c.session_id == bindparam("session_id"), _t.c.message_key == bindparam("key"))
 )
+_DELETE_ONE = Prepared(delete(_t).where(_t.c.id == bindparam("message_id", type_=BigInteger)))
+_DELETE_ALL = Prepared(delete(_t).where(_t.c.session_id == bindparam("session_id")))
 
 
 class MessageRepository(Generic[Runner]):
@@ -101,6 +103,39 @@ class MessageRepository(Generic[Runner]):
             messages.reverse()
         return messages
 
+    def contents_for_session(self, session_id: str, limit: int | None = None) -> list[tuple[str, str]]:
+        """The ``(role, content)`` of the session's messages, oldest first (the newest ``limit`` with one).
+
+        :meth:`list_for_session` without the id, the session id and the timestamp,
+        whose processing costs a long transcript's read as much as the rows themselves.
+        """
+        rows: list[tuple[str, str]] = _contents(limit is not None).rows(
+            self._connection, session_id=session_id, limit=limit
+        )
+        if limit is not None:
+            rows.reverse()
+        return rows
+
+    def delete_newest(self, session_id: str) -> SessionMessage | None:
+        """Delete the session's newest message and return it (``None``, deleting nothing, for none).
+
+        Its ``tool_calls`` row and search entries go with it (``ON DELETE CASCADE``,
+        the engines' indexes); run it in a write transaction, whose lock on SQLite
+        and row lock on servers keep two callers from taking the same message.
+        """
+        while True:
+            newest = _page(True, False).records(self._connection, SessionMessage, session_id=session_id, limit=1)
+            if not newest:
+                return None
+            # At READ COMMITTED a racing caller may have deleted it since the SELECT (our
+            # DELETE waited for its commit, then matched nothing): take the next newest.
+            if _DELETE_ONE.rowcount(self._connection, message_id=newest[0].id):
+                return newest[0]
+
+    def delete_for_session(self, session_id: str) -> int:
+        """Delete every message of the session (their tool rows and search entries follow); returns how many."""
+        return _DELETE_ALL.rowcount(self._connection, session_id=session_id)
+
     def count_for_session(self, session_id: str) -> int:
         """How many messages the session has."""
         count: int = _COUNT.scalar(self._connection, session_id=session_id)
@@ -122,6 +157,15 @@ class MessageRepository(Generic[Runner]):
             if len(page) < PAGE:
                 return
             after_id = page[-1].id
+
+
+@functools.cache
+def _contents(limited: bool) -> Prepared:
+    """The roles and contents of a transcript: all of it (oldest first), or its newest ``limit`` (newest first)."""
+    query = select(_t.c.role, _t.c.content).where(_t.c.session_id == bindparam("session_id"))
+    if not limited:
+        return Prepared(query.order_by(_t.c.id), stream=True)
+    return Prepared(query.order_by(_t.c.id.desc()).limit(bindparam("limit", type_=BigInteger)), stream=True)
 
 
 @functools.cache

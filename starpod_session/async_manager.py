@@ -1,0 +1,454 @@
+"""``AsyncSessionManager``: the awaitable facade, each call a :class:`SessionManager` call on a bounded pool of threads.
+
+There is one implementation of each call: every method here hands the
+synchronous method of the same name, with the same arguments, to a
+``concurrent.futures.ThreadPoolExecutor`` of the manager's own (as many threads
+as the manager's pool holds connections, so a thread never waits for a
+connection another thread of ours holds idle), and awaits it with
+``asyncio.wrap_future``. So the event loop never runs a statement, nor waits for
+a lock, a connection or a retry's back-off; and a manager serves several event
+loops (one per thread, say) at once. ``tests/api/test_async_manager.py`` checks
+that this class has exactly the public methods of :class:`SessionManager`, with
+the same parameters.
+
+Cancellation: an await that is cancelled while its call waits in the pool's
+queue removes the call, which never runs; once a thread runs it, the call runs
+to its end (one transaction: committed whole or rolled back whole; never half
+done) and its result is dropped. So a cancelled write may still have committed:
+retry it with the same idempotency key (``message_key``, ``usage_key``) to store
+it exactly once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import threading
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, ParamSpec, TypeVar
+
+from sqlalchemy.engine import URL
+
+from .backends.deadlines import DEFAULT_CONNECT_TIMEOUT, DEFAULT_STATEMENT_TIMEOUT
+from .backends.engine import DEFAULT_LOCK_TIMEOUT, DEFAULT_POOL_SIZE, DEFAULT_SQLITE_CACHE_MIB, Database
+from .channels import Channel, ChannelResolver
+from .config import AgentConfig
+from .errors import StarpodSessionError
+from .features.base import CloseCallback
+from .features.lifecycle import PRUNE_BATCH
+from .manager import SessionManager
+from .records import (
+    CostOverview,
+    Erasure,
+    OpenedSession,
+    SearchHit,
+    SessionDecision,
+    SessionMessage,
+    SessionMeta,
+    UsageRecord,
+    UsageSummary,
+)
+from .retry import RetryPolicy
+from .storage.replicas import ReadUrl
+
+if TYPE_CHECKING:  # the tracing extra; never imported at run time by us
+    from opentelemetry.trace import TracerProvider
+
+__all__ = ["AsyncSessionManager"]
+
+T = TypeVar("T")
+P = ParamSpec("P")
+
+
+def _settle(waiter: asyncio.Future[T], done: Future[T]) -> None:
+    """Hand a finished call's outcome to the awaiting future, unless that was cancelled."""
+    if waiter.cancelled():
+        return
+    error = done.exception()
+    if error is None:
+        waiter.set_result(done.result())
+    else:
+        waiter.set_exception(error)
+
+
+def _settle_threadsafe(loop: asyncio.AbstractEventLoop, waiter: asyncio.Future[T], done: Future[T]) -> None:
+    with contextlib.suppress(RuntimeError):  # the loop was closed meanwhile: nobody awaits
+        loop.call_soon_threadsafe(_settle, waiter, done)
+
+
+class AsyncSessionManager:
+    """The awaitable :class:`SessionManager`: the same constructor and the same methods, each a coroutine.
+
+    ``AsyncSessionManager(...)`` takes exactly the arguments of
+    :class:`SessionManager` and opens one (synchronously: opening checks or
+    upgrades the schema, so create it at start-up, not inside a request). Each
+    call runs the synchronous method on a pool of ``pool_size`` threads that
+    belongs to this manager (never the event loop's default executor), so no
+    call blocks the event loop, and one manager may be awaited from several
+    event loops and threads at once. It works under asyncio, and under anyio on
+    its asyncio backend.
+
+    Use it as ``async with AsyncSessionManager(path) as manager:`` or call
+    :meth:`aclose` (or :meth:`close`, the same coroutine): both wait for the calls
+    under way, then release every connection; closing again does nothing, and a
+    call after the close raises :class:`StarpodSessionError`.
+
+    Cancelling an await never leaves a half-done call: a call still queued never
+    runs; a call already running finishes in its thread (committing or rolling
+    back its one transaction) and its result is dropped. A cancelled write may
+    therefore have committed: retry it with the same idempotency key
+    (``message_key``, ``usage_key``) and it is stored once. See the Async guide
+    (docs/guides/async.md).
+
+    :attr:`sync` is the underlying :class:`SessionManager`, for code that is not async.
+    """
+
+    def __init__(
+        self,
+        db_path: str | os.PathLike[str] | URL | Database,
+        sessions_dir: str | os.PathLike[str] | None = None,
+        *,
+        auto_upgrade: bool = True,
+        sqlite_synchronous: str = "NORMAL",
+        sqlite_cache_mib: int = DEFAULT_SQLITE_CACHE_MIB,
+        config: AgentConfig | str | os.PathLike[str] | None = None,
+        channels: dict[str, ChannelResolver] | None = None,
+        retry: RetryPolicy | None = None,
+        on_close: CloseCallback | None = None,
+        tracer_provider: TracerProvider | None = None,
+        lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
+        pool_size: int = DEFAULT_POOL_SIZE,
+        fast_path: bool = True,
+        connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
+        statement_timeout: float | None = DEFAULT_STATEMENT_TIMEOUT,
+        read_url: ReadUrl | Sequence[ReadUrl] | None = None,
+    ) -> None:
+        #: The :class:`SessionManager` every call runs on.
+        self.sync = SessionManager(
+            db_path,
+            sessions_dir,
+            auto_upgrade=auto_upgrade,
+            sqlite_synchronous=sqlite_synchronous,
+            sqlite_cache_mib=sqlite_cache_mib,
+            config=config,
+            channels=channels,
+            retry=retry,
+            on_close=on_close,
+            tracer_provider=tracer_provider,
+            lock_timeout=lock_timeout,
+            pool_size=pool_size,  # checked by SessionManager before the pool below is made
+            fast_path=fast_path,
+            connect_timeout=connect_timeout,
+            statement_timeout=statement_timeout,
+            read_url=read_url,
+        )
+        # One thread per pooled connection: more would only wait for a connection.
+        self._executor = ThreadPoolExecutor(max_workers=pool_size, thread_name_prefix="starpod-session")
+        self._close_lock = threading.Lock()
+        self._closed: Future[None] | None = None
+
+    # -- running a call --------------------------------------------------
+
+    async def _call(self, method: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
+        """Run ``method(*args, **kwargs)`` on this manager's threads and await its result."""
+        # Cancelling the awaiting task cancels the future: a queued call is dropped,
+        # a running one cannot be and runs to its end (see the module's docstring).
+        return await asyncio.wrap_future(self._submit(method, *args, **kwargs))
+
+    def _submit(self, method: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> Future[T]:
+        if self._closed is not None:
+            raise StarpodSessionError(f"{self!r} is closed")
+        try:
+            return self._executor.submit(method, *args, **kwargs)
+        except RuntimeError:  # shut down between the check and the submit
+            raise StarpodSessionError(f"{self!r} is closed") from None
+
+    async def run_to_completion(self, call: Callable[[SessionManager], T]) -> T:
+        """Run ``call(self.sync)`` on this manager's threads to its end, even if the await is cancelled.
+
+        For a caller that must know whether a write happened before it lets a
+        cancellation through (the OpenAI Agents SDK's sessions promise it): once
+        submitted, the call runs and finishes whatever happens to the await (queued
+        or running alike); a cancellation is raised when it is done, its result or
+        error then dropped. Without a cancellation it returns ``call``'s result at
+        the cost of an ordinary call (no task of its own).
+        """
+        future = self._submit(call, self.sync)
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[T] = loop.create_future()
+        # What asyncio.wrap_future does, except that cancelling the waiter leaves the call alone.
+        future.add_done_callback(lambda done: _settle_threadsafe(loop, waiter, done))
+        try:
+            return await waiter
+        except asyncio.CancelledError:
+            while not future.done():  # the call's outcome first, whatever further cancellations say
+                with contextlib.suppress(asyncio.CancelledError):
+                    await asyncio.shield(asyncio.wrap_future(future))
+            future.exception()  # retrieved: nothing logged about it
+            raise
+
+    # -- lifecycle -------------------------------------------------------
+
+    @property
+    def target(self) -> str:
+        """The database, as a path for SQLite or a URL with the password hidden."""
+        return self.sync.target
+
+    @property
+    def config(self) -> AgentConfig:
+        """The agent configuration in force (channels from ``agent.toml``)."""
+        return self.sync.config
+
+    @property
+    def sessions_dir(self) -> Path | None:
+        """Where :meth:`export_transcript` writes transcripts (``None``: not given)."""
+        return self.sync.sessions_dir
+
+    async def aclose(self) -> None:
+        """Refuse new calls, wait for those under way, then release every connection.
+
+        Closing again (from any loop or thread) waits for the first close and does
+        nothing more. The waiting happens on a thread of its own: the event loop
+        keeps running, and cancelling this await does not stop the close.
+        """
+        with self._close_lock:
+            closing = self._closed
+            if closing is None:
+                closing = self._closed = Future()
+                threading.Thread(target=self._close_now, args=(closing,), name="starpod-session-close").start()
+        await asyncio.shield(asyncio.wrap_future(closing))
+
+    def _close_now(self, closing: Future[None]) -> None:
+        """The close itself: the queued and running calls finish, then the manager closes."""
+        try:
+            self._executor.shutdown(wait=True)
+            self.sync.close()
+        except BaseException as error:  # handed to every awaiting closer
+            closing.set_exception(error)
+        else:
+            closing.set_result(None)
+
+    async def close(self) -> None:
+        """The same as :meth:`aclose` (the name :meth:`SessionManager.close` has)."""
+        await self.aclose()
+
+    async def __aenter__(self) -> AsyncSessionManager:
+        return self
+
+    async def __aexit__(self, *_exc: object) -> None:
+        await self.aclose()
+
+    def __repr__(self) -> str:
+        return f"AsyncSessionManager({self.target!r})"
+
+    # -- sessions --------------------------------------------------------
+
+    async def resolve_session(
+        self,
+        channel: Channel | str,
+        key: str,
+        gap_minutes: int | None = None,
+        *,
+        user_id: str = "admin",
+    ) -> SessionDecision:
+        """Awaitable :meth:`SessionManager.resolve_session`."""
+        return await self._call(self.sync.resolve_session, channel, key, gap_minutes, user_id=user_id)
+
+    async def open_session(
+        self,
+        channel: Channel | str,
+        key: str,
+        gap_minutes: int | None = None,
+        *,
+        user_id: str = "admin",
+        triggered_by: str | None = None,
+    ) -> OpenedSession:
+        """Awaitable :meth:`SessionManager.open_session`."""
+        return await self._call(
+            self.sync.open_session, channel, key, gap_minutes, user_id=user_id, triggered_by=triggered_by
+        )
+
+    async def create_session(
+        self,
+        channel: Channel | str,
+        key: str,
+        *,
+        user_id: str = "admin",
+        triggered_by: str | None = None,
+    ) -> str:
+        """Awaitable :meth:`SessionManager.create_session`."""
+        return await self._call(self.sync.create_session, channel, key, user_id=user_id, triggered_by=triggered_by)
+
+    async def touch_session(self, session_id: str) -> None:
+        """Awaitable :meth:`SessionManager.touch_session`."""
+        await self._call(self.sync.touch_session, session_id)
+
+    async def set_title_if_empty(self, session_id: str, title: str) -> None:
+        """Awaitable :meth:`SessionManager.set_title_if_empty`."""
+        await self._call(self.sync.set_title_if_empty, session_id, title)
+
+    async def close_session(self, session_id: str, summary: str) -> None:
+        """Awaitable :meth:`SessionManager.close_session`."""
+        await self._call(self.sync.close_session, session_id, summary)
+
+    async def mark_read(self, session_id: str, is_read: bool) -> None:
+        """Awaitable :meth:`SessionManager.mark_read`."""
+        await self._call(self.sync.mark_read, session_id, is_read)
+
+    async def archive_session(self, session_id: str, archived: bool = True) -> None:
+        """Awaitable :meth:`SessionManager.archive_session`."""
+        await self._call(self.sync.archive_session, session_id, archived)
+
+    async def get_session(self, session_id: str) -> SessionMeta | None:
+        """Awaitable :meth:`SessionManager.get_session`."""
+        return await self._call(self.sync.get_session, session_id)
+
+    async def find_open_session(self, channel: Channel | str, key: str, *, user_id: str = "admin") -> str | None:
+        """Awaitable :meth:`SessionManager.find_open_session`."""
+        return await self._call(self.sync.find_open_session, channel, key, user_id=user_id)
+
+    async def session_ids_starting_with(self, prefix: str, limit: int = 2) -> list[str]:
+        """Awaitable :meth:`SessionManager.session_ids_starting_with`."""
+        return await self._call(self.sync.session_ids_starting_with, prefix, limit)
+
+    async def list_sessions(
+        self,
+        limit: int,
+        *,
+        user_id: str | None = None,
+        channel: Channel | str | None = None,
+        is_closed: bool | None = None,
+        is_read: bool | None = None,
+        archived: bool | None = False,
+    ) -> list[SessionMeta]:
+        """Awaitable :meth:`SessionManager.list_sessions`."""
+        return await self._call(
+            self.sync.list_sessions,
+            limit,
+            user_id=user_id,
+            channel=channel,
+            is_closed=is_closed,
+            is_read=is_read,
+            archived=archived,
+        )
+
+    # -- messages --------------------------------------------------------
+
+    async def save_message(self, session_id: str, role: str, content: str, *, message_key: str | None = None) -> int:
+        """Awaitable :meth:`SessionManager.save_message`."""
+        return await self._call(self.sync.save_message, session_id, role, content, message_key=message_key)
+
+    async def save_messages(self, session_id: str, messages: Iterable[tuple[str, str]]) -> list[int]:
+        """Awaitable :meth:`SessionManager.save_messages`."""
+        return await self._call(self.sync.save_messages, session_id, messages)
+
+    async def pop_message(self, session_id: str) -> SessionMessage | None:
+        """Awaitable :meth:`SessionManager.pop_message`."""
+        return await self._call(self.sync.pop_message, session_id)
+
+    async def clear_messages(self, session_id: str) -> int:
+        """Awaitable :meth:`SessionManager.clear_messages`."""
+        return await self._call(self.sync.clear_messages, session_id)
+
+    async def get_messages(
+        self, session_id: str, limit: int | None = None, before_id: int | None = None
+    ) -> list[SessionMessage]:
+        """Awaitable :meth:`SessionManager.get_messages`."""
+        return await self._call(self.sync.get_messages, session_id, limit, before_id)
+
+    async def get_message_contents(self, session_id: str, limit: int | None = None) -> list[tuple[str, str]]:
+        """Awaitable :meth:`SessionManager.get_message_contents`."""
+        return await self._call(self.sync.get_message_contents, session_id, limit)
+
+    async def export_transcript(self, session_id: str) -> Path:
+        """Awaitable :meth:`SessionManager.export_transcript`."""
+        return await self._call(self.sync.export_transcript, session_id)
+
+    # -- usage and compactions ---------------------------------------------
+
+    async def record_usage(
+        self, session_id: str, usage_record: UsageRecord, turn: int, *, usage_key: str | None = None
+    ) -> None:
+        """Awaitable :meth:`SessionManager.record_usage`."""
+        await self._call(self.sync.record_usage, session_id, usage_record, turn, usage_key=usage_key)
+
+    async def session_usage(self, session_id: str) -> UsageSummary:
+        """Awaitable :meth:`SessionManager.session_usage`."""
+        return await self._call(self.sync.session_usage, session_id)
+
+    async def cost_overview(
+        self, since: str | datetime | None = None, until: str | datetime | None = None
+    ) -> CostOverview:
+        """Awaitable :meth:`SessionManager.cost_overview`."""
+        return await self._call(self.sync.cost_overview, since, until)
+
+    async def record_compaction(
+        self,
+        session_id: str,
+        trigger: str,
+        pre_tokens: int,
+        summary: str,
+        messages_compacted: int,
+    ) -> None:
+        """Awaitable :meth:`SessionManager.record_compaction`."""
+        await self._call(self.sync.record_compaction, session_id, trigger, pre_tokens, summary, messages_compacted)
+
+    # -- search and data lifecycle --------------------------------------------
+
+    async def search_messages(
+        self,
+        query: str,
+        *,
+        limit: int = 20,
+        user_id: str | None = None,
+        channel: Channel | str | None = None,
+        session_id: str | None = None,
+        since: str | datetime | None = None,
+        until: str | datetime | None = None,
+        roles: Iterable[str] | None = None,
+        cursor: str | None = None,
+    ) -> list[SearchHit]:
+        """Awaitable :meth:`SessionManager.search_messages`."""
+        return await self._call(
+            self.sync.search_messages,
+            query,
+            limit=limit,
+            user_id=user_id,
+            channel=channel,
+            session_id=session_id,
+            since=since,
+            until=until,
+            roles=roles,
+            cursor=cursor,
+        )
+
+    async def delete_session(self, session_id: str, *, keep_usage: bool = True, dry_run: bool = False) -> Erasure:
+        """Awaitable :meth:`SessionManager.delete_session`."""
+        return await self._call(self.sync.delete_session, session_id, keep_usage=keep_usage, dry_run=dry_run)
+
+    async def forget_user(self, user_id: str, *, dry_run: bool = False) -> Erasure:
+        """Awaitable :meth:`SessionManager.forget_user`."""
+        return await self._call(self.sync.forget_user, user_id, dry_run=dry_run)
+
+    async def prune(
+        self,
+        older_than: timedelta | datetime,
+        *,
+        dry_run: bool = False,
+        keep_usage: bool = True,
+        batch_size: int = PRUNE_BATCH,
+        progress: Callable[[int], None] | None = None,
+    ) -> Erasure:
+        """Awaitable :meth:`SessionManager.prune` (``progress`` is called on the manager's thread)."""
+        return await self._call(
+            self.sync.prune,
+            older_than,
+            dry_run=dry_run,
+            keep_usage=keep_usage,
+            batch_size=batch_size,
+            progress=progress,
+        )

@@ -1,0 +1,416 @@
+"""The OpenAI Agents SDK's Session kept in starpod_session (issue #28, points 2, 3 and 6), on every backend,
+over both facades. Skips, naming the ``openai-agents`` extra, where the SDK is not installed."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import random
+import subprocess
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from starpod_session import AsyncSessionManager, Channel, ModelPrice, PriceTable, SessionManager
+
+from ..backends import needs_packages
+
+pytestmark = needs_packages("openai-agents", "agents", "orjson")
+
+TOP = Path(__file__).resolve().parents[2]
+
+#: Items as the SDK hands them to a session: input messages, model output, tool calls, reasoning.
+ITEMS: list[dict[str, Any]] = [
+    {"role": "user", "content": "What is the weather in Paris?"},
+    {"role": "user", "content": "{not json, but it looks like it"},
+    {"role": "system", "content": "Be brief."},
+    {"role": "user", "content": [{"type": "input_text", "text": "a list of parts"}]},
+    {"type": "message", "role": "user", "content": "with a type"},
+    {
+        "id": "msg_1",
+        "type": "message",
+        "role": "assistant",
+        "status": "completed",
+        "content": [{"type": "output_text", "text": "Sunny, 24 °C ☀", "annotations": [], "logprobs": []}],
+    },
+    {
+        "type": "function_call",
+        "id": "fc_1",
+        "call_id": "call_1",
+        "name": "get_weather",
+        "arguments": '{"city":"Paris"}',
+    },
+    {"type": "function_call_output", "call_id": "call_1", "output": "sunny"},
+    {"type": "reasoning", "id": "rs_1", "summary": [{"type": "summary_text", "text": "think"}]},
+    {"role": "assistant", "content": ""},
+    {"role": "user", "content": "emoji 🙂 and accents é and NUL-free"},
+    {"odd": True, "nested": {"numbers": [1, 2.5, -3e-7, 10**30], "none": None}},
+]
+
+
+@pytest.fixture(params=["sync", "async"])
+def facade(request: pytest.FixtureRequest) -> str:
+    """Which facade the session is built on."""
+    return request.param
+
+
+@pytest.fixture
+def make_session(db_target: str, tmp_path: Path, facade: str) -> Iterator[Callable[..., Any]]:
+    """``make_session(session_id, **options)``: a StarpodSession on one manager of the test's database."""
+    from starpod_session.integrations.openai_agents import StarpodSession
+
+    manager: SessionManager | AsyncSessionManager
+    manager = SessionManager(db_target) if facade == "sync" else AsyncSessionManager(db_target)
+
+    def make(session_id: str = "conversation", **options: Any) -> StarpodSession:
+        return StarpodSession(session_id, manager, **options)
+
+    make.manager = manager  # type: ignore[attr-defined]
+    yield make
+    if isinstance(manager, AsyncSessionManager):
+        asyncio.run(manager.aclose())
+    else:
+        manager.close()
+
+
+def sync_of(make_session: Any) -> SessionManager:
+    manager = make_session.manager
+    return manager.sync if isinstance(manager, AsyncSessionManager) else manager
+
+
+def test_items_come_back_equal_in_order(make_session, backend):
+    session = make_session()
+
+    async def main() -> list[Any]:
+        await session.add_items(ITEMS[:5])
+        await session.add_items(ITEMS[5:])
+        return await session.get_items()
+
+    assert asyncio.run(main()) == ITEMS
+
+
+def test_items_are_messages_with_roles_text_and_json(make_session, backend):
+    session = make_session()
+    asyncio.run(session.add_items(ITEMS))
+    manager = sync_of(make_session)
+    messages = manager.get_messages(session.starpod_session_id)
+    assert [m.role for m in messages] == [
+        "user",
+        "user",
+        "system",
+        "user",
+        "user",
+        "assistant",
+        "tool_use",
+        "tool_result",
+        "reasoning",
+        "assistant",
+        "user",
+        "item",
+    ]
+    assert messages[0].content == "What is the weather in Paris?"  # plain text: what search and transcripts show
+    assert json.loads(messages[1].content) == ITEMS[1]  # text starting with "{" is kept as JSON
+    assert json.loads(messages[5].content) == ITEMS[5]
+    assert "24 °C ☀" in messages[5].content  # JSON keeps UTF-8 as it is
+    meta = manager.get_session(session.starpod_session_id)
+    assert (meta.channel, meta.channel_session_key, meta.user_id) == ("main", "conversation", "admin")
+    assert meta.title == "What is the weather in Paris?"
+    assert [hit.role for hit in manager.search_messages("accents")] == ["user"]
+    assert {hit.role for hit in manager.search_messages("sunny")} == {"assistant", "tool_result"}
+    [tool] = manager.cost_overview().by_tool
+    assert (tool.tool_name, tool.invocations) == ("get_weather", 1)
+
+
+def test_get_items_limits_as_the_sdks_sqlite_session(make_session, backend):
+    from agents import SessionSettings
+
+    session = make_session(session_settings={"limit": 3})
+    items = [{"role": "user", "content": str(n)} for n in range(6)]
+
+    async def main() -> None:
+        assert await session.get_items() == []
+        await session.add_items(items)
+        assert await session.get_items() == items[-3:]  # the settings' limit
+        assert await session.get_items(limit=2) == items[-2:]
+        assert await session.get_items(limit=100) == items
+        assert await session.get_items(limit=0) == []
+        assert await session.get_items(limit=-1) == items  # SQLite's LIMIT -1: all
+        assert session.session_settings == SessionSettings(limit=3)
+
+    asyncio.run(main())
+    assert make_session().session_settings == SessionSettings()
+    with pytest.raises(TypeError):
+        make_session(session_settings={"limitt": 1})
+
+
+def test_pop_item_and_clear_session(make_session, backend):
+    session = make_session()
+
+    async def main() -> None:
+        assert await session.pop_item() is None
+        await session.add_items(ITEMS[:3])
+        assert await session.pop_item() == ITEMS[2]
+        assert await session.get_items() == ITEMS[:2]
+        await session.clear_session()
+        assert await session.get_items() == []
+        assert await session.pop_item() is None
+        await session.add_items(ITEMS[3:4])
+        assert await session.get_items() == ITEMS[3:4]
+
+    asyncio.run(main())
+
+
+def test_reading_an_unknown_session_creates_nothing(make_session, backend):
+    session = make_session("never-written")
+
+    async def main() -> None:
+        assert await session.get_items() == []
+        assert await session.pop_item() is None
+        await session.clear_session()
+        await session.add_items([])
+
+    asyncio.run(main())
+    assert sync_of(make_session).list_sessions(10) == []
+
+
+@pytest.mark.parametrize(
+    "session_id", ["", "x" * 300, "sha256:" + "0" * 64, "with\x00nul", "lone \ud800 surrogate", "ünïcode ✓", " "]
+)
+def test_any_string_is_a_session_id_and_one_id_is_one_history(make_session, backend, session_id):
+    first, again, other = make_session(session_id), make_session(session_id), make_session("other")
+
+    async def main() -> None:
+        await first.add_items([{"role": "user", "content": "one"}])
+        await other.add_items([{"role": "user", "content": "elsewhere"}])
+        await again.add_items([{"role": "assistant", "content": "two"}])
+        assert (
+            await first.get_items()
+            == await again.get_items()
+            == [
+                {"role": "user", "content": "one"},
+                {"role": "assistant", "content": "two"},
+            ]
+        )
+
+    asyncio.run(main())
+    assert first.starpod_session_id == again.starpod_session_id != other.starpod_session_id
+
+
+def test_it_is_the_sdks_session_and_can_be_subclassed(make_session):
+    from agents.memory import Session, SessionABC
+
+    from starpod_session.integrations.openai_agents import StarpodSession
+
+    class Tagged(StarpodSession):
+        async def add_items(self, items):
+            await super().add_items([{**item, "tag": 1} for item in items])
+
+    session = make_session()
+    assert isinstance(session, SessionABC)
+    assert isinstance(session, Session)
+    tagged = Tagged("t", make_session.manager)
+    asyncio.run(tagged.add_items([{"role": "user", "content": "x"}]))
+    assert asyncio.run(tagged.get_items()) == [{"role": "user", "content": "x", "tag": 1}]
+
+
+def test_bad_arguments_raise_type_errors(make_session):
+    from starpod_session.integrations.openai_agents import StarpodSession
+
+    with pytest.raises(TypeError, match="session_id"):
+        StarpodSession(1, make_session.manager)
+    with pytest.raises(TypeError, match="manager"):
+        StarpodSession("s", "sessions.db")
+    with pytest.raises(TypeError, match="dict"):
+        asyncio.run(make_session().add_items(["not an item"]))
+
+
+def test_the_standard_decoder_gives_the_same_items(make_session, monkeypatch):
+    from starpod_session.integrations import openai_agents
+
+    unusual = [{"n": math.inf}, {"big": 2**70}, {"escaped": "\ud800"}, *ITEMS]
+    session = make_session()
+    asyncio.run(session.add_items(unusual))
+    fast = asyncio.run(session.get_items())
+    monkeypatch.setattr(openai_agents, "_fast_loads", json.loads)
+    standard = asyncio.run(session.get_items())
+    assert fast == standard == unusual
+    assert all(type(a) is type(b) for x, y in zip(fast, standard, strict=True) for a, b in zip(x, y, strict=True))
+
+
+def test_a_run_keeps_its_history_and_its_usage_costs_from_the_price_table(make_session, backend):
+    from agents import Agent, Runner, set_tracing_disabled
+    from agents.testing import ModelStep, ScriptedModel
+    from agents.usage import InputTokensDetails, OutputTokensDetails, Usage
+    from openai.types.responses import ResponseOutputMessage, ResponseOutputText
+
+    def reply(text: str) -> ResponseOutputMessage:
+        content = [ResponseOutputText(text=text, type="output_text", annotations=[], logprobs=[])]
+        return ResponseOutputMessage(id="m", type="message", role="assistant", content=content, status="completed")
+
+    usage = Usage(
+        requests=1,
+        input_tokens=1000,
+        input_tokens_details=InputTokensDetails(cached_tokens=400, cache_write_tokens=100),
+        output_tokens=200,
+        output_tokens_details=OutputTokensDetails(reasoning_tokens=0),
+        total_tokens=1200,
+    )
+    model = ScriptedModel(
+        [
+            ModelStep(output=[reply("Paris")], usage=usage, response_id="resp-1"),
+            ModelStep(output=[reply("France")], usage=usage, response_id="resp-2"),
+        ]
+    )
+    prices = PriceTable({"gpt-test": ModelPrice(input=2, output=8, cache_read=0.5, cache_write=3)})
+    session = make_session(prices=prices)
+    agent = Agent(name="geo", model=model)
+    set_tracing_disabled(True)  # no network: the SDK's traces would go to OpenAI
+
+    async def main() -> None:
+        first = await Runner.run(agent, "Capital?", session=session)
+        assert await session.store_run_usage(first, model="gpt-test") == 1
+        second = await Runner.run(agent, "Country?", session=session)
+        await session.store_run_usage(second, model="gpt-test")
+        await session.store_run_usage(second, model="gpt-test")  # stored once: keyed by the response id
+        assert len(model.calls[-1].input) == 3  # the first turn's history and the new question
+
+    asyncio.run(main())
+    overview = sync_of(make_session).cost_overview()
+    [by_model] = overview.by_model
+    assert by_model.model == "gpt-test"
+    # Ours count neither cache reads nor cache writes as input tokens; the SDK's count both.
+    assert (overview.total_input_tokens, overview.total_output_tokens) == (2 * 500, 2 * 200)
+    assert (overview.total_cache_read, overview.total_cache_write) == (2 * 400, 2 * 100)
+    assert overview.total_cost_usd == pytest.approx(2 * (500 * 2 + 200 * 8 + 400 * 0.5 + 100 * 3) / 1e6)
+
+
+def test_importing_the_library_imports_no_sdk_and_a_missing_sdk_names_the_extra():
+    script = (
+        "import sys, starpod_session, starpod_session.integrations\n"
+        "assert 'agents' not in sys.modules and 'orjson' not in sys.modules, 'imported too early'\n"
+        "sys.modules['agents'] = None\n"
+        "try:\n"
+        "    import starpod_session.integrations.openai_agents\n"
+        "except ImportError as error:\n"
+        "    print(error)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True, cwd=TOP)
+    assert "pip install 'starpod-session[openai-agents]'" in done.stdout
+
+
+def test_the_example_agent_keeps_its_history_and_costs(tmp_path):
+    database = tmp_path / "example.db"
+    done = subprocess.run(
+        [sys.executable, str(TOP / "examples" / "openai_agents_history.py"), str(database)],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=tmp_path,
+    )
+    assert "San Francisco is in California." in done.stdout
+    assert "asked with 3 items" in done.stdout  # the first turn's question and answer, then the new question
+    assert "keeps 4 messages: user, assistant, user, assistant" in done.stdout
+    assert "cost: $0.002440 for 80 output tokens" in done.stdout
+    manager = SessionManager(database)
+    try:
+        [meta] = manager.list_sessions(10)
+        assert (meta.channel_session_key, meta.title) == ("visitor-42", "Where is the Golden Gate Bridge?")
+    finally:
+        manager.close()
+
+
+# -- concurrency (point 6) ----------------------------------------------------------------------
+
+
+def run_items(run: int, count: int) -> list[dict[str, Any]]:
+    return [{"role": "user", "content": f"run {run} item {n}"} for n in range(count)]
+
+
+def check_runs(items: list[dict[str, Any]], runs: int, count: int) -> None:
+    """Every item of every run stored once, each run's in its order."""
+    assert sorted(item["content"] for item in items) == sorted(
+        item["content"] for run in range(runs) for item in run_items(run, count)
+    )
+    for run in range(runs):
+        assert [item for item in items if item["content"].startswith(f"run {run} ")] == run_items(run, count)
+
+
+@pytest.mark.parametrize("sessions", [1, 16])
+def test_sixteen_concurrent_runs_lose_duplicate_and_reorder_nothing(make_session, backend, facade, sessions):
+    runs, count = 16, 12
+    session_of = [make_session(f"s{run % sessions}") for run in range(runs)]
+
+    async def run(number: int) -> None:
+        for pair in range(0, count, 2):  # as a run adds them: a few at a time
+            await session_of[number].add_items(run_items(number, count)[pair : pair + 2])
+
+    if facade == "async":
+
+        async def together() -> None:
+            await asyncio.gather(*(run(number) for number in range(runs)))
+
+        asyncio.run(together())
+    else:  # a sync manager's calls run in their caller: sixteen threads, each with its loop
+        threads = [threading.Thread(target=asyncio.run, args=(run(number),)) for number in range(runs)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    stored = [item for key in range(sessions) for item in asyncio.run(make_session(f"s{key}").get_items())]
+    check_runs(stored, runs, count)
+
+
+def test_two_hundred_concurrent_awaits_across_twenty_sessions_store_each_message_once(db_target, backend):
+    async def main() -> None:
+        async with AsyncSessionManager(db_target) as manager:
+            session_ids = [await manager.create_session(Channel.MAIN, f"k{n}") for n in range(20)]
+            await asyncio.gather(
+                *(manager.save_message(session_ids[n % 20], "user", f"m{n}", message_key=f"m{n}") for n in range(200))
+            )
+            for number, session_id in enumerate(session_ids):
+                stored = [m.content for m in await manager.get_messages(session_id)]
+                assert sorted(stored) == sorted(f"m{n}" for n in range(number, 200, 20))
+
+    asyncio.run(main())
+
+
+def test_a_storm_of_cancelled_awaits_leaves_no_half_written_call(db_target, backend):
+    """Calls of three messages cancelled at random points: each is stored whole or not at all, and a
+    retry with the same keys stores the missing ones once; the manager keeps working."""
+    from starpod_session.integrations.openai_agents import StarpodSession
+
+    chance = random.Random(28)
+
+    async def main() -> None:
+        async with AsyncSessionManager(db_target, pool_size=4) as manager:
+            session_id = await manager.create_session(Channel.MAIN, "k")
+            calls = [
+                asyncio.ensure_future(manager.save_messages(session_id, [("user", f"c{n} {part}") for part in "abc"]))
+                for n in range(100)
+            ]
+            for _ in range(60):
+                await asyncio.sleep(0)
+                victim = chance.choice(calls)
+                victim.cancel()
+            await asyncio.gather(*calls, return_exceptions=True)
+            stored = [m.content for m in await manager.get_messages(session_id)]
+            for n in range(100):
+                parts = [content for content in stored if content.startswith(f"c{n} ")]
+                assert parts in ([], [f"c{n} a", f"c{n} b", f"c{n} c"])
+            assert any(call.cancelled() for call in calls)
+            # The adapter's add_items completes despite cancellation (as the SDK's sessions do).
+            session = StarpodSession("storm", manager)
+            adds = [asyncio.ensure_future(session.add_items(run_items(n, 2))) for n in range(50)]
+            for _ in range(30):
+                await asyncio.sleep(0)
+                chance.choice(adds).cancel()
+            await asyncio.gather(*adds, return_exceptions=True)
+            check_runs(await session.get_items(), 50, 2)
+            assert await manager.save_message(session_id, "user", "still working") > 0
+
+    asyncio.run(main())
