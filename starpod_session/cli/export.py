@@ -9,12 +9,11 @@ from pathlib import Path
 from .._common.validation import MAX_COUNT
 from ..manager import SessionManager
 from .options import add_common_options, database_of, print_json
-from .progress import counter_display
+from .progress import EXIT_INTERRUPTED, counter_display
 
 __all__ = ["add_export_command"]
 
 #: Exit status after Ctrl-C.
-EXIT_INTERRUPTED = 130
 
 
 def add_export_command(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

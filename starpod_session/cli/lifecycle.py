@@ -15,7 +15,7 @@ from datetime import timedelta
 from ..errors import StarpodSessionError
 from ..records import Erasure
 from .options import add_common_options, jsonable, open_manager, print_json
-from .progress import counter_display
+from .progress import EXIT_INTERRUPTED, counter_display
 
 __all__ = ["add_lifecycle_commands", "parse_age"]
 
@@ -122,6 +122,23 @@ def _run_prune(args: argparse.Namespace) -> int:
             return _report(args, manager.prune(args.older_than, dry_run=True, keep_usage=keep_usage), "would prune")
         _confirm(args, f"Delete every closed session inactive for more than {args.older_than}?")
         total = manager.prune(args.older_than, dry_run=True, keep_usage=keep_usage).sessions
+        pruned = 0
+
         with counter_display(not args.json, "prune", total, "sessions") as progress:
-            erasure = manager.prune(args.older_than, keep_usage=keep_usage, progress=progress)
+
+            def count(done: int) -> None:
+                nonlocal pruned
+                pruned = done
+                if progress is not None:
+                    progress(done)
+
+            try:
+                erasure = manager.prune(args.older_than, keep_usage=keep_usage, progress=count)
+            except KeyboardInterrupt:
+                print(
+                    f"starpod-session: interrupted; {pruned} of {total} sessions pruned (each batch deleted whole, "
+                    "the others kept). To prune the rest, run the same command again.",
+                    file=sys.stderr,
+                )
+                return EXIT_INTERRUPTED
         return _report(args, erasure, "pruned")

@@ -22,7 +22,10 @@ from rich.progress import (
 )
 from rich.text import Text
 
-__all__ = ["counter_display", "progress_display", "steps_display"]
+__all__ = ["EXIT_INTERRUPTED", "counter_display", "progress_display", "steps_display"]
+
+#: The exit status of a long command stopped by Ctrl-C (128 + SIGINT), after it said how to go on.
+EXIT_INTERRUPTED = 130
 
 
 class _Rate(ProgressColumn):

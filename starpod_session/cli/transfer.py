@@ -9,12 +9,11 @@ from typing import Any
 
 from ..features.transfer import DEFAULT_BATCH, TransferReport, copy_database, dump_database, restore_database
 from .options import add_db_option, count, database_of, jsonable, print_json
-from .progress import progress_display
+from .progress import EXIT_INTERRUPTED, progress_display
 
 __all__ = ["add_transfer_commands"]
 
 #: Exit status after Ctrl-C (as a shell reports a command killed by SIGINT).
-EXIT_INTERRUPTED = 130
 
 
 def add_transfer_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -8,6 +8,7 @@ from freezegun import freeze_time
 
 from starpod_session import SessionManager
 
+from .run import run_in_process
 from .test_operators import as_json, cli
 
 NOW = datetime.now(timezone.utc)
@@ -48,3 +49,34 @@ def test_erasing_commands_refuse_without_yes_off_a_terminal_and_dry_run_changes_
     with SessionManager(db_target, tmp_path / "sessions") as manager:
         assert manager.get_session(old) is None and manager.get_session(bob) is None
     assert cli("prune", "--older-than", "ninety", db=db_target).returncode == 2
+
+
+def test_ctrl_c_during_prune_keeps_whole_batches_and_says_how_to_prune_the_rest(tmp_path, monkeypatch):
+    db = tmp_path / "sessions.db"
+    with SessionManager(db) as manager, freeze_time(NOW - timedelta(days=100)):
+        for n in range(3):
+            manager.close_session(manager.create_session("main", f"old {n}"), "done")
+    real_prune = SessionManager.prune
+
+    def interrupted_after_one_batch(self, older_than, *, dry_run=False, progress=None, **options):
+        if dry_run:
+            return real_prune(self, older_than, dry_run=True, **options)
+
+        def report(count):
+            if progress is not None:
+                progress(count)
+            if count >= 1:
+                raise KeyboardInterrupt
+
+        return real_prune(self, older_than, progress=report, batch_size=1, **options)
+
+    monkeypatch.setattr(SessionManager, "prune", interrupted_after_one_batch)
+    result = run_in_process("prune", "--older-than", "90d", "--yes", db=db)
+    monkeypatch.undo()
+
+    assert result.returncode == 130
+    assert "interrupted; 1 of 3 sessions pruned" in result.stderr
+    assert "run the same command again" in result.stderr
+    again = run_in_process("prune", "--older-than", "90d", "--yes", "--json", db=db)
+    assert again.returncode == 0, again.stderr
+    assert as_json(again)["sessions"] == 2
