@@ -23,7 +23,6 @@ from ...backends.sqlite import FTS_TABLE, WAITING_FTS
 
 __all__ = ["FTS_TOKENIZER", "INDEXED_UP_TO", "WAITING_FTS", "copy_waiting", "waiting_scores"]
 
-_FTS = FTS_TABLE
 #: Migration 0008's tokenizer, so the copy matches the same words as the index.
 FTS_TOKENIZER = "unicode61 remove_diacritics 0"
 #: FTS5's BM25 constants (fts5_aux.c).
@@ -35,7 +34,7 @@ _AVERAGES_ROWID = 1
 _OPEN = "\x01"
 
 #: The largest indexed message id: the messages above it wait for their batch.
-INDEXED_UP_TO = f"(SELECT coalesce(max(id), 0) FROM {_FTS}_docsize)"
+INDEXED_UP_TO = f"(SELECT coalesce(max(id), 0) FROM {FTS_TABLE}_docsize)"
 _COPY = (
     Prepared(
         text(f"CREATE VIRTUAL TABLE IF NOT EXISTS temp.{WAITING_FTS} USING fts5(content, tokenize='{FTS_TOKENIZER}')")
@@ -50,10 +49,11 @@ _COPY = (
 )
 _TOTALS = {
     table: Prepared(text(f"SELECT block FROM {table}_data WHERE id = {_AVERAGES_ROWID}"))
-    for table in (_FTS, WAITING_FTS)
+    for table in (FTS_TABLE, WAITING_FTS)
 }
 _HITS = {
-    table: Prepared(text(f"SELECT count(*) FROM {table} WHERE {table} MATCH :phrase")) for table in (_FTS, WAITING_FTS)
+    table: Prepared(text(f"SELECT count(*) FROM {table} WHERE {table} MATCH :phrase"))
+    for table in (FTS_TABLE, WAITING_FTS)
 }
 _SIZES = Prepared(text(f"SELECT id, sz FROM {WAITING_FTS}_docsize"))
 _OCCURRENCES = Prepared(
@@ -79,7 +79,7 @@ def waiting_scores(connection: StatementRunner, phrases: Sequence[str], message_
     in ``a a a``) counts once per overlapping run, as ``highlight()`` marks it.
     """
     # The index's totals while it holds anything (every hit then weighs words alike), else the copy's.
-    weighing, block = _FTS, _TOTALS[_FTS].scalar(connection)
+    weighing, block = FTS_TABLE, _TOTALS[FTS_TABLE].scalar(connection)
     if block is None or _varints(block)[0] == 0:
         weighing, block = WAITING_FTS, _TOTALS[WAITING_FTS].scalar(connection)
     totals = _varints(block) if block is not None else [0, 0]
