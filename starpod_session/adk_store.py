@@ -65,6 +65,8 @@ __all__ = [
 APP_PREFIX, USER_PREFIX, TEMP_PREFIX = "app:", "user:", "temp:"
 #: The ``triggered_by`` of every starpod session an ADK session opens.
 ADK_TRIGGER = "google-adk"
+#: How many sessions an :class:`AdkStore` remembers the last write of (then it starts afresh).
+_REMEMBERED = 4096
 
 
 class AdkSessionExists(StarpodSessionError):
@@ -178,6 +180,10 @@ class AdkStore:
         self.manager = manager
         # The facade's own transaction machinery: one transaction per call, retried as a whole.
         self._transactions = manager._transactions
+        # (app, user, id) -> (starpod session id, revision, session state JSON) as this store last wrote or
+        # created them: an append at that revision then needs to read neither the row nor its state
+        # (``AdkRepository.advance_session`` checks in the same statement that they are still so).
+        self._written: dict[tuple[str, str, str], tuple[str, int, str]] = {}
 
     # -- sessions ------------------------------------------------------------------
 
@@ -225,7 +231,9 @@ class AdkStore:
                 starpod_id,
             )
 
-        return self._transactions.write_prepared(work)
+        created = self._transactions.write_prepared(work)
+        self._remember((app_name, user_id, created.id), starpod_id, 0, _dumps(scoped.session))
+        return created
 
     def get_session(
         self,
@@ -340,13 +348,26 @@ class AdkStore:
         """
         app_name, user_id = _check_owner(app_name, user_id)
         session_id = check_short_text("session_id", session_id)
-        event_id, timestamp, data, scoped, messages, usage = _checked_event(event, user_id)
+        checked = _checked_event(event, user_id)
+        event_id, timestamp, _data, scoped, _messages, _usage = checked
         if revision is not None and (type(revision) is not int or revision < 0):
             raise InvalidInput("revision", f"expected a non-negative int or None, got {revision!r}")
         last_update_time = _check_epoch("last_update_time", last_update_time)
 
-        def work(connection: StatementRunner) -> AdkAppended:
+        owner = (app_name, user_id, session_id)
+        known = self._written.get(owner) if revision is not None else None
+
+        def work(connection: StatementRunner) -> tuple[AdkAppended, str, str]:
             adk = AdkRepository(connection)
+            if known is not None and known[1] == revision:
+                # The caller read what this store last wrote: one guarded UPDATE instead of a locking read.
+                starpod_id, _revision, state = known
+                if scoped.session:
+                    state = _dumps({**_loads(state), **scoped.session})
+                if adk.advance_session(app_name, user_id, session_id, starpod_id, revision, event_id, state, timestamp):
+                    _store_event(connection, adk, app_name, user_id, starpod_id, revision, checked)
+                    return AdkAppended(revision + 1, timestamp, stored=True), starpod_id, state
+                # Not at that revision any more, or gone, or storing the event already: the checked path says which.
             found = adk.lock_for_append(app_name, user_id, session_id, event_id)
             if found is None:
                 raise SessionNotFound(session_id)
@@ -361,19 +382,23 @@ class AdkStore:
                     f"read at {revision}): get it again before appending"
                 )
             if stored_already:
-                return AdkAppended(stored_revision, update_time, stored=False)
-            _apply_shared_deltas(adk, app_name, user_id, scoped, timestamp, read_unchanged=False)
+                return AdkAppended(stored_revision, update_time, stored=False), starpod_id, state
             if scoped.session:
                 state = _dumps({**_loads(state), **scoped.session})
             adk.update_session(app_name, user_id, session_id, state, timestamp)
-            adk.insert_event(starpod_id, event_id, timestamp, data)
-            now = utc_now()
-            _store_messages(connection, starpod_id, event_id, messages, now)
-            if usage is not None:
-                UsageRepository(connection).append(starpod_id, stored_revision + 1, usage, now, _key("adk:", event_id))
-            return AdkAppended(stored_revision + 1, timestamp, stored=True)
+            _store_event(connection, adk, app_name, user_id, starpod_id, stored_revision, checked)
+            return AdkAppended(stored_revision + 1, timestamp, stored=True), starpod_id, state
 
-        return self._transactions.write_prepared(work)
+        appended, starpod_id, state = self._transactions.write_prepared(work)
+        self._remember(owner, starpod_id, appended.revision, state)
+        return appended
+
+    def _remember(self, owner: tuple[str, str, str], starpod_id: str, revision: int, state: str) -> None:
+        """Note what this store just committed of a session (at most :data:`_REMEMBERED` sessions)."""
+        written = self._written
+        if len(written) >= _REMEMBERED and owner not in written:
+            written.clear()
+        written[owner] = (starpod_id, revision, state)
 
 
 # -- helpers --------------------------------------------------------------------------
@@ -429,6 +454,30 @@ def _apply_shared_deltas(
     return app_state, user_state
 
 
+#: What :func:`_checked_event` makes of an event: id, timestamp, JSON, scoped delta, messages, usage.
+_CheckedEvent = tuple[str, float, str, _Scoped, tuple[AdkMessage, ...], UsageRecord | None]
+
+
+def _store_event(
+    connection: StatementRunner,
+    adk: AdkRepository[Any],
+    app_name: str,
+    user_id: str,
+    session_id: str,
+    revision: int,
+    event: _CheckedEvent,
+) -> None:
+    """The rows of an event appended to a session at ``revision`` (whose row has moved on already):
+    the app's and the user's deltas, the event, its messages and its usage."""
+    event_id, timestamp, data, scoped, messages, usage = event
+    _apply_shared_deltas(adk, app_name, user_id, scoped, timestamp, read_unchanged=False)
+    adk.insert_event(session_id, event_id, timestamp, data)
+    now = utc_now()
+    _store_messages(connection, session_id, event_id, messages, now)
+    if usage is not None:
+        UsageRepository(connection).append(session_id, revision + 1, usage, now, _key("adk:", event_id))
+
+
 def _store_messages(
     connection: StatementRunner, session_id: str, event_id: str, messages: Sequence[AdkMessage], now: Any
 ) -> None:
@@ -447,9 +496,7 @@ def _store_messages(
             tools.record_result(message_id, session_id, read_tool_result(message.content), now)
 
 
-def _checked_event(
-    event: AdkEvent, user_id: str
-) -> tuple[str, float, str, _Scoped, tuple[AdkMessage, ...], UsageRecord | None]:
+def _checked_event(event: AdkEvent, user_id: str) -> _CheckedEvent:
     if not isinstance(event, AdkEvent):
         raise InvalidInput("event", f"expected an AdkEvent, got {type(event).__name__}")
     event_id = check_short_text("event.id", event.id)

@@ -59,6 +59,18 @@ _UPDATE_SESSION = Prepared(
     .values(state=bindparam("state"), update_time=bindparam("update_time"), revision=_s.c.revision + 1)
 )
 _DELETE_SESSION = Prepared(delete(_s).where(_session_is))
+# An append by a caller that knows the stored revision and the state at it: the row moves on only if it is
+# still at that revision of that starpod session and does not store the event yet (its one lookup, and its lock).
+_ADVANCE_SESSION = Prepared(
+    update(_s)
+    .where(
+        _session_is,
+        _s.c.session_id == bindparam("session_id"),
+        _s.c.revision == bindparam("read_revision"),
+        ~exists().where(_e.c.session_id == _s.c.session_id, _e.c.id == bindparam("event_id")),
+    )
+    .values(state=bindparam("state"), update_time=bindparam("update_time"), revision=_s.c.revision + 1)
+)
 
 #: ADK's order of a listing: least recently updated first, then user, then id.
 _LISTING = (_s.c.update_time, _s.c.user_id, _s.c.id)
@@ -203,6 +215,32 @@ class AdkRepository(Generic[Runner]):
         _UPDATE_SESSION.rowcount(
             self._connection, app_name=app_name, user_id=user_id, adk_id=adk_id, state=state, update_time=update_time
         )
+
+    def advance_session(
+        self,
+        app_name: str,
+        user_id: str,
+        adk_id: str,
+        session_id: str,
+        revision: int,
+        event_id: str,
+        state: str,
+        update_time: float,
+    ) -> bool:
+        """Store the session's state and update time and bump its revision, if it is still at ``revision``
+        of starpod session ``session_id`` and stores no event ``event_id``: whether it did. One statement."""
+        changed = _ADVANCE_SESSION.rowcount(
+            self._connection,
+            app_name=app_name,
+            user_id=user_id,
+            adk_id=adk_id,
+            session_id=session_id,
+            read_revision=revision,
+            event_id=event_id,
+            state=state,
+            update_time=update_time,
+        )
+        return changed == 1
 
     def delete_session(self, app_name: str, user_id: str, adk_id: str, session_id: str) -> None:
         """Delete the session's events and its row (the starpod session is the caller's to delete)."""
