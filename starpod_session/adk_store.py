@@ -45,6 +45,7 @@ from .records import UsageRecord
 from .storage.repositories import MessageRepository, SessionRepository, ToolCallRepository, UsageRepository
 from .storage.repositories.adk import AdkRepository
 from .storage.repositories.lifecycle import LifecycleRepository
+from .storage.repositories.usage import usage_columns
 
 __all__ = [
     "ADK_TRIGGER",
@@ -364,8 +365,22 @@ class AdkStore:
                 starpod_id, _revision, state = known
                 if scoped.session:
                     state = _dumps({**_loads(state), **scoped.session})
-                if adk.advance_session(app_name, user_id, session_id, starpod_id, revision, event_id, state, timestamp):
-                    _store_event(connection, adk, app_name, user_id, starpod_id, revision, checked)
+                advance: dict[str, Any] = {
+                    "app_name": app_name,
+                    "user_id": user_id,
+                    "adk_id": session_id,
+                    "session_id": starpod_id,
+                    "read_revision": revision,
+                    "event_id": event_id,
+                    "state": state,
+                    "update_time": timestamp,
+                }
+                moved = _appended_in_one(adk, advance, revision, checked)
+                if moved is None:
+                    moved = adk.advance_session(**advance) and _store_event(
+                        connection, adk, app_name, user_id, starpod_id, revision, checked
+                    )
+                if moved:
                     return AdkAppended(revision + 1, timestamp, stored=True), starpod_id, state
                 # Not at that revision any more, or gone, or storing the event already: the checked path says which.
             found = adk.lock_for_append(app_name, user_id, session_id, event_id)
@@ -466,9 +481,9 @@ def _store_event(
     session_id: str,
     revision: int,
     event: _CheckedEvent,
-) -> None:
+) -> bool:
     """The rows of an event appended to a session at ``revision`` (whose row has moved on already):
-    the app's and the user's deltas, the event, its messages and its usage."""
+    the app's and the user's deltas, the event, its messages and its usage. True."""
     event_id, timestamp, data, scoped, messages, usage = event
     _apply_shared_deltas(adk, app_name, user_id, scoped, timestamp, read_unchanged=False)
     adk.insert_event(session_id, event_id, timestamp, data)
@@ -476,6 +491,24 @@ def _store_event(
     _store_messages(connection, session_id, event_id, messages, now)
     if usage is not None:
         UsageRepository(connection).append(session_id, revision + 1, usage, now, _key("adk:", event_id))
+    return True
+
+
+def _appended_in_one(
+    adk: AdkRepository[Any], advance: dict[str, Any], revision: int, event: _CheckedEvent
+) -> bool | None:
+    """The append of ``event`` in one statement where the backend can (``AdkRepository.append_in_one``) and
+    it needs no more (no app or user delta, no tool call to record): whether it stored; ``None``, having
+    written nothing, where it cannot."""
+    event_id, _timestamp, data, scoped, messages, usage = event
+    if scoped.app or scoped.user or not adk.appends_in_one_statement:
+        return None
+    if any(message.role in (TOOL_USE, TOOL_RESULT) for message in messages):
+        return None
+    now = utc_now()
+    title, rows = _message_rows(event_id, messages) if messages else (None, [])
+    usage_row = None if usage is None else usage_columns(revision + 1, usage, now, _key("adk:", event_id))
+    return adk.append_in_one(advance, data, now, title, rows, usage_row)
 
 
 def _store_messages(
@@ -484,16 +517,22 @@ def _store_messages(
     """The event's messages in the starpod session (as ``save_message`` stores them), keyed by the event id."""
     if not messages:
         return
-    title = next((shorten_title(m.content) for m in messages if m.role == "user" and m.content.strip()), None)
+    title, rows = _message_rows(event_id, messages)
     SessionRepository(connection).record_message_activity(session_id, now, title)
     store, tools = MessageRepository(connection), ToolCallRepository(connection)
-    for index, message in enumerate(messages):
-        key = _key("adk:", event_id if index == 0 else f"{event_id}#{index}")
-        message_id = store.append(session_id, message.role, message.content, now, key)
-        if message.role == TOOL_USE:
-            tools.record_use(message_id, session_id, read_tool_use(message.content), now)
-        elif message.role == TOOL_RESULT:
-            tools.record_result(message_id, session_id, read_tool_result(message.content), now)
+    for role, content, key in rows:
+        message_id = store.append(session_id, role, content, now, key)
+        if role == TOOL_USE:
+            tools.record_use(message_id, session_id, read_tool_use(content), now)
+        elif role == TOOL_RESULT:
+            tools.record_result(message_id, session_id, read_tool_result(content), now)
+
+
+def _message_rows(event_id: str, messages: Sequence[AdkMessage]) -> tuple[str | None, list[tuple[str, str, str]]]:
+    """The title the event's messages give a session without one, and their ``(role, content, key)``."""
+    title = next((shorten_title(m.content) for m in messages if m.role == "user" and m.content.strip()), None)
+    keys = [_key("adk:", event_id if index == 0 else f"{event_id}#{index}") for index in range(len(messages))]
+    return title, [(message.role, message.content, key) for message, key in zip(messages, keys, strict=True)]
 
 
 def _checked_event(event: AdkEvent, user_id: str) -> _CheckedEvent:

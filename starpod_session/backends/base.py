@@ -22,7 +22,7 @@ from .._common.urls import redact_url
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from sqlalchemy import Column, Connection, Engine, Table
+    from sqlalchemy import Column, Connection, Engine, Insert, Select, Table
     from sqlalchemy.engine import URL, Dialect
     from sqlalchemy.exc import DBAPIError
     from sqlalchemy.sql import ColumnElement, FromClause
@@ -104,6 +104,16 @@ class Backend(Protocol):
         self, table: Table, values: dict[str, Any], unique: Sequence[Column[Any]]
     ) -> Executable:
         """An INSERT that skips a row conflicting on ``unique``, or fails where :attr:`conflict_raises`."""
+
+    #: Whether a statement's ``WITH`` may hold INSERTs and UPDATEs (PostgreSQL's data-modifying CTEs):
+    #: rows that depend on one guarded UPDATE are then written in one round trip (an ADK append).
+    writes_in_ctes: bool
+
+    def insert_selected_skipping_conflict(
+        self, table: Table, names: Sequence[str], rows: Select[Any], unique: Sequence[Column[Any]]
+    ) -> Insert:
+        """``INSERT ... SELECT`` of ``rows`` into ``names`` skipping rows conflicting on ``unique``
+        (where :attr:`writes_in_ctes`, to be one of those CTEs)."""
 
     def is_integer_overflow(self, error: DBAPIError) -> bool:
         """Whether a report failed because a sum passed 2**63-1 (SQLite; the servers sum exactly)."""
@@ -204,6 +214,13 @@ class BackendDefaults:
     def insert_skipping_conflict(
         self, table: Table, values: dict[str, Any], unique: Sequence[Column[Any]]
     ) -> Executable:
+        raise NotImplementedError
+
+    writes_in_ctes = False
+
+    def insert_selected_skipping_conflict(
+        self, table: Table, names: Sequence[str], rows: Select[Any], unique: Sequence[Column[Any]]
+    ) -> Insert:
         raise NotImplementedError
 
     def is_integer_overflow(self, error: DBAPIError) -> bool:

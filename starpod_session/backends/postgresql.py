@@ -11,6 +11,8 @@ from sqlalchemy import (
     Connection,
     Engine,
     Float,
+    Insert,
+    Select,
     Table,
     bindparam,
     cast,
@@ -72,6 +74,13 @@ class PostgreSQL(BackendDefaults):
         self, table: Table, values: dict[str, Any], unique: Sequence[Column[Any]]
     ) -> Executable:
         return postgresql_dialect.insert(table).values(values).on_conflict_do_nothing(index_elements=unique)
+
+    writes_in_ctes = True
+
+    def insert_selected_skipping_conflict(
+        self, table: Table, names: Sequence[str], rows: Select[Any], unique: Sequence[Column[Any]]
+    ) -> Insert:
+        return postgresql_dialect.insert(table).from_select(names, rows).on_conflict_do_nothing(index_elements=unique)
 
     def in_code_points(self, name: ColumnElement[Any]) -> ColumnElement[Any]:
         return name.collate("C")  # PostgreSQL would order names by its locale
