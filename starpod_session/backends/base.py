@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from contextlib import AbstractContextManager, nullcontext
 from typing import TYPE_CHECKING, Any, Protocol
 
 import attrs
@@ -114,6 +115,11 @@ class Backend(Protocol):
     ) -> Insert:
         """``INSERT ... SELECT`` of ``rows`` into ``names`` skipping rows conflicting on ``unique``
         (where :attr:`writes_in_ctes`, to be one of those CTEs)."""
+
+    def statement_alone(self, driver_connection: Any) -> AbstractContextManager[None]:
+        """Around the first statement of a transaction that is all the transaction writes: makes it a
+        transaction of its own where that saves round trips (PostgreSQL); elsewhere, or once the
+        transaction has begun, nothing changes."""
 
     def is_integer_overflow(self, error: DBAPIError) -> bool:
         """Whether a report failed because a sum passed 2**63-1 (SQLite; the servers sum exactly)."""
@@ -222,6 +228,9 @@ class BackendDefaults:
         self, table: Table, names: Sequence[str], rows: Select[Any], unique: Sequence[Column[Any]]
     ) -> Insert:
         raise NotImplementedError
+
+    def statement_alone(self, driver_connection: Any) -> AbstractContextManager[None]:
+        return nullcontext()
 
     def is_integer_overflow(self, error: DBAPIError) -> bool:
         return False

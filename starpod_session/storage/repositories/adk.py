@@ -271,7 +271,9 @@ class AdkRepository(Generic[Runner]):
         ``title`` if it has none), its ``(role, content, key)`` ``messages`` and the usage row of ``usage``
         (``UsageRepository.append``'s columns, the turn included; ``usage_key`` its key), the message
         and usage rows skipped where their keys are taken, as their repositories store them. Whether
-        the row moved on (if not, nothing is written). Only where :attr:`appends_in_one_statement`."""
+        the row moved on (if not, nothing is written). Only where :attr:`appends_in_one_statement`, as the
+        first statement of the transaction: the statement is then a transaction of its own (PostgreSQL's
+        autocommit; its BEGIN and COMMIT are two round trips), the call's writes being all in it."""
         values = dict(advance, event_data=event_data, now=now)
         if title is not None:
             values["title"] = title
@@ -280,7 +282,9 @@ class AdkRepository(Generic[Runner]):
         if usage is not None:
             values.update({f"usage_{name}": value for name, value in usage.items()})
         shape = (len(messages), title is not None, usage is not None)
-        return bool(_APPEND_IN_ONE[shape].scalar(self._connection, **values))
+        connection = self._connection
+        with backend_of(connection.dialect).statement_alone(connection.connection.dbapi_connection):
+            return bool(_APPEND_IN_ONE[shape].scalar(connection, **values))
 
     def delete_session(self, app_name: str, user_id: str, adk_id: str, session_id: str) -> None:
         """Delete the session's events and its row (the starpod session is the caller's to delete)."""
