@@ -445,7 +445,8 @@ def _scoped(state: Mapping[str, Any]) -> _Scoped:
             session[key] = value
     scoped = _Scoped(app, user, session)
     for part in (app, user, session):
-        _dumps(part)  # refuse a value JSON cannot hold before anything is written
+        if part:
+            _dumps(part)  # refuse a value JSON cannot hold before anything is written
     return scoped
 
 
