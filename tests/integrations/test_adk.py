@@ -440,12 +440,3 @@ def test_deleting_an_adk_session_keeps_its_usage_and_deleting_its_starpod_sessio
     two_id, listed = run(scenario())
     assert listed.sessions == [] and manager.get_session(two_id) is None
     assert manager.cost_overview().total_turns == 2  # usage rows outlive sessions
-
-
-def test_the_service_takes_a_wrapper_holding_a_manager_as_sync(manager):
-    class Wrapper:
-        sync = manager
-
-    assert StarpodSessionService(Wrapper()).manager is manager
-    with pytest.raises(InvalidInput):
-        StarpodSessionService(object())
