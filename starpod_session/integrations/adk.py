@@ -15,6 +15,7 @@ module needs ``pip install 'starpod-session[adk]'``.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import threading
 import weakref
@@ -186,11 +187,9 @@ class StarpodSessionService(BaseSessionService):
 
         def listed() -> ListSessionsResponse:
             listing = self._store.list_sessions(app_name, user_id)
+            stored = _stored_session_maker()
             app = listing.app_name
-            sessions = [
-                Session(id=adk_id, app_name=app, user_id=owner, state=state, last_update_time=update_time)
-                for adk_id, owner, state, update_time in listing
-            ]
+            sessions = [stored(adk_id, app, owner, state, at) for adk_id, owner, state, at in listing]
             return ListSessionsResponse.model_construct(sessions=sessions)
 
         return await self._run(listed)
@@ -375,6 +374,40 @@ def _session(stored: AdkSession, events: list[Event]) -> Session:
     if stored.revision >= 0:
         session._storage_update_marker = f"{_MARKER}{stored.revision}"
     return session
+
+
+@functools.cache
+def _stored_session_maker() -> Callable[[str, str, str, dict[str, Any], float], Session]:
+    """What makes a listed ``Session`` of stored values without validating them again: the very object
+    ``Session(id=..., app_name=..., user_id=..., state=..., last_update_time=...)`` makes (equal, the same
+    fields set, its own ``events`` list and private attributes), in half the time.
+
+    Every value was checked on its way in (the keys as text, the state as JSON) and read back as stored;
+    pydantic's validator would check each again, for each of thousands of sessions in a listing.
+    """
+    template = Session(id="", app_name="", user_id="", state={}, last_update_time=0.0)
+    fields, fields_set = dict(template.__dict__), frozenset(template.model_fields_set)
+    extra, private = template.__pydantic_extra__, template.__pydantic_private__
+    new, set_attribute = object.__new__, object.__setattr__
+
+    def make(adk_id: str, app_name: str, user_id: str, state: dict[str, Any], update_time: float) -> Session:
+        session = new(Session)
+        values = {
+            **fields,
+            "id": adk_id,
+            "app_name": app_name,
+            "user_id": user_id,
+            "state": state,
+            "events": [],
+            "last_update_time": update_time,
+        }
+        set_attribute(session, "__dict__", values)
+        set_attribute(session, "__pydantic_fields_set__", set(fields_set))
+        set_attribute(session, "__pydantic_extra__", extra)
+        set_attribute(session, "__pydantic_private__", None if private is None else dict(private))
+        return session
+
+    return make
 
 
 def _json_safe(state: Mapping[str, Any]) -> dict[str, Any]:
