@@ -7,13 +7,12 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
-from starpod_session import AsyncSessionManager, InvalidInput, SessionManager, StarpodSessionError
+from starpod_session import InvalidInput, SessionManager, StarpodSessionError
 from starpod_session.adk_store import AdkStore
 
 from ..backends import needs_packages
@@ -30,21 +29,6 @@ except ImportError:  # the module is skipped (pytestmark)
 pytestmark = needs_packages("adk", "google.adk")
 
 APP, USER = "weather", "ada"
-
-
-@pytest.fixture
-def make_async(db_target: str, tmp_path: Path) -> Iterator[Callable[..., AsyncSessionManager]]:
-    """Open async managers on the test's database (closed at teardown)."""
-    opened: list[AsyncSessionManager] = []
-
-    def make(**options: Any) -> AsyncSessionManager:
-        manager = AsyncSessionManager(db_target, tmp_path / "sessions", **options)
-        opened.append(manager)
-        return manager
-
-    yield make
-    for manager in opened:
-        asyncio.run(manager.aclose())
 
 
 def text_event(author: str, text: str, **fields: Any) -> Event:
