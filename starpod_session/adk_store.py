@@ -186,6 +186,11 @@ class AdkStore:
         # (``AdkRepository.advance_session`` checks in the same statement that they are still so).
         self._written: dict[tuple[str, str, str], tuple[str, int, str]] = {}
 
+    @property
+    def pool_size(self) -> int:
+        """How many connections the manager's pool holds: more threads calling this store at once only wait."""
+        return self._transactions.pool_size
+
     # -- sessions ------------------------------------------------------------------
 
     def create_session(
