@@ -45,6 +45,7 @@ from .records import UsageRecord
 from .storage.repositories import MessageRepository, SessionRepository, ToolCallRepository, UsageRepository
 from .storage.repositories.adk import AdkRepository
 from .storage.repositories.lifecycle import LifecycleRepository
+from .storage.repositories.usage import usage_columns
 
 __all__ = [
     "ADK_TRIGGER",
@@ -65,6 +66,8 @@ __all__ = [
 APP_PREFIX, USER_PREFIX, TEMP_PREFIX = "app:", "user:", "temp:"
 #: The ``triggered_by`` of every starpod session an ADK session opens.
 ADK_TRIGGER = "google-adk"
+#: How many sessions an :class:`AdkStore` remembers the last write of (then it starts afresh).
+_REMEMBERED = 4096
 
 
 class AdkSessionExists(StarpodSessionError):
@@ -178,6 +181,10 @@ class AdkStore:
         self.manager = manager
         # The facade's own transaction machinery: one transaction per call, retried as a whole.
         self._transactions = manager._transactions
+        # (app, user, id) -> (starpod session id, revision, session state JSON) as this store last wrote or
+        # created them: an append at that revision then needs to read neither the row nor its state
+        # (``AdkRepository.advance_session`` checks in the same statement that they are still so).
+        self._written: dict[tuple[str, str, str], tuple[str, int, str]] = {}
 
     @property
     def pool_size(self) -> int:
@@ -230,7 +237,9 @@ class AdkStore:
                 starpod_id,
             )
 
-        return self._transactions.write_prepared(work)
+        created = self._transactions.write_prepared(work)
+        self._remember((app_name, user_id, created.id), starpod_id, 0, _dumps(scoped.session))
+        return created
 
     def get_session(
         self,
@@ -345,13 +354,40 @@ class AdkStore:
         """
         app_name, user_id = _check_owner(app_name, user_id)
         session_id = check_short_text("session_id", session_id)
-        event_id, timestamp, data, scoped, messages, usage = _checked_event(event, user_id)
+        checked = _checked_event(event, user_id)
+        event_id, timestamp, _data, scoped, _messages, _usage = checked
         if revision is not None and (type(revision) is not int or revision < 0):
             raise InvalidInput("revision", f"expected a non-negative int or None, got {revision!r}")
         last_update_time = _check_epoch("last_update_time", last_update_time)
 
-        def work(connection: StatementRunner) -> AdkAppended:
+        owner = (app_name, user_id, session_id)
+        known = self._written.get(owner) if revision is not None else None
+
+        def work(connection: StatementRunner) -> tuple[AdkAppended, str, str]:
             adk = AdkRepository(connection)
+            if known is not None and known[1] == revision:
+                # The caller read what this store last wrote: one guarded UPDATE instead of a locking read.
+                starpod_id, _revision, state = known
+                if scoped.session:
+                    state = _dumps({**_loads(state), **scoped.session})
+                advance: dict[str, Any] = {
+                    "app_name": app_name,
+                    "user_id": user_id,
+                    "adk_id": session_id,
+                    "session_id": starpod_id,
+                    "read_revision": revision,
+                    "event_id": event_id,
+                    "state": state,
+                    "update_time": timestamp,
+                }
+                moved = _appended_in_one(adk, advance, revision, checked)
+                if moved is None:
+                    moved = adk.advance_session(**advance) and _store_event(
+                        connection, adk, app_name, user_id, starpod_id, revision, checked
+                    )
+                if moved:
+                    return AdkAppended(revision + 1, timestamp, stored=True), starpod_id, state
+                # Not at that revision any more, or gone, or storing the event already: the checked path says which.
             found = adk.lock_for_append(app_name, user_id, session_id, event_id)
             if found is None:
                 raise SessionNotFound(session_id)
@@ -366,19 +402,23 @@ class AdkStore:
                     f"read at {revision}): get it again before appending"
                 )
             if stored_already:
-                return AdkAppended(stored_revision, update_time, stored=False)
-            _apply_shared_deltas(adk, app_name, user_id, scoped, timestamp, read_unchanged=False)
+                return AdkAppended(stored_revision, update_time, stored=False), starpod_id, state
             if scoped.session:
                 state = _dumps({**_loads(state), **scoped.session})
             adk.update_session(app_name, user_id, session_id, state, timestamp)
-            adk.insert_event(starpod_id, event_id, timestamp, data)
-            now = utc_now()
-            _store_messages(connection, starpod_id, event_id, messages, now)
-            if usage is not None:
-                UsageRepository(connection).append(starpod_id, stored_revision + 1, usage, now, _key("adk:", event_id))
-            return AdkAppended(stored_revision + 1, timestamp, stored=True)
+            _store_event(connection, adk, app_name, user_id, starpod_id, stored_revision, checked)
+            return AdkAppended(stored_revision + 1, timestamp, stored=True), starpod_id, state
 
-        return self._transactions.write_prepared(work)
+        appended, starpod_id, state = self._transactions.write_prepared(work)
+        self._remember(owner, starpod_id, appended.revision, state)
+        return appended
+
+    def _remember(self, owner: tuple[str, str, str], starpod_id: str, revision: int, state: str) -> None:
+        """Note what this store just committed of a session (at most :data:`_REMEMBERED` sessions)."""
+        written = self._written
+        if len(written) >= _REMEMBERED and owner not in written:
+            written.clear()
+        written[owner] = (starpod_id, revision, state)
 
 
 # -- helpers --------------------------------------------------------------------------
@@ -410,7 +450,8 @@ def _scoped(state: Mapping[str, Any]) -> _Scoped:
             session[key] = value
     scoped = _Scoped(app, user, session)
     for part in (app, user, session):
-        _dumps(part)  # refuse a value JSON cannot hold before anything is written
+        if part:
+            _dumps(part)  # refuse a value JSON cannot hold before anything is written
     return scoped
 
 
@@ -434,27 +475,73 @@ def _apply_shared_deltas(
     return app_state, user_state
 
 
+#: What :func:`_checked_event` makes of an event: id, timestamp, JSON, scoped delta, messages, usage.
+_CheckedEvent = tuple[str, float, str, _Scoped, tuple[AdkMessage, ...], UsageRecord | None]
+
+
+def _store_event(
+    connection: StatementRunner,
+    adk: AdkRepository[Any],
+    app_name: str,
+    user_id: str,
+    session_id: str,
+    revision: int,
+    event: _CheckedEvent,
+) -> bool:
+    """The rows of an event appended to a session at ``revision`` (whose row has moved on already):
+    the app's and the user's deltas, the event, its messages and its usage. True."""
+    event_id, timestamp, data, scoped, messages, usage = event
+    _apply_shared_deltas(adk, app_name, user_id, scoped, timestamp, read_unchanged=False)
+    adk.insert_event(session_id, event_id, timestamp, data)
+    now = utc_now()
+    _store_messages(connection, session_id, event_id, messages, now)
+    if usage is not None:
+        UsageRepository(connection).append(session_id, revision + 1, usage, now, _key("adk:", event_id))
+    return True
+
+
+def _appended_in_one(
+    adk: AdkRepository[Any], advance: dict[str, Any], revision: int, event: _CheckedEvent
+) -> bool | None:
+    """The append of ``event`` in one statement where the backend can (``AdkRepository.append_in_one``) and
+    it needs no more (no app or user delta, no tool call to record): whether it stored; ``None``, having
+    written nothing, where it cannot."""
+    event_id, _timestamp, data, scoped, messages, usage = event
+    if scoped.app or scoped.user or not adk.appends_in_one_statement:
+        return None
+    if any(message.role in (TOOL_USE, TOOL_RESULT) for message in messages):
+        return None
+    now = utc_now()
+    title, rows = _message_rows(event_id, messages) if messages else (None, [])
+    usage_row = None if usage is None else usage_columns(revision + 1, usage, now, _key("adk:", event_id))
+    return adk.append_in_one(advance, data, now, title, rows, usage_row)
+
+
 def _store_messages(
     connection: StatementRunner, session_id: str, event_id: str, messages: Sequence[AdkMessage], now: Any
 ) -> None:
     """The event's messages in the starpod session (as ``save_message`` stores them), keyed by the event id."""
     if not messages:
         return
-    title = next((shorten_title(m.content) for m in messages if m.role == "user" and m.content.strip()), None)
+    title, rows = _message_rows(event_id, messages)
     SessionRepository(connection).record_message_activity(session_id, now, title)
     store, tools = MessageRepository(connection), ToolCallRepository(connection)
-    for index, message in enumerate(messages):
-        key = _key("adk:", event_id if index == 0 else f"{event_id}#{index}")
-        message_id = store.append(session_id, message.role, message.content, now, key)
-        if message.role == TOOL_USE:
-            tools.record_use(message_id, session_id, read_tool_use(message.content), now)
-        elif message.role == TOOL_RESULT:
-            tools.record_result(message_id, session_id, read_tool_result(message.content), now)
+    for role, content, key in rows:
+        message_id = store.append(session_id, role, content, now, key)
+        if role == TOOL_USE:
+            tools.record_use(message_id, session_id, read_tool_use(content), now)
+        elif role == TOOL_RESULT:
+            tools.record_result(message_id, session_id, read_tool_result(content), now)
 
 
-def _checked_event(
-    event: AdkEvent, user_id: str
-) -> tuple[str, float, str, _Scoped, tuple[AdkMessage, ...], UsageRecord | None]:
+def _message_rows(event_id: str, messages: Sequence[AdkMessage]) -> tuple[str | None, list[tuple[str, str, str]]]:
+    """The title the event's messages give a session without one, and their ``(role, content, key)``."""
+    title = next((shorten_title(m.content) for m in messages if m.role == "user" and m.content.strip()), None)
+    keys = [_key("adk:", event_id if index == 0 else f"{event_id}#{index}") for index in range(len(messages))]
+    return title, [(message.role, message.content, key) for message, key in zip(messages, keys, strict=True)]
+
+
+def _checked_event(event: AdkEvent, user_id: str) -> _CheckedEvent:
     if not isinstance(event, AdkEvent):
         raise InvalidInput("event", f"expected an AdkEvent, got {type(event).__name__}")
     event_id = check_short_text("event.id", event.id)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from contextlib import AbstractContextManager, nullcontext
 from typing import TYPE_CHECKING, Any, Protocol
 
 import attrs
@@ -22,7 +23,7 @@ from .._common.urls import redact_url
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from sqlalchemy import Column, Connection, Engine, Table
+    from sqlalchemy import Column, Connection, Engine, Insert, Select, Table
     from sqlalchemy.engine import URL, Dialect
     from sqlalchemy.exc import DBAPIError
     from sqlalchemy.sql import ColumnElement, FromClause
@@ -104,6 +105,21 @@ class Backend(Protocol):
         self, table: Table, values: dict[str, Any], unique: Sequence[Column[Any]]
     ) -> Executable:
         """An INSERT that skips a row conflicting on ``unique``, or fails where :attr:`conflict_raises`."""
+
+    #: Whether a statement's ``WITH`` may hold INSERTs and UPDATEs (PostgreSQL's data-modifying CTEs):
+    #: rows that depend on one guarded UPDATE are then written in one round trip (an ADK append).
+    writes_in_ctes: bool
+
+    def insert_selected_skipping_conflict(
+        self, table: Table, names: Sequence[str], rows: Select[Any], unique: Sequence[Column[Any]]
+    ) -> Insert:
+        """``INSERT ... SELECT`` of ``rows`` into ``names`` skipping rows conflicting on ``unique``
+        (where :attr:`writes_in_ctes`, to be one of those CTEs)."""
+
+    def statement_alone(self, driver_connection: Any) -> AbstractContextManager[None]:
+        """Around the first statement of a transaction that is all the transaction writes: makes it a
+        transaction of its own where that saves round trips (PostgreSQL); elsewhere, or once the
+        transaction has begun, nothing changes."""
 
     def is_integer_overflow(self, error: DBAPIError) -> bool:
         """Whether a report failed because a sum passed 2**63-1 (SQLite; the servers sum exactly)."""
@@ -205,6 +221,16 @@ class BackendDefaults:
         self, table: Table, values: dict[str, Any], unique: Sequence[Column[Any]]
     ) -> Executable:
         raise NotImplementedError
+
+    writes_in_ctes = False
+
+    def insert_selected_skipping_conflict(
+        self, table: Table, names: Sequence[str], rows: Select[Any], unique: Sequence[Column[Any]]
+    ) -> Insert:
+        raise NotImplementedError
+
+    def statement_alone(self, driver_connection: Any) -> AbstractContextManager[None]:
+        return nullcontext()
 
     def is_integer_overflow(self, error: DBAPIError) -> bool:
         return False

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import sqlalchemy
@@ -11,6 +12,8 @@ from sqlalchemy import (
     Connection,
     Engine,
     Float,
+    Insert,
+    Select,
     Table,
     bindparam,
     cast,
@@ -40,6 +43,9 @@ PG_INDEXED_CHARS = 100_000
 #: PostgreSQL's generated column holding each message's ``tsvector`` (migration 0008), outside
 #: the models: the other backends have no such column.
 PG_VECTOR_COLUMN = "content_tsv"
+
+#: libpq's ``PQTRANSACTION_IDLE``: no transaction open on the connection.
+_IDLE = 0
 
 #: The advisory lock that serialises schema upgrades: "Starpod", any constant shared by all processes.
 _LOCK_ID = 0x5374_6172_706F_64
@@ -72,6 +78,31 @@ class PostgreSQL(BackendDefaults):
         self, table: Table, values: dict[str, Any], unique: Sequence[Column[Any]]
     ) -> Executable:
         return postgresql_dialect.insert(table).values(values).on_conflict_do_nothing(index_elements=unique)
+
+    writes_in_ctes = True
+
+    def insert_selected_skipping_conflict(
+        self, table: Table, names: Sequence[str], rows: Select[Any], unique: Sequence[Column[Any]]
+    ) -> Insert:
+        return postgresql_dialect.insert(table).from_select(names, rows).on_conflict_do_nothing(index_elements=unique)
+
+    @contextmanager
+    def statement_alone(self, driver_connection: Any) -> Iterator[None]:
+        # psycopg sends BEGIN before a transaction's first statement and COMMIT on commit: a statement run
+        # in autocommit is the same one transaction (all of it or nothing) in one round trip instead of three.
+        if driver_connection.info.transaction_status != _IDLE:
+            yield
+            return
+        driver_connection.autocommit = True
+        try:
+            yield
+        finally:
+            try:
+                driver_connection.autocommit = False
+            except Exception:
+                # Only a connection gone bad refuses (it is not idle): never hand it out in autocommit.
+                driver_connection.close()
+                raise
 
     def in_code_points(self, name: ColumnElement[Any]) -> ColumnElement[Any]:
         return name.collate("C")  # PostgreSQL would order names by its locale

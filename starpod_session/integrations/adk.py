@@ -213,8 +213,10 @@ class StarpodSessionService(BaseSessionService):
             session.state.update((key, value) for key, value in delta.items() if key.startswith(TEMP_PREFIX))
             event.actions.state_delta = {key: value for key, value in delta.items() if not key.startswith(TEMP_PREFIX)}
         async with self._lock(session):
-            if any(stored is event for stored in session.events):
-                return event  # this very object was appended already
+            if session.events and session.events[-1] is event:
+                # This very object was appended last (one appended earlier the store finds stored already:
+                # scanning the whole list here made appending n events cost n squared).
+                return event
             marker = session._storage_update_marker
             revision = int(marker[len(_MARKER) :]) if marker and marker.startswith(_MARKER) else None
             last_event_id = session.events[-1].id if session.events else None

@@ -156,6 +156,29 @@ def test_a_session_object_built_by_hand_is_stale_only_once_storage_has_moved_pas
     run(scenario())
 
 
+def test_an_append_never_writes_a_state_remembered_from_a_session_deleted_and_created_again(manager):
+    # The service remembers the state its own appends left, to append the next event without reading it
+    # back; another writer deleting the session and creating it again under the same id must not let
+    # that memory overwrite the new session's state.
+    async def scenario():
+        ours, theirs = StarpodSessionService(manager), StarpodSessionService(manager)
+        try:
+            old = await ours.create_session(app_name=APP, user_id=USER, session_id="again", state={"old": 1})
+            await ours.append_event(old, delta_event({"k": 1}, timestamp=old.last_update_time + 1))
+            await theirs.delete_session(app_name=APP, user_id=USER, session_id="again")
+            new = await theirs.create_session(app_name=APP, user_id=USER, session_id="again", state={"new": 2})
+            await theirs.append_event(new, delta_event({"k": 2}, timestamp=new.last_update_time + 1))
+            # ``old`` is at the revision the new session is now at: not stale, but its state is not the stored one.
+            await ours.append_event(old, delta_event({"k": 3}, timestamp=new.last_update_time + 2))
+            return await theirs.get_session(app_name=APP, user_id=USER, session_id="again")
+        finally:
+            await ours.close()
+            await theirs.close()
+
+    got = run(scenario())
+    assert got.state == {"new": 2, "k": 3}
+
+
 # -- point 1: state ------------------------------------------------------------------------------
 
 

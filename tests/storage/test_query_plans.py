@@ -249,6 +249,27 @@ def adk_append(m: SessionManager, d: dict[str, Any], *, stale: bool = False) -> 
         return None
 
 
+def adk_append_at_known_revision(m: SessionManager, d: dict[str, Any]) -> object:
+    """Two events through one store, the second at the revision the first left: the guarded UPDATE that
+    skips the locking read (on PostgreSQL one statement holding the event, message and usage rows too)."""
+    store = AdkStore(m)
+    revision = None
+    for _ in range(2):
+        event = AdkEvent(
+            id=str(uuid.uuid4()),
+            timestamp=10.0**9,
+            data="{}",
+            state_delta={"s": 3},
+            messages=[AdkMessage("user", "hello")],
+            usage=UsageRecord(1, 1),
+        )
+        appended = store.append_event(
+            ADK_APP, d["user_id"], d["adk_id"], event, revision=revision, last_update_time=1e10, last_event_id=None
+        )
+        revision = appended.revision
+    return appended
+
+
 def adk_delete(m: SessionManager, d: dict[str, Any]) -> object:
     n = next(d["adk_deletable"])
     return AdkStore(m).delete_session(ADK_APP if n % 10 else f"app-{n % ADK_OTHER_APPS}", f"user-{n % 10}", f"adk-{n}")
@@ -420,6 +441,7 @@ HOT_QUERIES: dict[str, tuple[Call, bool]] = {
     "adk: a user's state": (lambda m, d: AdkStore(m).get_user_state(ADK_APP, d["user_id"]), False),
     "adk: an event with its deltas, message and usage": (adk_append, False),
     "adk: an event refused by the stale check": (lambda m, d: adk_append(m, d, stale=True), False),
+    "adk: an event at the revision the store last wrote": (adk_append_at_known_revision, False),
     "adk: deleting a session": (adk_delete, False),
 }
 

@@ -7,6 +7,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import closing, contextmanager
+from typing import Any
 
 import attrs
 import pytest
@@ -14,6 +15,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
 from starpod_session import Channel, InvalidInput, RetryPolicy, SessionManager, StorageBusy
+from starpod_session.adk_store import AdkEvent, AdkMessage, AdkStore
 from starpod_session.retry import is_transient
 from starpod_session.storage.models import SessionRow
 
@@ -131,6 +133,39 @@ def test_a_write_behind_a_held_lock_gives_storage_busy_once_lock_timeout_passes(
     assert manager.get_session(session_id).message_count == 0
     manager.touch_session(session_id)
     assert manager.get_session(session_id).message_count == 1
+
+
+def test_an_adk_append_behind_a_held_lock_writes_nothing_and_leaves_its_connection_transactional(
+    backend, db_target, make_manager
+):
+    # The second append is at the revision the store last wrote: on PostgreSQL one statement run as a
+    # transaction of its own (autocommit), which must be switched off again when it fails.
+    manager = make_manager(lock_timeout=1, pool_size=1)
+    store = AdkStore(manager)
+    created = store.create_session("app", "ada", session_id="s")
+    first = store.append_event("app", "ada", "s", _adk_event("one"), **_read_at(created.revision))
+    with lock_held_by_another_thread(backend, db_target, created.session_id), pytest.raises(StorageBusy):
+        store.append_event("app", "ada", "s", _adk_event("two"), **_read_at(first.revision))
+    if backend == "postgresql":
+        pooled = manager._transactions.engine.raw_connection()  # pool_size=1: the connection the append used
+        try:
+            assert pooled.dbapi_connection.autocommit is False
+        finally:
+            pooled.close()
+    stored = store.get_session("app", "ada", "s")
+    assert (stored.revision, stored.state, len(stored.events)) == (1, {"n": "one"}, 1)
+    assert [m.content for m in manager.get_messages(created.session_id)] == ["one"]
+    again = store.append_event("app", "ada", "s", _adk_event("two"), **_read_at(first.revision))
+    assert again.revision == 2
+    assert [m.content for m in manager.get_messages(created.session_id)] == ["one", "two"]
+
+
+def _adk_event(text: str) -> AdkEvent:
+    return AdkEvent(id=text, timestamp=10.0**9, data="{}", state_delta={"n": text}, messages=[AdkMessage("user", text)])
+
+
+def _read_at(revision: int) -> dict[str, Any]:
+    return {"revision": revision, "last_update_time": 0.0, "last_event_id": None}
 
 
 @pytest.mark.parametrize("lock_timeout", [0, -1, float("nan"), float("inf"), 10**9, "30", True, None])

@@ -10,21 +10,30 @@ column's collation, as ADK's own SQL stores order them.
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
+from datetime import datetime
 from typing import Any, Generic
 
-from sqlalchemy import BigInteger, Table, bindparam, delete, exists, insert, select, update
+from sqlalchemy import BigInteger, Table, bindparam, delete, exists, func, insert, select, union_all, update
+from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.sql.expression import Executable
 
 from ..._driver.runner import Runner
-from ..._driver.statements import Prepared
+from ..._driver.statements import Prepared, PreparedShapes
 from ...backends import backend_of
-from ..models import AdkAppStateRow, AdkEventRow, AdkSessionRow, AdkUserStateRow
+from ..models import AdkAppStateRow, AdkEventRow, AdkSessionRow, AdkUserStateRow, MessageRow, UsageRow
+from ..models import SessionRow as StarpodSessionRow
+from .usage import USAGE_COLUMNS
 
 __all__ = ["AdkRepository", "SessionRow"]
 
 _s = AdkSessionRow.__table__
 _e = AdkEventRow.__table__
 _app = AdkAppStateRow.__table__
+_p = StarpodSessionRow.__table__
+_m = MessageRow.__table__
+_u = UsageRow.__table__
 _user = AdkUserStateRow.__table__
 
 #: One ADK session's row: (starpod session id, session state JSON, update_time, revision).
@@ -59,6 +68,19 @@ _UPDATE_SESSION = Prepared(
     .values(state=bindparam("state"), update_time=bindparam("update_time"), revision=_s.c.revision + 1)
 )
 _DELETE_SESSION = Prepared(delete(_s).where(_session_is))
+# An append by a caller that knows the stored revision and the state at it: the row moves on only if it is
+# still at that revision of that starpod session and does not store the event yet (its one lookup, and its lock).
+_ADVANCE = (
+    update(_s)
+    .where(
+        _session_is,
+        _s.c.session_id == bindparam("session_id"),
+        _s.c.revision == bindparam("read_revision"),
+        ~exists().where(_e.c.session_id == _s.c.session_id, _e.c.id == bindparam("event_id")),
+    )
+    .values(state=bindparam("state"), update_time=bindparam("update_time"), revision=_s.c.revision + 1)
+)
+_ADVANCE_SESSION = Prepared(_ADVANCE)
 
 #: ADK's order of a listing: least recently updated first, then user, then id.
 _LISTING = (_s.c.update_time, _s.c.user_id, _s.c.id)
@@ -204,6 +226,66 @@ class AdkRepository(Generic[Runner]):
             self._connection, app_name=app_name, user_id=user_id, adk_id=adk_id, state=state, update_time=update_time
         )
 
+    def advance_session(
+        self,
+        app_name: str,
+        user_id: str,
+        adk_id: str,
+        session_id: str,
+        read_revision: int,
+        event_id: str,
+        state: str,
+        update_time: float,
+    ) -> bool:
+        """Store the session's state and update time and bump its revision, if it is still at ``read_revision``
+        of starpod session ``session_id`` and stores no event ``event_id``: whether it did. One statement."""
+        changed = _ADVANCE_SESSION.rowcount(
+            self._connection,
+            app_name=app_name,
+            user_id=user_id,
+            adk_id=adk_id,
+            session_id=session_id,
+            read_revision=read_revision,
+            event_id=event_id,
+            state=state,
+            update_time=update_time,
+        )
+        return changed == 1
+
+    @property
+    def appends_in_one_statement(self) -> bool:
+        """Whether :meth:`append_in_one` runs here (PostgreSQL: data-modifying CTEs)."""
+        return backend_of(self._connection.dialect).writes_in_ctes
+
+    def append_in_one(
+        self,
+        advance: dict[str, Any],
+        event_data: str,
+        now: datetime,
+        title: str | None,
+        messages: Sequence[tuple[str, str, str]],
+        usage: dict[str, Any] | None,
+    ) -> bool:
+        """:meth:`advance_session` (its arguments in ``advance``) and, if it moved the row on, in the same
+        statement: the event (``event_data`` at the new update time), the starpod session's activity (and
+        ``title`` if it has none), its ``(role, content, key)`` ``messages`` and the usage row of ``usage``
+        (``UsageRepository.append``'s columns, the turn included; ``usage_key`` its key), the message
+        and usage rows skipped where their keys are taken, as their repositories store them. Whether
+        the row moved on (if not, nothing is written). Only where :attr:`appends_in_one_statement`, as the
+        first statement of the transaction: the statement is then a transaction of its own (PostgreSQL's
+        autocommit; its BEGIN and COMMIT are two round trips), the call's writes being all in it."""
+        values = dict(advance, event_data=event_data, now=now)
+        if title is not None:
+            values["title"] = title
+        for index, (role, content, key) in enumerate(messages):
+            values[f"role_{index}"], values[f"content_{index}"], values[f"key_{index}"] = role, content, key
+        if usage is not None:
+            values.update({f"usage_{name}": value for name, value in usage.items()})
+        shape = (len(messages), title is not None, usage is not None)
+        connection = self._connection
+        with backend_of(connection.dialect).statement_alone(connection.connection.dbapi_connection):
+            return bool(_APPEND_IN_ONE[shape].scalar(connection, **values))
+
     def delete_session(self, app_name: str, user_id: str, adk_id: str, session_id: str) -> None:
         """Delete the session's events and its row (the starpod session is the caller's to delete)."""
         _DELETE_EVENTS.rowcount(self._connection, session_id=session_id)
@@ -294,3 +376,66 @@ def _events(recent: bool, after: bool) -> Prepared:
         query.order_by(_e.c.timestamp.desc(), _e.c.id.desc()).limit(bindparam("recent", type_=BigInteger)),
         stream=True,
     )
+
+
+#: An append in one statement, per (messages, whether it titles the session, whether it has usage).
+_APPEND_IN_ONE: PreparedShapes[tuple[int, bool, bool]] = PreparedShapes(
+    lambda shape, dialect: _append_in_one(*shape, dialect)
+)
+
+
+def _bound(table: Table, column: str, name: str | None = None) -> Any:
+    """A parameter named ``name`` (the column's name by default) typed as ``table.column``."""
+    return bindparam(name or column, type_=table.c[column].type)
+
+
+def _append_in_one(messages: int, titled: bool, with_usage: bool, dialect: Dialect) -> Executable:
+    """``WITH moved AS (the guarded UPDATE ... RETURNING session_id)``, the other rows each an
+    ``INSERT ... SELECT ... FROM moved`` (or an ``UPDATE ... FROM moved``), counting ``moved``."""
+    backend = backend_of(dialect)
+    moved = _ADVANCE.returning(_s.c.session_id).cte("moved")
+    session_id = moved.c.session_id
+    writes = [
+        insert(_e)
+        .from_select(
+            ["session_id", "id", "timestamp", "event_data"],
+            select(
+                session_id,
+                _bound(_e, "id", "event_id"),
+                _bound(_e, "timestamp", "update_time"),
+                _bound(_e, "event_data"),
+            ),
+        )
+        .cte("event")
+    ]
+    if messages:
+        activity: dict[str, Any] = {"last_message_at": _bound(_m, "timestamp", "now")}
+        if titled:
+            activity["title"] = func.coalesce(_p.c.title, _bound(_p, "title"))
+        writes.append(update(_p).where(_p.c.id == session_id).values(activity).cte("activity"))
+        rows = [
+            select(
+                session_id,
+                _bound(_m, "role", f"role_{index}"),
+                _bound(_m, "content", f"content_{index}"),
+                _bound(_m, "timestamp", "now"),
+                _bound(_m, "message_key", f"key_{index}"),
+            )
+            for index in range(messages)
+        ]
+        writes.append(
+            backend.insert_selected_skipping_conflict(
+                _m,
+                ["session_id", "role", "content", "timestamp", "message_key"],
+                rows[0] if messages == 1 else union_all(*rows).subquery().select(),
+                (_m.c.session_id, _m.c.message_key),
+            ).cte("messages")
+        )
+    if with_usage:
+        usage = select(session_id, *(_bound(_u, name, f"usage_{name}") for name in USAGE_COLUMNS))
+        writes.append(
+            backend.insert_selected_skipping_conflict(
+                _u, ["session_id", *USAGE_COLUMNS], usage, (_u.c.session_id, _u.c.usage_key)
+            ).cte("usage")
+        )
+    return select(func.count()).select_from(moved).add_cte(*writes)

@@ -42,7 +42,7 @@ from ...records import (
 )
 from ..models import UNKNOWN_MODEL, UsageDailyRow, UsageRow
 
-__all__ = ["UNKNOWN_MODEL", "UsageRepository"]
+__all__ = ["UNKNOWN_MODEL", "USAGE_COLUMNS", "UsageRepository", "usage_columns"]
 
 _t = UsageRow.__table__
 _daily = UsageDailyRow.__table__
@@ -152,29 +152,46 @@ def _midnight(day: date) -> datetime:
     return datetime(day.year, day.month, day.day, tzinfo=timezone.utc)
 
 
+#: The columns of a usage row but ``session_id`` and ``id``, in the order :func:`usage_columns` gives them.
+USAGE_COLUMNS = (
+    "turn",
+    "input_tokens",
+    "output_tokens",
+    "cache_read",
+    "cache_write",
+    "cost_usd",
+    "model",
+    "user_id",
+    "timestamp",
+    "usage_key",
+)
+
+
 _APPEND = Prepared(
     insert_unless_duplicate(
         _t,
-        {
-            name: bindparam(name)
-            for name in (
-                "session_id",
-                "turn",
-                "input_tokens",
-                "output_tokens",
-                "cache_read",
-                "cache_write",
-                "cost_usd",
-                "model",
-                "user_id",
-                "timestamp",
-                "usage_key",
-            )
-        },
+        {name: bindparam(name) for name in ("session_id", *USAGE_COLUMNS)},
         unique=(_t.c.session_id, _t.c.usage_key),
         id_column=_t.c.id,
     )
 )
+
+
+def usage_columns(turn: int, record: UsageRecord, now: datetime, key: str) -> dict[str, Any]:
+    """The :data:`USAGE_COLUMNS` of the usage row :meth:`UsageRepository.append` stores."""
+    values = (
+        turn,
+        record.input_tokens,
+        record.output_tokens,
+        record.cache_read,
+        record.cache_write,
+        float(record.cost_usd),
+        record.model,
+        record.user_id,
+        now,
+        key,
+    )
+    return dict(zip(USAGE_COLUMNS, values, strict=True))
 
 
 class UsageRepository(Generic[Runner]):
@@ -188,20 +205,7 @@ class UsageRepository(Generic[Runner]):
 
         Nothing is stored when the session already has a row under ``key``.
         """
-        _APPEND.rowcount(
-            self._connection,
-            session_id=session_id,
-            turn=turn,
-            input_tokens=record.input_tokens,
-            output_tokens=record.output_tokens,
-            cache_read=record.cache_read,
-            cache_write=record.cache_write,
-            cost_usd=float(record.cost_usd),
-            model=record.model,
-            user_id=record.user_id,
-            timestamp=now,
-            usage_key=key,
-        )
+        _APPEND.rowcount(self._connection, session_id=session_id, **usage_columns(turn, record, now, key))
 
     def session_summary(self: UsageRepository[Connection], session_id: str) -> UsageSummary:
         """Totals over the session's rows (zeros when it has none)."""
