@@ -262,7 +262,7 @@ class AdkStore:
             raise InvalidInput("num_recent_events", f"expected a non-negative int, got {num_recent_events!r}")
         after = None if not after_timestamp else _check_epoch("after_timestamp", after_timestamp)
 
-        def work(connection: StatementRunner) -> AdkSession | None:
+        def work(connection: StatementRunner) -> tuple[AdkSession, str] | None:
             adk = AdkRepository(connection)
             adk_id = _resolved(adk, app_name, user_id, session_id)
             found = adk.session_with_states(app_name, user_id, adk_id)
@@ -271,9 +271,15 @@ class AdkStore:
             (starpod_id, state, update_time, revision), app_state, user_state = found
             events = [] if num_recent_events == 0 else adk.events(starpod_id, recent=num_recent_events, after=after)
             merged = _merged(_loads(app_state), _loads(user_state), _loads(state))
-            return AdkSession(app_name, user_id, adk_id, merged, update_time, revision, starpod_id, events)
+            return AdkSession(app_name, user_id, adk_id, merged, update_time, revision, starpod_id, events), state
 
-        return self._transactions.read_prepared(work, snapshot=True)
+        read = self._transactions.read_prepared(work, snapshot=True)
+        if read is None:
+            return None
+        session, state = read
+        # The caller appends to what it read next: the guarded UPDATE then spares that append a locking read.
+        self._remember((app_name, user_id, session.id), session.session_id, session.revision, state)
+        return session
 
     def list_sessions(self, app_name: str, user_id: str | None = None) -> AdkListing:
         """The app's sessions (one user's, or all users' for ``None``), without events, in ADK's order:
@@ -392,6 +398,10 @@ class AdkStore:
             if found is None:
                 raise SessionNotFound(session_id)
             (starpod_id, state, update_time, stored_revision), stored_already = found
+            if stored_already and revision is not None and stored_revision == revision + 1:
+                # The one append since the caller's read stored this very event: a retry of an append whose
+                # commit landed but whose answer was lost (a cut connection), not a concurrent writer.
+                return AdkAppended(stored_revision, update_time, stored=False), starpod_id, state
             if revision is not None:
                 stale = stored_revision != revision
             else:

@@ -179,6 +179,44 @@ def test_an_append_never_writes_a_state_remembered_from_a_session_deleted_and_cr
     assert got.state == {"new": 2, "k": 3}
 
 
+def test_a_session_read_by_one_service_is_stale_once_another_service_appended_to_it(manager):
+    # A read is remembered to spare the next append a locking read; the stored revision still decides.
+    async def scenario():
+        ours, theirs = StarpodSessionService(manager), StarpodSessionService(manager)
+        try:
+            created = await theirs.create_session(app_name=APP, user_id=USER)
+            read = await ours.get_session(app_name=APP, user_id=USER, session_id=created.id)
+            await theirs.append_event(created, text_event("user", "theirs", timestamp=created.last_update_time + 1))
+            with pytest.raises(StaleSessionError):
+                await ours.append_event(read, text_event("user", "ours", timestamp=created.last_update_time + 2))
+            return await theirs.get_session(app_name=APP, user_id=USER, session_id=created.id)
+        finally:
+            await ours.close()
+            await theirs.close()
+
+    got = run(scenario())
+    assert [e.content.parts[0].text for e in got.events] == ["theirs"]
+
+
+def test_an_append_retried_after_its_commit_landed_is_not_stale_and_stores_once(manager):
+    # A retry of an append whose commit landed but whose answer was lost (a cut connection) meets its own
+    # event one revision past the one it read: that is the same append, not a concurrent writer.
+    from starpod_session.adk_store import AdkStore
+
+    service_event = StarpodSessionService(manager)._stored_event
+    store = AdkStore(manager)
+    created = store.create_session(APP, USER)
+    event = service_event(text_event("user", "once", timestamp=2.0))
+    seen = {"revision": created.revision, "last_update_time": created.last_update_time, "last_event_id": None}
+    first = store.append_event(APP, USER, created.id, event, **seen)
+    again = AdkStore(manager).append_event(APP, USER, created.id, event, **seen)  # nothing remembered
+    assert (first.stored, again.stored) == (True, False) and again.revision == first.revision
+    with pytest.raises(AdkStaleSession):  # another event at that old revision is a concurrent writer's loss
+        store.append_event(APP, USER, created.id, service_event(text_event("user", "late", timestamp=3.0)), **seen)
+    got = store.get_session(APP, USER, created.id)
+    assert got is not None and len(got.events) == 1
+
+
 # -- point 1: state ------------------------------------------------------------------------------
 
 
