@@ -139,6 +139,35 @@ def test_at_most_pool_size_calls_run_at_once(make_async):
     assert most == 2
 
 
+def test_one_call_after_another_runs_on_the_thread_that_finished_last(make_async):
+    """Idle threads are a stack: a lone caller keeps one warm thread (and its caches), not a rotation of all."""
+    manager = make_async(pool_size=4)
+    all_busy, release = threading.Barrier(4), threading.Event()
+    seen: list[str] = []
+    real = manager.sync.get_messages
+
+    def recording(*args: Any, **kwargs: Any) -> Any:
+        seen.append(threading.current_thread().name)
+        return real(*args, **kwargs)
+
+    async def main() -> None:
+        def hold(_sync: SessionManager) -> None:
+            all_busy.wait(30)
+            release.wait(30)
+
+        holding = asyncio.gather(*(manager.run_to_completion(hold) for _ in range(4)))
+        await asyncio.sleep(0.05)
+        release.set()
+        await holding  # four threads started, all idle now
+        manager.sync.get_messages = recording  # type: ignore[method-assign]
+        for _ in range(20):
+            await manager.get_messages("s")
+
+    asyncio.run(main())
+    assert len(seen) == 20
+    assert len(set(seen)) == 1
+
+
 def test_the_loop_keeps_running_while_a_call_waits_for_a_lock(make_async, db_target, backend):
     manager = make_async()
     session_id = manager.sync.create_session(Channel.MAIN, "k")
