@@ -1,11 +1,11 @@
 """``AsyncSessionManager``: the awaitable facade, each call a :class:`SessionManager` call on a bounded pool of threads.
 
 There is one implementation of each call: every method here hands the
-synchronous method of the same name, with the same arguments, to a
-``concurrent.futures.ThreadPoolExecutor`` of the manager's own (as many threads
-as the manager's pool holds connections, so a thread never waits for a
-connection another thread of ours holds idle), and awaits it with
-``asyncio.wrap_future``. So the event loop never runs a statement, nor waits for
+synchronous method of the same name, with the same arguments, to a pool of
+threads of the manager's own (:class:`_Workers`: at most as many threads as the
+manager's pool holds connections, so a thread never waits for a connection
+another thread of ours holds idle), and awaits a future of its own event loop,
+which the thread settles. So the event loop never runs a statement, nor waits for
 a lock, a connection or a retry's back-off; and a manager serves several event
 loops (one per thread, say) at once. ``tests/api/test_async_manager.py`` checks
 that this class has exactly the public methods of :class:`SessionManager`, with
