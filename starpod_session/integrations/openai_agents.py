@@ -33,7 +33,6 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
-import re
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
@@ -80,8 +79,6 @@ TOOL_OUTPUT_TYPES = frozenset({"function_call_output", "custom_tool_call_output"
 _STANDARD_JSON = "\n"
 #: The integers orjson reads as integers; it reads wider ones as floats.
 _NARROWEST, _WIDEST = -(2**63), 2**64 - 1
-#: Any integer outside that range is written with at least 19 digits in a row.
-_LONG_DIGITS = re.compile(r"[0-9]{19}")
 #: The role of an item with neither a role nor a type.
 UNNAMED_ROLE = "item"
 
@@ -324,9 +321,7 @@ def _dumps(item: Mapping[str, Any]) -> str:
         text.encode("utf-8")
     except UnicodeEncodeError:
         text = json.dumps(item, separators=(",", ":"))
-    # The text is searched first (in C): only an item with 19 digits in a row is walked.
-    wide = _LONG_DIGITS.search(text) is not None and _has_wide_integer(item)
-    return _STANDARD_JSON + text if wide else text
+    return _STANDARD_JSON + text if _has_wide_integer(item) else text
 
 
 def _has_wide_integer(value: object) -> bool:
