@@ -1,11 +1,11 @@
 """``AsyncSessionManager``: the awaitable facade, each call a :class:`SessionManager` call on a bounded pool of threads.
 
 There is one implementation of each call: every method here hands the
-synchronous method of the same name, with the same arguments, to a
-``concurrent.futures.ThreadPoolExecutor`` of the manager's own (as many threads
-as the manager's pool holds connections, so a thread never waits for a
-connection another thread of ours holds idle), and awaits it with
-``asyncio.wrap_future``. So the event loop never runs a statement, nor waits for
+synchronous method of the same name, with the same arguments, to a pool of
+threads of the manager's own (:class:`_Workers`: at most as many threads as the
+manager's pool holds connections, so a thread never waits for a connection
+another thread of ours holds idle), and awaits a future of its own event loop,
+which the thread settles. So the event loop never runs a statement, nor waits for
 a lock, a connection or a retry's back-off; and a manager serves several event
 loops (one per thread, say) at once. ``tests/api/test_async_manager.py`` checks
 that this class has exactly the public methods of :class:`SessionManager`, with
@@ -22,14 +22,17 @@ it exactly once.
 from __future__ import annotations
 
 import asyncio
+import atexit
+import collections
 import contextlib
 import os
 import threading
+import weakref
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 from sqlalchemy.engine import URL
 
@@ -64,20 +67,171 @@ T = TypeVar("T")
 P = ParamSpec("P")
 
 
-def _settle(waiter: asyncio.Future[T], done: Future[T]) -> None:
-    """Hand a finished call's outcome to the awaiting future, unless that was cancelled."""
-    if waiter.cancelled():
-        return
-    error = done.exception()
-    if error is None:
-        waiter.set_result(done.result())
-    else:
-        waiter.set_exception(error)
+class _Call:
+    """One call handed to the workers: what to run, and the future of the loop that awaits it."""
+
+    __slots__ = ("args", "function", "kwargs", "loop", "state", "waiter")
+
+    def __init__(
+        self,
+        function: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        loop: asyncio.AbstractEventLoop,
+        waiter: asyncio.Future[Any],
+    ) -> None:
+        self.function = function
+        self.args = args
+        self.kwargs = kwargs
+        self.loop = loop
+        self.waiter = waiter
+        self.state = _QUEUED
+
+    def run(self) -> tuple[Any, bool]:
+        """Run the call (on a worker thread); its outcome, and whether that is an exception."""
+        try:
+            outcome, failed = self.function(*self.args, **self.kwargs), False
+        except BaseException as error:  # handed to the awaiting task, as a thread pool does
+            outcome, failed = error, True
+        self.function = self.args = self.kwargs = None  # type: ignore[assignment]  # nothing kept alive
+        return outcome, failed
+
+    def hand_over(self, outcome: Any, failed: bool) -> None:
+        """Send the outcome to the call's loop (from the worker thread)."""
+        with contextlib.suppress(RuntimeError):  # the loop was closed meanwhile: nobody awaits
+            self.loop.call_soon_threadsafe(self.settle, outcome, failed)
+
+    def settle(self, outcome: Any, failed: bool) -> None:
+        """On the loop's thread: the call is done; its outcome goes to :attr:`waiter`, unless that was cancelled."""
+        self.state = _DONE
+        waiter = self.waiter
+        if waiter.done():
+            return
+        if failed:
+            waiter.set_exception(outcome)
+        else:
+            waiter.set_result(outcome)
 
 
-def _settle_threadsafe(loop: asyncio.AbstractEventLoop, waiter: asyncio.Future[T], done: Future[T]) -> None:
-    with contextlib.suppress(RuntimeError):  # the loop was closed meanwhile: nobody awaits
-        loop.call_soon_threadsafe(_settle, waiter, done)
+#: A call's states: waiting for a thread, taken by one, dropped by a cancellation before it was taken, done
+#: (set on the loop's thread, where its outcome arrives).
+_QUEUED, _TAKEN, _DROPPED, _DONE = 0, 1, 2, 3
+
+
+class _Worker:
+    """One thread of :class:`_Workers`, woken by a lock of its own (released when it is handed a call)."""
+
+    __slots__ = ("call", "thread", "wake")
+
+    def __init__(self) -> None:
+        self.call: _Call | None = None
+        self.wake = threading.Lock()
+        self.wake.acquire()
+        self.thread: threading.Thread | None = None
+
+
+class _Workers:
+    """At most ``size`` threads running calls, the most recently idle one taking the next call.
+
+    ``ThreadPoolExecutor`` wakes whichever of its threads has waited longest, so
+    consecutive calls rotate through threads with cold caches, and each call
+    goes through a ``concurrent.futures.Future`` chained to the loop's future.
+    Here idle threads form a stack, each waiting on a lock of its own: a call
+    goes to the thread that finished last (warm caches), a thread is started
+    only when none is idle (up to ``size``), and a call waits in a queue only
+    when all ``size`` are busy. A thread settles the awaiting future with one
+    ``call_soon_threadsafe``. A call still queued when its await is cancelled
+    is dropped (never runs); one taken by a thread runs to its end.
+    """
+
+    def __init__(self, size: int, name: str) -> None:
+        self._size = size
+        self._name = name
+        self._lock = threading.Lock()
+        self._idle: list[_Worker] = []  # a stack: the last one idle is woken first
+        self._queue: collections.deque[_Call] = collections.deque()
+        self._workers: list[_Worker] = []
+        self._closed = False
+
+    def submit(self, call: _Call) -> None:
+        """Hand ``call`` to an idle thread, a new one, or the queue; ``RuntimeError`` once shut down."""
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("shut down")
+            if self._idle:
+                worker = self._idle.pop()
+                call.state = _TAKEN
+                worker.call = call
+                worker.wake.release()
+                return
+            if len(self._workers) >= self._size:
+                self._queue.append(call)
+                return
+            call.state = _TAKEN
+            worker = _Worker()
+            worker.call = call
+            worker.wake.release()
+            worker.thread = threading.Thread(
+                target=self._work, args=(worker,), name=f"{self._name}-{len(self._workers)}", daemon=True
+            )
+            self._workers.append(worker)
+        worker.thread.start()
+
+    def drop(self, call: _Call) -> bool:
+        """Drop ``call`` if no thread has taken it yet (it will never run); whether it was dropped."""
+        with self._lock:
+            if call.state != _QUEUED:
+                return False
+            call.state = _DROPPED
+            self._queue.remove(call)
+            return True
+
+    def _work(self, worker: _Worker) -> None:
+        call = None
+        while True:
+            if call is None:
+                worker.wake.acquire()
+                call, worker.call = worker.call, None
+                if call is None:  # shut down
+                    return
+            outcome, failed = call.run()
+            # The next call is found before the outcome is sent: the awaiting loop wakes up
+            # to find this thread asleep (idle) or busy, not holding the GIL it needs.
+            done, call = call, None
+            with self._lock:
+                if self._queue:
+                    call = self._queue.popleft()
+                    call.state = _TAKEN
+                elif self._closed:
+                    done.hand_over(outcome, failed)
+                    return
+                else:
+                    self._idle.append(worker)
+            done.hand_over(outcome, failed)
+
+    def shutdown(self) -> None:
+        """Refuse new calls, let the queued and running ones finish, and wait for every thread to end."""
+        with self._lock:
+            self._closed = True
+            idle, self._idle = self._idle, []
+            workers = list(self._workers)
+        for worker in idle:
+            worker.call = None
+            worker.wake.release()
+        for worker in workers:
+            if worker.thread is not None and worker.thread is not threading.current_thread():
+                worker.thread.join()
+
+
+#: Every pool not yet shut down: at exit each lets its queued and running calls finish (its threads are
+#: daemons, so an idle one never holds the interpreter up).
+_LIVE_WORKERS: weakref.WeakSet[_Workers] = weakref.WeakSet()
+
+
+@atexit.register
+def _shut_down_at_exit() -> None:
+    for workers in list(_LIVE_WORKERS):
+        workers.shutdown()
 
 
 class AsyncSessionManager:
@@ -147,25 +301,32 @@ class AsyncSessionManager:
             read_url=read_url,
         )
         # One thread per pooled connection: more would only wait for a connection.
-        self._executor = ThreadPoolExecutor(max_workers=pool_size, thread_name_prefix="starpod-session")
+        self._workers = _Workers(pool_size, "starpod-session")
+        _LIVE_WORKERS.add(self._workers)
         self._close_lock = threading.Lock()
         self._closed: Future[None] | None = None
 
     # -- running a call --------------------------------------------------
 
+    def _submit(self, function: Callable[..., T], args: tuple[Any, ...], kwargs: dict[str, Any]) -> _Call:
+        """Hand ``function(*args, **kwargs)`` to this manager's threads; the call, its future not yet awaited."""
+        loop = asyncio.get_running_loop()
+        call = _Call(function, args, kwargs, loop, loop.create_future())
+        try:
+            self._workers.submit(call)
+        except RuntimeError:  # shut down
+            raise StarpodSessionError(f"{self!r} is closed") from None
+        return call
+
     async def _call(self, method: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
         """Run ``method(*args, **kwargs)`` on this manager's threads and await its result."""
-        # Cancelling the awaiting task cancels the future: a queued call is dropped,
-        # a running one cannot be and runs to its end (see the module's docstring).
-        return await asyncio.wrap_future(self._submit(method, *args, **kwargs))
-
-    def _submit(self, method: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> Future[T]:
-        if self._closed is not None:
-            raise StarpodSessionError(f"{self!r} is closed")
+        call = self._submit(method, args, kwargs)
         try:
-            return self._executor.submit(method, *args, **kwargs)
-        except RuntimeError:  # shut down between the check and the submit
-            raise StarpodSessionError(f"{self!r} is closed") from None
+            return await call.waiter  # type: ignore[no-any-return]
+        except asyncio.CancelledError:
+            # A queued call is dropped; a running one cannot be and runs to its end (see the module's docstring).
+            self._workers.drop(call)
+            raise
 
     async def run_to_completion(self, call: Callable[[SessionManager], T]) -> T:
         """Run ``call(self.sync)`` on this manager's threads to its end, even if the await is cancelled.
@@ -177,18 +338,17 @@ class AsyncSessionManager:
         error then dropped. Without a cancellation it returns ``call``'s result at
         the cost of an ordinary call (no task of its own).
         """
-        future = self._submit(call, self.sync)
-        loop = asyncio.get_running_loop()
-        waiter: asyncio.Future[T] = loop.create_future()
-        # What asyncio.wrap_future does, except that cancelling the waiter leaves the call alone.
-        future.add_done_callback(lambda done: _settle_threadsafe(loop, waiter, done))
+        job = self._submit(call, (self.sync,), {})
         try:
-            return await waiter
+            return await job.waiter  # type: ignore[no-any-return]
         except asyncio.CancelledError:
-            while not future.done():  # the call's outcome first, whatever further cancellations say
-                with contextlib.suppress(asyncio.CancelledError):
-                    await asyncio.shield(asyncio.wrap_future(future))
-            future.exception()  # retrieved: nothing logged about it
+            # The outcome arrives on this loop's thread (_Call.settle), so until it has, a fresh
+            # future put in place of the cancelled one receives it; further cancellations wait too.
+            loop = asyncio.get_running_loop()
+            while job.state != _DONE:
+                job.waiter = loop.create_future()
+                with contextlib.suppress(BaseException):  # a further cancellation, or the outcome: dropped
+                    await job.waiter
             raise
 
     # -- lifecycle -------------------------------------------------------
@@ -225,7 +385,8 @@ class AsyncSessionManager:
     def _close_now(self, closing: Future[None]) -> None:
         """The close itself: the queued and running calls finish, then the manager closes."""
         try:
-            self._executor.shutdown(wait=True)
+            self._workers.shutdown()
+            _LIVE_WORKERS.discard(self._workers)
             self.sync.close()
         except BaseException as error:  # handed to every awaiting closer
             closing.set_exception(error)

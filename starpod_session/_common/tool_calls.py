@@ -16,7 +16,16 @@ from typing import Any
 
 import attrs
 
-__all__ = ["TOOL_RESULT", "TOOL_USE", "UNKNOWN_TOOL", "ToolResult", "ToolUse", "read_tool_result", "read_tool_use"]
+__all__ = [
+    "TOOL_RESULT",
+    "TOOL_USE",
+    "UNKNOWN_TOOL",
+    "ToolResult",
+    "ToolUse",
+    "may_answer_a_call",
+    "read_tool_result",
+    "read_tool_use",
+]
 
 TOOL_USE = "tool_use"
 TOOL_RESULT = "tool_result"
@@ -58,6 +67,15 @@ def read_tool_result(content: str) -> ToolResult:
     # json_extract(...) = 1 holds for true, 1 and 1.0; not for "true" or false.
     is_error = flag is True or (type(flag) in (int, float) and flag == 1)
     return ToolResult(call_id=_call_id(fields.get("tool_use_id")), is_error=is_error)
+
+
+def may_answer_a_call(content: str) -> bool:
+    """False when ``content`` cannot hold a ``tool_use_id`` key, so :func:`read_tool_result` would find no call id.
+
+    Without the plain key or a ``\\u`` escape (the only escape that can spell one
+    of its letters) no JSON object in it has that key: no need to parse it.
+    """
+    return "tool_use_id" in content or "\\u" in content
 
 
 def _object(content: str) -> dict[str, Any]:

@@ -8,7 +8,15 @@ from itertools import chain
 from pathlib import Path
 
 from .._clock import utc_now
-from .._common.tool_calls import TOOL_RESULT, TOOL_USE, ToolResult, ToolUse, read_tool_result, read_tool_use
+from .._common.tool_calls import (
+    TOOL_RESULT,
+    TOOL_USE,
+    ToolResult,
+    ToolUse,
+    may_answer_a_call,
+    read_tool_result,
+    read_tool_use,
+)
 from .._common.validation import (
     MAX_CONTENT_BYTES,
     check_count,
@@ -194,7 +202,9 @@ def _checked_message(role: object, content: object, message_key: object) -> _Che
     key = generated_key() if given_key is None else given_key
     title = shorten_title(content) if role == "user" and content.strip() else None
     use = read_tool_use(content) if role == TOOL_USE else None
-    result = read_tool_result(content) if role == TOOL_RESULT else None
+    result = read_tool_result(content) if role == TOOL_RESULT and may_answer_a_call(content) else None
+    if result is not None and (result.call_id is None or not result.is_error):
+        result = None  # a result the tool statistics do not count: stored as any message is
     return role, content, given_key, key, title, use, result
 
 

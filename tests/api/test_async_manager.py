@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import inspect
 import os
+import subprocess
+import sys
 import threading
 from pathlib import Path
 from typing import Any
@@ -123,6 +125,35 @@ def test_at_most_pool_size_calls_run_at_once(make_async):
     assert most == 2
 
 
+def test_one_call_after_another_runs_on_the_thread_that_finished_last(make_async):
+    """Idle threads are a stack: a lone caller keeps one warm thread (and its caches), not a rotation of all."""
+    manager = make_async(pool_size=4)
+    all_busy, release = threading.Barrier(4), threading.Event()
+    seen: list[str] = []
+    real = manager.sync.get_messages
+
+    def recording(*args: Any, **kwargs: Any) -> Any:
+        seen.append(threading.current_thread().name)
+        return real(*args, **kwargs)
+
+    async def main() -> None:
+        def hold(_sync: SessionManager) -> None:
+            all_busy.wait(30)
+            release.wait(30)
+
+        holding = asyncio.gather(*(manager.run_to_completion(hold) for _ in range(4)))
+        await asyncio.sleep(0.05)
+        release.set()
+        await holding  # four threads started, all idle now
+        manager.sync.get_messages = recording  # type: ignore[method-assign]
+        for _ in range(20):
+            await manager.get_messages("s")
+
+    asyncio.run(main())
+    assert len(seen) == 20
+    assert len(set(seen)) == 1
+
+
 def test_the_loop_keeps_running_while_a_call_waits_for_a_lock(make_async, db_target, backend):
     manager = make_async()
     session_id = manager.sync.create_session(Channel.MAIN, "k")
@@ -206,6 +237,39 @@ def test_aclose_twice_is_harmless_and_a_later_call_raises(tmp_path):
     asyncio.run(main())
     if Path("/proc/self/fd").is_dir():
         assert open_files_under(path.parent) == []
+
+
+def test_a_manager_never_closed_lets_the_program_exit_once_its_last_call_is_done(tmp_path):
+    """Idle threads never hold the interpreter up; a call under way at exit still finishes (and commits)."""
+    path = tmp_path / "sessions.db"
+    program = f"""
+import asyncio, threading, time
+from starpod_session import AsyncSessionManager, Channel
+manager = AsyncSessionManager({str(path)!r})
+session_id = manager.sync.create_session(Channel.MAIN, "k")
+
+def slow(sync):
+    time.sleep(0.3)
+    return sync.save_message(session_id, "user", "at exit")
+
+async def main():
+    await manager.get_session(session_id)  # a thread started, idle from now on
+    started = threading.Event()
+    loop = asyncio.get_running_loop()
+    loop.create_task(manager.run_to_completion(lambda sync: (started.set(), slow(sync))[1]))
+    while not started.is_set():
+        await asyncio.sleep(0.001)
+
+loop = asyncio.new_event_loop()
+loop.run_until_complete(main())  # the loop is left as it is: the call's task is neither awaited nor cancelled
+"""
+    subprocess.run([sys.executable, "-c", program], check=True, timeout=60)
+    reopened = SessionManager(path)
+    try:
+        [session] = reopened.list_sessions(10)
+        assert [m.content for m in reopened.get_messages(session.id)] == ["at exit"]
+    finally:
+        reopened.close()
 
 
 def test_closing_waits_for_the_calls_under_way(make_async):

@@ -106,6 +106,13 @@ def test_is_error_counts_as_sqlites_json_extract_equals_1_does(manager, session_
     assert by_tool(manager) == [("Bash", 1, int(failed))]
 
 
+def test_an_error_result_whose_key_is_spelt_with_escapes_still_counts(manager, session_id):
+    # json.loads reads "tool\u005fuse_id" as "tool_use_id": a result is not passed over for how its key is spelt.
+    manager.save_message(session_id, "tool_use", tool_use("c", "Bash"))
+    manager.save_message(session_id, "tool_result", '{"tool\\u005fuse_id": "c", "is_error": true}')
+    assert by_tool(manager) == [("Bash", 1, 1)]
+
+
 def test_a_result_is_matched_in_its_own_session_only_and_by_exact_id(manager, session_id):
     other = manager.create_session(Channel.MAIN, "other")
     manager.save_message(session_id, "tool_use", tool_use("c1", "Bash"))

@@ -232,7 +232,13 @@ def test_bad_arguments_raise_type_errors(make_session):
 def test_the_standard_decoder_gives_the_same_items(make_session, monkeypatch):
     from starpod_session.integrations import openai_agents
 
-    unusual = [{"n": math.inf}, {"big": 2**70}, {"escaped": "\ud800"}, *ITEMS]
+    unusual = [
+        {"n": math.inf},
+        {"big": 2**70},
+        {"widest": 2**64 - 1, "narrowest": -(2**63), "below": -(2**63) - 1, "digits": "1" * 30},
+        {"escaped": "\ud800"},
+        *ITEMS,
+    ]
     session = make_session()
     asyncio.run(session.add_items(unusual))
     fast = asyncio.run(session.get_items())
