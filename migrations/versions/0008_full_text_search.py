@@ -19,6 +19,13 @@
   backends. ``innodb_ft_min_token_size`` (3 by default, server-wide) still leaves
   shorter words out of the index: the library matches those by pattern.
 
+Each backfill is one statement of the database's own (FTS5's ``rebuild``, the
+generated column, the FULLTEXT index): split into batches, FTS5 would lay its
+index out in other segments. The progress hook ``upgrade_schema(progress=...)``
+leaves in the Alembic config hears the messages' count before it and after it.
+MariaDB commits the DDL at once: a run killed after the index was made finds it
+and goes on.
+
 These objects are outside the models (SQLAlchemy cannot describe them, nor a
 column that exists on one backend only);
 ``schema.SEARCH_OBJECTS`` keeps ``alembic check`` from reporting them
@@ -31,8 +38,9 @@ Create Date: 2026-12-01
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
+import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0008"
@@ -49,6 +57,8 @@ MARIADB_INDEX = "ix_session_messages_fulltext"
 PG_INDEXED_CHARS = 100_000
 #: Frozen copy of ``types.SEARCHABLE_TEXT_COLLATION``.
 SEARCH_COLLATION = "utf8mb4_uca1400_as_ci"
+#: Frozen copy of ``schema.BACKFILL_PROGRESS``.
+BACKFILL_PROGRESS = "backfill_progress"
 
 SQLITE_UPGRADE = (
     f"CREATE VIRTUAL TABLE {FTS_TABLE} USING fts5(content, content='session_messages', "
@@ -73,6 +83,9 @@ SQLITE_DOWNGRADE = (
 
 def upgrade() -> None:
     dialect = op.get_bind().dialect.name
+    report = _progress("session_messages")
+    total = op.get_bind().execute(sa.text("SELECT COUNT(*) FROM session_messages")).scalar_one()
+    report(0, total)
     if dialect == "sqlite":
         for statement in SQLITE_UPGRADE:
             op.execute(statement)
@@ -86,9 +99,21 @@ def upgrade() -> None:
     elif dialect in ("mysql", "mariadb"):
         # The index folds case by the column's collation; utf8mb4_bin folds ASCII only.
         op.execute(f"ALTER TABLE session_messages MODIFY content LONGTEXT COLLATE {SEARCH_COLLATION} NOT NULL")
-        op.execute("SET SESSION innodb_ft_enable_stopword = OFF")
-        op.execute(f"CREATE FULLTEXT INDEX {MARIADB_INDEX} ON session_messages (content)")
-        op.execute("SET SESSION innodb_ft_enable_stopword = ON")
+        indexes = {index["name"] for index in sa.inspect(op.get_bind()).get_indexes("session_messages")}
+        if MARIADB_INDEX not in indexes:  # else made by a run killed later in this revision (see above)
+            op.execute("SET SESSION innodb_ft_enable_stopword = OFF")
+            op.execute(f"CREATE FULLTEXT INDEX {MARIADB_INDEX} ON session_messages (content)")
+            op.execute("SET SESSION innodb_ft_enable_stopword = ON")
+    report(total, total)
+
+
+def _progress(table: str) -> Callable[[int, int], None]:
+    """``report(done, total)`` for the hook ``upgrade_schema(progress=...)`` left, if any."""
+    config = op.get_context().config
+    hook = config.attributes.get(BACKFILL_PROGRESS) if config is not None else None
+    if hook is None:
+        return lambda done, total: None
+    return lambda done, total: hook(revision, table, done, total)
 
 
 def downgrade() -> None:

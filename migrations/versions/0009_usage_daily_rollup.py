@@ -30,6 +30,13 @@ writers until the commit); MariaDB commits each DDL statement, so a row another
 program inserts in the instant between the triggers and the fill could be
 counted twice (``starpod-session`` processes wait for the migration's lock).
 
+The fill is one ``INSERT ... SELECT ... GROUP BY``: in batches, each group's
+``cost_usd`` would be a sum of partial sums, which floating point need not round
+as the one sum. The progress hook ``upgrade_schema(progress=...)`` leaves in the
+Alembic config hears the usage rows' count before it and after it. A run killed
+on MariaDB (whose DDL commits at once) left the table and triggers without the
+fill: the run again drops them first.
+
 Going down drops the triggers, the function and the table, and puts the SQLite
 index back.
 
@@ -40,7 +47,7 @@ Create Date: 2026-12-01
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import sqlalchemy as sa
 from alembic import op
@@ -57,6 +64,8 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 MARIADB_TABLE_OPTIONS = {"mysql_charset": "utf8mb4", "mysql_collate": "utf8mb4_bin"}
+#: Frozen copy of ``schema.BACKFILL_PROGRESS``.
+BACKFILL_PROGRESS = "backfill_progress"
 TABLE = "usage_daily"
 UNKNOWN_MODEL = "unknown"
 PG_FUNCTION = "usage_daily_apply"
@@ -191,6 +200,10 @@ def _dialect() -> str:
 
 def upgrade() -> None:
     dialect = _dialect()
+    if dialect == "mariadb" and TABLE in sa.inspect(op.get_bind()).get_table_names():
+        for trigger in TRIGGERS:  # left by a run killed half-way, without the fill (see above)
+            op.execute(f"DROP TRIGGER IF EXISTS {trigger}")
+        op.drop_table(TABLE)
     op.create_table(
         TABLE,
         sa.Column("day", UtcDay, nullable=False),
@@ -211,7 +224,20 @@ def upgrade() -> None:
         statements = mariadb_triggers()
     for statement in statements:
         op.execute(statement)
+    report = _progress(TABLE)
+    total = op.get_bind().execute(sa.text("SELECT COUNT(*) FROM usage_stats")).scalar_one()
+    report(0, total)
     op.execute(_fill(dialect))
+    report(total, total)
+
+
+def _progress(table: str) -> Callable[[int, int], None]:
+    """``report(done, total)`` for the hook ``upgrade_schema(progress=...)`` left, if any."""
+    config = op.get_context().config
+    hook = config.attributes.get(BACKFILL_PROGRESS) if config is not None else None
+    if hook is None:
+        return lambda done, total: None
+    return lambda done, total: hook(revision, table, done, total)
 
 
 def downgrade() -> None:

@@ -53,6 +53,7 @@ from ..errors import (
     TargetNotEmpty,
     VerificationFailed,
 )
+from ..records import ProgressCallback, TransferProgress
 from ..storage.models import Base, MessageRow, UsageRow
 from ..storage.repositories import transfer as storage
 from ..storage.repositories.transfer import Summary, TablePlan
@@ -85,25 +86,6 @@ _FETCH = 1000
 #: The ``format`` of a dump's first and last lines.
 DUMP_FORMAT = "starpod-session-dump"
 _DUMP_VERSION = 1
-
-
-@attrs.frozen
-class TransferProgress:
-    """How far a transfer got: ``done`` of ``total`` rows of ``table`` in ``step``.
-
-    ``step`` is ``"copy"``, ``"dump"``, ``"restore"``, ``"read"`` (checking a dump
-    before restoring it: ``table`` is ``None``, ``done``/``total`` are bytes) or
-    ``"verify"`` (``table`` is ``None``).
-    """
-
-    step: str
-    table: str | None
-    done: int
-    total: int
-
-
-#: What a transfer calls after each batch.
-ProgressCallback = Callable[[TransferProgress], None]
 
 
 @attrs.frozen
@@ -160,7 +142,7 @@ def copy_database(
     identity = f"copy from {source_db.shown}"
     plans = storage.table_plans()
     with ExitStack() as stack:
-        source = stack.enter_context(_opened_source(source_db))
+        source = stack.enter_context(_opened_source(source_db, progress))
         target = stack.enter_context(_Target.opened(target_db, identity, plans))
         raw = backend_of(source.dialect) is backend_of(target.dialect)
         with _errors(source_db.shown), _snapshot(source) as reading:
@@ -198,7 +180,7 @@ def dump_database(
     compress = path.suffix == ".gz" if compress is None else bool(compress)
     source_db = _named(src, "src")
     plans = storage.table_plans()
-    with _opened_source(source_db) as source, _errors(source_db.shown), _snapshot(source) as reading:
+    with _opened_source(source_db, progress) as source, _errors(source_db.shown), _snapshot(source) as reading:
         totals = {plan.name: storage.count_rows(reading, plan) for plan in plans}
         marks = storage.high_water_marks(reading, plans)
         header = {
@@ -296,7 +278,7 @@ def _refuse_same(source: Database, target: Database) -> None:
 
 
 @contextmanager
-def _opened_source(database: Database) -> Iterator[Engine]:
+def _opened_source(database: Database, progress: ProgressCallback | None) -> Iterator[Engine]:
     """A read-only engine on the source at this release's schema.
 
     A SQLite file behind it (a Rust-era ``core.db`` among them) is copied into a
@@ -334,7 +316,7 @@ def _opened_source(database: Database) -> Iterator[Engine]:
         copy = backend.copy_file(database.url, Path(folder) / "source.db")
         engine = create_storage_engine(copy, pool_size=2, statement_timeout=None)  # bulk work: no deadline
         stack.callback(engine.dispose)
-        _errors(shown, lambda: upgrade_schema(engine, target=shown))
+        _errors(shown, lambda: upgrade_schema(engine, target=shown, progress=progress))
         yield engine
 
 
