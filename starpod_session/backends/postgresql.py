@@ -41,6 +41,9 @@ PG_INDEXED_CHARS = 100_000
 #: the models: the other backends have no such column.
 PG_VECTOR_COLUMN = "content_tsv"
 
+#: SQLSTATE ``disk_full``: "could not extend file ...: No space left on device", and its kin.
+_DISK_FULL = "53100"
+
 #: The advisory lock that serialises schema upgrades: "Starpod", any constant shared by all processes.
 _LOCK_ID = 0x5374_6172_706F_64
 
@@ -72,6 +75,9 @@ class PostgreSQL(BackendDefaults):
         self, table: Table, values: dict[str, Any], unique: Sequence[Column[Any]]
     ) -> Executable:
         return postgresql_dialect.insert(table).values(values).on_conflict_do_nothing(index_elements=unique)
+
+    def is_disk_full(self, error: BaseException) -> bool:
+        return getattr(error, "sqlstate", None) == _DISK_FULL
 
     def in_code_points(self, name: ColumnElement[Any]) -> ColumnElement[Any]:
         return name.collate("C")  # PostgreSQL would order names by its locale

@@ -54,6 +54,7 @@ from ..errors import (
     VerificationFailed,
 )
 from ..records import ProgressCallback, TransferProgress
+from ..storage.advice import is_disk_full
 from ..storage.models import Base, MessageRow, UsageRow
 from ..storage.repositories import transfer as storage
 from ..storage.repositories.transfer import Summary, TablePlan
@@ -517,8 +518,6 @@ _DATABASE_ERRORS: tuple[type[Exception], ...] = (
     SQLAlchemyError,
     *dict.fromkeys(error for backend in BACKENDS.values() for error in backend.unwrapped_errors),
 )
-#: What the drivers say when the disk (or SQLite's page limit) is full.
-_FULL = ("database or disk is full", "no space left on device", "the table is full", "disk full", "errno 28")
 
 
 @contextmanager
@@ -532,7 +531,7 @@ def _errors_block(shown: str) -> Iterator[None]:
     except _DATABASE_ERRORS as error:
         reason = getattr(error, "orig", None) or error
         text = redact_text(f"{type(reason).__name__}: {reason}".split("\n")[0])
-        if any(sign in text.lower() for sign in _FULL):
+        if is_disk_full(error):
             raise StorageError(
                 f"{shown} is full ({text}): every batch written so far is kept; free space (or raise the "
                 "database's size limit) and run the same command again, it continues where it stopped"

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from sqlalchemy.exc import DBAPIError
 
-from ..backends import galera
+from ..backends import BACKENDS, galera
 
-__all__ = ["advice"]
+__all__ = ["advice", "is_disk_full"]
 
 
 def advice(error: BaseException) -> str:
@@ -20,7 +20,7 @@ def advice(error: BaseException) -> str:
     current: BaseException | None = error
     while current is not None and id(current) not in seen:
         seen.add(id(current))
-        for hint in (galera.advice(current), _server_advice(_original(current))):
+        for hint in (galera.advice(current), _server_advice(_original(current)), _disk_advice(current)):
             if hint:
                 return hint
         current = current.__context__
@@ -66,3 +66,18 @@ def _server_advice(original: BaseException | None) -> str:
     if number in _MARIADB_LOST or "server closed the connection" in text or "consuming input failed" in text:
         return _LOST
     return ""
+
+
+def is_disk_full(error: BaseException) -> bool:
+    """Whether ``error`` (a driver's error, or SQLAlchemy's around one) says the disk under the database is full."""
+    original = _original(error)
+    return original is not None and any(backend.is_disk_full(original) for backend in BACKENDS.values())
+
+
+def _disk_advice(error: BaseException) -> str:
+    if not is_disk_full(error):
+        return ""
+    return (
+        " (the disk holding the database is full, or the database reached its size limit: the call's "
+        "transaction was rolled back; free space, then retry the call)"
+    )
