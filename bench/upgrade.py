@@ -29,7 +29,25 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
-WORDS = ["the", "quick", "brown", "fox", "jumps", "over", "the", "lazy", "dog", "session", "message", "agent", "reply", "tool", "cost", "token", "search"]
+WORDS = [
+    "the",
+    "quick",
+    "brown",
+    "fox",
+    "jumps",
+    "over",
+    "the",
+    "lazy",
+    "dog",
+    "session",
+    "message",
+    "agent",
+    "reply",
+    "tool",
+    "cost",
+    "token",
+    "search",
+]
 MODELS = ("claude-sonnet", "claude-haiku", None)
 
 

@@ -745,9 +745,11 @@ def _dump_rows(path: Path, plans: list[TablePlan]) -> Callable[[str], Iterator[l
     """A reader of the (checked) dump's rows of one table at a time, as tuples in the plans' column order.
 
     The rows of each table are contiguous and the tables come in the plans' order,
-    so one pass through the file serves every table in turn.
+    so one pass through the file serves every table in turn; the rows of a table
+    nobody read (done in an earlier run of the restore) are passed over.
     """
     by_name = {plan.name: plan for plan in plans}
+    order = {plan.name: position for position, plan in enumerate(plans)}
     stream = _open_dump(path)
     lines = iter(stream)
     next(lines)  # the header
@@ -767,7 +769,10 @@ def _dump_rows(path: Path, plans: list[TablePlan]) -> Callable[[str], Iterator[l
                     stream.close()
                     break
                 document = json.loads(line)
-            if document.get("table") != name:
+            table = document.get("table")
+            if table != name:
+                if table in order and order[table] < order[name]:
+                    continue  # an earlier table's row, not read because that table was done
                 pending.append(document)
                 break
             row = document["row"]

@@ -209,7 +209,58 @@ def _run_as(user: str, argv: list[str], log: Path, timeout: float = 120) -> None
         )
 
 
-# -- PostgreSQL: a primary and a synchronous standby --------------------------------
+# -- PostgreSQL: one server; a primary and a synchronous standby ---------------------
+
+
+def _initdb(data: Path, folder: Path, log: Path, settings: str = "") -> None:
+    """An empty data directory ``data`` for a server on loopback (its socket in ``folder``), plus ``settings``."""
+    _run_as(
+        "postgres",
+        [str(PG_BIN / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync"],
+        log,
+    )
+    with open(data / "postgresql.conf", "a") as conf:
+        conf.write(
+            "\nlisten_addresses = '127.0.0.1'\n"
+            f"unix_socket_directories = '{folder}'\n"
+            "shared_buffers = 16MB\nfsync = off\nmax_connections = 60\n" + settings
+        )
+
+
+def _postgres_sql(port: int, statement: str) -> list[tuple[object, ...]]:
+    import psycopg
+
+    with psycopg.connect(
+        host="127.0.0.1", port=port, user="postgres", dbname="postgres", autocommit=True, connect_timeout=5
+    ) as connection:
+        cursor = connection.execute(statement)
+        return list(cursor.fetchall()) if cursor.description else []
+
+
+class PostgresServer:
+    """One PostgreSQL 15 server on loopback (trust authentication: any password is accepted)."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.port = free_port()
+        self.data = folder / "data"
+        argv = [str(PG_BIN / "postgres"), "-D", str(self.data), "-p", str(self.port)]
+        self.server = Server("postgres", argv, user="postgres", log=folder / "postgres.log", port=self.port)
+
+    def url(self, database: str, password: str) -> str:
+        return f"postgresql+psycopg://postgres:{password}@127.0.0.1:{self.port}/{database}"
+
+    def start(self) -> None:
+        _initdb(self.data, self.folder, self.folder / "setup.log")
+        self.server.start()
+        _wait(lambda: _accepts(self.port), 30, "PostgreSQL", self.server.log)
+
+    def sql(self, statement: str) -> list[tuple[object, ...]]:
+        """Run one statement (autocommit), its rows."""
+        return _postgres_sql(self.port, statement)
+
+    def stop(self) -> None:
+        self.server.stop(signum=signal.SIGINT)  # fast shutdown
 
 
 class PostgresPair:
@@ -246,30 +297,13 @@ class PostgresPair:
 
     def start(self) -> None:
         log = self.folder / "setup.log"
-        _run_as(
-            "postgres",
-            [
-                str(PG_BIN / "initdb"),
-                "-D",
-                str(self.primary_dir),
-                "-U",
-                "postgres",
-                "--auth=trust",
-                "-E",
-                "UTF8",
-                "--no-sync",
-            ],
+        _initdb(
+            self.primary_dir,
+            self.folder,
             log,
+            "wal_level = replica\nmax_wal_senders = 5\nhot_standby = on\n"
+            f"synchronous_standby_names = '{self.STANDBY_NAME}'\nwal_keep_size = 64MB\n",
         )
-        with open(self.primary_dir / "postgresql.conf", "a") as conf:
-            conf.write(
-                "\nlisten_addresses = '127.0.0.1'\n"
-                f"unix_socket_directories = '{self.folder}'\n"
-                "wal_level = replica\nmax_wal_senders = 5\nhot_standby = on\n"
-                "shared_buffers = 16MB\nfsync = off\nmax_connections = 60\n"
-                f"synchronous_standby_names = '{self.STANDBY_NAME}'\n"
-                "wal_keep_size = 64MB\n"
-            )
         self.primary.start()
         _wait(lambda: _accepts(self.primary_port), 30, "PostgreSQL primary", self.primary.log)
         _run_as(
@@ -303,13 +337,7 @@ class PostgresPair:
 
     def sql(self, port: int, statement: str) -> list[tuple[object, ...]]:
         """Run one statement on the server at ``port`` (autocommit), its rows."""
-        import psycopg
-
-        with psycopg.connect(
-            host="127.0.0.1", port=port, user="postgres", dbname="postgres", autocommit=True, connect_timeout=5
-        ) as connection:
-            cursor = connection.execute(statement)
-            return list(cursor.fetchall()) if cursor.description else []
+        return _postgres_sql(port, statement)
 
     def _standby_streaming(self) -> bool:
         try:
@@ -462,6 +490,40 @@ def postgres_pair() -> Iterator[PostgresPair]:
             yield pair
         finally:
             pair.stop()
+
+
+@contextlib.contextmanager
+def small_filesystem(path: Path, megabytes: int) -> Iterator[Path]:
+    """A tmpfs of ``megabytes`` mounted at ``path`` (created), unmounted on every exit.
+
+    Raises :class:`OSError` naming why when it cannot be mounted (not root, no ``mount``, a container
+    without CAP_SYS_ADMIN).
+    """
+    path.mkdir(parents=True, exist_ok=True)
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={megabytes}m,mode=0755", "tmpfs", str(path)],
+        capture_output=True,
+        text=True,
+    )
+    if mounted.returncode:
+        raise OSError(f"cannot mount a tmpfs at {path}: {mounted.stderr.strip() or mounted.returncode}")
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", "--lazy", str(path)], check=False)
+
+
+def fill_up(filesystem: Path, leave_megabytes: float) -> Path:
+    """A file taking all of ``filesystem``'s free space but ``leave_megabytes``; deleting it frees the space."""
+    stats = os.statvfs(filesystem)
+    size = stats.f_bavail * stats.f_frsize - int(leave_megabytes * 2**20)
+    filler = filesystem / "filler"
+    with open(filler, "wb") as out:
+        chunk = b"\0" * 2**20
+        while size > 0:
+            out.write(chunk[: min(size, len(chunk))])
+            size -= len(chunk)
+    return filler
 
 
 @contextlib.contextmanager

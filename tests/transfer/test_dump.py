@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import gzip
 import json
+import sqlite3
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
 from starpod_session import (
     Channel,
@@ -189,3 +191,32 @@ def test_a_rust_era_file_dumps_and_restores_into_every_backend(
 
     assert src.read_bytes() == untouched
     assert typed_rows(dst) == typed_rows(str(adopted))
+
+
+def test_a_restore_stopped_by_a_full_disk_continues_where_it_stopped(tmp_path, monkeypatch):
+    """Once a table is done, running the restore again must still find the next tables' rows in the file
+    (SQLite's page limit, ``max_page_count``, stands for the full disk)."""
+    from starpod_session.features import transfer
+
+    src, dst, dump = str(tmp_path / "src.db"), str(tmp_path / "dst.db"), tmp_path / "backup.jsonl"
+    fill(src, sessions=3, messages=200)
+    dump_database(src, dump)
+    SessionManager(dst).close()
+    pages = sqlite3.connect(dst).execute("PRAGMA page_count").fetchone()[0]
+    real_engine = transfer.create_storage_engine
+
+    def limited(url, **options):
+        engine = real_engine(url, **options)
+        sa.event.listen(engine, "connect", lambda c, _r: c.execute(f"PRAGMA max_page_count = {pages + 20}"))
+        return engine
+
+    monkeypatch.setattr(transfer, "create_storage_engine", limited)
+    with pytest.raises(StorageError, match="is full"):
+        restore_database(dump, dst, batch_size=50)
+    kept = sqlite3.connect(dst).execute("SELECT count(*) FROM session_messages").fetchone()[0]
+    assert 0 < kept < 600
+
+    monkeypatch.undo()  # space freed
+    report = restore_database(dump, dst, batch_size=50)
+    assert report.resumed
+    assert typed_rows(dst) == typed_rows(src)
