@@ -54,7 +54,7 @@ from ..errors import (
     VerificationFailed,
 )
 from ..records import ProgressCallback, TransferProgress
-from ..storage.advice import is_disk_full
+from ..storage.advice import is_connection_lost, is_disk_full
 from ..storage.models import Base, MessageRow, UsageRow
 from ..storage.repositories import transfer as storage
 from ..storage.repositories.transfer import Summary, TablePlan
@@ -535,6 +535,12 @@ def _errors_block(shown: str) -> Iterator[None]:
             raise StorageError(
                 f"{shown} is full ({text}): every batch written so far is kept; free space (or raise the "
                 "database's size limit) and run the same command again, it continues where it stopped"
+            ) from error
+        if is_connection_lost(error):
+            raise StorageError(
+                f"{shown}: the connection was lost ({text}): the server stopped or crashed (MariaDB does when its "
+                "disk fills up during a rollback); every batch committed so far is kept: once the server is back, "
+                "with free space, run the same command again, it continues where it stopped"
             ) from error
         if "file is not a database" in text:
             raise InvalidInput("src", f"{shown} is not a SQLite database ({text})") from error

@@ -11,7 +11,7 @@ from sqlalchemy.exc import DBAPIError
 
 from ..backends import BACKENDS, galera
 
-__all__ = ["advice", "is_disk_full"]
+__all__ = ["advice", "is_connection_lost", "is_disk_full"]
 
 
 def advice(error: BaseException) -> str:
@@ -59,13 +59,33 @@ def _server_advice(original: BaseException | None) -> str:
             "with target_session_attrs=read-write so the library connects to whichever takes writes)"
         )
     text = str(original)
-    args = getattr(original, "args", ())
-    number = args[0] if args and isinstance(args[0], int) else None
-    if number in _MARIADB_UNREACHABLE or text.startswith(("connection failed", "connection timeout")):
+    if _mariadb_number(original) in _MARIADB_UNREACHABLE or text.startswith(
+        ("connection failed", "connection timeout")
+    ):
         return _UNREACHABLE
-    if number in _MARIADB_LOST or "server closed the connection" in text or "consuming input failed" in text:
+    if _lost(original):
         return _LOST
     return ""
+
+
+def _mariadb_number(original: BaseException) -> int | None:
+    args = getattr(original, "args", ())
+    return args[0] if args and isinstance(args[0], int) else None
+
+
+def _lost(original: BaseException) -> bool:
+    text = str(original)
+    return (
+        _mariadb_number(original) in _MARIADB_LOST
+        or "server closed the connection" in text
+        or "consuming input failed" in text
+    )
+
+
+def is_connection_lost(error: BaseException) -> bool:
+    """Whether ``error`` (a driver's error, or SQLAlchemy's around one) says the server went away mid-call."""
+    original = _original(error)
+    return original is not None and _lost(original)
 
 
 def is_disk_full(error: BaseException) -> bool:
