@@ -24,30 +24,10 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
-from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
-WORDS = [
-    "the",
-    "quick",
-    "brown",
-    "fox",
-    "jumps",
-    "over",
-    "the",
-    "lazy",
-    "dog",
-    "session",
-    "message",
-    "agent",
-    "reply",
-    "tool",
-    "cost",
-    "token",
-    "search",
-]
+from transfer import SPACING, WORDS, insert_sessions, stamp  # bench/transfer.py, beside this file
+
 MODELS = ("claude-sonnet", "claude-haiku", None)
 
 
@@ -62,20 +42,10 @@ def build_source(path: Path, messages: int) -> None:
     rng = random.Random(7)
     raw = sqlite3.connect(path)
     raw.execute("PRAGMA synchronous = OFF")
-    sessions = max(1, messages // 100)
-    ids = [str(uuid.UUID(int=rng.getrandbits(128), version=4)) for _ in range(sessions)]
-
-    def stamp(seconds: float) -> str:
-        return (T0 + timedelta(seconds=seconds)).isoformat()
-
-    raw.executemany(
-        "INSERT INTO session_metadata (id, created_at, last_message_at, is_closed, message_count, channel, "
-        "channel_session_key, user_id) VALUES (?, ?, ?, 1, 100, 'main', ?, 'admin')",
-        [(sid, stamp(i * 1800), stamp(i * 1800 + 99), f"k{i}") for i, sid in enumerate(ids)],
-    )
+    ids = insert_sessions(raw, messages, rng)
 
     def message(n: int) -> tuple[str, str, str, str]:
-        moment = stamp((n // 100) * 1800 + n % 100 + 0.123456)
+        moment = stamp((n // 100) * SPACING + n % 100 + 0.123456)
         if n % 10 == 3:
             role, content = "tool_use", json.dumps({"type": "tool_use", "id": f"tu_{n}", "name": f"tool{n % 7}"})
         elif n % 20 == 4:
@@ -94,7 +64,7 @@ def build_source(path: Path, messages: int) -> None:
         "INSERT INTO usage_stats (session_id, turn, input_tokens, output_tokens, cost_usd, model, timestamp, user_id) "
         "VALUES (?, ?, 100, 50, ?, ?, ?, ?)",
         [
-            (ids[n // 100], n, rng.random() / 7, MODELS[n % 3], stamp((n // 100) * 1800 + n % 100 + 0.5), f"u{n % 9}")
+            (ids[n // 100], n, rng.random() / 7, MODELS[n % 3], stamp(n // 100 * SPACING + n % 100 + 0.5), f"u{n % 9}")
             for n in range(0, messages, 10)
         ],
     )

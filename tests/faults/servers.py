@@ -19,6 +19,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Protocol, TypeVar
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 GALERA_PROVIDER = Path("/usr/lib/galera/libgalera_smm.so")
@@ -550,16 +551,29 @@ def private_folder(prefix: str, owner: str) -> Iterator[Path]:
         shutil.rmtree(folder, ignore_errors=True)
 
 
+class _Startable(Protocol):
+    def start(self) -> None: ...
+    def stop(self) -> None: ...
+
+
+S = TypeVar("S", bound=_Startable)
+
+
 @contextlib.contextmanager
-def postgres_pair() -> Iterator[PostgresPair]:
-    """A running :class:`PostgresPair`, stopped and removed on every exit."""
-    with private_folder("pg", "postgres") as folder:
-        pair = PostgresPair(folder)
+def running(kind: Callable[[Path], S], prefix: str, owner: str) -> Iterator[S]:
+    """``kind(folder)`` started in a private folder ``owner`` owns; stopped and removed on every exit."""
+    with private_folder(prefix, owner) as folder:
+        server = kind(folder)
         try:
-            pair.start()
-            yield pair
+            server.start()
+            yield server
         finally:
-            pair.stop()
+            server.stop()
+
+
+def postgres_pair() -> contextlib.AbstractContextManager[PostgresPair]:
+    """A running :class:`PostgresPair`, stopped and removed on every exit."""
+    return running(PostgresPair, "pg", "postgres")
 
 
 @contextlib.contextmanager
@@ -596,13 +610,6 @@ def fill_up(filesystem: Path, leave_megabytes: float) -> Path:
     return filler
 
 
-@contextlib.contextmanager
-def galera_cluster() -> Iterator[GaleraCluster]:
+def galera_cluster() -> contextlib.AbstractContextManager[GaleraCluster]:
     """A running 3-node :class:`GaleraCluster`, stopped and removed on every exit."""
-    with private_folder("galera", "mysql") as folder:
-        cluster = GaleraCluster(folder)
-        try:
-            cluster.start()
-            yield cluster
-        finally:
-            cluster.stop()
+    return running(GaleraCluster, "galera", "mysql")

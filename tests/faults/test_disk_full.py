@@ -34,7 +34,7 @@ from starpod_session.backends.engine import create_storage_engine, to_url
 
 from ..cli.run import installed_command
 from ..transfer.conftest import fill, typed_rows
-from .servers import MariaDBServer, PostgresServer, fill_up, mariadb_missing, private_folder, small_filesystem
+from .servers import MariaDBServer, PostgresServer, fill_up, mariadb_missing, running, small_filesystem
 
 pytestmark = pytest.mark.faults
 
@@ -65,18 +65,16 @@ def pg_on_small_disk(pg_available) -> Iterator[tuple[PostgresServer, Path]]:
     why = tmpfs_missing()
     if why:
         pytest.skip(why)
-    with private_folder("pg-small", "postgres") as folder, small_filesystem(folder / "small", TMPFS_MEGABYTES) as small:
+    with (
+        running(PostgresServer, "pg-small", "postgres") as server,
+        small_filesystem(server.folder / "small", TMPFS_MEGABYTES) as small,
+    ):
         tablespace = small / "tablespace"
         tablespace.mkdir()
         owner = pwd.getpwnam("postgres")
         os.chown(tablespace, owner.pw_uid, owner.pw_gid)
-        server = PostgresServer(folder)
-        try:
-            server.start()
-            server.sql(f"CREATE TABLESPACE small LOCATION '{tablespace}'")
-            yield server, small
-        finally:
-            server.stop()  # before the filesystem under it goes
+        server.sql(f"CREATE TABLESPACE small LOCATION '{tablespace}'")
+        yield server, small
 
 
 @pytest.fixture(scope="module")
@@ -108,13 +106,8 @@ def mariadb() -> Iterator[MariaDBServer]:
     why = mariadb_missing() or tmpfs_missing()
     if why:
         pytest.skip(why)
-    with private_folder("mariadb", "mysql") as folder:
-        server = MariaDBServer(folder)
-        try:
-            server.start()
-            yield server
-        finally:
-            server.stop()
+    with running(MariaDBServer, "mariadb", "mysql") as server:
+        yield server
 
 
 class SmallDisk:

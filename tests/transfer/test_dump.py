@@ -8,7 +8,6 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-import sqlalchemy as sa
 
 from starpod_session import (
     Channel,
@@ -22,7 +21,7 @@ from starpod_session import (
 )
 from starpod_session.storage.schema import head_revision
 
-from .conftest import fill, typed_rows
+from .conftest import fill, fills_up_after, typed_rows
 
 
 def lines(path: Path) -> list[dict]:
@@ -196,21 +195,10 @@ def test_a_rust_era_file_dumps_and_restores_into_every_backend(
 def test_a_restore_stopped_by_a_full_disk_continues_where_it_stopped(tmp_path, monkeypatch):
     """Once a table is done, running the restore again must still find the next tables' rows in the file
     (SQLite's page limit, ``max_page_count``, stands for the full disk)."""
-    from starpod_session.features import transfer
-
     src, dst, dump = str(tmp_path / "src.db"), str(tmp_path / "dst.db"), tmp_path / "backup.jsonl"
     fill(src, sessions=3, messages=200)
     dump_database(src, dump)
-    SessionManager(dst).close()
-    pages = sqlite3.connect(dst).execute("PRAGMA page_count").fetchone()[0]
-    real_engine = transfer.create_storage_engine
-
-    def limited(url, **options):
-        engine = real_engine(url, **options)
-        sa.event.listen(engine, "connect", lambda c, _r: c.execute(f"PRAGMA max_page_count = {pages + 20}"))
-        return engine
-
-    monkeypatch.setattr(transfer, "create_storage_engine", limited)
+    fills_up_after(monkeypatch, dst)
     with pytest.raises(StorageError, match="is full"):
         restore_database(dump, dst, batch_size=50)
     kept = sqlite3.connect(dst).execute("SELECT count(*) FROM session_messages").fetchone()[0]
