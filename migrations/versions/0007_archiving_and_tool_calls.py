@@ -123,12 +123,11 @@ def _backfill(tool_calls: sa.Table) -> None:
         tool_calls.name,
         *(sa.column(c.name, sa.types.NullType() if c.name == "timestamp" else c.type) for c in tool_calls.c),
     )
-    report = _progress(tool_calls.name)
-    total = connection.execute(
-        sa.select(sa.func.count()).select_from(_messages).where(_messages.c.role.in_((TOOL_RESULT, TOOL_USE)))
-    ).scalar_one()
+    report, _total = _progress(
+        tool_calls.name,
+        sa.select(sa.func.count()).select_from(_messages).where(_messages.c.role.in_((TOOL_RESULT, TOOL_USE))),
+    )
     done = 0
-    report(done, total)
     failed: set[tuple[str, str]] = set()
     for rows in _messages_of_role(connection, TOOL_RESULT):
         done += len(rows)
@@ -140,7 +139,7 @@ def _backfill(tool_calls: sa.Table) -> None:
                 errors.append(_row(message_id, session_id, TOOL_RESULT, call_id, None, timestamp, True))
         if errors:
             connection.execute(sa.insert(raw), errors)
-        report(done, total)
+        report(done)
     for rows in _messages_of_role(connection, TOOL_USE):
         done += len(rows)
         uses = []
@@ -149,16 +148,19 @@ def _backfill(tool_calls: sa.Table) -> None:
             is_error = call_id is not None and (session_id, call_id) in failed
             uses.append(_row(message_id, session_id, TOOL_USE, call_id, name, timestamp, is_error))
         connection.execute(sa.insert(raw), uses)
-        report(done, total)
+        report(done)
 
 
-def _progress(table: str) -> Callable[[int, int], None]:
-    """``report(done, total)`` for the hook ``upgrade_schema(progress=...)`` left, if any."""
+def _progress(table: str, rows: sa.Executable) -> tuple[Callable[[int], None], int]:
+    """``(report, total)`` for the hook ``upgrade_schema(progress=...)`` left: ``total`` counted by ``rows``,
+    ``report(done)`` after each batch. Without a hook (plain ``alembic``) nothing is counted or reported."""
     config = op.get_context().config
     hook = config.attributes.get(BACKFILL_PROGRESS) if config is not None else None
     if hook is None:
-        return lambda done, total: None
-    return lambda done, total: hook(revision, table, done, total)
+        return (lambda done: None), 0
+    total = op.get_bind().execute(rows).scalar_one()
+    hook(revision, table, 0, total)
+    return (lambda done: hook(revision, table, done, total)), total
 
 
 def _row(message_id, session_id, role, call_id, tool_name, timestamp, is_error) -> dict:

@@ -83,9 +83,7 @@ SQLITE_DOWNGRADE = (
 
 def upgrade() -> None:
     dialect = op.get_bind().dialect.name
-    report = _progress("session_messages")
-    total = op.get_bind().execute(sa.text("SELECT COUNT(*) FROM session_messages")).scalar_one()
-    report(0, total)
+    report, total = _progress("session_messages", sa.text("SELECT COUNT(*) FROM session_messages"))
     if dialect == "sqlite":
         for statement in SQLITE_UPGRADE:
             op.execute(statement)
@@ -104,16 +102,19 @@ def upgrade() -> None:
             op.execute("SET SESSION innodb_ft_enable_stopword = OFF")
             op.execute(f"CREATE FULLTEXT INDEX {MARIADB_INDEX} ON session_messages (content)")
             op.execute("SET SESSION innodb_ft_enable_stopword = ON")
-    report(total, total)
+    report(total)
 
 
-def _progress(table: str) -> Callable[[int, int], None]:
-    """``report(done, total)`` for the hook ``upgrade_schema(progress=...)`` left, if any."""
+def _progress(table: str, rows: sa.Executable) -> tuple[Callable[[int], None], int]:
+    """``(report, total)`` for the hook ``upgrade_schema(progress=...)`` left: ``total`` counted by ``rows``,
+    ``report(done)`` after each batch. Without a hook (plain ``alembic``) nothing is counted or reported."""
     config = op.get_context().config
     hook = config.attributes.get(BACKFILL_PROGRESS) if config is not None else None
     if hook is None:
-        return lambda done, total: None
-    return lambda done, total: hook(revision, table, done, total)
+        return (lambda done: None), 0
+    total = op.get_bind().execute(rows).scalar_one()
+    hook(revision, table, 0, total)
+    return (lambda done: hook(revision, table, done, total)), total
 
 
 def downgrade() -> None:

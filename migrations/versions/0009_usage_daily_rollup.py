@@ -224,20 +224,21 @@ def upgrade() -> None:
         statements = mariadb_triggers()
     for statement in statements:
         op.execute(statement)
-    report = _progress(TABLE)
-    total = op.get_bind().execute(sa.text("SELECT COUNT(*) FROM usage_stats")).scalar_one()
-    report(0, total)
+    report, total = _progress(TABLE, sa.text("SELECT COUNT(*) FROM usage_stats"))
     op.execute(_fill(dialect))
-    report(total, total)
+    report(total)
 
 
-def _progress(table: str) -> Callable[[int, int], None]:
-    """``report(done, total)`` for the hook ``upgrade_schema(progress=...)`` left, if any."""
+def _progress(table: str, rows: sa.Executable) -> tuple[Callable[[int], None], int]:
+    """``(report, total)`` for the hook ``upgrade_schema(progress=...)`` left: ``total`` counted by ``rows``,
+    ``report(done)`` after each batch. Without a hook (plain ``alembic``) nothing is counted or reported."""
     config = op.get_context().config
     hook = config.attributes.get(BACKFILL_PROGRESS) if config is not None else None
     if hook is None:
-        return lambda done, total: None
-    return lambda done, total: hook(revision, table, done, total)
+        return (lambda done: None), 0
+    total = op.get_bind().execute(rows).scalar_one()
+    hook(revision, table, 0, total)
+    return (lambda done: hook(revision, table, done, total)), total
 
 
 def downgrade() -> None:

@@ -95,10 +95,8 @@ def upgrade() -> None:
     connection = op.get_bind()
     messages = sa.text("SELECT id, content FROM session_messages WHERE id > :last ORDER BY id LIMIT :page")
     insert = sa.text(f"INSERT INTO {TABLE} (word, message_id, hits) VALUES (:word, :message_id, :hits)")
-    report = _progress(TABLE)
-    total = connection.execute(sa.text("SELECT COUNT(*) FROM session_messages")).scalar_one()
+    report, _total = _progress(TABLE, sa.text("SELECT COUNT(*) FROM session_messages"))
     done = last = 0
-    report(done, total)
     while rows := connection.execute(messages, {"last": last, "page": PAGE}).all():
         words = [
             {"word": word, "message_id": message_id, "hits": hits}
@@ -109,19 +107,22 @@ def upgrade() -> None:
             connection.execute(insert, words)
         last = rows[-1][0]
         done += len(rows)
-        report(done, total)
+        report(done)
     indexes = {index["name"] for index in sa.inspect(connection).get_indexes("session_messages")}
     if FULLTEXT_INDEX in indexes:
         op.execute(f"DROP INDEX {FULLTEXT_INDEX} ON session_messages")
 
 
-def _progress(table: str) -> Callable[[int, int], None]:
-    """``report(done, total)`` for the hook ``upgrade_schema(progress=...)`` left, if any."""
+def _progress(table: str, rows: sa.Executable) -> tuple[Callable[[int], None], int]:
+    """``(report, total)`` for the hook ``upgrade_schema(progress=...)`` left: ``total`` counted by ``rows``,
+    ``report(done)`` after each batch. Without a hook (plain ``alembic``) nothing is counted or reported."""
     config = op.get_context().config
     hook = config.attributes.get(BACKFILL_PROGRESS) if config is not None else None
     if hook is None:
-        return lambda done, total: None
-    return lambda done, total: hook(revision, table, done, total)
+        return (lambda done: None), 0
+    total = op.get_bind().execute(rows).scalar_one()
+    hook(revision, table, 0, total)
+    return (lambda done: hook(revision, table, done, total)), total
 
 
 def downgrade() -> None:
