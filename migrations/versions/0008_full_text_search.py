@@ -19,12 +19,20 @@
   backends. ``innodb_ft_min_token_size`` (3 by default, server-wide) still leaves
   shorter words out of the index: the library matches those by pattern.
 
-Each backfill is one statement of the database's own (FTS5's ``rebuild``, the
-generated column, the FULLTEXT index): split into batches, FTS5 would lay its
-index out in other segments. The progress hook ``upgrade_schema(progress=...)``
-leaves in the Alembic config hears the messages' count before it and after it.
-MariaDB commits the DDL at once: a run killed after the index was made finds it
-and goes on.
+On SQLite the backfill inserts the stored messages into the index ``BATCH`` at
+a time, by id, and the progress hook ``upgrade_schema(progress=...)`` leaves in
+the Alembic config hears the messages done after each batch. The index's
+segments are laid out otherwise than by one ``rebuild``, but it holds the same
+rows, words, positions and statistics, so every query finds the same messages
+with the same ``bm25`` scores; batches of ``BATCH`` keep its time within a few
+per cent of the rebuild's (small batches would flush many small segments, each
+merged again). The whole upgrade is one transaction on SQLite: a run killed
+half-way leaves no index, and the run again builds it all.
+
+On PostgreSQL and MariaDB the backfill is DDL, done by the server in one
+statement (the generated column, the FULLTEXT index): the hook hears the
+messages' count before it and after it. MariaDB commits the DDL at once: a run
+killed after the index was made finds it and goes on.
 
 These objects are outside the models (SQLAlchemy cannot describe them, nor a
 column that exists on one backend only);
@@ -59,6 +67,8 @@ PG_INDEXED_CHARS = 100_000
 SEARCH_COLLATION = "utf8mb4_uca1400_as_ci"
 #: Frozen copy of ``schema.BACKFILL_PROGRESS``.
 BACKFILL_PROGRESS = "backfill_progress"
+#: Messages a batch of the SQLite backfill indexes (see above).
+BATCH = 50_000
 
 SQLITE_UPGRADE = (
     f"CREATE VIRTUAL TABLE {FTS_TABLE} USING fts5(content, content='session_messages', "
@@ -70,8 +80,15 @@ SQLITE_UPGRADE = (
     f"CREATE TRIGGER session_messages_fts_update AFTER UPDATE OF content ON session_messages BEGIN "
     f"INSERT INTO {FTS_TABLE}({FTS_TABLE}, rowid, content) VALUES ('delete', old.id, old.content); "
     f"INSERT INTO {FTS_TABLE}(rowid, content) VALUES (new.id, new.content); END",
-    # Backfill: index every message already stored.
-    f"INSERT INTO {FTS_TABLE}({FTS_TABLE}) VALUES ('rebuild')",
+)
+#: The SQLite backfill: the messages after ``:after`` up to ``:last`` (ids), indexed in id order.
+SQLITE_BACKFILL = (
+    f"INSERT INTO {FTS_TABLE}(rowid, content) "
+    "SELECT id, content FROM session_messages WHERE id > :after AND id <= :last ORDER BY id"
+)
+#: Where the next batch ends, and how many messages it holds.
+SQLITE_NEXT_BATCH = (
+    "SELECT MAX(id), COUNT(*) FROM (SELECT id FROM session_messages WHERE id > :after ORDER BY id LIMIT :batch)"
 )
 SQLITE_DOWNGRADE = (
     "DROP TRIGGER IF EXISTS session_messages_fts_update",
@@ -87,7 +104,9 @@ def upgrade() -> None:
     if dialect == "sqlite":
         for statement in SQLITE_UPGRADE:
             op.execute(statement)
-    elif dialect == "postgresql":
+        _sqlite_backfill(report)
+        return
+    if dialect == "postgresql":
         # Adding the column computes it for every message already stored (the backfill).
         op.execute(
             f"ALTER TABLE session_messages ADD COLUMN {PG_VECTOR_COLUMN} tsvector GENERATED ALWAYS AS "
@@ -103,6 +122,19 @@ def upgrade() -> None:
             op.execute(f"CREATE FULLTEXT INDEX {MARIADB_INDEX} ON session_messages (content)")
             op.execute("SET SESSION innodb_ft_enable_stopword = ON")
     report(total)
+
+
+def _sqlite_backfill(report: Callable[[int], None]) -> None:
+    """Index every message already stored, ``BATCH`` at a time in id order, reporting after each batch."""
+    connection = op.get_bind()
+    after, done = -(2**63), 0  # below any id
+    while True:
+        last, count = connection.execute(sa.text(SQLITE_NEXT_BATCH), {"after": after, "batch": BATCH}).one()
+        if not count:
+            return
+        connection.execute(sa.text(SQLITE_BACKFILL), {"after": after, "last": last})
+        after, done = last, done + count
+        report(done)
 
 
 def _progress(table: str, rows: sa.Executable) -> tuple[Callable[[int], None], int]:

@@ -30,12 +30,17 @@ writers until the commit); MariaDB commits each DDL statement, so a row another
 program inserts in the instant between the triggers and the fill could be
 counted twice (``starpod-session`` processes wait for the migration's lock).
 
-The fill is one ``INSERT ... SELECT ... GROUP BY``: in batches, each group's
-``cost_usd`` would be a sum of partial sums, which floating point need not round
-as the one sum. The progress hook ``upgrade_schema(progress=...)`` leaves in the
-Alembic config hears the usage rows' count before it and after it. A run killed
-on MariaDB (whose DDL commits at once) left the table and triggers without the
-fill: the run again drops them first.
+The fill is an ``INSERT ... SELECT ... GROUP BY`` per batch of whole UTC days
+(about ``BATCH`` usage rows, more when one day holds more), each batch found
+through ``idx_usage_stats_timestamp`` (``timestamp >= :lo AND timestamp < :hi``,
+the bounds midnights, so every (day, model, user) group lies within one batch)
+and fed to the grouping in id order, as the one statement over the whole table
+reads them: each group's ``cost_usd`` is the same floating-point sum, added in
+the same order, so the rollup is the one statement's to the bit. The progress
+hook ``upgrade_schema(progress=...)`` leaves in the Alembic config hears the
+usage rows done after each batch. A run killed on SQLite or PostgreSQL rolls the
+whole upgrade back; on MariaDB (whose DDL commits at once) it left the table and
+triggers without the (uncommitted) fill: the run again drops them first.
 
 Going down drops the triggers, the function and the table, and puts the SQLite
 index back.
@@ -47,6 +52,7 @@ Create Date: 2026-12-01
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable, Sequence
 
 import sqlalchemy as sa
@@ -67,6 +73,8 @@ MARIADB_TABLE_OPTIONS = {"mysql_charset": "utf8mb4", "mysql_collate": "utf8mb4_b
 #: Frozen copy of ``schema.BACKFILL_PROGRESS``.
 BACKFILL_PROGRESS = "backfill_progress"
 TABLE = "usage_daily"
+#: Usage rows a batch of the fill holds, rounded up to whole days.
+BATCH = 1000
 UNKNOWN_MODEL = "unknown"
 PG_FUNCTION = "usage_daily_apply"
 TRIGGERS = ("usage_daily_insert", "usage_daily_update", "usage_daily_delete")
@@ -131,15 +139,91 @@ def _remove(dialect: str, row: str) -> str:
     return f"UPDATE {TABLE} SET {sums} WHERE {where}; DELETE FROM {TABLE} WHERE {where} AND turns = 0"
 
 
-def _fill(dialect: str) -> str:
-    """Every existing usage row, grouped into the rollup."""
-    day, model, user, _one, cost, *halves = _values(dialect, "usage_stats")
+#: The order a scan of the whole of ``usage_stats`` reads it in, the order the one statement over the whole
+#: table adds each group's rows up in: the rowid on SQLite, the clustered primary key on MariaDB (which keeps
+#: a derived table's ORDER BY only under a LIMIT), the heap's on PostgreSQL (its hash aggregation over a
+#: sequential scan; a sort before grouping need not keep an order, so there the sum itself is ordered).
+_SCAN_ORDER = {
+    "sqlite": "ORDER BY id",
+    "postgresql": "ORDER BY u.ctid",
+    "mariadb": "ORDER BY id LIMIT 18446744073709551615",
+}
+
+
+def _fill(dialect: str, lower: bool, upper: bool) -> str:
+    """The usage rows of one batch (``:lo <= timestamp < :hi``, each bound if given), grouped into the
+    rollup, each group's cost added up in ``_SCAN_ORDER``."""
+    day, model, user, _one, cost, *halves = _values(dialect, "u")
     columns = ", ".join(("day", "model", "user_id", *SUMMED))
-    sums = ", ".join(["COUNT(*)", f"SUM({cost})", *(f"SUM({h})" for h in halves)])
+    where = " AND ".join([*(["timestamp >= :lo"] if lower else []), *(["timestamp < :hi"] if upper else [])])
+    where = f" WHERE {where}" if where else ""
+    if dialect == "postgresql":
+        rows, cost_sum = f"usage_stats AS u{where}", f"SUM({cost} {_SCAN_ORDER[dialect]})"
+    else:
+        rows, cost_sum = f"(SELECT * FROM usage_stats{where} {_SCAN_ORDER[dialect]}) AS u", f"SUM({cost})"
+    sums = ", ".join(["COUNT(*)", cost_sum, *(f"SUM({h})" for h in halves)])
     return (
-        f"INSERT INTO {TABLE} ({columns}) SELECT {day}, {model}, {user}, {sums} FROM usage_stats "
+        f"INSERT INTO {TABLE} ({columns}) SELECT {day}, {model}, {user}, {sums} FROM {rows} "
         f"GROUP BY {day}, {model}, {user}"
     )
+
+
+def _fill_by_days(dialect: str, report: Callable[[int], None], counting: bool) -> None:
+    """Fill the rollup in batches of whole days, oldest first, reporting the usage rows done after each."""
+    connection = op.get_bind()
+    after = sa.text(
+        f"SELECT {_DAY[dialect].format(row='usage_stats')} FROM usage_stats WHERE timestamp >= :lo "
+        "ORDER BY timestamp LIMIT 1 OFFSET :batch"
+    )
+    first = sa.text(after.text.replace("WHERE timestamp >= :lo ", ""))
+    lo: object = None
+    done = 0
+    while True:
+        found = connection.execute(first if lo is None else after, {"lo": lo, "batch": BATCH}).scalar()
+        hi = None if found is None else _midnight(dialect, _after(found, lo, dialect))
+        bounds = {name: value for name, value in (("lo", lo), ("hi", hi)) if value is not None}
+        connection.execute(sa.text(_fill(dialect, "lo" in bounds, "hi" in bounds)), bounds)
+        if counting:
+            done += connection.execute(sa.text(_count(bounds)), bounds).scalar_one()
+            report(done)
+        if hi is None:
+            return
+        lo = hi
+
+
+def _after(day: object, lo: object, dialect: str) -> object:
+    """Where the batch from ``lo`` ends: at ``day`` (the day of the row ``BATCH`` rows on), or the day after
+    it when the batch began that day (a day of more than ``BATCH`` rows); ``None`` (the rest) past a day
+    that is not a date."""
+    if dialect == "sqlite":
+        try:
+            valid = len(str(day)) == 10 and dt.date.fromisoformat(str(day)).isoformat() == day
+        except ValueError:
+            valid = False
+        if not valid:
+            return None
+        day = dt.date.fromisoformat(str(day))
+    assert isinstance(day, dt.date)
+    if lo is not None and _midnight(dialect, day) <= lo:  # type: ignore[operator]
+        day += dt.timedelta(days=1)
+    return day
+
+
+def _midnight(dialect: str, day: object) -> object:
+    """The day's first instant, in the type ``usage_stats.timestamp`` compares with."""
+    if day is None:
+        return None
+    assert isinstance(day, dt.date)
+    if dialect == "sqlite":
+        return day.isoformat()  # RFC 3339 text: every timestamp of the day sorts at or after it
+    if dialect == "postgresql":
+        return dt.datetime(day.year, day.month, day.day, tzinfo=dt.timezone.utc)
+    return dt.datetime(day.year, day.month, day.day)  # MariaDB's DATETIME holds UTC
+
+
+def _count(bounds: dict[str, object]) -> str:
+    where = " AND ".join(f"timestamp {'>=' if name == 'lo' else '<'} :{name}" for name in bounds)
+    return f"SELECT COUNT(*) FROM usage_stats{f' WHERE {where}' if where else ''}"
 
 
 def sqlite_triggers() -> list[str]:
@@ -224,9 +308,8 @@ def upgrade() -> None:
         statements = mariadb_triggers()
     for statement in statements:
         op.execute(statement)
-    report, total = _progress(TABLE, sa.text("SELECT COUNT(*) FROM usage_stats"))
-    op.execute(_fill(dialect))
-    report(total)
+    report, _total = _progress(TABLE, sa.text("SELECT COUNT(*) FROM usage_stats"))
+    _fill_by_days(dialect, report, counting=_listening())
 
 
 def _progress(table: str, rows: sa.Executable) -> tuple[Callable[[int], None], int]:
@@ -239,6 +322,11 @@ def _progress(table: str, rows: sa.Executable) -> tuple[Callable[[int], None], i
     total = op.get_bind().execute(rows).scalar_one()
     hook(revision, table, 0, total)
     return (lambda done: hook(revision, table, done, total)), total
+
+
+def _listening() -> bool:
+    config = op.get_context().config
+    return config is not None and config.attributes.get(BACKFILL_PROGRESS) is not None
 
 
 def downgrade() -> None:

@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from starpod_session import TransferProgress
 from starpod_session.storage.schema import upgrade_schema
 
-from ..helpers import downgrade_schema, raw_engine, row_counts
+from ..helpers import RUST_FILES, downgrade_schema, migration_module, raw_engine, row_counts
 from .test_migrations import at, populate, revision_of, tables_as_they_are
 
 BEFORE_BACKFILLS = "0006"
@@ -25,7 +25,7 @@ WORDS_TABLE = "session_message_words"
 
 
 def add_tool_messages(engine: sa.Engine) -> None:
-    """More tool messages than one batch of 0007's backfill (1,000) holds, and usage for 0009."""
+    """More tool messages than one batch of 0007's backfill (1,000) holds, and usage for 0009 (``usage_rows``)."""
     with engine.begin() as connection:
         t = tables_as_they_are(connection)
         rows = []
@@ -38,15 +38,22 @@ def add_tool_messages(engine: sa.Engine) -> None:
                 role, content = "assistant", f"reply number {n} about lisbon"
             rows.append(dict(session_id="s-main", role=role, content=content, timestamp=at(100 + n)))
         connection.execute(sa.insert(t["session_messages"]), rows)
-        usage = t["usage_stats"]
-        connection.execute(
-            sa.insert(usage),
-            [
-                dict(session_id="s-main", turn=100 + n, input_tokens=n, output_tokens=2 * n, cache_read=0,
-                     cache_write=0, cost_usd=n / 7, model="claude-sonnet-4-5", user_id="admin", timestamp=at(n * 97))
-                for n in range(300)
-            ],
-        )  # fmt: skip
+        connection.execute(sa.insert(t["usage_stats"]), usage_rows())
+
+
+#: Usage rows added for 0009: several of its batches (1,000 rows, rounded up to whole days).
+USAGE_ADDED = 3000
+
+
+def usage_rows() -> list[dict]:
+    """``USAGE_ADDED`` usage rows over three weeks, inserted out of time order, in four groups a day, with
+    costs of magnitudes so unlike that a group's float sum depends on the order its rows are added in."""
+    return [
+        dict(session_id="s-main", turn=100 + n, input_tokens=n, output_tokens=2 * n, cache_read=0, cache_write=0,
+             cost_usd=(n % 11 + 1) * 10.0 ** ((n * 5) % 13 - 6) / 3, model=("claude-sonnet-4-5", None)[n % 2],
+             user_id=("admin", "bob")[n // 2 % 2], timestamp=at((n * 7919) % USAGE_ADDED * 10))
+        for n in range(USAGE_ADDED)
+    ]  # fmt: skip
 
 
 @pytest.fixture
@@ -99,6 +106,147 @@ def test_the_backfills_report_their_batches_up_to_their_totals(backend, before_b
     assert [e.done for e in events if e.step == "upgrade 0007"] == [0, 334, 1334, tool_messages]  # results, then uses
     if backend == "mariadb":  # pages of 1,000 messages
         assert [e.done for e in events if e.step == "upgrade 0010"] == [0, 1000, 2000, 3000, 3005]
+    usage = [e.done for e in events if e.step == "upgrade 0009"]  # whole days of about 1,000 rows
+    assert len(set(usage)) >= 4 and usage[-1] > USAGE_ADDED, usage
+
+
+def test_the_daily_rollup_filled_by_days_is_the_one_statements_to_the_bit(backend, before_backfills):
+    rollup = migration_module("0009")
+    dialect = "mariadb" if backend == "mariadb" else backend
+    day, model, user, _one, cost, *halves = rollup._values(dialect, "usage_stats")
+    one_statement = (
+        f"INSERT INTO usage_daily (day, model, user_id, {', '.join(rollup.SUMMED)}) "
+        f"SELECT {day}, {model}, {user}, COUNT(*), SUM({cost}), {', '.join(f'SUM({h})' for h in halves)} "
+        f"FROM usage_stats GROUP BY {day}, {model}, {user}"
+    )  # the fill as one statement over the whole table
+    with raw_engine(before_backfills, statement_timeout=None) as engine:
+        upgrade_schema(engine, "0009", progress=lambda event: None)
+        by_days = derived_rows(engine)["usage_daily"]
+        with engine.begin() as connection:
+            connection.execute(sa.text("DELETE FROM usage_daily"))
+            connection.execute(sa.text(one_statement))
+        assert derived_rows(engine)["usage_daily"] == by_days
+        assert len(by_days) > 60  # three weeks of four groups a day
+
+    # The costs are such that adding a group's rows in another order (time order) gives other sums.
+    groups: dict[tuple, list[tuple]] = {}
+    for n, row in enumerate(usage_rows()):
+        key = (row["timestamp"].date(), row["model"], row["user_id"])
+        groups.setdefault(key, []).append((row["timestamp"], n, row["cost_usd"]))
+    in_time_order = [sum(c for *_, c in sorted(rows)) != sum(c for *_, c in rows) for rows in groups.values()]
+    assert sum(in_time_order) > 10
+
+
+def test_the_rollups_batches_are_found_through_the_timestamp_index(tmp_path):
+    path = str(tmp_path / "plan.db")
+    with raw_engine(path, statement_timeout=None) as engine:
+        upgrade_schema(engine, "0009")
+        with engine.connect() as connection:
+            plan = connection.execute(
+                sa.text(f"EXPLAIN QUERY PLAN {migration_module('0009')._fill('sqlite', True, True)}"),
+                {"lo": "2026-01-01", "hi": "2026-01-02"},
+            ).all()
+    assert any("USING INDEX idx_usage_stats_timestamp" in row[-1] for row in plan), plan
+
+
+# -- 0008 on SQLite: the search index in batches ---------------------------------------------------------
+
+#: Words of the generated messages, some frequent and some rare, so that bm25 scores vary.
+VOCABULARY = ("lisbon", "porto", "tram", "river", "bridge", "tile", "fado", "harbour", "custard", "hill")
+#: Search queries compared: words, phrases, prefixes, boolean operators and a column filter.
+QUERIES = (
+    *VOCABULARY,
+    "reply",
+    "lisbon porto",
+    '"river bridge"',
+    "tra*",
+    "fado OR tile",
+    "hill NOT harbour",
+    "NEAR(tram hill, 3)",
+    "content: custard",
+    "tool",
+    "nothing_matches_this",
+)
+
+
+def add_plain_messages(engine: sa.Engine, count: int) -> None:
+    """``count`` assistant messages of a few words each (more than one batch of 0008's SQLite backfill)."""
+    with engine.begin() as connection:
+        messages = tables_as_they_are(connection)["session_messages"]
+        rows = [
+            dict(
+                session_id="s-main",
+                role="assistant",
+                content=" ".join(VOCABULARY[(n * k * k + k) % (3 + k)] for k in range(1 + n % 7)),
+                timestamp=at(5000 + n % 1000),
+            )
+            for n in range(count)
+        ]
+        connection.execute(sa.insert(messages), rows)
+
+
+def search_answers(engine: sa.Engine) -> dict[str, list[tuple]]:
+    """Each query's hits (message id) and bm25 score, in id order."""
+    with engine.connect() as connection:
+        return {
+            query: [
+                tuple(row)
+                for row in connection.execute(
+                    sa.text(
+                        "SELECT rowid, bm25(session_messages_fts) FROM session_messages_fts "
+                        "WHERE session_messages_fts MATCH :query ORDER BY rowid"
+                    ),
+                    {"query": query},
+                )
+            ]
+            for query in QUERIES
+        }
+
+
+def assert_searched_as_a_rebuild_would(engine: sa.Engine) -> None:
+    """The index passes FTS5's integrity check and answers every query as one ``rebuild`` of it does."""
+    with engine.begin() as connection:
+        connection.execute(
+            sa.text("INSERT INTO session_messages_fts(session_messages_fts, rank) VALUES ('integrity-check', 1)")
+        )
+    built = search_answers(engine)
+    assert sum(map(len, built.values())) > 0
+    with engine.begin() as connection:
+        connection.execute(sa.text("INSERT INTO session_messages_fts(session_messages_fts) VALUES ('rebuild')"))
+    assert search_answers(engine) == built
+
+
+@pytest.fixture
+def many_messages(tmp_path) -> str:
+    """A SQLite file at 0006 holding more messages than two batches of 0008's backfill."""
+    path = str(tmp_path / "many.db")
+    with raw_engine(path, statement_timeout=None) as engine:
+        upgrade_schema(engine, "0001")
+        populate(engine)
+        upgrade_schema(engine, BEFORE_BACKFILLS)
+        add_tool_messages(engine)
+        add_plain_messages(engine, 2 * migration_module("0008").BATCH)
+    return path
+
+
+def test_the_search_index_is_built_in_batches_and_searched_as_a_rebuild(many_messages):
+    events: list[TransferProgress] = []
+    with raw_engine(many_messages, statement_timeout=None) as engine:
+        upgrade_schema(engine, progress=events.append)
+        assert_searched_as_a_rebuild_would(engine)
+        (messages,) = row_counts(engine, ["session_messages"]).values()
+
+    batch = migration_module("0008").BATCH
+    done = [e.done for e in events if e.step == "upgrade 0008"]
+    assert done == [0, batch, 2 * batch, messages]
+    assert {e.total for e in events if e.step == "upgrade 0008"} == {messages}
+
+
+@pytest.mark.parametrize("name", RUST_FILES)
+def test_a_rust_era_files_search_index_is_searched_as_a_rebuild(writable_copy, name):
+    with raw_engine(writable_copy(name), statement_timeout=None) as engine:
+        upgrade_schema(engine, progress=lambda event: None)
+        assert_searched_as_a_rebuild_would(engine)
 
 
 KILLED_UPGRADE = """
@@ -116,10 +264,15 @@ upgrade_schema(create_storage_engine(to_url(target), statement_timeout=None), pr
 """
 
 
-@pytest.mark.parametrize("step", ["upgrade 0007", "upgrade 0010"])
+@pytest.mark.parametrize("step", ["upgrade 0007", "upgrade 0008", "upgrade 0009", "upgrade 0010"])
 def test_an_upgrade_killed_mid_backfill_is_finished_by_running_it_again(backend, before_backfills, step):
     if step == "upgrade 0010" and backend != "mariadb":
         pytest.skip("0010 fills a table on MariaDB only")
+    if step == "upgrade 0008":
+        if backend != "sqlite":
+            pytest.skip("0008 is one statement of DDL on the servers")
+        with raw_engine(before_backfills, statement_timeout=None) as engine:
+            add_plain_messages(engine, 2 * migration_module("0008").BATCH)
     with raw_engine(before_backfills, statement_timeout=None) as engine:
         counts = row_counts(engine, ("session_metadata", "session_messages", "usage_stats", "compaction_log"))
 
@@ -136,4 +289,6 @@ def test_an_upgrade_killed_mid_backfill_is_finished_by_running_it_again(backend,
         downgrade_schema(engine, BEFORE_BACKFILLS)
         upgrade_schema(engine)  # the reference: the same rows upgraded in one go
         assert derived_rows(engine) == resumed  # nothing doubled, nothing lost
+        if backend == "sqlite":
+            assert_searched_as_a_rebuild_would(engine)
     assert len(resumed["tool_calls"]) == ADDED // 3 + len(range(1, ADDED, 9)) + 1
