@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import pty
+import re
 import sqlite3
 import subprocess
 import sys
@@ -20,9 +21,9 @@ from starpod_session.cli.db import EXIT_BEHIND
 from starpod_session.cli.progress import EXIT_INTERRUPTED
 from starpod_session.storage.schema import BASELINE_REVISION, head_revision, upgrade_schema
 
-from ..helpers import command_target, raw_engine, snapshot, stamps
+from ..helpers import command_target, migration_module, raw_engine, snapshot, stamps
 from ..schema.test_migrations import populate
-from ..schema.test_upgrade_progress import BEFORE_BACKFILLS, add_tool_messages
+from ..schema.test_upgrade_progress import BEFORE_BACKFILLS, add_plain_messages, add_tool_messages
 from .run import assert_clean_failure, command_environment, installed_command, run_command, run_in_process
 
 
@@ -180,16 +181,31 @@ def on_a_terminal(*arguments: object) -> tuple[int, str, str]:
     return process.returncode, out.decode(), screen.decode(errors="replace")
 
 
+def bar_lines(screen: str, name: str) -> list[tuple[int, int, int, str]]:
+    """Every drawing of the bar ``name`` on the terminal, in order: (done, total, rows/s, time left)."""
+    text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", screen)
+    pattern = re.escape(name) + r" [━╸╺ ]*(\d+)/(\d+) +([\d,]+) rows/s +(\S+)"
+    return [
+        (int(done), int(total), int(rate.replace(",", "")), left)
+        for done, total, rate, left in re.findall(pattern, text)
+    ]
+
+
 def test_upgrade_shows_each_backfill_with_its_rows_and_rate_on_a_terminal(tmp_path):
     path = file_before_the_backfills(tmp_path / "large.db")
+    with raw_engine(str(path), statement_timeout=None) as engine:  # more messages than two batches of 0008's
+        add_plain_messages(engine, 2 * migration_module("0008").BATCH)
 
     status, out, screen = on_a_terminal("db", "upgrade", "--db", path)
 
     assert status == 0, screen
     assert out.strip() == f"{path}: upgraded from {BEFORE_BACKFILLS} to {head_revision()}"
     assert "upgrade 0007 tool_calls" in screen and "1335/1335" in screen  # the rows of the backfill
-    assert "rows/s" in screen
     assert "upgrade" in screen and "6/6" in screen and "migrations/s" in screen
+    for name in ("upgrade 0007 tool_calls", "upgrade 0008 session_messages", "upgrade 0009 usage_daily"):
+        drawn = bar_lines(screen, name)  # (which batches are drawn depends on the terminal's refresh)
+        done, total, rate, left = drawn[-1]
+        assert done == total > 1000 and rate > 0 and left == "0:00:00", (name, drawn)
 
 
 def test_upgrade_shows_no_bar_on_a_pipe_nor_with_json(tmp_path):
