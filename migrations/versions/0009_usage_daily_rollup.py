@@ -53,7 +53,7 @@ Create Date: 2026-12-01
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 
 import sqlalchemy as sa
 from alembic import op
@@ -150,17 +150,15 @@ _SCAN_ORDER = {
 }
 
 
-def _fill(dialect: str, lower: bool, upper: bool) -> str:
-    """The usage rows of one batch (``:lo <= timestamp < :hi``, each bound if given), grouped into the
-    rollup, each group's cost added up in ``_SCAN_ORDER``."""
+def _fill(dialect: str, bounds: Collection[str]) -> str:
+    """The usage rows of one batch (``_where(bounds)``), grouped into the rollup, each group's rows added up
+    in ``_SCAN_ORDER``."""
     day, model, user, _one, cost, *halves = _values(dialect, "u")
     columns = ", ".join(("day", "model", "user_id", *SUMMED))
-    where = " AND ".join([*(["timestamp >= :lo"] if lower else []), *(["timestamp < :hi"] if upper else [])])
-    where = f" WHERE {where}" if where else ""
     if dialect == "postgresql":
-        rows, cost_sum = f"usage_stats AS u{where}", f"SUM({cost} {_SCAN_ORDER[dialect]})"
+        rows, cost_sum = f"usage_stats AS u{_where(bounds)}", f"SUM({cost} {_SCAN_ORDER[dialect]})"
     else:
-        rows, cost_sum = f"(SELECT * FROM usage_stats{where} {_SCAN_ORDER[dialect]}) AS u", f"SUM({cost})"
+        rows, cost_sum = f"(SELECT * FROM usage_stats{_where(bounds)} {_SCAN_ORDER[dialect]}) AS u", f"SUM({cost})"
     sums = ", ".join(["COUNT(*)", cost_sum, *(f"SUM({h})" for h in halves)])
     return (
         f"INSERT INTO {TABLE} ({columns}) SELECT {day}, {model}, {user}, {sums} FROM {rows} "
@@ -168,62 +166,64 @@ def _fill(dialect: str, lower: bool, upper: bool) -> str:
     )
 
 
+def _where(bounds: Collection[str]) -> str:
+    """The usage rows from ``:lo`` (included) to ``:hi`` (excluded), of the bounds named (none: all)."""
+    tests = [f"timestamp {'>=' if name == 'lo' else '<'} :{name}" for name in ("lo", "hi") if name in bounds]
+    return f" WHERE {' AND '.join(tests)}" if tests else ""
+
+
 def _fill_by_days(dialect: str, report: Callable[[int], None], counting: bool) -> None:
     """Fill the rollup in batches of whole days, oldest first, reporting the usage rows done after each."""
     connection = op.get_bind()
-    after = sa.text(
-        f"SELECT {_DAY[dialect].format(row='usage_stats')} FROM usage_stats WHERE timestamp >= :lo "
-        "ORDER BY timestamp LIMIT 1 OFFSET :batch"
-    )
-    first = sa.text(after.text.replace("WHERE timestamp >= :lo ", ""))
-    lo: object = None
+    day = _DAY[dialect].format(row="usage_stats")
+    ahead = "ORDER BY timestamp LIMIT 1 OFFSET :batch"  # the row BATCH rows on, through the timestamp index
+    bounds: dict[str, object] = {}
     done = 0
     while True:
-        found = connection.execute(first if lo is None else after, {"lo": lo, "batch": BATCH}).scalar()
-        hi = None if found is None else _midnight(dialect, _after(found, lo, dialect))
-        bounds = {name: value for name, value in (("lo", lo), ("hi", hi)) if value is not None}
-        connection.execute(sa.text(_fill(dialect, "lo" in bounds, "hi" in bounds)), bounds)
+        found = connection.execute(
+            sa.text(f"SELECT {day} FROM usage_stats{_where(bounds)} {ahead}"), {**bounds, "batch": BATCH}
+        ).scalar()
+        end = None if found is None else _batch_end(dialect, found, bounds.get("lo"))
+        if end is not None:
+            bounds["hi"] = end
+        connection.execute(sa.text(_fill(dialect, bounds)), bounds)
         if counting:
-            done += connection.execute(sa.text(_count(bounds)), bounds).scalar_one()
+            rows = sa.text(f"SELECT COUNT(*) FROM usage_stats{_where(bounds)}")
+            done += connection.execute(rows, bounds).scalar_one()
             report(done)
-        if hi is None:
+        if end is None:
             return
-        lo = hi
+        bounds = {"lo": end}
 
 
-def _after(day: object, lo: object, dialect: str) -> object:
-    """Where the batch from ``lo`` ends: at ``day`` (the day of the row ``BATCH`` rows on), or the day after
-    it when the batch began that day (a day of more than ``BATCH`` rows); ``None`` (the rest) past a day
-    that is not a date."""
-    if dialect == "sqlite":
-        try:
-            valid = len(str(day)) == 10 and dt.date.fromisoformat(str(day)).isoformat() == day
-        except ValueError:
-            valid = False
-        if not valid:
-            return None
-        day = dt.date.fromisoformat(str(day))
-    assert isinstance(day, dt.date)
-    if lo is not None and _midnight(dialect, day) <= lo:  # type: ignore[operator]
-        day += dt.timedelta(days=1)
-    return day
-
-
-def _midnight(dialect: str, day: object) -> object:
-    """The day's first instant, in the type ``usage_stats.timestamp`` compares with."""
-    if day is None:
+def _batch_end(dialect: str, found: object, lo: object) -> object:
+    """Where the batch from ``lo`` ends: at the midnight that starts ``found`` (the day of the row ``BATCH``
+    rows on), or the next one when the batch began that day (a day of more than ``BATCH`` rows); ``None``
+    (the rest) when ``found`` is not a date (SQLite's text that is no RFC 3339 timestamp)."""
+    day = found if dialect != "sqlite" else _sqlite_date(str(found))
+    if not isinstance(day, dt.date):
         return None
-    assert isinstance(day, dt.date)
+    end = _midnight(dialect, day)
+    if lo is not None and end <= lo:  # type: ignore[operator]
+        end = _midnight(dialect, day + dt.timedelta(days=1))
+    return end
+
+
+def _sqlite_date(text: str) -> dt.date | None:
+    try:
+        day = dt.date.fromisoformat(text)
+    except ValueError:
+        return None
+    return day if day.isoformat() == text else None
+
+
+def _midnight(dialect: str, day: dt.date) -> object:
+    """The day's first instant, as ``usage_stats.timestamp`` is compared with it."""
     if dialect == "sqlite":
-        return day.isoformat()  # RFC 3339 text: every timestamp of the day sorts at or after it
+        return day.isoformat()  # RFC 3339 text: every timestamp of the day sorts at or after it, before the next
     if dialect == "postgresql":
         return dt.datetime(day.year, day.month, day.day, tzinfo=dt.timezone.utc)
     return dt.datetime(day.year, day.month, day.day)  # MariaDB's DATETIME holds UTC
-
-
-def _count(bounds: dict[str, object]) -> str:
-    where = " AND ".join(f"timestamp {'>=' if name == 'lo' else '<'} :{name}" for name in bounds)
-    return f"SELECT COUNT(*) FROM usage_stats{f' WHERE {where}' if where else ''}"
 
 
 def sqlite_triggers() -> list[str]:

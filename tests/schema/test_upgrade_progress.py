@@ -4,10 +4,12 @@ their batches, and an upgrade killed half-way through one is finished by running
 
 from __future__ import annotations
 
+import itertools
 import json
 import signal
 import subprocess
 import sys
+from datetime import timedelta
 
 import pytest
 import sqlalchemy as sa
@@ -45,13 +47,20 @@ def add_tool_messages(engine: sa.Engine) -> None:
 USAGE_ADDED = 3000
 
 
+#: Of them, the last ones fall on one day: more than a batch of 0009's holds.
+BUSY_DAY = 1200
+
+
 def usage_rows() -> list[dict]:
-    """``USAGE_ADDED`` usage rows over three weeks, inserted out of time order, in four groups a day, with
-    costs of magnitudes so unlike that a group's float sum depends on the order its rows are added in."""
+    """``USAGE_ADDED`` usage rows over two weeks and a busy day, inserted out of time order, in four groups a
+    day, with costs of magnitudes so unlike that a group's float sum depends on the order its rows are added in."""
+    quiet = USAGE_ADDED - BUSY_DAY
+    busy_day = at(20 * 24 * 60 + 15 * 60)  # a midnight (at(0) is 09:00)
     return [
         dict(session_id="s-main", turn=100 + n, input_tokens=n, output_tokens=2 * n, cache_read=0, cache_write=0,
              cost_usd=(n % 11 + 1) * 10.0 ** ((n * 5) % 13 - 6) / 3, model=("claude-sonnet-4-5", None)[n % 2],
-             user_id=("admin", "bob")[n // 2 % 2], timestamp=at((n * 7919) % USAGE_ADDED * 10))
+             user_id=("admin", "bob")[n // 2 % 2],
+             timestamp=at((n * 7919) % quiet * 10) if n < quiet else busy_day + timedelta(minutes=n * 7919 % BUSY_DAY))
         for n in range(USAGE_ADDED)
     ]  # fmt: skip
 
@@ -108,6 +117,7 @@ def test_the_backfills_report_their_batches_up_to_their_totals(backend, before_b
         assert [e.done for e in events if e.step == "upgrade 0010"] == [0, 1000, 2000, 3000, 3005]
     usage = [e.done for e in events if e.step == "upgrade 0009"]  # whole days of about 1,000 rows
     assert len(set(usage)) >= 4 and usage[-1] > USAGE_ADDED, usage
+    assert max(b - a for a, b in itertools.pairwise(usage)) >= BUSY_DAY, usage  # that day whole in one batch
 
 
 def test_the_daily_rollup_filled_by_days_is_the_one_statements_to_the_bit(backend, before_backfills):
@@ -126,7 +136,7 @@ def test_the_daily_rollup_filled_by_days_is_the_one_statements_to_the_bit(backen
             connection.execute(sa.text("DELETE FROM usage_daily"))
             connection.execute(sa.text(one_statement))
         assert derived_rows(engine)["usage_daily"] == by_days
-        assert len(by_days) > 60  # three weeks of four groups a day
+        assert len(by_days) > 50  # two weeks of four groups a day, and the busy day
 
     # The costs are such that adding a group's rows in another order (time order) gives other sums.
     groups: dict[tuple, list[tuple]] = {}
@@ -143,7 +153,7 @@ def test_the_rollups_batches_are_found_through_the_timestamp_index(tmp_path):
         upgrade_schema(engine, "0009")
         with engine.connect() as connection:
             plan = connection.execute(
-                sa.text(f"EXPLAIN QUERY PLAN {migration_module('0009')._fill('sqlite', True, True)}"),
+                sa.text(f"EXPLAIN QUERY PLAN {migration_module('0009')._fill('sqlite', ('lo', 'hi'))}"),
                 {"lo": "2026-01-01", "hi": "2026-01-02"},
             ).all()
     assert any("USING INDEX idx_usage_stats_timestamp" in row[-1] for row in plan), plan
