@@ -11,6 +11,11 @@ upgrades the copy in a fresh process, so the migrations that backfill (0007 the
 tool calls, 0008 the search index, 0009 the daily usage rollup) run over every row;
 ``--progress`` passes a progress callback that only counts its calls. Reported:
 seconds per upgrade and the peak RSS of the process doing it.
+
+``--search-index`` times migration 0008 alone on SQLite instead (the file upgraded
+to 0007 first, untimed): its backfill in batches of 50,000 messages against the
+same objects built with one FTS5 ``rebuild`` through sqlite3, the two alternating
+round by round. Target: the batches within ~10% of the rebuild.
 """
 
 from __future__ import annotations
@@ -72,7 +77,58 @@ def build_source(path: Path, messages: int) -> None:
     raw.close()
 
 
-def child(path: str, with_progress: bool) -> None:
+def rebuild_child(path: str) -> None:
+    """Migration 0008's SQLite objects with one FTS5 ``rebuild`` as the backfill, in one transaction."""
+    search = _migration("0008")
+    raw = sqlite3.connect(path, isolation_level=None)
+    start = time.perf_counter()
+    raw.execute("BEGIN")
+    for statement in search.SQLITE_UPGRADE:
+        raw.execute(statement)
+    raw.execute(f"INSERT INTO {search.FTS_TABLE}({search.FTS_TABLE}) VALUES ('rebuild')")
+    raw.execute("UPDATE alembic_version SET version_num = '0008'")
+    raw.execute("COMMIT")
+    elapsed = time.perf_counter() - start
+    raw.close()
+    print(json.dumps({"seconds": elapsed}))
+
+
+def _migration(revision: str):  # type: ignore[no-untyped-def]
+    from alembic.script import ScriptDirectory
+
+    from starpod_session.storage.schema import alembic_config
+
+    return ScriptDirectory.from_config(alembic_config()).get_revision(revision).module
+
+
+def search_index_rounds(source: Path, folder: Path, rounds: int) -> None:
+    """Ours (``upgrade_schema(engine, "0008")``) and the rebuild, alternating, each on a fresh copy."""
+    from starpod_session.backends.engine import create_storage_engine, to_url
+    from starpod_session.storage.schema import upgrade_schema
+
+    before = folder / "at-0007.db"
+    shutil.copyfile(source, before)
+    engine = create_storage_engine(to_url(before), statement_timeout=None)
+    upgrade_schema(engine, "0007")
+    engine.dispose()
+    times: dict[str, list[float]] = {"batches": [], "rebuild": []}
+    for _ in range(rounds):
+        for name, flag in (("batches", "--child"), ("rebuild", "--rebuild-child")):
+            copy = folder / "upgraded.db"
+            shutil.copyfile(before, copy)
+            command = [sys.executable, __file__, flag, str(copy), "--revision", "0008"]
+            out = subprocess.run(command, capture_output=True, text=True)
+            if out.returncode:
+                raise SystemExit(f"{name} failed:\n{out.stderr}")
+            seconds = json.loads(out.stdout.strip().splitlines()[-1])["seconds"]
+            times[name].append(seconds)
+            print(f"0008 {name}: {seconds:.2f} s", flush=True)
+            copy.unlink()
+    ours, floor = min(times["batches"]), min(times["rebuild"])
+    print(f"0008 best of {rounds}: batches {ours:.2f} s, rebuild {floor:.2f} s, ratio {ours / floor:.3f}")
+
+
+def child(path: str, with_progress: bool, revision: str = "head") -> None:
     from starpod_session.backends.engine import create_storage_engine, to_url
     from starpod_session.storage.schema import upgrade_schema
 
@@ -85,9 +141,9 @@ def child(path: str, with_progress: bool) -> None:
     engine = create_storage_engine(to_url(path), statement_timeout=None)
     start = time.perf_counter()
     if with_progress:
-        upgrade_schema(engine, progress=progress)  # type: ignore[call-arg]
+        upgrade_schema(engine, revision, progress=progress)
     else:
-        upgrade_schema(engine)
+        upgrade_schema(engine, revision)
     elapsed = time.perf_counter() - start
     engine.dispose()
     peak = next(
@@ -102,16 +158,27 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--source", type=Path, help="reuse this baseline file instead of building one")
     parser.add_argument("--progress", action="store_true", help="pass a progress callback (counts its calls)")
+    parser.add_argument("--search-index", action="store_true", help="time migration 0008 against one rebuild")
     parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--rebuild-child", help=argparse.SUPPRESS)
+    parser.add_argument("--revision", default="head", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        child(args.child, args.progress)
+        child(args.child, args.progress, args.revision)
+        return
+    if args.rebuild_child:
+        rebuild_child(args.rebuild_child)
         return
     folder = Path(tempfile.mkdtemp(prefix="starpod-upgrade-bench-"))
     source = args.source or folder / "baseline.db"
     if args.source is None:
         build_source(source, args.messages)
     print(f"source: {source} ({source.stat().st_size / 2**20:.0f} MiB)", flush=True)
+    if args.search_index:
+        search_index_rounds(source, folder, args.rounds)
+        if args.source is None:
+            shutil.rmtree(folder)
+        return
     for _ in range(args.rounds):
         copy = folder / "upgraded.db"
         shutil.copyfile(source, copy)
