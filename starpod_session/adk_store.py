@@ -179,6 +179,11 @@ class AdkStore:
         # The facade's own transaction machinery: one transaction per call, retried as a whole.
         self._transactions = manager._transactions
 
+    @property
+    def pool_size(self) -> int:
+        """How many connections the manager's pool holds: more threads calling this store at once only wait."""
+        return self._transactions.pool_size
+
     # -- sessions ------------------------------------------------------------------
 
     def create_session(

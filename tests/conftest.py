@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 from collections import Counter
@@ -11,7 +12,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy
 
-from starpod_session import Channel, SessionManager
+from starpod_session import AsyncSessionManager, Channel, SessionManager
 
 from .backends import (
     ALL_BACKENDS,
@@ -174,6 +175,21 @@ def make_manager(db_target: str, tmp_path: Path) -> Iterator[Callable[..., Sessi
     yield make
     for manager in opened:
         manager.close()
+
+
+@pytest.fixture
+def make_async(db_target: str, tmp_path: Path) -> Iterator[Callable[..., AsyncSessionManager]]:
+    """Open async managers on the test's database (closed at teardown)."""
+    opened: list[AsyncSessionManager] = []
+
+    def make(**options: object) -> AsyncSessionManager:
+        manager = AsyncSessionManager(db_target, tmp_path / "sessions", **options)
+        opened.append(manager)
+        return manager
+
+    yield make
+    for manager in opened:
+        asyncio.run(manager.aclose())
 
 
 @pytest.fixture

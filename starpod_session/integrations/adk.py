@@ -19,7 +19,7 @@ import functools
 import json
 import threading
 import weakref
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
@@ -52,6 +52,7 @@ from ..adk_store import (
     AdkStaleSession,
     AdkStore,
 )
+from ..async_manager import AsyncSessionManager
 from ..errors import InvalidInput, SessionNotFound, StarpodSessionError
 from ..manager import SessionManager
 from ..prices import ModelPrice, PriceTable, as_price_table
@@ -61,8 +62,6 @@ __all__ = ["SessionAlreadyExists", "SessionGone", "StaleSession", "StarpodSessio
 
 T = TypeVar("T")
 
-#: How many threads run the service's calls, unless told otherwise.
-DEFAULT_WORKERS = 8
 #: The prefix of the revision marker put on the sessions this service returns.
 _MARKER = "starpod:"
 
@@ -85,14 +84,21 @@ class SessionGone(SessionNotFoundError, SessionNotFound):
 class StarpodSessionService(BaseSessionService):
     """An ADK session service storing in a starpod_session database (SQLite, PostgreSQL or MariaDB).
 
-    ``manager`` is a :class:`~starpod_session.SessionManager` (or an object
-    wrapping one as ``.sync``, as ``AsyncSessionManager`` does); the service
-    does not close it. ``prices`` (a :class:`~starpod_session.PriceTable` or a
-    mapping of model names to prices) puts a cost on each model event's usage;
-    without it, or for a model it does not name, the cost is 0.
+    ``manager`` is a :class:`~starpod_session.SessionManager` or an
+    :class:`~starpod_session.AsyncSessionManager`; the service does not close it.
+    ``prices`` (a :class:`~starpod_session.PriceTable` or a mapping of model
+    names to prices) puts a cost on each model event's usage; without it, or for
+    a model it does not name, the cost is 0.
 
-    Every call runs off the event loop, on a pool of ``max_workers`` threads of
-    the service's own, as one transaction of the manager. Appends to one session
+    Every call runs off the event loop as one transaction of the manager. Over an
+    ``AsyncSessionManager`` it runs on that manager's own pool of threads
+    (:meth:`~starpod_session.AsyncSessionManager.run_to_completion`: once
+    submitted, a call runs to its end even if its await is cancelled) and the
+    service has no threads of its own. Over a ``SessionManager`` it runs on a
+    pool of the service's own of ``max_workers`` threads, by default (and at
+    most) as many as the manager's pool holds connections (its ``pool_size``):
+    more would only wait for a connection. :meth:`close` waits for the calls
+    under way, then refuses new ones. Appends to one session
     through one service in one event loop take turns, so a session object shared
     by concurrent runs (tasks) never goes stale by their own writes. Two session
     objects of one session read separately (two runs that each called
@@ -104,17 +110,28 @@ class StarpodSessionService(BaseSessionService):
 
     def __init__(
         self,
-        manager: SessionManager | Any,
+        manager: SessionManager | AsyncSessionManager,
         *,
         prices: PriceTable | Mapping[str, ModelPrice | Mapping[str, float]] | None = None,
-        max_workers: int = DEFAULT_WORKERS,
+        max_workers: int | None = None,
     ) -> None:
-        self._store = AdkStore(_sync_manager(manager))
+        self._executor: ThreadPoolExecutor | None = None
+        if isinstance(manager, AsyncSessionManager):
+            if max_workers is not None:
+                raise InvalidInput("max_workers", "calls run on the AsyncSessionManager's own threads: leave it out")
+            self._store = AdkStore(manager.sync)
+            self._submit: Callable[[Callable[[], Any]], Awaitable[Any]] = _on_async_manager(manager)
+        elif isinstance(manager, SessionManager):
+            self._store = AdkStore(manager)
+            workers = _check_workers(max_workers, self._store.pool_size)
+            self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="starpod-adk")
+            self._submit = _on_executor(self._executor)
+        else:
+            raise InvalidInput(
+                "manager", f"expected a SessionManager or AsyncSessionManager, got {type(manager).__name__}"
+            )
         self._prices = as_price_table(prices)
-        if type(max_workers) is not int or max_workers < 1:
-            raise InvalidInput("max_workers", f"expected a positive int, got {max_workers!r}")
-        self._executor = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="starpod-adk")
-        self._closed = False
+        self._calls = _CallsUnderWay()
         self._locks: weakref.WeakValueDictionary[tuple[object, str, str, str], asyncio.Lock] = (
             weakref.WeakValueDictionary()
         )
@@ -170,11 +187,9 @@ class StarpodSessionService(BaseSessionService):
 
         def listed() -> ListSessionsResponse:
             listing = self._store.list_sessions(app_name, user_id)
+            stored = _stored_session_maker()
             app = listing.app_name
-            sessions = [
-                Session(id=adk_id, app_name=app, user_id=owner, state=state, last_update_time=update_time)
-                for adk_id, owner, state, update_time in listing
-            ]
+            sessions = [stored(adk_id, app, owner, state, at) for adk_id, owner, state, at in listing]
             return ListSessionsResponse.model_construct(sessions=sessions)
 
         return await self._run(listed)
@@ -225,11 +240,18 @@ class StarpodSessionService(BaseSessionService):
             return event
 
     async def close(self) -> None:
-        """Wait for the calls under way and stop the service's threads (the manager stays open)."""
-        if self._closed:
-            return
-        self._closed = True
-        await asyncio.get_running_loop().run_in_executor(None, functools.partial(self._executor.shutdown, wait=True))
+        """Refuse new calls, wait for those under way and stop the service's threads, if it has any.
+
+        The manager stays open (close it yourself, after the service). Closing
+        again waits as the first close does; a call after the close raises
+        :class:`~starpod_session.StarpodSessionError`.
+        """
+        await asyncio.get_running_loop().run_in_executor(None, self._close_now)
+
+    def _close_now(self) -> None:
+        self._calls.close_and_wait()
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
 
     async def __aenter__(self) -> StarpodSessionService:
         return self
@@ -247,17 +269,19 @@ class StarpodSessionService(BaseSessionService):
     # -- internals -------------------------------------------------------------------
 
     async def _run(self, call: Callable[[], T]) -> T:
-        """``call`` on the service's threads; the store's errors as ADK's (which are ours too)."""
-        if self._closed:
-            raise StarpodSessionError("the session service is closed")
+        """``call`` off the event loop (see the class); the store's errors as ADK's (which are ours too)."""
+        self._calls.start()
         try:
-            return await asyncio.get_running_loop().run_in_executor(self._executor, call)
+            result: T = await self._submit(call)
+            return result
         except AdkSessionExists as error:
             raise SessionAlreadyExists(str(error)) from error
         except AdkStaleSession as error:
             raise StaleSession(str(error)) from error
         except SessionNotFound as error:
             raise SessionGone(error.session_id) from error
+        finally:
+            self._calls.end()
 
     def _lock(self, session: Session) -> asyncio.Lock:
         """The lock appends to ``session``'s (app, user, id) take turns on in this event loop, while anyone holds it."""
@@ -281,13 +305,58 @@ class StarpodSessionService(BaseSessionService):
         )
 
 
-def _sync_manager(manager: object) -> SessionManager:
-    if isinstance(manager, SessionManager):
-        return manager
-    wrapped = getattr(manager, "sync", None)  # AsyncSessionManager keeps its SessionManager there
-    if isinstance(wrapped, SessionManager):
-        return wrapped
-    raise InvalidInput("manager", f"expected a SessionManager, got {type(manager).__name__}")
+class _CallsUnderWay:
+    """How many of the service's calls are under way, so that closing waits for them; refuses calls once closed."""
+
+    def __init__(self) -> None:
+        self._changed = threading.Condition()
+        self._count = 0
+        self._closed = False
+
+    def start(self) -> None:
+        with self._changed:
+            if self._closed:
+                raise StarpodSessionError("the session service is closed")
+            self._count += 1
+
+    def end(self) -> None:
+        with self._changed:
+            self._count -= 1
+            self._changed.notify_all()
+
+    def close_and_wait(self) -> None:
+        with self._changed:
+            self._closed = True
+            self._changed.wait_for(lambda: self._count == 0)
+
+
+def _check_workers(max_workers: object, pool_size: int) -> int:
+    """``max_workers`` (``None``: the manager's ``pool_size``), from 1 to ``pool_size``."""
+    if max_workers is None:
+        return pool_size
+    if type(max_workers) is not int or not 1 <= max_workers <= pool_size:
+        raise InvalidInput(
+            "max_workers", f"expected an int from 1 to the manager's pool_size ({pool_size}), got {max_workers!r}"
+        )
+    return max_workers
+
+
+def _on_executor(executor: ThreadPoolExecutor) -> Callable[[Callable[[], T]], Awaitable[T]]:
+    """Run a call on ``executor``'s threads (a cancelled await drops a call still queued)."""
+
+    def submit(call: Callable[[], T]) -> Awaitable[T]:
+        return asyncio.get_running_loop().run_in_executor(executor, call)
+
+    return submit
+
+
+def _on_async_manager(manager: AsyncSessionManager) -> Callable[[Callable[[], T]], Awaitable[T]]:
+    """Run a call on ``manager``'s threads, to its end even if the await is cancelled."""
+
+    def submit(call: Callable[[], T]) -> Awaitable[T]:
+        return manager.run_to_completion(lambda _sync: call())
+
+    return submit
 
 
 def _session(stored: AdkSession, events: list[Event]) -> Session:
@@ -305,6 +374,40 @@ def _session(stored: AdkSession, events: list[Event]) -> Session:
     if stored.revision >= 0:
         session._storage_update_marker = f"{_MARKER}{stored.revision}"
     return session
+
+
+@functools.cache
+def _stored_session_maker() -> Callable[[str, str, str, dict[str, Any], float], Session]:
+    """What makes a listed ``Session`` of stored values without validating them again: the very object
+    ``Session(id=..., app_name=..., user_id=..., state=..., last_update_time=...)`` makes (equal, the same
+    fields set, its own ``events`` list and private attributes), in half the time.
+
+    Every value was checked on its way in (the keys as text, the state as JSON) and read back as stored;
+    pydantic's validator would check each again, for each of thousands of sessions in a listing.
+    """
+    template = Session(id="", app_name="", user_id="", state={}, last_update_time=0.0)
+    fields, fields_set = dict(template.__dict__), frozenset(template.model_fields_set)
+    extra, private = template.__pydantic_extra__, template.__pydantic_private__
+    new, set_attribute = object.__new__, object.__setattr__
+
+    def make(adk_id: str, app_name: str, user_id: str, state: dict[str, Any], update_time: float) -> Session:
+        session = new(Session)
+        values = {
+            **fields,
+            "id": adk_id,
+            "app_name": app_name,
+            "user_id": user_id,
+            "state": state,
+            "events": [],
+            "last_update_time": update_time,
+        }
+        set_attribute(session, "__dict__", values)
+        set_attribute(session, "__pydantic_fields_set__", set(fields_set))
+        set_attribute(session, "__pydantic_extra__", extra)
+        set_attribute(session, "__pydantic_private__", None if private is None else dict(private))
+        return session
+
+    return make
 
 
 def _json_safe(state: Mapping[str, Any]) -> dict[str, Any]:

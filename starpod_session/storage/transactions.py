@@ -96,6 +96,11 @@ class TransactionRunner:
         """The database, as a path for SQLite or a URL with the password hidden."""
         return self._database.shown
 
+    @property
+    def pool_size(self) -> int:
+        """How many connections the engine's pool holds (the manager's ``pool_size``)."""
+        return _pool_size(self.engine)
+
     def close(self) -> None:
         """Release every pooled connection; later calls raise :class:`StarpodSessionError`."""
         self._closed = True

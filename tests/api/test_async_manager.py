@@ -6,7 +6,6 @@ import asyncio
 import inspect
 import os
 import threading
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -39,21 +38,6 @@ def test_the_async_facade_has_exactly_the_sync_facades_methods_with_the_same_par
     assert inspect.signature(AsyncSessionManager) == inspect.signature(SessionManager)
     properties = {name for name, value in vars(SessionManager).items() if isinstance(value, property)}
     assert properties <= {name for name, value in vars(AsyncSessionManager).items() if isinstance(value, property)}
-
-
-@pytest.fixture
-def make_async(db_target: str, tmp_path: Path) -> Iterator[Callable[..., AsyncSessionManager]]:
-    """Open async managers on the test's database (closed at teardown)."""
-    opened: list[AsyncSessionManager] = []
-
-    def make(**options: Any) -> AsyncSessionManager:
-        manager = AsyncSessionManager(db_target, tmp_path / "sessions", **options)
-        opened.append(manager)
-        return manager
-
-    yield make
-    for manager in opened:
-        asyncio.run(manager.aclose())
 
 
 def test_calls_come_back_as_the_sync_facade_returns_them(make_async, backend):

@@ -15,7 +15,10 @@ registers the service as one more backend of ADK's registry per database:
 ``starpod_sqlite`` (a fresh file per test) and, for each server named in
 ``STARPOD_SESSION_TEST_URLS``, ``starpod_postgresql`` / ``starpod_mariadb`` (a
 scratch database of the run, created and dropped by the plugin, emptied between
-tests). ``STARPOD_ADK_ONLY=1`` drops ADK's own backends from the registry.
+tests), each over a ``SessionManager``; and the same again over an
+``AsyncSessionManager`` (``starpod_async_sqlite`` and so on: the service's calls
+then run on that manager's threads). ``STARPOD_ADK_ONLY=1`` drops ADK's own
+backends from the registry.
 
 It also holds the service to the tests of that file that build their service
 with ``get_session_service(...)`` instead of taking the registry's fixture
@@ -42,7 +45,7 @@ import pytest
 from sqlalchemy import create_engine, delete, inspect, text
 from sqlalchemy.engine import URL, make_url
 
-from starpod_session import SessionManager
+from starpod_session import AsyncSessionManager, SessionManager
 from starpod_session.storage.models import Base
 from starpod_session.storage.schema import upgrade_schema
 
@@ -136,10 +139,29 @@ def _maker(backend: str) -> Any:
     return make
 
 
+def _async_maker(backend: str) -> Any:
+    """The service over an ``AsyncSessionManager`` on ``backend``'s database."""
+
+    @contextlib.asynccontextmanager
+    async def make(tmp_path: pathlib.Path) -> AsyncIterator[Any]:
+        from starpod_session.integrations.adk import StarpodSessionService
+
+        async with AsyncSessionManager(_database(backend, tmp_path)) as manager:
+            service = StarpodSessionService(manager)
+            try:
+                yield service
+            finally:
+                await service.close()
+
+    return make
+
+
 def _register(conformance: Any) -> None:
     """Our backends join ADK's registry, and its fixture is rebuilt over the longer list (before the
     test module imports it)."""
-    ours = [conformance._Backend(f"starpod_{name}", _maker(name)) for name in ("sqlite", *sorted(_servers()))]
+    names = ("sqlite", *sorted(_servers()))
+    ours = [conformance._Backend(f"starpod_{name}", _maker(name)) for name in names]
+    ours += [conformance._Backend(f"starpod_async_{name}", _async_maker(name)) for name in names]
     backends = ours if os.environ.get("STARPOD_ADK_ONLY") == "1" else [*conformance.BACKENDS, *ours]
     conformance.BACKENDS[:] = backends
 

@@ -353,6 +353,30 @@ def test_list_sessions_is_in_adk_order_for_one_user_or_all_without_events(servic
     }
 
 
+def test_listed_sessions_are_what_adks_constructor_makes_each_with_its_own_state_and_events(service):
+    from google.adk.sessions.session import Session
+
+    async def scenario():
+        for n in range(3):
+            await service.create_session(app_name=APP, user_id=USER, session_id=f"s{n}", state={"n": n, "app:a": 1})
+        return await service.list_sessions(app_name=APP, user_id=USER)
+
+    listed = run(scenario()).sessions
+    for got in listed:
+        built = Session(
+            id=got.id, app_name=APP, user_id=USER, state=dict(got.state), last_update_time=got.last_update_time
+        )
+        assert got == built and repr(got) == repr(built)
+        assert got.model_fields_set == built.model_fields_set
+        assert got.model_dump(exclude_unset=True) == built.model_dump(exclude_unset=True)
+        assert got.model_dump_json() == built.model_dump_json()
+    first, second = listed[0], listed[1]
+    first.events.append(text_event("user", "hi"))
+    first.state["n"] = 99
+    first._storage_update_marker = "x"
+    assert second.events == [] and second.state == {"n": 1, "app:a": 1} and second._storage_update_marker is None
+
+
 def test_bad_arguments_raise_invalid_input_and_write_nothing(service, manager):
     async def scenario():
         with pytest.raises(InvalidInput):
@@ -440,12 +464,3 @@ def test_deleting_an_adk_session_keeps_its_usage_and_deleting_its_starpod_sessio
     two_id, listed = run(scenario())
     assert listed.sessions == [] and manager.get_session(two_id) is None
     assert manager.cost_overview().total_turns == 2  # usage rows outlive sessions
-
-
-def test_the_service_takes_a_wrapper_holding_a_manager_as_sync(manager):
-    class Wrapper:
-        sync = manager
-
-    assert StarpodSessionService(Wrapper()).manager is manager
-    with pytest.raises(InvalidInput):
-        StarpodSessionService(object())
