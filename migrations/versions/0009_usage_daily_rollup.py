@@ -40,7 +40,9 @@ the same order, so the rollup is the one statement's to the bit. The progress
 hook ``upgrade_schema(progress=...)`` leaves in the Alembic config hears the
 usage rows done after each batch. A run killed on SQLite or PostgreSQL rolls the
 whole upgrade back; on MariaDB (whose DDL commits at once) it left the table and
-triggers without the (uncommitted) fill: the run again drops them first.
+triggers without the (uncommitted) fill: the run again drops them first. The
+batches cost a sort by id each: on SQLite about 0.3 s more than the one statement
+for 100,000 usage rows (a million messages).
 
 Going down drops the triggers, the function and the table, and puts the SQLite
 index back.
@@ -158,7 +160,9 @@ def _fill(dialect: str, bounds: Collection[str]) -> str:
     if dialect == "postgresql":
         rows, cost_sum = f"usage_stats AS u{_where(bounds)}", f"SUM({cost} {_SCAN_ORDER[dialect]})"
     else:
-        rows, cost_sum = f"(SELECT * FROM usage_stats{_where(bounds)} {_SCAN_ORDER[dialect]}) AS u", f"SUM({cost})"
+        read = ", ".join(("timestamp", "model", "user_id", "cost_usd", *TOKENS))  # what the sort carries
+        rows = f"(SELECT {read} FROM usage_stats{_where(bounds)} {_SCAN_ORDER[dialect]}) AS u"
+        cost_sum = f"SUM({cost})"
     sums = ", ".join(["COUNT(*)", cost_sum, *(f"SUM({h})" for h in halves)])
     return (
         f"INSERT INTO {TABLE} ({columns}) SELECT {day}, {model}, {user}, {sums} FROM {rows} "
