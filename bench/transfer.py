@@ -71,6 +71,22 @@ WORDS = [
 ]
 
 
+def stamp(seconds: float) -> str:
+    """``T0`` plus ``seconds``, as SQLite stores a timestamp."""
+    return (T0 + timedelta(seconds=seconds)).isoformat()
+
+
+def insert_sessions(raw: sqlite3.Connection, messages: int, rng: random.Random) -> list[str]:
+    """A closed session per 100 messages, one every ``SPACING`` seconds; their ids."""
+    ids = [str(uuid.UUID(int=rng.getrandbits(128), version=4)) for _ in range(max(1, messages // 100))]
+    raw.executemany(
+        "INSERT INTO session_metadata (id, created_at, last_message_at, is_closed, message_count, channel, "
+        "channel_session_key, user_id) VALUES (?, ?, ?, 1, 100, 'main', ?, 'admin')",
+        [(sid, stamp(i * SPACING), stamp(i * SPACING + 99), f"k{i}") for i, sid in enumerate(ids)],
+    )
+    return ids
+
+
 def build_source(path: Path, messages: int) -> None:
     from starpod_session import SessionManager
 
@@ -78,17 +94,7 @@ def build_source(path: Path, messages: int) -> None:
     rng = random.Random(7)
     raw = sqlite3.connect(path)
     raw.execute("PRAGMA synchronous = OFF")
-    sessions = max(1, messages // 100)
-    ids = [str(uuid.UUID(int=rng.getrandbits(128), version=4)) for _ in range(sessions)]
-
-    def stamp(seconds: float) -> str:
-        return (T0 + timedelta(seconds=seconds)).isoformat()
-
-    raw.executemany(
-        "INSERT INTO session_metadata (id, created_at, last_message_at, is_closed, message_count, channel, "
-        "channel_session_key, user_id) VALUES (?, ?, ?, 1, 100, 'main', ?, 'admin')",
-        [(sid, stamp(i * SPACING), stamp(i * SPACING + 99), f"k{i}") for i, sid in enumerate(ids)],
-    )
+    ids = insert_sessions(raw, messages, rng)
     batch = []
     for n in range(messages):
         content = " ".join(rng.choice(WORDS) for _ in range(18))

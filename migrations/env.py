@@ -30,7 +30,7 @@ def run_with(connection) -> None:
         render_as_batch=connection.dialect.name == "sqlite",
         include_object=include_in_comparison,
         compare_type=True,
-        # The library's upgrade_schema(on_step=...): called after each revision is applied.
+        # The library's upgrade_schema(progress=...): called after each revision is applied.
         on_version_apply=config.attributes.get("on_version_apply"),
     )
     with context.begin_transaction(), expression_index_warnings_silenced():

@@ -25,11 +25,13 @@ __all__ = [
     "ModelCostSummary",
     "New",
     "OpenedSession",
+    "ProgressCallback",
     "SearchHit",
     "SessionDecision",
     "SessionMessage",
     "SessionMeta",
     "ToolUsageSummary",
+    "TransferProgress",
     "UsageRecord",
     "UsageSummary",
     "UserCostSummary",
@@ -295,3 +297,24 @@ class OpenedSession:
 
 SessionDecision.Continue = Continue
 SessionDecision.New = New
+
+
+@attrs.frozen
+class TransferProgress:
+    """How far a long call got: ``done`` of ``total`` rows of ``table`` in ``step``.
+
+    ``step`` is ``"copy"``, ``"dump"``, ``"restore"``, ``"read"`` (checking a dump
+    before restoring it: ``table`` is ``None``, ``done``/``total`` are bytes),
+    ``"verify"`` (``table`` is ``None``), ``"upgrade"`` (``table`` is ``None``:
+    ``done`` of ``total`` migrations applied) or ``"upgrade REV"`` (migration REV
+    filling ``table`` from the rows already stored: ``done`` of ``total`` of them read).
+    """
+
+    step: str
+    table: str | None
+    done: int
+    total: int
+
+
+#: What a long call (a transfer, a schema upgrade) calls after each batch.
+ProgressCallback = Callable[[TransferProgress], None]

@@ -12,6 +12,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from types import ModuleType
 
 import sqlalchemy as sa
 from alembic import command
@@ -71,6 +72,11 @@ def downgrade_schema(engine: sa.Engine, revision: str) -> None:
     """Alembic's downgrade to ``revision`` in one transaction on ``engine``."""
     with engine.begin() as connection:
         command.downgrade(alembic_config(connection), revision)
+
+
+def migration_module(revision: str) -> ModuleType:
+    """The module of a migration script (to read its frozen statements and constants)."""
+    return ScriptDirectory.from_config(alembic_config()).get_revision(revision).module
 
 
 def revisions_in_order() -> list[str]:

@@ -11,6 +11,12 @@ read in batches and parsed here, in Python, exactly as ``save_message`` does
 from now on (a frozen copy of that reading follows: a revision must not change
 when the library does).
 
+The backfill reads ``BATCH`` messages at a time (keyset by id) and reports each
+batch to the progress hook ``upgrade_schema(progress=...)`` leaves in the Alembic
+config (nothing under the plain ``alembic`` command). MariaDB commits the DDL at
+once: a run killed during the backfill leaves ``tool_calls`` behind, without the
+rows (they were not committed), and the run again drops and builds it anew.
+
 Going down drops ``tool_calls`` (it is derived from the messages, and rebuilt
 on the way up) and ``is_archived`` where this revision added it; a Rust-era
 file (one with ``_sqlx_migrations``) keeps its ``is_archived``, which belongs
@@ -24,7 +30,7 @@ Create Date: 2026-12-01
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import sqlalchemy as sa
 from alembic import op
@@ -48,6 +54,8 @@ depends_on: str | Sequence[str] | None = None
 MARIADB_TABLE_OPTIONS = {"mysql_charset": "utf8mb4", "mysql_collate": "utf8mb4_bin"}
 BATCH = 1000
 TOOL_USE, TOOL_RESULT, UNKNOWN_TOOL, MAX_CHARS = "tool_use", "tool_result", "unknown", 255
+#: Frozen copy of ``schema.BACKFILL_PROGRESS``.
+BACKFILL_PROGRESS = "backfill_progress"
 
 
 def upgrade() -> None:
@@ -57,6 +65,8 @@ def upgrade() -> None:
         op.add_column(
             "session_metadata", sa.Column("is_archived", IntBoolean, server_default=sa.false(), nullable=False)
         )
+    if "tool_calls" in sa.inspect(op.get_bind()).get_table_names():
+        op.drop_table("tool_calls")  # left by a run killed on MariaDB, whose DDL commits at once (see above)
     tool_calls = op.create_table(
         "tool_calls",
         sa.Column("message_id", Count, autoincrement=False, nullable=False),
@@ -113,8 +123,14 @@ def _backfill(tool_calls: sa.Table) -> None:
         tool_calls.name,
         *(sa.column(c.name, sa.types.NullType() if c.name == "timestamp" else c.type) for c in tool_calls.c),
     )
+    report, _total = _progress(
+        tool_calls.name,
+        sa.select(sa.func.count()).select_from(_messages).where(_messages.c.role.in_((TOOL_RESULT, TOOL_USE))),
+    )
+    done = 0
     failed: set[tuple[str, str]] = set()
     for rows in _messages_of_role(connection, TOOL_RESULT):
+        done += len(rows)
         errors = []
         for message_id, session_id, content, timestamp in rows:
             call_id, is_error = _read_result(content)
@@ -123,13 +139,28 @@ def _backfill(tool_calls: sa.Table) -> None:
                 errors.append(_row(message_id, session_id, TOOL_RESULT, call_id, None, timestamp, True))
         if errors:
             connection.execute(sa.insert(raw), errors)
+        report(done)
     for rows in _messages_of_role(connection, TOOL_USE):
+        done += len(rows)
         uses = []
         for message_id, session_id, content, timestamp in rows:
             name, call_id = _read_use(content)
             is_error = call_id is not None and (session_id, call_id) in failed
             uses.append(_row(message_id, session_id, TOOL_USE, call_id, name, timestamp, is_error))
         connection.execute(sa.insert(raw), uses)
+        report(done)
+
+
+def _progress(table: str, rows: sa.Executable) -> tuple[Callable[[int], None], int]:
+    """``(report, total)`` for the hook ``upgrade_schema(progress=...)`` left: ``total`` counted by ``rows``,
+    ``report(done)`` after each batch. Without a hook (plain ``alembic``) nothing is counted or reported."""
+    config = op.get_context().config
+    hook = config.attributes.get(BACKFILL_PROGRESS) if config is not None else None
+    if hook is None:
+        return (lambda done: None), 0
+    total = op.get_bind().execute(rows).scalar_one()
+    hook(revision, table, 0, total)
+    return (lambda done: hook(revision, table, done, total)), total
 
 
 def _row(message_id, session_id, role, call_id, tool_name, timestamp, is_error) -> dict:

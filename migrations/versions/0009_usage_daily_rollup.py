@@ -30,6 +30,20 @@ writers until the commit); MariaDB commits each DDL statement, so a row another
 program inserts in the instant between the triggers and the fill could be
 counted twice (``starpod-session`` processes wait for the migration's lock).
 
+The fill is an ``INSERT ... SELECT ... GROUP BY`` per batch of whole UTC days
+(about ``BATCH`` usage rows, more when one day holds more), each batch found
+through ``idx_usage_stats_timestamp`` (``timestamp >= :lo AND timestamp < :hi``,
+the bounds midnights, so every (day, model, user) group lies within one batch)
+and fed to the grouping in id order, as the one statement over the whole table
+reads them: each group's ``cost_usd`` is the same floating-point sum, added in
+the same order, so the rollup is the one statement's to the bit. The progress
+hook ``upgrade_schema(progress=...)`` leaves in the Alembic config hears the
+usage rows done after each batch. A run killed on SQLite or PostgreSQL rolls the
+whole upgrade back; on MariaDB (whose DDL commits at once) it left the table and
+triggers without the (uncommitted) fill: the run again drops them first. The
+batches cost a sort by id each: on SQLite about 0.3 s more than the one statement
+for 100,000 usage rows (a million messages).
+
 Going down drops the triggers, the function and the table, and puts the SQLite
 index back.
 
@@ -40,7 +54,8 @@ Create Date: 2026-12-01
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import datetime as dt
+from collections.abc import Callable, Collection, Sequence
 
 import sqlalchemy as sa
 from alembic import op
@@ -57,7 +72,11 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 MARIADB_TABLE_OPTIONS = {"mysql_charset": "utf8mb4", "mysql_collate": "utf8mb4_bin"}
+#: Frozen copy of ``schema.BACKFILL_PROGRESS``.
+BACKFILL_PROGRESS = "backfill_progress"
 TABLE = "usage_daily"
+#: Usage rows a batch of the fill holds, rounded up to whole days.
+BATCH = 1000
 UNKNOWN_MODEL = "unknown"
 PG_FUNCTION = "usage_daily_apply"
 TRIGGERS = ("usage_daily_insert", "usage_daily_update", "usage_daily_delete")
@@ -122,15 +141,93 @@ def _remove(dialect: str, row: str) -> str:
     return f"UPDATE {TABLE} SET {sums} WHERE {where}; DELETE FROM {TABLE} WHERE {where} AND turns = 0"
 
 
-def _fill(dialect: str) -> str:
-    """Every existing usage row, grouped into the rollup."""
-    day, model, user, _one, cost, *halves = _values(dialect, "usage_stats")
+#: The order a scan of the whole of ``usage_stats`` reads it in, the order the one statement over the whole
+#: table adds each group's rows up in: the rowid on SQLite, the clustered primary key on MariaDB (which keeps
+#: a derived table's ORDER BY only under a LIMIT), the heap's on PostgreSQL (its hash aggregation over a
+#: sequential scan; a sort before grouping need not keep an order, so there the sum itself is ordered).
+_SCAN_ORDER = {
+    "sqlite": "ORDER BY id",
+    "postgresql": "ORDER BY u.ctid",
+    "mariadb": "ORDER BY id LIMIT 18446744073709551615",
+}
+
+
+def _fill(dialect: str, bounds: Collection[str]) -> str:
+    """The usage rows of one batch (``_where(bounds)``), grouped into the rollup, each group's rows added up
+    in ``_SCAN_ORDER``."""
+    day, model, user, _one, cost, *halves = _values(dialect, "u")
     columns = ", ".join(("day", "model", "user_id", *SUMMED))
-    sums = ", ".join(["COUNT(*)", f"SUM({cost})", *(f"SUM({h})" for h in halves)])
+    if dialect == "postgresql":
+        rows, cost_sum = f"usage_stats AS u{_where(bounds)}", f"SUM({cost} {_SCAN_ORDER[dialect]})"
+    else:
+        read = ", ".join(("timestamp", "model", "user_id", "cost_usd", *TOKENS))  # what the sort carries
+        rows = f"(SELECT {read} FROM usage_stats{_where(bounds)} {_SCAN_ORDER[dialect]}) AS u"
+        cost_sum = f"SUM({cost})"
+    sums = ", ".join(["COUNT(*)", cost_sum, *(f"SUM({h})" for h in halves)])
     return (
-        f"INSERT INTO {TABLE} ({columns}) SELECT {day}, {model}, {user}, {sums} FROM usage_stats "
+        f"INSERT INTO {TABLE} ({columns}) SELECT {day}, {model}, {user}, {sums} FROM {rows} "
         f"GROUP BY {day}, {model}, {user}"
     )
+
+
+def _where(bounds: Collection[str]) -> str:
+    """The usage rows from ``:lo`` (included) to ``:hi`` (excluded), of the bounds named (none: all)."""
+    tests = [f"timestamp {'>=' if name == 'lo' else '<'} :{name}" for name in ("lo", "hi") if name in bounds]
+    return f" WHERE {' AND '.join(tests)}" if tests else ""
+
+
+def _fill_by_days(dialect: str, report: Callable[[int], None], counting: bool) -> None:
+    """Fill the rollup in batches of whole days, oldest first, reporting the usage rows done after each."""
+    connection = op.get_bind()
+    day = _DAY[dialect].format(row="usage_stats")
+    ahead = "ORDER BY timestamp LIMIT 1 OFFSET :batch"  # the row BATCH rows on, through the timestamp index
+    bounds: dict[str, object] = {}
+    done = 0
+    while True:
+        found = connection.execute(
+            sa.text(f"SELECT {day} FROM usage_stats{_where(bounds)} {ahead}"), {**bounds, "batch": BATCH}
+        ).scalar()
+        end = None if found is None else _batch_end(dialect, found, bounds.get("lo"))
+        if end is not None:
+            bounds["hi"] = end
+        connection.execute(sa.text(_fill(dialect, bounds)), bounds)
+        if counting:
+            rows = sa.text(f"SELECT COUNT(*) FROM usage_stats{_where(bounds)}")
+            done += connection.execute(rows, bounds).scalar_one()
+            report(done)
+        if end is None:
+            return
+        bounds = {"lo": end}
+
+
+def _batch_end(dialect: str, found: object, lo: object) -> object:
+    """Where the batch from ``lo`` ends: at the midnight that starts ``found`` (the day of the row ``BATCH``
+    rows on), or the next one when the batch began that day (a day of more than ``BATCH`` rows); ``None``
+    (the rest) when ``found`` is not a date (SQLite's text that is no RFC 3339 timestamp)."""
+    day = found if dialect != "sqlite" else _sqlite_date(str(found))
+    if not isinstance(day, dt.date):
+        return None
+    end = _midnight(dialect, day)
+    if lo is not None and end <= lo:  # type: ignore[operator]
+        end = _midnight(dialect, day + dt.timedelta(days=1))
+    return end
+
+
+def _sqlite_date(text: str) -> dt.date | None:
+    try:
+        day = dt.date.fromisoformat(text)
+    except ValueError:
+        return None
+    return day if day.isoformat() == text else None
+
+
+def _midnight(dialect: str, day: dt.date) -> object:
+    """The day's first instant, as ``usage_stats.timestamp`` is compared with it."""
+    if dialect == "sqlite":
+        return day.isoformat()  # RFC 3339 text: every timestamp of the day sorts at or after it, before the next
+    if dialect == "postgresql":
+        return dt.datetime(day.year, day.month, day.day, tzinfo=dt.timezone.utc)
+    return dt.datetime(day.year, day.month, day.day)  # MariaDB's DATETIME holds UTC
 
 
 def sqlite_triggers() -> list[str]:
@@ -191,6 +288,10 @@ def _dialect() -> str:
 
 def upgrade() -> None:
     dialect = _dialect()
+    if dialect == "mariadb" and TABLE in sa.inspect(op.get_bind()).get_table_names():
+        for trigger in TRIGGERS:  # left by a run killed half-way, without the fill (see above)
+            op.execute(f"DROP TRIGGER IF EXISTS {trigger}")
+        op.drop_table(TABLE)
     op.create_table(
         TABLE,
         sa.Column("day", UtcDay, nullable=False),
@@ -211,7 +312,25 @@ def upgrade() -> None:
         statements = mariadb_triggers()
     for statement in statements:
         op.execute(statement)
-    op.execute(_fill(dialect))
+    report, _total = _progress(TABLE, sa.text("SELECT COUNT(*) FROM usage_stats"))
+    _fill_by_days(dialect, report, counting=_listening())
+
+
+def _progress(table: str, rows: sa.Executable) -> tuple[Callable[[int], None], int]:
+    """``(report, total)`` for the hook ``upgrade_schema(progress=...)`` left: ``total`` counted by ``rows``,
+    ``report(done)`` after each batch. Without a hook (plain ``alembic``) nothing is counted or reported."""
+    config = op.get_context().config
+    hook = config.attributes.get(BACKFILL_PROGRESS) if config is not None else None
+    if hook is None:
+        return (lambda done: None), 0
+    total = op.get_bind().execute(rows).scalar_one()
+    hook(revision, table, 0, total)
+    return (lambda done: hook(revision, table, done, total)), total
+
+
+def _listening() -> bool:
+    config = op.get_context().config
+    return config is not None and config.attributes.get(BACKFILL_PROGRESS) is not None
 
 
 def downgrade() -> None:

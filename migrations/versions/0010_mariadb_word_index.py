@@ -21,7 +21,11 @@ index and no message row until the page of hits is known.
   search (SQLite's triggers and PostgreSQL's generated column index any writer's
   rows; a MariaDB trigger cannot split text into words at any useful speed). The
   Rust crate writes SQLite only.
-- The backfill reads every stored message in pages of 1,000, in id order.
+- The backfill reads every stored message in pages of 1,000, in id order, and
+  reports each page to the progress hook ``upgrade_schema(progress=...)`` leaves
+  in the Alembic config. MariaDB commits the DDL at once: a run killed during the
+  backfill left the table without the uncommitted words (or, killed later, the
+  FULLTEXT index already gone); the run again drops the table and builds it anew.
 - The FULLTEXT index of 0008 goes (it cost every insert and no longer answers
   anything); ``content`` keeps 0008's case-insensitive collation, which the
   substring matches use.
@@ -37,7 +41,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import sqlalchemy as sa
 from alembic import op
@@ -53,6 +57,8 @@ FULLTEXT_INDEX = "ix_session_messages_fulltext"
 #: Frozen copy of ``search_query.MAX_INDEXED_WORD``.
 MAX_WORD = 64
 PAGE = 1000
+#: Frozen copy of ``schema.BACKFILL_PROGRESS``.
+BACKFILL_PROGRESS = "backfill_progress"
 
 # Frozen copy of ``search_query.indexed_words`` as of this revision.
 _SEPARATORS = re.compile(r"[^\w]|_")
@@ -74,6 +80,7 @@ def _indexed_words(content: str) -> dict[str, int]:
 def upgrade() -> None:
     if op.get_bind().dialect.name not in ("mysql", "mariadb"):
         return
+    op.execute(f"DROP TABLE IF EXISTS {TABLE}")  # left by a run killed half-way (see above)
     op.execute(
         f"CREATE TABLE {TABLE} ("
         f"word VARCHAR({MAX_WORD}) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL, "
@@ -88,7 +95,8 @@ def upgrade() -> None:
     connection = op.get_bind()
     messages = sa.text("SELECT id, content FROM session_messages WHERE id > :last ORDER BY id LIMIT :page")
     insert = sa.text(f"INSERT INTO {TABLE} (word, message_id, hits) VALUES (:word, :message_id, :hits)")
-    last = 0
+    report, _total = _progress(TABLE, sa.text("SELECT COUNT(*) FROM session_messages"))
+    done = last = 0
     while rows := connection.execute(messages, {"last": last, "page": PAGE}).all():
         words = [
             {"word": word, "message_id": message_id, "hits": hits}
@@ -98,7 +106,23 @@ def upgrade() -> None:
         if words:
             connection.execute(insert, words)
         last = rows[-1][0]
-    op.execute(f"DROP INDEX {FULLTEXT_INDEX} ON session_messages")
+        done += len(rows)
+        report(done)
+    indexes = {index["name"] for index in sa.inspect(connection).get_indexes("session_messages")}
+    if FULLTEXT_INDEX in indexes:
+        op.execute(f"DROP INDEX {FULLTEXT_INDEX} ON session_messages")
+
+
+def _progress(table: str, rows: sa.Executable) -> tuple[Callable[[int], None], int]:
+    """``(report, total)`` for the hook ``upgrade_schema(progress=...)`` left: ``total`` counted by ``rows``,
+    ``report(done)`` after each batch. Without a hook (plain ``alembic``) nothing is counted or reported."""
+    config = op.get_context().config
+    hook = config.attributes.get(BACKFILL_PROGRESS) if config is not None else None
+    if hook is None:
+        return (lambda done: None), 0
+    total = op.get_bind().execute(rows).scalar_one()
+    hook(revision, table, 0, total)
+    return (lambda done: hook(revision, table, done, total)), total
 
 
 def downgrade() -> None:

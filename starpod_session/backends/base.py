@@ -124,6 +124,9 @@ class Backend(Protocol):
     def is_integer_overflow(self, error: DBAPIError) -> bool:
         """Whether a report failed because a sum passed 2**63-1 (SQLite; the servers sum exactly)."""
 
+    def is_disk_full(self, error: BaseException) -> bool:
+        """Whether ``error``, a driver's error, says the disk under the database (or its size limit) is full."""
+
     def in_code_points(self, name: ColumnElement[Any]) -> ColumnElement[Any]:
         """``name`` ordered by code point whatever the database's locale."""
 
@@ -233,6 +236,9 @@ class BackendDefaults:
         return nullcontext()
 
     def is_integer_overflow(self, error: DBAPIError) -> bool:
+        return False
+
+    def is_disk_full(self, error: BaseException) -> bool:
         return False
 
     def in_code_points(self, name: ColumnElement[Any]) -> ColumnElement[Any]:

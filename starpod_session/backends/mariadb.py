@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
 from contextlib import closing
 from typing import Any
@@ -54,6 +55,12 @@ _words = words_table
 
 #: The bit of MariaDB's server status that says a transaction is open (``SERVER_STATUS_IN_TRANS``).
 _IN_TRANSACTION = 1
+
+#: The errors of a full disk: ER_DISK_FULL, ER_RECORD_FILE_FULL ("The table ... is full"); and
+#: ER_ERROR_ON_WRITE, ER_GET_ERRNO when the operating system's error they carry is ENOSPC (28).
+_DISK_FULL = frozenset({1021, 1114})
+_OS_ERROR = frozenset({3, 1030})
+_ENOSPC = re.compile(r"\b28\b")
 
 #: The named lock that serialises schema upgrades.
 _LOCK_NAME = "starpod_session.migrate"
@@ -115,6 +122,11 @@ class MariaDB(BackendDefaults):
     ) -> Executable:
         keep_existing = {id_column.name: func.last_insert_id(id_column)}
         return mysql_dialect.insert(table).values(values).on_duplicate_key_update(keep_existing)
+
+    def is_disk_full(self, error: BaseException) -> bool:
+        args = getattr(error, "args", ())
+        number = args[0] if args and isinstance(args[0], int) else None
+        return number in _DISK_FULL or (number in _OS_ERROR and bool(_ENOSPC.search(str(args[1:]))))
 
     def insert_skipping_conflict(
         self, table: Table, values: dict[str, Any], unique: Sequence[Column[Any]]

@@ -46,6 +46,8 @@ PG_VECTOR_COLUMN = "content_tsv"
 
 #: libpq's ``PQTRANSACTION_IDLE``: no transaction open on the connection.
 _IDLE = 0
+#: SQLSTATE ``disk_full``: "could not extend file ...: No space left on device", and its kin.
+_DISK_FULL = "53100"
 
 #: The advisory lock that serialises schema upgrades: "Starpod", any constant shared by all processes.
 _LOCK_ID = 0x5374_6172_706F_64
@@ -103,6 +105,9 @@ class PostgreSQL(BackendDefaults):
                 # Only a connection gone bad refuses (it is not idle): never hand it out in autocommit.
                 driver_connection.close()
                 raise
+
+    def is_disk_full(self, error: BaseException) -> bool:
+        return getattr(error, "sqlstate", None) == _DISK_FULL
 
     def in_code_points(self, name: ColumnElement[Any]) -> ColumnElement[Any]:
         return name.collate("C")  # PostgreSQL would order names by its locale

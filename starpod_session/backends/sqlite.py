@@ -147,6 +147,10 @@ class SQLite(BackendDefaults):
     def is_integer_overflow(self, error: DBAPIError) -> bool:
         return "integer overflow" in str(error.orig)
 
+    def is_disk_full(self, error: BaseException) -> bool:
+        # SQLITE_FULL: the disk, or the file's max_page_count.
+        return isinstance(error, sqlite3.Error) and getattr(error, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL
+
     def match_values(self, indexed: tuple[QueryPart, ...], kinds: WordKinds) -> dict[str, str]:
         return {"fts_query": fts5(indexed)}
 

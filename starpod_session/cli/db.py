@@ -22,13 +22,12 @@ from ..storage.schema import (
     current_revision,
     head_revision,
     is_known_revision,
-    pending_revisions,
     refuse_unknown_revision,
     schema_drift,
     upgrade_schema,
 )
-from .options import add_db_option, database_of, usage_error
-from .progress import steps_display
+from .options import add_db_option, database_of, print_json, usage_error
+from .progress import EXIT_INTERRUPTED, progress_display
 from .transfer import add_transfer_commands
 
 __all__ = ["EXIT_BEHIND", "add_db_commands"]
@@ -78,6 +77,7 @@ def add_db_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentPars
         )
         if name == "upgrade":
             command.add_argument("--revision", default="head", help="revision to upgrade to (default: head)")
+            command.add_argument("--json", action="store_true", help="print the result as JSON (no progress bar)")
         command.set_defaults(run=run, parser=command)
     add_transfer_commands(commands)
 
@@ -89,15 +89,30 @@ def _run_upgrade(args: argparse.Namespace) -> int:
             raise StarpodSessionError(
                 f"unknown revision {args.revision!r} (this release knows up to {head_revision()})"
             )
-        steps = pending_revisions(before, args.revision) if before != args.revision else []
-        with steps_display(True, "upgrade", steps) as on_step:
-            _database_call(lambda: upgrade_schema(engine, args.revision, target=target, on_step=on_step), target)
+        try:
+            with progress_display(not args.json) as progress:
+                _database_call(lambda: upgrade_schema(engine, args.revision, target=target, progress=progress), target)
+        except KeyboardInterrupt:
+            return _interrupted(engine, target)
         after = _database_call(lambda: _read_revision(engine), target)
-    if before == after:
+    if args.json:
+        print_json({"database": target, "from": before, "to": after})
+    elif before == after:
         print(f"{target}: already at {after}")
     else:
         print(f"{target}: upgraded from {before or 'none'} to {after}")
     return 0
+
+
+def _interrupted(engine: Engine, target: str) -> int:
+    """After Ctrl-C: the migration under way was rolled back; say where the database stands and how to go on."""
+    now = _database_call(lambda: _read_revision(engine), target)
+    print(
+        f"starpod-session: interrupted; the migration under way was rolled back, {target} is at revision "
+        f"{now or 'none'}. To continue, run: starpod-session db upgrade --db {target}",
+        file=sys.stderr,
+    )
+    return EXIT_INTERRUPTED
 
 
 def _run_current(args: argparse.Namespace) -> int:

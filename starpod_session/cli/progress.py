@@ -4,7 +4,7 @@ or with ``--json``; the library calls only take a callback."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -17,15 +17,18 @@ from rich.progress import (
     Task,
     TaskID,
     TextColumn,
-    TimeElapsedColumn,
     TimeRemainingColumn,
 )
 from rich.text import Text
 
-__all__ = ["EXIT_INTERRUPTED", "counter_display", "progress_display", "steps_display"]
+__all__ = ["EXIT_INTERRUPTED", "counter_display", "progress_display"]
 
 #: The exit status of a long command stopped by Ctrl-C (128 + SIGINT), after it said how to go on.
 EXIT_INTERRUPTED = 130
+
+
+#: What a step without a table counts, where it is not rows.
+_UNITS = {("read", None): "bytes", ("upgrade", None): "migrations"}
 
 
 class _Rate(ProgressColumn):
@@ -39,7 +42,7 @@ class _Rate(ProgressColumn):
 
 @contextmanager
 def progress_display(wanted: bool, console: Console | None = None) -> Iterator[Callable[[Any], None] | None]:
-    """A progress callback drawing one bar per table (rows/s, time left) on a terminal's stderr;
+    """A progress callback drawing one bar per step and table (rows/s, time left) on a terminal's stderr;
     ``None`` when not ``wanted`` (``--json``) or when stderr is not a terminal."""
     console = console or Console(stderr=True)
     if not wanted or not console.is_terminal:
@@ -60,7 +63,7 @@ def progress_display(wanted: bool, console: Console | None = None) -> Iterator[C
             key = (event.step, event.table)
             if key not in tasks:
                 name = f"{event.step} {event.table}" if event.table else event.step
-                unit = getattr(event, "unit", None) or ("bytes" if event.step == "read" else "rows")
+                unit = getattr(event, "unit", None) or _UNITS.get((event.step, event.table), "rows")
                 tasks[key] = bar.add_task(name, total=max(event.total, 1), unit=unit)
             bar.update(tasks[key], completed=event.done, total=max(event.total, 1))
 
@@ -82,31 +85,6 @@ def counter_display(
 
         done(0)
         yield done
-
-
-@contextmanager
-def steps_display(
-    wanted: bool, name: str, steps: Sequence[tuple[str, str]], console: Console | None = None
-) -> Iterator[Callable[[str], None] | None]:
-    """One bar over named ``steps`` (id, description), showing the one running and the time elapsed;
-    a callback taking the id of each step once done."""
-    console = console or Console(stderr=True)
-    if not wanted or not steps or not console.is_terminal:
-        yield None
-        return
-    ids = [step for step, _ in steps]
-    with Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console
-    ) as bar:
-        task = bar.add_task(f"{name} {steps[0][0]}: {steps[0][1]}", total=len(steps))
-
-        def finished(step: str) -> None:
-            position = ids.index(step) + 1 if step in ids else int(bar.tasks[0].completed) + 1
-            following = steps[position] if position < len(steps) else None
-            description = f"{name} {following[0]}: {following[1]}" if following else f"{name}: done"
-            bar.update(task, completed=position, description=description)
-
-        yield finished
 
 
 class _Event:

@@ -53,6 +53,8 @@ from ..errors import (
     TargetNotEmpty,
     VerificationFailed,
 )
+from ..records import ProgressCallback, TransferProgress
+from ..storage.advice import is_connection_lost, is_disk_full
 from ..storage.models import Base, MessageRow, UsageRow
 from ..storage.repositories import transfer as storage
 from ..storage.repositories.transfer import Summary, TablePlan
@@ -85,25 +87,6 @@ _FETCH = 1000
 #: The ``format`` of a dump's first and last lines.
 DUMP_FORMAT = "starpod-session-dump"
 _DUMP_VERSION = 1
-
-
-@attrs.frozen
-class TransferProgress:
-    """How far a transfer got: ``done`` of ``total`` rows of ``table`` in ``step``.
-
-    ``step`` is ``"copy"``, ``"dump"``, ``"restore"``, ``"read"`` (checking a dump
-    before restoring it: ``table`` is ``None``, ``done``/``total`` are bytes) or
-    ``"verify"`` (``table`` is ``None``).
-    """
-
-    step: str
-    table: str | None
-    done: int
-    total: int
-
-
-#: What a transfer calls after each batch.
-ProgressCallback = Callable[[TransferProgress], None]
 
 
 @attrs.frozen
@@ -160,7 +143,7 @@ def copy_database(
     identity = f"copy from {source_db.shown}"
     plans = storage.table_plans()
     with ExitStack() as stack:
-        source = stack.enter_context(_opened_source(source_db))
+        source = stack.enter_context(_opened_source(source_db, progress))
         target = stack.enter_context(_Target.opened(target_db, identity, plans))
         raw = backend_of(source.dialect) is backend_of(target.dialect)
         with _errors(source_db.shown), _snapshot(source) as reading:
@@ -198,7 +181,7 @@ def dump_database(
     compress = path.suffix == ".gz" if compress is None else bool(compress)
     source_db = _named(src, "src")
     plans = storage.table_plans()
-    with _opened_source(source_db) as source, _errors(source_db.shown), _snapshot(source) as reading:
+    with _opened_source(source_db, progress) as source, _errors(source_db.shown), _snapshot(source) as reading:
         totals = {plan.name: storage.count_rows(reading, plan) for plan in plans}
         marks = storage.high_water_marks(reading, plans)
         header = {
@@ -296,7 +279,7 @@ def _refuse_same(source: Database, target: Database) -> None:
 
 
 @contextmanager
-def _opened_source(database: Database) -> Iterator[Engine]:
+def _opened_source(database: Database, progress: ProgressCallback | None) -> Iterator[Engine]:
     """A read-only engine on the source at this release's schema.
 
     A SQLite file behind it (a Rust-era ``core.db`` among them) is copied into a
@@ -334,7 +317,7 @@ def _opened_source(database: Database) -> Iterator[Engine]:
         copy = backend.copy_file(database.url, Path(folder) / "source.db")
         engine = create_storage_engine(copy, pool_size=2, statement_timeout=None)  # bulk work: no deadline
         stack.callback(engine.dispose)
-        _errors(shown, lambda: upgrade_schema(engine, target=shown))
+        _errors(shown, lambda: upgrade_schema(engine, target=shown, progress=progress))
         yield engine
 
 
@@ -535,8 +518,6 @@ _DATABASE_ERRORS: tuple[type[Exception], ...] = (
     SQLAlchemyError,
     *dict.fromkeys(error for backend in BACKENDS.values() for error in backend.unwrapped_errors),
 )
-#: What the drivers say when the disk (or SQLite's page limit) is full.
-_FULL = ("database or disk is full", "no space left on device", "the table is full", "disk full", "errno 28")
 
 
 @contextmanager
@@ -550,10 +531,16 @@ def _errors_block(shown: str) -> Iterator[None]:
     except _DATABASE_ERRORS as error:
         reason = getattr(error, "orig", None) or error
         text = redact_text(f"{type(reason).__name__}: {reason}".split("\n")[0])
-        if any(sign in text.lower() for sign in _FULL):
+        if is_disk_full(error):
             raise StorageError(
                 f"{shown} is full ({text}): every batch written so far is kept; free space (or raise the "
                 "database's size limit) and run the same command again, it continues where it stopped"
+            ) from error
+        if is_connection_lost(error):
+            raise StorageError(
+                f"{shown}: the connection was lost ({text}): the server stopped or crashed (MariaDB does when its "
+                "disk fills up during a rollback); every batch committed so far is kept: once the server is back, "
+                "with free space, run the same command again, it continues where it stopped"
             ) from error
         if "file is not a database" in text:
             raise InvalidInput("src", f"{shown} is not a SQLite database ({text})") from error
@@ -764,9 +751,11 @@ def _dump_rows(path: Path, plans: list[TablePlan]) -> Callable[[str], Iterator[l
     """A reader of the (checked) dump's rows of one table at a time, as tuples in the plans' column order.
 
     The rows of each table are contiguous and the tables come in the plans' order,
-    so one pass through the file serves every table in turn.
+    so one pass through the file serves every table in turn; the rows of a table
+    nobody read (done in an earlier run of the restore) are passed over.
     """
     by_name = {plan.name: plan for plan in plans}
+    order = {plan.name: position for position, plan in enumerate(plans)}
     stream = _open_dump(path)
     lines = iter(stream)
     next(lines)  # the header
@@ -786,7 +775,10 @@ def _dump_rows(path: Path, plans: list[TablePlan]) -> Callable[[str], Iterator[l
                     stream.close()
                     break
                 document = json.loads(line)
-            if document.get("table") != name:
+            table = document.get("table")
+            if table != name:
+                if table in order and order[table] < order[name]:
+                    continue  # an earlier table's row, not read because that table was done
                 pending.append(document)
                 break
             row = document["row"]

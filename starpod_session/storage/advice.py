@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from sqlalchemy.exc import DBAPIError
 
-from ..backends import galera
+from ..backends import BACKENDS, galera
 
-__all__ = ["advice"]
+__all__ = ["advice", "is_connection_lost", "is_disk_full"]
 
 
 def advice(error: BaseException) -> str:
@@ -20,7 +20,7 @@ def advice(error: BaseException) -> str:
     current: BaseException | None = error
     while current is not None and id(current) not in seen:
         seen.add(id(current))
-        for hint in (galera.advice(current), _server_advice(_original(current))):
+        for hint in (galera.advice(current), _server_advice(_original(current)), _disk_advice(current)):
             if hint:
                 return hint
         current = current.__context__
@@ -59,10 +59,45 @@ def _server_advice(original: BaseException | None) -> str:
             "with target_session_attrs=read-write so the library connects to whichever takes writes)"
         )
     text = str(original)
-    args = getattr(original, "args", ())
-    number = args[0] if args and isinstance(args[0], int) else None
-    if number in _MARIADB_UNREACHABLE or text.startswith(("connection failed", "connection timeout")):
+    if _mariadb_number(original) in _MARIADB_UNREACHABLE or text.startswith(
+        ("connection failed", "connection timeout")
+    ):
         return _UNREACHABLE
-    if number in _MARIADB_LOST or "server closed the connection" in text or "consuming input failed" in text:
+    if _lost(original):
         return _LOST
     return ""
+
+
+def _mariadb_number(original: BaseException) -> int | None:
+    args = getattr(original, "args", ())
+    return args[0] if args and isinstance(args[0], int) else None
+
+
+def _lost(original: BaseException) -> bool:
+    text = str(original)
+    return (
+        _mariadb_number(original) in _MARIADB_LOST
+        or "server closed the connection" in text
+        or "consuming input failed" in text
+    )
+
+
+def is_connection_lost(error: BaseException) -> bool:
+    """Whether ``error`` (a driver's error, or SQLAlchemy's around one) says the server went away mid-call."""
+    original = _original(error)
+    return original is not None and _lost(original)
+
+
+def is_disk_full(error: BaseException) -> bool:
+    """Whether ``error`` (a driver's error, or SQLAlchemy's around one) says the disk under the database is full."""
+    original = _original(error)
+    return original is not None and any(backend.is_disk_full(original) for backend in BACKENDS.values())
+
+
+def _disk_advice(error: BaseException) -> str:
+    if not is_disk_full(error):
+        return ""
+    return (
+        " (the disk holding the database is full, or the database reached its size limit: the call's "
+        "transaction was rolled back; free space, then retry the call)"
+    )

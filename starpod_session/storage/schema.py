@@ -8,7 +8,7 @@ from __future__ import annotations
 import io
 import threading
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -24,9 +24,11 @@ from sqlalchemy.exc import SAWarning
 from ..backends import backend_of, backend_of_url
 from ..backends.engine import READ_ONLY
 from ..errors import SchemaOutdated, SchemaTooNew, StarpodSessionError
+from ..records import ProgressCallback, TransferProgress
 from .models import Base
 
 __all__ = [
+    "BACKFILL_PROGRESS",
     "BASELINE_REVISION",
     "EXPRESSION_INDEXES",
     "SEARCH_OBJECTS",
@@ -126,12 +128,19 @@ def ensure_schema(engine: Engine, *, auto_upgrade: bool, target: str) -> None:
 
 
 def upgrade_schema(
-    engine: Engine, revision: str = "head", *, target: str | None = None, on_step: Callable[[str], None] | None = None
+    engine: Engine, revision: str = "head", *, target: str | None = None, progress: ProgressCallback | None = None
 ) -> None:
     """Migrate to ``revision``, serialised across threads and processes.
 
-    ``on_step`` is called with each revision's id once it is applied (for a progress
-    display: :func:`pending_revisions` lists them beforehand).
+    ``progress`` (as :func:`~starpod_session.copy_database` takes it) gets a
+    :class:`~starpod_session.TransferProgress`: step ``"upgrade"`` (``table`` ``None``)
+    with the migrations applied so far of those pending, at the start and after each;
+    step ``"upgrade REV"`` from a migration that fills a table from the rows already
+    stored, after each of its batches (rows read of the rows it reads). The upgrade is
+    one transaction on SQLite and PostgreSQL: stopped half-way (Ctrl-C, a kill), it
+    leaves the database as it was, and running it again does it all. MariaDB commits
+    each schema change at once: a migration stopped half-way left its own new objects,
+    which it drops and builds again when run again.
 
     Rust-era files (a ``_sqlx_migrations`` table, our tables, no Alembic stamp) are
     first stamped at the baseline, which is their schema, so no row is touched.
@@ -147,12 +156,36 @@ def upgrade_schema(
                 if _is_rust_era(connection):
                     command.stamp(alembic_config(connection), BASELINE_REVISION)
             config = alembic_config(connection)
-            if on_step is not None:
-                config.attributes["on_version_apply"] = lambda *, step, **_: on_step(step.up_revision_id)
+            if progress is not None:
+                _report_progress(config, connection, revision, progress)
             command.upgrade(config, revision)
             backend.schema_upgraded(connection)
         finally:
             backend.unlock_schema(connection)
+
+
+#: Where :func:`upgrade_schema` leaves, in the Alembic config's ``attributes``, the function a migration
+#: calls after each batch of its backfill: ``(revision, table, done, total)``. The migrations read this
+#: name from a frozen copy; under the plain ``alembic`` command nothing is there and they report nothing.
+BACKFILL_PROGRESS = "backfill_progress"
+
+
+def _report_progress(config: Config, connection: Connection, revision: str, progress: ProgressCallback) -> None:
+    current = current_revision(connection)
+    total = len(pending_revisions(current, revision)) if current != revision else 0
+    applied = 0
+
+    def applied_one(**_: object) -> None:
+        nonlocal applied
+        applied += 1
+        progress(TransferProgress("upgrade", None, applied, total))
+
+    def backfilled(step: str, table: str, done: int, rows: int) -> None:
+        progress(TransferProgress(f"upgrade {step}", table, done, rows))
+
+    progress(TransferProgress("upgrade", None, 0, total))
+    config.attributes["on_version_apply"] = applied_one
+    config.attributes[BACKFILL_PROGRESS] = backfilled
 
 
 def pending_revisions(current: str | None, revision: str = "head") -> list[tuple[str, str]]:

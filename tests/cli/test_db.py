@@ -5,17 +5,26 @@ the installed command as a process where only a process shows it (no traceback, 
 
 from __future__ import annotations
 
+import json
+import os
+import pty
+import re
 import sqlite3
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
+from starpod_session.cli import db as cli_db
 from starpod_session.cli.db import EXIT_BEHIND
-from starpod_session.storage.schema import BASELINE_REVISION, head_revision
+from starpod_session.cli.progress import EXIT_INTERRUPTED
+from starpod_session.storage.schema import BASELINE_REVISION, head_revision, upgrade_schema
 
-from ..helpers import command_target, snapshot, stamps
-from .run import assert_clean_failure, run_command, run_in_process
+from ..helpers import command_target, migration_module, raw_engine, snapshot, stamps
+from ..schema.test_migrations import populate
+from ..schema.test_upgrade_progress import BEFORE_BACKFILLS, add_plain_messages, add_tool_messages
+from .run import assert_clean_failure, command_environment, installed_command, run_command, run_in_process
 
 
 def db(command: str, target: object, *arguments: object) -> subprocess.CompletedProcess[str]:
@@ -135,3 +144,98 @@ def test_db_upgrade_stamps_a_database_once(empty_db_target):
     assert db("upgrade", empty_db_target).returncode == 0
     assert db("upgrade", empty_db_target).returncode == 0
     assert stamps(empty_db_target) == [head_revision()]
+
+
+# -- the progress of a long upgrade ------------------------------------------------------------------
+
+
+def file_before_the_backfills(path: Path) -> Path:
+    """A SQLite file at 0006 holding more tool messages than a batch of 0007's backfill."""
+    with raw_engine(str(path), statement_timeout=None) as engine:
+        upgrade_schema(engine, BASELINE_REVISION)
+        populate(engine)
+        upgrade_schema(engine, BEFORE_BACKFILLS)
+        add_tool_messages(engine)
+    return path
+
+
+def on_a_terminal(*arguments: object) -> tuple[int, str, str]:
+    """Run the installed command with its stderr on a pseudo-terminal: (status, stdout, the terminal's text)."""
+    controller, terminal = pty.openpty()
+    environment = command_environment(TERM="xterm-256color")
+    process = subprocess.Popen(
+        [installed_command(), *map(str, arguments)], stdout=subprocess.PIPE, stderr=terminal, env=environment
+    )
+    os.close(terminal)
+    screen = b""
+    while True:
+        try:
+            chunk = os.read(controller, 65536)
+        except OSError:  # EIO: the command closed the terminal's last end
+            break
+        if not chunk:
+            break
+        screen += chunk
+    out, _ = process.communicate()
+    os.close(controller)
+    return process.returncode, out.decode(), screen.decode(errors="replace")
+
+
+def bar_lines(screen: str, name: str) -> list[tuple[int, int, int, str]]:
+    """Every drawing of the bar ``name`` on the terminal, in order: (done, total, rows/s, time left)."""
+    text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", screen)
+    pattern = re.escape(name) + r" [━╸╺ ]*(\d+)/(\d+) +([\d,]+) rows/s +(\S+)"
+    return [
+        (int(done), int(total), int(rate.replace(",", "")), left)
+        for done, total, rate, left in re.findall(pattern, text)
+    ]
+
+
+def test_upgrade_shows_each_backfill_with_its_rows_and_rate_on_a_terminal(tmp_path):
+    path = file_before_the_backfills(tmp_path / "large.db")
+    with raw_engine(str(path), statement_timeout=None) as engine:  # more messages than two batches of 0008's
+        add_plain_messages(engine, 2 * migration_module("0008").BATCH)
+
+    status, out, screen = on_a_terminal("db", "upgrade", "--db", path)
+
+    assert status == 0, screen
+    assert out.strip() == f"{path}: upgraded from {BEFORE_BACKFILLS} to {head_revision()}"
+    assert "upgrade 0007 tool_calls" in screen and "1335/1335" in screen  # the rows of the backfill
+    assert "upgrade" in screen and "6/6" in screen and "migrations/s" in screen
+    for name in ("upgrade 0007 tool_calls", "upgrade 0008 session_messages", "upgrade 0009 usage_daily"):
+        drawn = bar_lines(screen, name)  # (which batches are drawn depends on the terminal's refresh)
+        done, total, rate, left = drawn[-1]
+        assert done == total > 1000 and rate > 0 and left == "0:00:00", (name, drawn)
+
+
+def test_upgrade_shows_no_bar_on_a_pipe_nor_with_json(tmp_path):
+    piped = db_process("upgrade", file_before_the_backfills(tmp_path / "piped.db"))
+    assert piped.returncode == 0 and piped.stderr == ""
+
+    path = file_before_the_backfills(tmp_path / "json.db")
+    status, out, screen = on_a_terminal("db", "upgrade", "--db", path, "--json")
+    assert status == 0 and "upgrade 0007" not in screen and "rows/s" not in screen
+    assert json.loads(out) == {"database": str(path), "from": BEFORE_BACKFILLS, "to": head_revision()}
+
+
+def test_ctrl_c_during_upgrade_rolls_back_and_prints_how_to_continue(tmp_path, monkeypatch):
+    path = file_before_the_backfills(tmp_path / "large.db")
+    real_upgrade = cli_db.upgrade_schema
+
+    def interrupted_mid_backfill(engine, revision, *, target, progress):
+        def stop(event):
+            if event.step == "upgrade 0007" and event.done:
+                raise KeyboardInterrupt
+
+        real_upgrade(engine, revision, target=target, progress=stop)
+
+    monkeypatch.setattr(cli_db, "upgrade_schema", interrupted_mid_backfill)
+    result = db("upgrade", path)
+
+    assert result.returncode == EXIT_INTERRUPTED
+    assert f"{path} is at revision {BEFORE_BACKFILLS}" in result.stderr
+    assert f"To continue, run: starpod-session db upgrade --db {path}" in result.stderr
+    assert stamps(str(path)) == [BEFORE_BACKFILLS]  # one transaction: nothing of it kept
+    monkeypatch.undo()
+    again = db("upgrade", path)
+    assert again.stdout.strip() == f"{path}: upgraded from {BEFORE_BACKFILLS} to {head_revision()}"

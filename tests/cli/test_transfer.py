@@ -116,16 +116,19 @@ def test_sessions_export_all_writes_every_closed_transcript(tmp_path):
     assert result.stderr == ""
 
 
-def test_the_step_and_counter_bars():
+def test_the_upgrade_and_counter_bars():
     screen = io.StringIO()
     console = Console(file=screen, force_terminal=True, width=120)
-    with cli_transfer.steps_display(True, "upgrade", [("0010", "words"), ("0011", "batches")], console) as step:
-        step("0010")
-        step("0011")
+    with cli_transfer.progress_display(True, console) as progress:
+        assert progress is not None
+        progress(transfer.TransferProgress("upgrade", None, 1, 2))
+        progress(transfer.TransferProgress("upgrade 0010", "session_message_words", 700, 1000))
+        progress(transfer.TransferProgress("upgrade", None, 2, 2))
     with cli_transfer.counter_display(True, "prune", 10, "sessions", console) as done:
         done(10)
     shown = screen.getvalue()
-    assert "upgrade: done" in shown and "2/2" in shown
+    assert "2/2" in shown and "migrations/s" in shown
+    assert "upgrade 0010 session_message_words" in shown and "700/1000" in shown and "rows/s" in shown
     assert "prune" in shown and "10/10" in shown and "sessions/s" in shown
 
 

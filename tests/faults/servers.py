@@ -19,6 +19,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Protocol, TypeVar
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 GALERA_PROVIDER = Path("/usr/lib/galera/libgalera_smm.so")
@@ -48,17 +49,24 @@ def postgres_missing() -> str | None:
     return None
 
 
+def mariadb_missing() -> str | None:
+    """Why a private MariaDB server cannot run here, or ``None``."""
+    absent = [path for path in (MARIADBD, MARIADB_INSTALL_DB) if not Path(path).exists()]
+    if absent:
+        return f"needs MariaDB's server ({', '.join(absent)} missing)"
+    if os.geteuid() != 0 or not _user_exists("mysql"):
+        return "needs to run as root with a `mysql` user (the servers run as that user)"
+    return None
+
+
 def galera_missing() -> str | None:
     """Why a private Galera cluster cannot run here, or ``None``."""
-    needed = [GALERA_PROVIDER, Path(MARIADBD), Path(MARIADB_INSTALL_DB)]
-    absent = [str(path) for path in needed if not path.exists()]
+    absent = [str(GALERA_PROVIDER)] if not GALERA_PROVIDER.exists() else []
     if not shutil.which("rsync") or not shutil.which("wsrep_sst_rsync"):
         absent.append("rsync and wsrep_sst_rsync")
     if absent:
         return f"needs MariaDB with Galera 4 ({', '.join(absent)} missing)"
-    if os.geteuid() != 0 or not _user_exists("mysql"):
-        return "needs to run as root with a `mysql` user (the servers run as that user)"
-    return None
+    return mariadb_missing()
 
 
 def free_port() -> int:
@@ -209,7 +217,58 @@ def _run_as(user: str, argv: list[str], log: Path, timeout: float = 120) -> None
         )
 
 
-# -- PostgreSQL: a primary and a synchronous standby --------------------------------
+# -- PostgreSQL: one server; a primary and a synchronous standby ---------------------
+
+
+def _initdb(data: Path, folder: Path, log: Path, settings: str = "") -> None:
+    """An empty data directory ``data`` for a server on loopback (its socket in ``folder``), plus ``settings``."""
+    _run_as(
+        "postgres",
+        [str(PG_BIN / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync"],
+        log,
+    )
+    with open(data / "postgresql.conf", "a") as conf:
+        conf.write(
+            "\nlisten_addresses = '127.0.0.1'\n"
+            f"unix_socket_directories = '{folder}'\n"
+            "shared_buffers = 16MB\nfsync = off\nmax_connections = 60\n" + settings
+        )
+
+
+def _postgres_sql(port: int, statement: str) -> list[tuple[object, ...]]:
+    import psycopg
+
+    with psycopg.connect(
+        host="127.0.0.1", port=port, user="postgres", dbname="postgres", autocommit=True, connect_timeout=5
+    ) as connection:
+        cursor = connection.execute(statement)
+        return list(cursor.fetchall()) if cursor.description else []
+
+
+class PostgresServer:
+    """One PostgreSQL 15 server on loopback (trust authentication: any password is accepted)."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.port = free_port()
+        self.data = folder / "data"
+        argv = [str(PG_BIN / "postgres"), "-D", str(self.data), "-p", str(self.port)]
+        self.server = Server("postgres", argv, user="postgres", log=folder / "postgres.log", port=self.port)
+
+    def url(self, database: str, password: str) -> str:
+        return f"postgresql+psycopg://postgres:{password}@127.0.0.1:{self.port}/{database}"
+
+    def start(self) -> None:
+        _initdb(self.data, self.folder, self.folder / "setup.log")
+        self.server.start()
+        _wait(lambda: _accepts(self.port), 30, "PostgreSQL", self.server.log)
+
+    def sql(self, statement: str) -> list[tuple[object, ...]]:
+        """Run one statement (autocommit), its rows."""
+        return _postgres_sql(self.port, statement)
+
+    def stop(self) -> None:
+        self.server.stop(signum=signal.SIGINT)  # fast shutdown
 
 
 class PostgresPair:
@@ -246,30 +305,13 @@ class PostgresPair:
 
     def start(self) -> None:
         log = self.folder / "setup.log"
-        _run_as(
-            "postgres",
-            [
-                str(PG_BIN / "initdb"),
-                "-D",
-                str(self.primary_dir),
-                "-U",
-                "postgres",
-                "--auth=trust",
-                "-E",
-                "UTF8",
-                "--no-sync",
-            ],
+        _initdb(
+            self.primary_dir,
+            self.folder,
             log,
+            "wal_level = replica\nmax_wal_senders = 5\nhot_standby = on\n"
+            f"synchronous_standby_names = '{self.STANDBY_NAME}'\nwal_keep_size = 64MB\n",
         )
-        with open(self.primary_dir / "postgresql.conf", "a") as conf:
-            conf.write(
-                "\nlisten_addresses = '127.0.0.1'\n"
-                f"unix_socket_directories = '{self.folder}'\n"
-                "wal_level = replica\nmax_wal_senders = 5\nhot_standby = on\n"
-                "shared_buffers = 16MB\nfsync = off\nmax_connections = 60\n"
-                f"synchronous_standby_names = '{self.STANDBY_NAME}'\n"
-                "wal_keep_size = 64MB\n"
-            )
         self.primary.start()
         _wait(lambda: _accepts(self.primary_port), 30, "PostgreSQL primary", self.primary.log)
         _run_as(
@@ -303,13 +345,7 @@ class PostgresPair:
 
     def sql(self, port: int, statement: str) -> list[tuple[object, ...]]:
         """Run one statement on the server at ``port`` (autocommit), its rows."""
-        import psycopg
-
-        with psycopg.connect(
-            host="127.0.0.1", port=port, user="postgres", dbname="postgres", autocommit=True, connect_timeout=5
-        ) as connection:
-            cursor = connection.execute(statement)
-            return list(cursor.fetchall()) if cursor.description else []
+        return _postgres_sql(port, statement)
 
     def _standby_streaming(self) -> bool:
         try:
@@ -326,7 +362,111 @@ class PostgresPair:
             server.stop(signum=signal.SIGINT)  # PostgreSQL's fast shutdown: clients are disconnected
 
 
-# -- MariaDB Galera: three nodes on loopback ------------------------------------------
+# -- MariaDB: one server; Galera 4, three nodes on loopback ---------------------------
+
+
+def _mariadb_server(folder: Path, name: str, port: int, settings: str = "") -> Server:
+    """A server whose data is ``folder/name`` (config, socket, pid and log beside it), plus ``settings``."""
+    conf = folder / f"{name}.cnf"
+    conf.write_text(
+        "[mariadbd]\n"
+        f"datadir = {folder / name}\nsocket = {folder}/{name}.sock\nport = {port}\n"
+        f"bind-address = 127.0.0.1\npid-file = {folder}/{name}.pid\n"
+        "skip-name-resolve\nperformance_schema = OFF\ninnodb_buffer_pool_size = 24M\n"
+        "innodb_log_file_size = 16M\ninnodb_flush_log_at_trx_commit = 0\nkey_buffer_size = 1M\n"
+        "max_connections = 80\nmax_allowed_packet = 64M\nskip-log-bin\n"
+        "default_storage_engine = InnoDB\n" + settings
+    )
+    argv = [MARIADBD, f"--defaults-file={conf}", "--user=mysql"]
+    return Server(name, argv, user="mysql", log=folder / f"{name}.log", port=port)
+
+
+def _mariadb_install(data: Path, log: Path) -> None:
+    """The system tables in the (mysql-owned) data directory ``data``; root without a password."""
+    install = [
+        MARIADB_INSTALL_DB,
+        f"--datadir={data}",
+        "--user=mysql",
+        "--skip-test-db",
+        "--auth-root-authentication-method=normal",
+        "--skip-name-resolve",
+        "--no-defaults",
+    ]
+    with open(log, "ab") as out:
+        subprocess.run(
+            install,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            check=True,
+            timeout=180,
+            start_new_session=True,
+        )
+
+
+def _mariadb_sql(port: int, statement: str, timeout: float = 5) -> list[tuple[object, ...]]:
+    import pymysql
+
+    connection = pymysql.connect(
+        host="127.0.0.1",
+        port=port,
+        user="root",
+        password="",
+        connect_timeout=timeout,
+        read_timeout=timeout,
+        autocommit=True,
+    )
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute(statement)
+            return list(cursor.fetchall())
+    finally:
+        connection.close()
+
+
+class MariaDBServer:
+    """One MariaDB server on loopback, user ``starpod`` with any privilege."""
+
+    PASSWORD = "mariadb-secret"
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.port = free_port()
+        self.data = folder / "data"
+        self.server = _mariadb_server(folder, "data", self.port)
+
+    def url(self, database: str) -> str:
+        return f"mysql+pymysql://starpod:{self.PASSWORD}@127.0.0.1:{self.port}/{database}"
+
+    def start(self) -> None:
+        self.data.mkdir()
+        _chown_tree(self.data, "mysql")
+        _mariadb_install(self.data, self.folder / "setup.log")
+        self.server.start()
+        _wait(lambda: _accepts(self.port), 60, "MariaDB", self.server.log)
+        _wait(lambda: self._answers(), 60, "MariaDB", self.server.log)
+        self.sql(f"CREATE USER 'starpod'@'%' IDENTIFIED BY '{self.PASSWORD}'")
+        self.sql("GRANT ALL ON *.* TO 'starpod'@'%'")
+
+    def ensure_running(self) -> None:
+        """Start the server again if it died (a crash), and wait until it answers."""
+        if not self.server.running:
+            self.server.start()
+        _wait(lambda: self._answers(), 120, "MariaDB", self.server.log)
+
+    def _answers(self) -> bool:
+        try:
+            self.sql("SELECT 1", timeout=2)
+        except Exception:
+            return False
+        return True
+
+    def sql(self, statement: str, *, timeout: float = 5) -> list[tuple[object, ...]]:
+        """Run one statement as root (autocommit), its rows."""
+        return _mariadb_sql(self.port, statement, timeout)
+
+    def stop(self) -> None:
+        self.server.stop()
 
 
 class GaleraCluster:
@@ -341,17 +481,12 @@ class GaleraCluster:
         self.nodes = [self._node(index) for index in range(nodes)]
 
     def _node(self, index: int) -> Server:
-        data = self.folder / f"node{index}"
-        conf = self.folder / f"node{index}.cnf"
         members = ",".join(f"127.0.0.1:{port}" for port in self.gcomm)
-        conf.write_text(
-            "[mariadbd]\n"
-            f"datadir = {data}\nsocket = {self.folder}/node{index}.sock\nport = {self.ports[index]}\n"
-            f"bind-address = 127.0.0.1\npid-file = {self.folder}/node{index}.pid\n"
-            "skip-name-resolve\nperformance_schema = OFF\ninnodb_buffer_pool_size = 24M\n"
-            "innodb_log_file_size = 16M\ninnodb_flush_log_at_trx_commit = 0\nkey_buffer_size = 1M\n"
-            "max_connections = 80\nmax_allowed_packet = 64M\nskip-log-bin\n"
-            "binlog_format = ROW\ndefault_storage_engine = InnoDB\ninnodb_autoinc_lock_mode = 2\n"
+        return _mariadb_server(
+            self.folder,
+            f"node{index}",
+            self.ports[index],
+            "binlog_format = ROW\ninnodb_autoinc_lock_mode = 2\n"
             "wsrep_on = ON\n"
             f"wsrep_provider = {GALERA_PROVIDER}\n"
             f"wsrep_cluster_address = gcomm://{members}\n"
@@ -360,10 +495,8 @@ class GaleraCluster:
             f'wsrep_provider_options = "base_port={self.gcomm[index]}; ist.recv_addr=127.0.0.1:{self.ist[index]}; '
             'gcache.size=16M; pc.recovery=false"\n'
             f"wsrep_sst_method = rsync\nwsrep_sst_receive_address = 127.0.0.1:{self.sst[index]}\n"
-            "wsrep_slave_threads = 2\n"
+            "wsrep_slave_threads = 2\n",
         )
-        argv = [MARIADBD, f"--defaults-file={conf}", "--user=mysql"]
-        return Server(f"node{index}", argv, user="mysql", log=self.folder / f"node{index}.log", port=self.ports[index])
 
     def url(self, index: int, database: str = "starpod") -> str:
         return f"mysql+pymysql://starpod:galera-secret@127.0.0.1:{self.ports[index]}/{database}"
@@ -374,25 +507,7 @@ class GaleraCluster:
             data = self.folder / f"node{index}"
             data.mkdir()
             _chown_tree(data, "mysql")
-        install = [
-            MARIADB_INSTALL_DB,
-            f"--datadir={self.folder}/node0",
-            "--user=mysql",
-            "--skip-test-db",
-            "--auth-root-authentication-method=normal",
-            "--skip-name-resolve",
-            "--no-defaults",
-        ]
-        with open(log, "ab") as out:
-            subprocess.run(
-                install,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                check=True,
-                timeout=180,
-                start_new_session=True,
-            )
+        _mariadb_install(self.folder / "node0", log)
         first = self.nodes[0]
         first.argv = [*first.argv, "--wsrep-new-cluster"]
         first.start()
@@ -406,23 +521,7 @@ class GaleraCluster:
             _wait(lambda index=index: self._synced(index), 120, f"Galera node{index}", node.log)
 
     def sql(self, index: int, statement: str, *, timeout: float = 5) -> list[tuple[object, ...]]:
-        import pymysql
-
-        connection = pymysql.connect(
-            host="127.0.0.1",
-            port=self.ports[index],
-            user="root",
-            password="",
-            connect_timeout=timeout,
-            read_timeout=timeout,
-            autocommit=True,
-        )
-        try:
-            with connection.cursor() as cursor:
-                cursor.execute(statement)
-                return list(cursor.fetchall())
-        finally:
-            connection.close()
+        return _mariadb_sql(self.ports[index], statement, timeout)
 
     def _synced(self, index: int) -> bool:
         try:
@@ -452,25 +551,65 @@ def private_folder(prefix: str, owner: str) -> Iterator[Path]:
         shutil.rmtree(folder, ignore_errors=True)
 
 
+class _Startable(Protocol):
+    def start(self) -> None: ...
+    def stop(self) -> None: ...
+
+
+S = TypeVar("S", bound=_Startable)
+
+
 @contextlib.contextmanager
-def postgres_pair() -> Iterator[PostgresPair]:
+def running(kind: Callable[[Path], S], prefix: str, owner: str) -> Iterator[S]:
+    """``kind(folder)`` started in a private folder ``owner`` owns; stopped and removed on every exit."""
+    with private_folder(prefix, owner) as folder:
+        server = kind(folder)
+        try:
+            server.start()
+            yield server
+        finally:
+            server.stop()
+
+
+def postgres_pair() -> contextlib.AbstractContextManager[PostgresPair]:
     """A running :class:`PostgresPair`, stopped and removed on every exit."""
-    with private_folder("pg", "postgres") as folder:
-        pair = PostgresPair(folder)
-        try:
-            pair.start()
-            yield pair
-        finally:
-            pair.stop()
+    return running(PostgresPair, "pg", "postgres")
 
 
 @contextlib.contextmanager
-def galera_cluster() -> Iterator[GaleraCluster]:
+def small_filesystem(path: Path, megabytes: int) -> Iterator[Path]:
+    """A tmpfs of ``megabytes`` mounted at ``path`` (created), unmounted on every exit.
+
+    Raises :class:`OSError` naming why when it cannot be mounted (not root, no ``mount``, a container
+    without CAP_SYS_ADMIN).
+    """
+    path.mkdir(parents=True, exist_ok=True)
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={megabytes}m,mode=0755", "tmpfs", str(path)],
+        capture_output=True,
+        text=True,
+    )
+    if mounted.returncode:
+        raise OSError(f"cannot mount a tmpfs at {path}: {mounted.stderr.strip() or mounted.returncode}")
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", "--lazy", str(path)], check=False)
+
+
+def fill_up(filesystem: Path, leave_megabytes: float) -> Path:
+    """A file taking all of ``filesystem``'s free space but ``leave_megabytes``; deleting it frees the space."""
+    stats = os.statvfs(filesystem)
+    size = stats.f_bavail * stats.f_frsize - int(leave_megabytes * 2**20)
+    filler = filesystem / "filler"
+    with open(filler, "wb") as out:
+        chunk = b"\0" * 2**20
+        while size > 0:
+            out.write(chunk[: min(size, len(chunk))])
+            size -= len(chunk)
+    return filler
+
+
+def galera_cluster() -> contextlib.AbstractContextManager[GaleraCluster]:
     """A running 3-node :class:`GaleraCluster`, stopped and removed on every exit."""
-    with private_folder("galera", "mysql") as folder:
-        cluster = GaleraCluster(folder)
-        try:
-            cluster.start()
-            yield cluster
-        finally:
-            cluster.stop()
+    return running(GaleraCluster, "galera", "mysql")

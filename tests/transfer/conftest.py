@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sqlite3
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -110,3 +111,20 @@ def typed_rows(target: str) -> dict[str, list[tuple[Any, ...]]]:
             }
     finally:
         engine.dispose()
+
+
+def fills_up_after(monkeypatch: pytest.MonkeyPatch, dst: str, pages: int = 20) -> None:
+    """Create ``dst`` (at head, empty) and let a transfer write only ``pages`` more pages into it: the
+    disk filling up, simulated with SQLite's page limit (``max_page_count``); ``monkeypatch.undo()`` frees it."""
+    from starpod_session.features import transfer
+
+    SessionManager(dst).close()
+    used = sqlite3.connect(dst).execute("PRAGMA page_count").fetchone()[0]
+    real_engine = transfer.create_storage_engine
+
+    def limited(url: object, **options: Any) -> Any:
+        engine = real_engine(url, **options)
+        sa.event.listen(engine, "connect", lambda c, _r: c.execute(f"PRAGMA max_page_count = {used + pages}"))
+        return engine
+
+    monkeypatch.setattr(transfer, "create_storage_engine", limited)

@@ -27,7 +27,7 @@ from starpod_session.backends.engine import create_storage_engine, to_url
 from starpod_session.storage.repositories.transfer import MARKER_TABLE
 
 from ..helpers import RUST_FILES, raw_rows
-from .conftest import fill, typed_rows
+from .conftest import fill, fills_up_after, typed_rows
 
 
 def digest(path: str | Path) -> str:
@@ -223,20 +223,9 @@ def test_an_unreachable_server_is_named_without_its_password(tmp_path):
 
 def test_a_full_target_keeps_what_it_wrote_and_the_same_call_continues(tmp_path, monkeypatch):
     """The disk filling up, simulated with SQLite's page limit (``max_page_count``) on the target."""
-    from starpod_session.features import transfer
-
     src, dst = str(tmp_path / "src.db"), str(tmp_path / "dst.db")
     fill(src, sessions=3, messages=200)
-    SessionManager(dst).close()
-    pages = sqlite3.connect(dst).execute("PRAGMA page_count").fetchone()[0]
-    real_engine = transfer.create_storage_engine
-
-    def limited(url, **options):
-        engine = real_engine(url, **options)
-        sa.event.listen(engine, "connect", lambda c, _r: c.execute(f"PRAGMA max_page_count = {pages + 20}"))
-        return engine
-
-    monkeypatch.setattr(transfer, "create_storage_engine", limited)
+    fills_up_after(monkeypatch, dst)
     with pytest.raises(StorageError, match="is full"):
         copy_database(src, dst, batch_size=50)
     kept = sqlite3.connect(dst).execute("SELECT count(*) FROM session_messages").fetchone()[0]

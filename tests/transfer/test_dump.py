@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -20,7 +21,7 @@ from starpod_session import (
 )
 from starpod_session.storage.schema import head_revision
 
-from .conftest import fill, typed_rows
+from .conftest import fill, fills_up_after, typed_rows
 
 
 def lines(path: Path) -> list[dict]:
@@ -189,3 +190,21 @@ def test_a_rust_era_file_dumps_and_restores_into_every_backend(
 
     assert src.read_bytes() == untouched
     assert typed_rows(dst) == typed_rows(str(adopted))
+
+
+def test_a_restore_stopped_by_a_full_disk_continues_where_it_stopped(tmp_path, monkeypatch):
+    """Once a table is done, running the restore again must still find the next tables' rows in the file
+    (SQLite's page limit, ``max_page_count``, stands for the full disk)."""
+    src, dst, dump = str(tmp_path / "src.db"), str(tmp_path / "dst.db"), tmp_path / "backup.jsonl"
+    fill(src, sessions=3, messages=200)
+    dump_database(src, dump)
+    fills_up_after(monkeypatch, dst)
+    with pytest.raises(StorageError, match="is full"):
+        restore_database(dump, dst, batch_size=50)
+    kept = sqlite3.connect(dst).execute("SELECT count(*) FROM session_messages").fetchone()[0]
+    assert 0 < kept < 600
+
+    monkeypatch.undo()  # space freed
+    report = restore_database(dump, dst, batch_size=50)
+    assert report.resumed
+    assert typed_rows(dst) == typed_rows(src)
