@@ -234,6 +234,46 @@ def _shut_down_at_exit() -> None:
         workers.shutdown()
 
 
+async def _to_completion(job: _Call) -> Any:
+    """``job``'s outcome, awaited to its end: a cancellation is raised once the call is done, its outcome dropped."""
+    try:
+        return await job.waiter
+    except asyncio.CancelledError:
+        # The outcome arrives on this loop's thread (_Call.settle), so until it has, a fresh
+        # future put in place of the cancelled one receives it; further cancellations wait too.
+        loop = asyncio.get_running_loop()
+        while job.state != _DONE:
+            job.waiter = loop.create_future()
+            with contextlib.suppress(BaseException):  # a further cancellation, or the outcome: dropped
+                await job.waiter
+        raise
+
+
+class ThreadsToCompletion:
+    """At most ``size`` threads of the async facade's own kind, each call awaited to its end.
+
+    For a sibling facade over a :class:`SessionManager` (the ADK service): its calls
+    run as :meth:`AsyncSessionManager.run_to_completion` runs them, on threads that
+    belong to it. Not part of the public API.
+    """
+
+    def __init__(self, size: int, name: str) -> None:
+        self._workers = _Workers(size, name)
+        _LIVE_WORKERS.add(self._workers)
+
+    async def run(self, call: Callable[[], T]) -> T:
+        """``call()`` on these threads, to its end even if the await is cancelled; ``RuntimeError`` once shut down."""
+        loop = asyncio.get_running_loop()
+        job = _Call(call, (), {}, loop, loop.create_future())
+        self._workers.submit(job)
+        return await _to_completion(job)  # type: ignore[no-any-return]
+
+    def shutdown(self) -> None:
+        """Refuse new calls, let the queued and running ones finish, and wait for every thread to end."""
+        self._workers.shutdown()
+        _LIVE_WORKERS.discard(self._workers)
+
+
 class AsyncSessionManager:
     """The awaitable :class:`SessionManager`: the same constructor and the same methods, each a coroutine.
 
@@ -338,18 +378,7 @@ class AsyncSessionManager:
         error then dropped. Without a cancellation it returns ``call``'s result at
         the cost of an ordinary call (no task of its own).
         """
-        job = self._submit(call, (self.sync,), {})
-        try:
-            return await job.waiter  # type: ignore[no-any-return]
-        except asyncio.CancelledError:
-            # The outcome arrives on this loop's thread (_Call.settle), so until it has, a fresh
-            # future put in place of the cancelled one receives it; further cancellations wait too.
-            loop = asyncio.get_running_loop()
-            while job.state != _DONE:
-                job.waiter = loop.create_future()
-                with contextlib.suppress(BaseException):  # a further cancellation, or the outcome: dropped
-                    await job.waiter
-            raise
+        return await _to_completion(self._submit(call, (self.sync,), {}))  # type: ignore[no-any-return]
 
     # -- lifecycle -------------------------------------------------------
 

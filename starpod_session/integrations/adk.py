@@ -20,7 +20,6 @@ import json
 import threading
 import weakref
 from collections.abc import Awaitable, Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 try:
@@ -52,7 +51,7 @@ from ..adk_store import (
     AdkStaleSession,
     AdkStore,
 )
-from ..async_manager import AsyncSessionManager
+from ..async_manager import AsyncSessionManager, ThreadsToCompletion
 from ..errors import InvalidInput, SessionNotFound, StarpodSessionError
 from ..manager import SessionManager
 from ..prices import ModelPrice, PriceTable, as_price_table
@@ -97,7 +96,8 @@ class StarpodSessionService(BaseSessionService):
     service has no threads of its own. Over a ``SessionManager`` it runs on a
     pool of the service's own of ``max_workers`` threads, by default (and at
     most) as many as the manager's pool holds connections (its ``pool_size``):
-    more would only wait for a connection. :meth:`close` waits for the calls
+    more would only wait for a connection; there too a submitted call runs to its
+    end even if its await is cancelled. :meth:`close` waits for the calls
     under way, then refuses new ones. Appends to one session
     through one service in one event loop take turns, so a session object shared
     by concurrent runs (tasks) never goes stale by their own writes. Two session
@@ -115,7 +115,7 @@ class StarpodSessionService(BaseSessionService):
         prices: PriceTable | Mapping[str, ModelPrice | Mapping[str, float]] | None = None,
         max_workers: int | None = None,
     ) -> None:
-        self._executor: ThreadPoolExecutor | None = None
+        self._threads: ThreadsToCompletion | None = None
         if isinstance(manager, AsyncSessionManager):
             if max_workers is not None:
                 raise InvalidInput("max_workers", "calls run on the AsyncSessionManager's own threads: leave it out")
@@ -124,8 +124,8 @@ class StarpodSessionService(BaseSessionService):
         elif isinstance(manager, SessionManager):
             self._store = AdkStore(manager)
             workers = _check_workers(max_workers, self._store.pool_size)
-            self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="starpod-adk")
-            self._submit = _on_executor(self._executor)
+            self._threads = ThreadsToCompletion(workers, "starpod-adk")
+            self._submit = self._threads.run
         else:
             raise InvalidInput(
                 "manager", f"expected a SessionManager or AsyncSessionManager, got {type(manager).__name__}"
@@ -252,8 +252,8 @@ class StarpodSessionService(BaseSessionService):
 
     def _close_now(self) -> None:
         self._calls.close_and_wait()
-        if self._executor is not None:
-            self._executor.shutdown(wait=True)
+        if self._threads is not None:
+            self._threads.shutdown()
 
     async def __aenter__(self) -> StarpodSessionService:
         return self
@@ -341,15 +341,6 @@ def _check_workers(max_workers: object, pool_size: int) -> int:
             "max_workers", f"expected an int from 1 to the manager's pool_size ({pool_size}), got {max_workers!r}"
         )
     return max_workers
-
-
-def _on_executor(executor: ThreadPoolExecutor) -> Callable[[Callable[[], T]], Awaitable[T]]:
-    """Run a call on ``executor``'s threads (a cancelled await drops a call still queued)."""
-
-    def submit(call: Callable[[], T]) -> Awaitable[T]:
-        return asyncio.get_running_loop().run_in_executor(executor, call)
-
-    return submit
 
 
 def _on_async_manager(manager: AsyncSessionManager) -> Callable[[Callable[[], T]], Awaitable[T]]:

@@ -170,3 +170,39 @@ def test_close_waits_for_the_calls_under_way_refuses_later_ones_and_leaves_the_m
 
     asyncio.run(main())
     assert service_threads() == set()
+
+
+def test_over_a_session_manager_a_cancelled_append_has_stored_its_event_when_the_cancellation_arrives(manager):
+    # As over an AsyncSessionManager: the caller that sees the cancellation knows the write is done, so a
+    # retry with the same event id stores nothing twice and a read right away finds it.
+    entered, finished = threading.Event(), threading.Event()
+    store_append = AdkStore.append_event
+
+    def slow_append(self: AdkStore, *args: Any, **kwargs: Any) -> Any:
+        entered.set()
+        threading.Event().wait(0.3)  # still running when the cancellation comes
+        try:
+            return store_append(self, *args, **kwargs)
+        finally:
+            finished.set()
+
+    async def scenario() -> tuple[bool, int]:
+        service = StarpodSessionService(manager)
+        try:
+            session = await service.create_session(app_name=APP, user_id=USER)
+            AdkStore.append_event = slow_append  # type: ignore[method-assign]
+            try:
+                task = asyncio.ensure_future(service.append_event(session, text_event("user", "kept")))
+                await asyncio.get_running_loop().run_in_executor(None, entered.wait, 10)
+                task.cancel()
+                with pytest.raises(asyncio.CancelledError):
+                    await task
+                done_when_cancelled = finished.is_set()
+            finally:
+                AdkStore.append_event = store_append  # type: ignore[method-assign]
+            got = await service.get_session(app_name=APP, user_id=USER, session_id=session.id)
+            return done_when_cancelled, len(got.events)
+        finally:
+            await service.close()
+
+    assert asyncio.run(scenario()) == (True, 1)
