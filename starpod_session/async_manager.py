@@ -177,6 +177,13 @@ class _Workers:
             self._workers.append(worker)
         worker.thread.start()
 
+    def start(self, function: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> _Call:
+        """Submit ``function(*args, **kwargs)`` for the running loop; the call, its future not yet awaited."""
+        loop = asyncio.get_running_loop()
+        call = _Call(function, args, kwargs, loop, loop.create_future())
+        self.submit(call)
+        return call
+
     def drop(self, call: _Call) -> bool:
         """Drop ``call`` if no thread has taken it yet (it will never run); whether it was dropped."""
         with self._lock:
@@ -263,10 +270,7 @@ class ThreadsToCompletion:
 
     async def run(self, call: Callable[[], T]) -> T:
         """``call()`` on these threads, to its end even if the await is cancelled; ``RuntimeError`` once shut down."""
-        loop = asyncio.get_running_loop()
-        job = _Call(call, (), {}, loop, loop.create_future())
-        self._workers.submit(job)
-        return await _to_completion(job)  # type: ignore[no-any-return]
+        return await _to_completion(self._workers.start(call, (), {}))  # type: ignore[no-any-return]
 
     def shutdown(self) -> None:
         """Refuse new calls, let the queued and running ones finish, and wait for every thread to end."""
@@ -350,13 +354,10 @@ class AsyncSessionManager:
 
     def _submit(self, function: Callable[..., T], args: tuple[Any, ...], kwargs: dict[str, Any]) -> _Call:
         """Hand ``function(*args, **kwargs)`` to this manager's threads; the call, its future not yet awaited."""
-        loop = asyncio.get_running_loop()
-        call = _Call(function, args, kwargs, loop, loop.create_future())
         try:
-            self._workers.submit(call)
+            return self._workers.start(function, args, kwargs)
         except RuntimeError:  # shut down
             raise StarpodSessionError(f"{self!r} is closed") from None
-        return call
 
     async def _call(self, method: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
         """Run ``method(*args, **kwargs)`` on this manager's threads and await its result."""
