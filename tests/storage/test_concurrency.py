@@ -313,8 +313,7 @@ def test_an_insert_lost_again_and_again_gives_storage_busy_and_writes_nothing(ma
 
 # -- appends from many threads and processes ------------------------------------------------------
 
-#: Enough that every writer is still writing while all twenty run (they start together at one barrier).
-PER_WRITER = 200
+PER_WRITER = 500
 THREAD_WRITERS = 16
 PROCESS_WRITERS = 4
 
