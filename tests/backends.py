@@ -7,7 +7,6 @@ URLs); a listed server that cannot be reached fails the run instead of skipping.
 
 from __future__ import annotations
 
-import functools
 import importlib
 import os
 
@@ -74,13 +73,6 @@ def needs_packages(extra: str, *modules: str) -> pytest.MarkDecorator:
 def backend_of(url: URL) -> str:
     name = url.get_backend_name()
     return "mariadb" if name in ("mysql", "mariadb") else name
-
-
-@functools.cache
-def _head() -> str:
-    """The head revision, read once a run: the migration scripts do not change under a running suite, and
-    reading them (alembic imports every script) cost more than emptying the tables before each server test."""
-    return head_revision()
 
 
 def configured_server_urls() -> dict[str, URL]:
@@ -152,7 +144,7 @@ class ServerDatabase:
     def migrated_and_empty(self) -> str:
         """The URL of the database at head with every table emptied."""
         with self._engine.connect() as connection:
-            at_head = current_revision(connection) == _head()
+            at_head = current_revision(connection) == head_revision()
         if not at_head:
             self.drop_everything()
             upgrade_schema(self._engine)
