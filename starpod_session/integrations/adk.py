@@ -225,7 +225,7 @@ class StarpodSessionService(BaseSessionService):
             def append() -> AdkAppended:
                 return self._store.append_event(
                     *owner,
-                    self._stored_event(event),
+                    self._stored_event(event, owner[1]),
                     revision=revision,
                     last_update_time=session.last_update_time,
                     last_event_id=last_event_id,
@@ -294,8 +294,9 @@ class StarpodSessionService(BaseSessionService):
                 lock = self._locks[key] = asyncio.Lock()
             return lock
 
-    def _stored_event(self, event: Event) -> AdkEvent:
-        """What the store needs of ``event``: ADK's JSON, the state delta, the messages and the usage."""
+    def _stored_event(self, event: Event, user_id: str | None = None) -> AdkEvent:
+        """What the store needs of ``event``: ADK's JSON, the state delta, the messages and the usage
+        (``user_id``'s, the session's user: the store would otherwise copy the record to name it)."""
         delta = event.actions.state_delta if event.actions is not None else None
         return AdkEvent(
             id=event.id,
@@ -303,7 +304,7 @@ class StarpodSessionService(BaseSessionService):
             data=event.model_dump_json(exclude_none=True),
             state_delta=_json_safe(delta) if delta else {},
             messages=event_messages(event),
-            usage=event_usage(event, self._prices),
+            usage=event_usage(event, self._prices, user_id),
         )
 
 
@@ -463,9 +464,10 @@ def event_messages(event: Event) -> list[AdkMessage]:
     return messages + tools
 
 
-def event_usage(event: Event, prices: PriceTable) -> UsageRecord | None:
+def event_usage(event: Event, prices: PriceTable, user_id: str | None = None) -> UsageRecord | None:
     """The usage row of an event with ``usage_metadata``: the model (``model_version``), candidates as output
-    tokens, cached content as ``cache_read``, the rest of the prompt as input tokens, priced from ``prices``."""
+    tokens, cached content as ``cache_read``, the rest of the prompt as input tokens, priced from ``prices``;
+    ``user_id`` the row's user (``None``: the session's, filled in by the store)."""
     usage = event.usage_metadata
     if usage is None:
         return None
@@ -476,6 +478,7 @@ def event_usage(event: Event, prices: PriceTable) -> UsageRecord | None:
         input_tokens=max(prompt - cached, 0),
         output_tokens=usage.candidates_token_count or 0,
         cache_read=cached,
+        user_id=user_id,
     )
 
 
