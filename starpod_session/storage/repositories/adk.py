@@ -99,7 +99,6 @@ _LIST_OF_APP = Prepared(
 )
 
 
-
 def _packed_listing(of_user: bool) -> Prepared:
     """How many sessions a listing holds, and their rows packed by the server into one JSON text (where the
     backend ``packs_rows``): ``[id, state, update_time]`` per session of one user, ``[id, user, state,
