@@ -132,8 +132,8 @@ class AdkListing:
     """
 
     app_name: str
-    #: (id, user id, session state JSON, update time) per session.
-    rows: Sequence[tuple[str, str, str, float]]
+    #: (id, user id, session state, update time) per session, the state as its JSON text or already parsed.
+    rows: Sequence[tuple[str, str, str | dict[str, Any], float]]
     app_state: Mapping[str, Any]
     user_states: Mapping[str, Mapping[str, Any]]
 
@@ -147,8 +147,11 @@ class AdkListing:
             for owner, state in self.user_states.items()
         }
         decode = _DECODE
-        for adk_id, owner, text, update_time in self.rows:
-            state: dict[str, Any] = {} if text == "{}" else decode(text)
+        for adk_id, owner, stored, update_time in self.rows:
+            # A new dict per session and per iteration, whether parsed here or unpacked from a packed listing.
+            state: dict[str, Any] = (
+                dict(stored) if not isinstance(stored, str) else {} if stored == "{}" else decode(stored)
+            )
             if app:
                 state.update(app)
             user = users.get(owner)
@@ -289,7 +292,7 @@ class AdkStore:
 
         def work(connection: StatementRunner) -> AdkListing:
             adk = AdkRepository(connection)
-            rows = adk.list_sessions(app_name, user)
+            rows = _listed(adk, app_name, user)
             app_state = _loads(adk.app_state(app_name))
             if user is None:
                 user_states = {owner: _loads(state) for owner, state in adk.user_states(app_name).items()}
@@ -570,6 +573,37 @@ def _checked_event(event: AdkEvent, user_id: str) -> _CheckedEvent:
         if usage.user_id is None:
             usage = attrs.evolve(usage, user_id=user_id)
     return event_id, timestamp, data, _scoped(event.state_delta), messages, usage
+
+
+def _listed(adk: AdkRepository[Any], app_name: str, user_id: str | None) -> Sequence[tuple[str, str, Any, float]]:
+    """The rows of a listing (``AdkListing.rows``): packed by the server where the backend packs rows (one
+    value instead of a row each: MariaDB's driver spends more on a row than parsing it costs), else row by row."""
+    if adk.packs_listings:
+        count, text = adk.packed_sessions(app_name, user_id)
+        if count == 0:
+            return []
+        unpacked = _unpacked(text, count, user_id)
+        if unpacked is not None:
+            return unpacked
+        # Longer than the server packs (GROUP_CONCAT_MAX_LEN): row by row, in the same snapshot.
+    return adk.list_sessions(app_name, user_id)
+
+
+def _unpacked(text: str | None, count: int, user_id: str | None) -> list[tuple[str, str, Any, float]] | None:
+    """The rows of a packed listing (``AdkRepository.packed_sessions``), or ``None`` when the text does not hold
+    all ``count`` of them: cut short, it is no JSON, or (cut after a row) it holds fewer."""
+    if text is None:
+        return None
+    try:
+        packed = _DECODE(text)
+    except ValueError:
+        return None
+    if len(packed) != count:
+        return None
+    # float(): the server writes a double with no fraction as an integer.
+    if user_id is None:
+        return [(adk_id, owner, state, float(at)) for adk_id, owner, state, at in packed]
+    return [(adk_id, user_id, state, float(at)) for adk_id, state, at in packed]
 
 
 def _check_owner(app_name: object, user_id: object) -> tuple[str, str]:

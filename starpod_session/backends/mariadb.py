@@ -15,8 +15,10 @@ from sqlalchemy import (
     Engine,
     Float,
     Table,
+    Text,
     bindparam,
     cast,
+    collate,
     column,
     event,
     func,
@@ -33,17 +35,22 @@ from sqlalchemy.sql import ColumnElement, FromClause
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.elements import BindParameter
 from sqlalchemy.sql.expression import Executable
+from sqlalchemy.sql.functions import FunctionElement
 
 from .._common.search_query import MAX_INDEXED_WORD, QueryPart
 from . import galera
 from ._server import read_only_sessions, server_engine_options, server_transaction_begin, set_up_server_engine
-from .base import BackendDefaults, EngineSettings, Match, WordKinds, utc_day
+from .base import BackendDefaults, EngineSettings, Match, PackedKind, WordKinds, utc_day
 
-__all__ = ["MARIADB", "MYSQL_MAX_ALLOWED_PACKET", "WORDS_TABLE", "MariaDB", "words_table"]
+__all__ = ["GROUP_CONCAT_MAX_LEN", "MARIADB", "MYSQL_MAX_ALLOWED_PACKET", "WORDS_TABLE", "MariaDB", "words_table"]
 
 #: The packet size the MariaDB client allows, and the server's ``max_allowed_packet``
 #: this library needs: a message of 16 MiB plus its statement must fit in one packet.
 MYSQL_MAX_ALLOWED_PACKET = 64 * 1024 * 1024
+
+#: The longest ``GROUP_CONCAT`` a connection makes (the server's default, 1 MiB, would cut a packed
+#: listing of some thousands of sessions); one longer still is cut, and its reader falls back to rows.
+GROUP_CONCAT_MAX_LEN = MYSQL_MAX_ALLOWED_PACKET
 
 #: MariaDB's index (migration 0010): one row per (word, message), ``hits`` how often the
 #: word occurs in the message; primary key (word, message_id). Outside the models: the
@@ -106,7 +113,9 @@ class MariaDB(BackendDefaults):
             # Whole seconds, at least 1: the server's own unit and minimum.
             seconds = max(1, math.ceil(lock_timeout))
             with closing(dbapi_connection.cursor()) as cursor:
-                cursor.execute(f"SET SESSION innodb_lock_wait_timeout = {seconds}")
+                cursor.execute(
+                    f"SET SESSION innodb_lock_wait_timeout = {seconds}, group_concat_max_len = {GROUP_CONCAT_MAX_LEN}"
+                )
             galera.configure_connection(dbapi_connection)  # read-your-writes through any node (galera.py)
 
         return set_up_server_engine(engine, engine_options)
@@ -144,6 +153,27 @@ class MariaDB(BackendDefaults):
 
     def contains(self, lowered: ColumnElement[Any], part: BindParameter[str]) -> ColumnElement[Any]:
         return func.locate(part, lowered) > 0
+
+    packs_rows = True
+
+    def packed_rows(
+        self, values: Sequence[tuple[ColumnElement[Any], PackedKind]], order_by: Sequence[ColumnElement[Any]]
+    ) -> ColumnElement[str]:
+        # CONCAT of a DOUBLE column writes the shortest text that reads back as the same double (a number
+        # computed by an expression may get 15 digits only: see _match_words); every text part is cast to
+        # one collation (the key columns' utf8mb4_nopad_bin and the JSON columns' utf8mb4_bin do not mix).
+        parts: list[ColumnElement[Any]] = []
+        for value, kind in values:
+            if parts:
+                parts.append(literal_column("','"))
+            if kind == "text":
+                parts.append(collate(func.json_quote(value), _PACKED_COLLATION))
+            elif kind == "json":
+                parts.append(collate(value, _PACKED_COLLATION))
+            else:
+                parts.append(value)
+        row = func.concat(literal_column("'['"), *parts, literal_column("']'"))
+        return func.concat(literal_column("'['"), _group_concat(row, *order_by), literal_column("']'"))
 
     def lock_schema(self, connection: Connection) -> None:
         if galera.is_galera(connection):
@@ -185,6 +215,28 @@ class MariaDB(BackendDefaults):
     def advance_id_counter(self, connection: Connection, table: str, column: str, mark: int) -> None:
         if mark > 0:
             connection.exec_driver_sql(f"ALTER TABLE {table} AUTO_INCREMENT = {int(mark) + 1}")
+
+
+#: The collation :meth:`MariaDB.packed_rows` writes its text in (the tables' default).
+_PACKED_COLLATION = "utf8mb4_bin"
+
+
+class _group_concat(FunctionElement[str]):
+    """``GROUP_CONCAT(value ORDER BY ... SEPARATOR ',')``: the first clause the value, the others its order.
+
+    Its length is bounded by the session's ``group_concat_max_len`` (set at connect: :data:`GROUP_CONCAT_MAX_LEN`);
+    a longer one is cut (with a warning), which :meth:`MariaDB.packed_rows`' callers detect.
+    """
+
+    type = Text()
+    inherit_cache = True
+
+
+@compiles(_group_concat)
+def _compile_group_concat(element: _group_concat, compiler: SQLCompiler, **kw: Any) -> str:
+    value, *order = element.clauses.clauses
+    ordered = ", ".join(compiler.process(clause, **kw) for clause in order)
+    return f"GROUP_CONCAT({compiler.process(value, **kw)} ORDER BY {ordered} SEPARATOR ',')"
 
 
 @compiles(utc_day)

@@ -438,6 +438,75 @@ def test_listed_sessions_are_what_adks_constructor_makes_each_with_its_own_state
     assert second.events == [] and second.state == {"n": 1, "app:a": 1} and second._storage_update_marker is None
 
 
+#: Ids and state values a listing must hand back exactly as stored (MariaDB packs a listing into one JSON text).
+AWKWARD_IDS = ('quote"d', "back\\slash", "tab\tnew\nline", "ctrl\x01\x1fend", "Tromsø ☃ 🦀", "[1,2]", "{}", "u\u2028x")
+#: Update times whose text takes 17 digits, none at all after the point, or an exponent.
+AWKWARD_TIMES = (1796482163.5484128, 1796482164.0, 0.1 + 0.2, 1e-7, 2.0**53 + 2)
+
+
+def test_listed_sessions_hold_exactly_what_get_session_reads(service):
+    async def scenario():
+        for n, session_id in enumerate(AWKWARD_IDS):
+            state = {"n": n, "text": session_id, "nested": {"list": [1.5, None, True], "é": "\\"}, "user:u": n}
+            session = await service.create_session(app_name=APP, user_id=USER, session_id=session_id, state=state)
+            at = AWKWARD_TIMES[n % len(AWKWARD_TIMES)] + n * 1e-3 * (n % 2)
+            await service.append_event(session, text_event("user", "hi", timestamp=at))
+        listed = (await service.list_sessions(app_name=APP, user_id=USER)).sessions
+        of_app = (await service.list_sessions(app_name=APP)).sessions
+        got = [await service.get_session(app_name=APP, user_id=USER, session_id=s.id) for s in listed]
+        return listed, of_app, got
+
+    listed, of_app, got = run(scenario())
+    assert sorted(s.id for s in listed) == sorted(AWKWARD_IDS)
+    assert [(s.id, s.state, s.last_update_time) for s in listed] == [(g.id, g.state, g.last_update_time) for g in got]
+    assert [(s.user_id, s.id, s.state, s.last_update_time) for s in of_app] == [
+        (s.user_id, s.id, s.state, s.last_update_time) for s in listed
+    ]
+    assert all(type(s.last_update_time) is float for s in listed + of_app)
+    assert [s.last_update_time for s in listed] == sorted(s.last_update_time for s in listed)
+
+
+def test_a_listing_longer_than_the_server_packs_is_read_whole(make_manager, monkeypatch):
+    from starpod_session.backends import mariadb
+
+    # MariaDB packs a listing into one GROUP_CONCAT: let it hold a few hundred bytes, so that it is cut.
+    monkeypatch.setattr(mariadb, "GROUP_CONCAT_MAX_LEN", 300)
+    service = StarpodSessionService(make_manager())
+
+    async def scenario():
+        for n in range(30):
+            await service.create_session(app_name=APP, user_id=f"u{n % 3}", session_id=f"s{n:02d}", state={"n": n})
+        return (
+            await service.list_sessions(app_name=APP, user_id="u1"),
+            await service.list_sessions(app_name=APP),
+        )
+
+    try:
+        of_user, of_app = run(scenario())
+    finally:
+        run(service.close())
+    assert [(s.id, s.state) for s in of_user.sessions] == [(f"s{n:02d}", {"n": n}) for n in range(1, 30, 3)]
+    assert sorted((s.user_id, s.id, s.state["n"]) for s in of_app.sessions) == sorted(
+        (f"u{n % 3}", f"s{n:02d}", n) for n in range(30)
+    )
+
+
+def test_a_packed_listing_cut_anywhere_is_never_taken_for_a_whole_one():
+    from starpod_session.adk_store import _unpacked
+
+    rows = [["s1", {"a": ']"', "b": [1, {"c": "],["}]}, 1.5], ["s2", {}, 2.0], ["s3", {"x": 1}, 3.25]]
+    text = json.dumps(rows, separators=(",", ":"))
+    assert _unpacked(text, 3, "ada") == [
+        ("s1", "ada", rows[0][1], 1.5),
+        ("s2", "ada", {}, 2.0),
+        ("s3", "ada", {"x": 1}, 3.25),
+    ]
+    # The server cuts the GROUP_CONCAT inside the array, then closes the array.
+    for end in range(1, len(text) - 1):
+        assert _unpacked(text[:end] + "]", 3, "ada") is None, text[:end]
+    assert _unpacked(None, 3, "ada") is None
+
+
 def test_bad_arguments_raise_invalid_input_and_write_nothing(service, manager):
     async def scenario():
         with pytest.raises(InvalidInput):

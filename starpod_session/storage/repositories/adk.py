@@ -22,6 +22,7 @@ from sqlalchemy.sql.expression import Executable
 from ..._driver.runner import Runner
 from ..._driver.statements import Prepared, PreparedShapes
 from ...backends import backend_of
+from ...backends.base import PackedKind
 from ..models import AdkAppStateRow, AdkEventRow, AdkSessionRow, AdkUserStateRow, MessageRow, UsageRow
 from ..models import SessionRow as StarpodSessionRow
 from .usage import USAGE_COLUMNS
@@ -96,6 +97,26 @@ _LIST_OF_APP = Prepared(
     .order_by(*_LISTING),
     stream=True,
 )
+
+
+def _packed_listing(of_user: bool) -> Prepared:
+    """How many sessions a listing holds, and their rows packed by the server into one JSON text (where the
+    backend ``packs_rows``): ``[id, state, update_time]`` per session of one user, ``[id, user, state,
+    update_time]`` per session of an app, in ADK's listing order."""
+
+    def build(dialect: Dialect) -> Executable:
+        keys: list[tuple[Any, PackedKind]] = [(_s.c.id, "text")] + ([] if of_user else [(_s.c.user_id, "text")])
+        values = [*keys, (_s.c.state, "json"), (_s.c.update_time, "number")]
+        where = [_s.c.app_name == bindparam("app_name")]
+        if of_user:
+            where.append(_s.c.user_id == bindparam("user_id"))
+        return select(func.count(), backend_of(dialect).packed_rows(values, _LISTING)).where(*where)
+
+    return Prepared(build)
+
+
+_PACKED_OF_USER = _packed_listing(of_user=True)
+_PACKED_OF_APP = _packed_listing(of_user=False)
 
 _event_of = _e.c.session_id == bindparam("session_id")
 _INSERT_EVENT = Prepared(
@@ -296,6 +317,25 @@ class AdkRepository(Generic[Runner]):
         if user_id is None:
             return _LIST_OF_APP.rows(self._connection, app_name=app_name)
         return _LIST_OF_USER.rows(self._connection, app_name=app_name, user_id=user_id)
+
+    @property
+    def packs_listings(self) -> bool:
+        """Whether :meth:`packed_sessions` runs here (the backend ``packs_rows``: MariaDB)."""
+        return backend_of(self._connection.dialect).packs_rows
+
+    def packed_sessions(self, app_name: str, user_id: str | None) -> tuple[int, str | None]:
+        """What :meth:`list_sessions` reads, packed by the server into one JSON text (only where
+        :attr:`packs_listings`): how many sessions there are, and a JSON array of ``[id, state,
+        update_time]`` per session of one user or ``[id, user, state, update_time]`` per session of the
+        app, in the same order. The text is ``None`` (no sessions, or more than the server packs) or
+        cut short (past ``GROUP_CONCAT_MAX_LEN``): the caller checks it holds as many, else reads
+        :meth:`list_sessions`."""
+        if user_id is None:
+            row = _PACKED_OF_APP.first(self._connection, app_name=app_name)
+        else:
+            row = _PACKED_OF_USER.first(self._connection, app_name=app_name, user_id=user_id)
+        assert row is not None, "an aggregate always returns a row"
+        return int(row[0]), row[1]
 
     # -- events --------------------------------------------------------------------
 
