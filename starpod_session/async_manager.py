@@ -98,7 +98,7 @@ class _Call:
 
     def hand_over(self, outcome: Any, failed: bool) -> None:
         """Send the outcome to the call's loop (from the worker thread)."""
-        try:  # (not contextlib.suppress: a context manager of its own costs a hop a few per cent)
+        try:  # noqa: SIM105 - contextlib.suppress, a context manager, costs each hop a microsecond
             self.loop.call_soon_threadsafe(self.settle, outcome, failed)
         except RuntimeError:  # the loop was closed meanwhile: nobody awaits
             pass

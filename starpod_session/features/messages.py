@@ -74,7 +74,7 @@ def save_messages(self: ManagerState, session_id: str, messages: Iterable[tuple[
         raise InvalidInput("messages", f"expected an iterable of (role, content), got {type(messages).__name__}")
     checked = []
     for message in messages:
-        if message.__class__ is not tuple and not isinstance(message, tuple) or len(message) != 2:
+        if not isinstance(message, tuple) or len(message) != 2:
             raise InvalidInput("messages", f"expected (role, content) tuples, got {type(message).__name__}")
         checked.append(_checked_message(message[0], message[1], None))
     if not checked:
