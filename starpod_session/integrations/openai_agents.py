@@ -54,12 +54,19 @@ except ImportError as error:  # pragma: no cover - the extra is missing
     ) from error
 
 _fast_loads: Callable[[str], Any]
+#: orjson's encoder, used only to check an item (it refuses lone surrogates and integers beyond
+#: 64 bits, which :func:`_dumps` must find); ``None`` without orjson.
+_fast_checks: Callable[[Any], Any] | None
 try:  # the fast decoder of the extra; the standard module gives the same values
     import orjson
 
     _fast_loads = orjson.loads
+    _fast_checks = orjson.dumps
 except ImportError:  # pragma: no cover - orjson is part of the extra
     _fast_loads = json.loads
+    _fast_checks = None
+#: ``json.dumps(item, ensure_ascii=False, separators=(",", ":"))``, without making an encoder per call.
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
 
 if TYPE_CHECKING:
     from agents.items import TResponseInputItem
@@ -148,11 +155,14 @@ class StarpodSession(SessionABC):
             return []
         count = session_limit if session_limit is not None and session_limit > 0 else None
 
-        def read(sync: SessionManager) -> list[tuple[str, str]]:
+        def read(sync: SessionManager) -> list[TResponseInputItem]:
             starpod_id = self._starpod_id or self._find(sync)
-            return [] if starpod_id is None else sync.get_message_contents(starpod_id, count)
+            # Decoded where they were read: on an AsyncSessionManager's thread, so a long
+            # history's decoding never holds up the event loop (and its rows stay in that
+            # core's caches).
+            return [] if starpod_id is None else _items(sync.get_message_contents(starpod_id, count))
 
-        return _items(await self._call(read))
+        return await self._call(read)
 
     async def add_items(self, items: list[TResponseInputItem]) -> None:
         """Append the items, in order, in one transaction (all or none are stored)."""
@@ -278,7 +288,7 @@ def _settings(settings: SessionSettings | Mapping[str, Any] | None) -> SessionSe
 
 def _message(item: Any) -> tuple[str, str]:
     """The ``(role, content)`` message an item is stored as."""
-    if not isinstance(item, Mapping):
+    if type(item) is not dict and not isinstance(item, Mapping):  # a dict's test first: the ABC's costs more
         raise TypeError(f"a session item is a dict, got {type(item).__name__}")
     role = item.get("role")
     content = item.get("content")
@@ -316,7 +326,15 @@ def _storable_role(role: str) -> bool:
 def _dumps(item: Mapping[str, Any]) -> str:
     """The item's JSON: UTF-8 as it is (searchable), escaped only where a lone surrogate must be;
     after a line break when it holds an integer the fast decoder would misread."""
-    text = json.dumps(item, ensure_ascii=False, separators=(",", ":"))
+    text = _ENCODER.encode(item)
+    if _fast_checks is not None:
+        try:
+            # What orjson writes holds no lone surrogate and no integer beyond 64 bits; it
+            # refuses anything else (and what it cannot write): then the checks below decide.
+            _fast_checks(item)
+            return text
+        except TypeError:
+            pass
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:

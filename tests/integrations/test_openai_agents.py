@@ -229,14 +229,20 @@ def test_bad_arguments_raise_type_errors(make_session):
         asyncio.run(make_session().add_items(["not an item"]))
 
 
-def test_the_standard_decoder_gives_the_same_items(make_session, monkeypatch):
+@pytest.mark.parametrize("checked_by", ["orjson", "the standard module"])
+def test_the_standard_decoder_gives_the_same_items(make_session, monkeypatch, checked_by):
     from starpod_session.integrations import openai_agents
+
+    if checked_by != "orjson":  # what an item is stored as does not depend on orjson either
+        monkeypatch.setattr(openai_agents, "_fast_checks", None)
 
     unusual = [
         {"n": math.inf},
         {"big": 2**70},
         {"widest": 2**64 - 1, "narrowest": -(2**63), "below": -(2**63) - 1, "digits": "1" * 30},
         {"escaped": "\ud800"},
+        {"deep": [{"list": [1, 2**65]}], "flag": True},
+        {"\udfff key": "a key with a lone surrogate", "n": None},
         *ITEMS,
     ]
     session = make_session()
