@@ -32,15 +32,13 @@ medians of either side swing by half. Every side is timed under the same collect
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import gc
 import importlib.util
 import json
-from collections.abc import Coroutine, Iterator
+from collections.abc import Coroutine
 from typing import Any
 
 from datasets import Target
-from harness import Report, Scale, Timing, interleaved
+from harness import Report, Scale, Timing, frozen_heap, interleaved
 from sqlalchemy.engine import URL
 
 from starpod_session import SessionManager
@@ -152,7 +150,7 @@ class _Bench:
             ]
             got = sides[0](0)
             assert [e.id for e in got.events] == [json.loads(data)["id"] for data in floor_events]
-            with _frozen_heap():
+            with frozen_heap():
                 timings = interleaved(
                     calls, *sides, lambda _n, e=floor_events: _floor_session(e), blocks=min(calls, 10)
                 )
@@ -169,7 +167,7 @@ class _Bench:
             (lambda _n, s=store: self.await_(s.list_sessions(app_name=APP, user_id=user)))
             for store in self.stores.values()
         ]
-        with _frozen_heap():
+        with frozen_heap():
             timings = interleaved(calls, *sides, lambda _n: _floor_listing(rows, user), blocks=min(calls, 10))
         self.compare_stores(
             f"list_sessions of {count:,}", timings[:-1], {"Database": 1.0, "Sqlite": 1.0}, floor=timings[-1]
@@ -210,17 +208,6 @@ class _Bench:
             self.report.check(f"adk {workload}: ours {times:.1f}x {comparison}", passed)
         if floor is not None:
             self.report.compare(f"adk {workload}", ours, floor, limit=1.5)
-
-
-@contextlib.contextmanager
-def _frozen_heap() -> Iterator[None]:
-    """The objects alive now out of the collector's sight while timing (see the module's docstring)."""
-    gc.collect()
-    gc.freeze()
-    try:
-        yield
-    finally:
-        gc.unfreeze()
 
 
 def _async_url(url: URL) -> str:

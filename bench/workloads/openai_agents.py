@@ -23,6 +23,10 @@ fast). The items: a user message (about 200 characters), the assistant's output
 message (about 700), a function call and its output (about 500), in turn: what
 a tool-using agent's history holds.
 
+The reads are timed with the objects made before them frozen (``harness.frozen_heap``): a
+full collection inside a timed call then walks only what the calls made, not the benchmark's
+other stores and their histories, whichever side's call crosses the collector's threshold.
+
 Then the async facade's cost per call: ``AsyncSessionManager.get_session`` and
 ``save_message`` against the same ``SessionManager`` call, awaited in a loop;
 the target is at most 50 µs added.
@@ -39,7 +43,7 @@ from typing import Any
 
 from datasets import Target
 from floors import SqliteFloor
-from harness import Report, Scale, Timing, ms
+from harness import Report, Scale, Timing, frozen_heap, ms
 
 from starpod_session import AsyncSessionManager, Channel, SessionManager
 
@@ -207,7 +211,8 @@ async def _run(target: Target, scale: Scale, report: Report) -> None:
             (50, get50_calls, "get_items(limit=50)", {"SQLiteSession": 1.0, "SQLAlchemySession": 1 / 3}),
             (None, getall_calls, f"get_items() of {history}", {"SQLiteSession": 0.5, "SQLAlchemySession": 0.5}),
         ):
-            timings = await interleaved_async(calls, *(_getter(readers[name], limit) for name in names))
+            with frozen_heap():  # as bench/workloads/adk.py's reads: every side under the same collector
+                timings = await interleaved_async(calls, *(_getter(readers[name], limit) for name in names))
             got = dict(zip(names, timings, strict=True))
             _print_sides(f"{label} (x{calls})", got)
             for facade in ("ours (sync facade)", "ours (async facade)"):
