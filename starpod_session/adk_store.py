@@ -149,9 +149,10 @@ class AdkListing:
         decode = _DECODE
         for adk_id, owner, stored, update_time in self.rows:
             # A new dict per session and per iteration, whether parsed here or unpacked from a packed listing.
-            state: dict[str, Any] = (
-                dict(stored) if not isinstance(stored, str) else {} if stored == "{}" else decode(stored)
-            )
+            if isinstance(stored, dict):
+                state: dict[str, Any] = dict(stored)
+            else:
+                state = {} if stored == "{}" else decode(stored)
             if app:
                 state.update(app)
             user = users.get(owner)
@@ -602,8 +603,14 @@ def _unpacked(text: str | None, count: int, user_id: str | None) -> list[tuple[s
         return None
     # float(): the server writes a double with no fraction as an integer.
     if user_id is None:
-        return [(adk_id, owner, state, float(at)) for adk_id, owner, state, at in packed]
-    return [(adk_id, user_id, state, float(at)) for adk_id, state, at in packed]
+        rows = [(adk_id, owner, state, float(at)) for adk_id, owner, state, at in packed]
+    else:
+        rows = [(adk_id, user_id, state, float(at)) for adk_id, state, at in packed]
+    # A state stored by another writer that is not a JSON object (or not JSON, run into its neighbours):
+    # row by row, where it is read exactly as get_session reads it.
+    if not all(type(state) is dict for _id, _owner, state, _at in rows):
+        return None
+    return rows
 
 
 def _check_owner(app_name: object, user_id: object) -> tuple[str, str]:

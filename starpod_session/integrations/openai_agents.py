@@ -344,7 +344,7 @@ def _dumps(item: Mapping[str, Any]) -> str:
 
 def _has_wide_integer(value: object) -> bool:
     """Whether ``value`` holds an ``int`` outside the 64-bit ranges (which orjson decodes as a float)."""
-    if type(value) is int:
+    if isinstance(value, int):  # an int subclass (an IntEnum) too: the decoders read its digits as an int
         return not _NARROWEST <= value <= _WIDEST
     if isinstance(value, Mapping):
         return any(_has_wide_integer(inner) for inner in value.values())

@@ -444,7 +444,18 @@ AWKWARD_IDS = ('quote"d', "back\\slash", "tab\tnew\nline", "ctrl\x01\x1fend", "T
 AWKWARD_TIMES = (1796482163.5484128, 1796482164.0, 0.1 + 0.2, 1e-7, 2.0**53 + 2)
 
 
-def test_listed_sessions_hold_exactly_what_get_session_reads(service):
+def test_listed_sessions_hold_exactly_what_get_session_reads(service, backend, monkeypatch):
+    from starpod_session import adk_store
+
+    unpacked: list[object] = []
+
+    def spied(*args: object) -> object:
+        unpacked.append(adk_store_unpacked(*args))
+        return unpacked[-1]
+
+    adk_store_unpacked = adk_store._unpacked
+    monkeypatch.setattr(adk_store, "_unpacked", spied)
+
     async def scenario():
         for n, session_id in enumerate(AWKWARD_IDS):
             state = {"n": n, "text": session_id, "nested": {"list": [1.5, None, True], "é": "\\"}, "user:u": n}
@@ -464,6 +475,17 @@ def test_listed_sessions_hold_exactly_what_get_session_reads(service):
     ]
     assert all(type(s.last_update_time) is float for s in listed + of_app)
     assert [s.last_update_time for s in listed] == sorted(s.last_update_time for s in listed)
+    # Where the server packs a listing, these awkward values came through the packed text, not the fallback.
+    assert unpacked == [] if backend != "mariadb" else (len(unpacked) == 2 and None not in unpacked)
+
+
+def test_a_packed_listing_whose_state_is_no_json_object_is_read_row_by_row():
+    from starpod_session.adk_store import _unpacked
+
+    # Another writer's state that is a JSON string or a list: the row-by-row read decides what it is.
+    assert _unpacked('[["s1",{"a":1},1.5],["s2","{\\"a\\":1}",2.0]]', 2, "ada") is None
+    assert _unpacked('[["s1",[["a",1]],1.5]]', 1, "ada") is None
+    assert _unpacked('[["s1","ada",{"a":1},1]]', 1, None) == [("s1", "ada", {"a": 1}, 1.0)]
 
 
 def test_a_listing_longer_than_the_server_packs_is_read_whole(make_manager, monkeypatch):

@@ -4,6 +4,7 @@ over both facades. Skips, naming the ``openai-agents`` extra, where the SDK is n
 from __future__ import annotations
 
 import asyncio
+import enum
 import json
 import math
 import random
@@ -229,6 +230,12 @@ def test_bad_arguments_raise_type_errors(make_session):
         asyncio.run(make_session().add_items(["not an item"]))
 
 
+class _WideCount(enum.IntEnum):
+    """An ``int`` subclass (as an SDK item may hold) whose value the fast decoder would read as a float."""
+
+    ALL = 2**70 + 1
+
+
 @pytest.mark.parametrize("checked_by", ["orjson", "the standard module"])
 def test_the_standard_decoder_gives_the_same_items(make_session, monkeypatch, checked_by):
     from starpod_session.integrations import openai_agents
@@ -243,6 +250,7 @@ def test_the_standard_decoder_gives_the_same_items(make_session, monkeypatch, ch
         {"escaped": "\ud800"},
         {"deep": [{"list": [1, 2**65]}], "flag": True},
         {"\udfff key": "a key with a lone surrogate", "n": None},
+        {"an int subclass beyond 64 bits": _WideCount.ALL},
         *ITEMS,
     ]
     session = make_session()
