@@ -28,6 +28,12 @@ def test_lagging_reads_go_to_the_replica_and_a_callers_own_reads_to_the_primary(
     pg_pair: PostgresPair, tmp_path, record_property
 ):
     primary, standby = pg_pair.single_url(pg_pair.primary_port), pg_pair.single_url(pg_pair.standby_port)
+    # The schema first, replayed on the standby: a replica read that meets no tables yet fails, and the
+    # manager then sets the replica aside for RETRY_REPLICA_AFTER seconds, reading from the primary.
+    SessionManager(primary).close()
+    _eventually(
+        lambda: pg_pair.sql(pg_pair.standby_port, "SELECT to_regclass('alembic_version') IS NOT NULL") == [(True,)]
+    )
     with SessionManager(primary, tmp_path / "transcripts", read_url=standby) as manager:
         first = manager.create_session(Channel.MAIN, "before")
         manager.save_message(first, "user", "visible everywhere")
