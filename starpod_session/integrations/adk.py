@@ -294,7 +294,7 @@ class StarpodSessionService(BaseSessionService):
                 lock = self._locks[key] = asyncio.Lock()
             return lock
 
-    def _stored_event(self, event: Event, user_id: str | None = None) -> AdkEvent:
+    def _stored_event(self, event: Event, user_id: str) -> AdkEvent:
         """What the store needs of ``event``: ADK's JSON, the state delta, the messages and the usage
         (``user_id``'s, the session's user: the store would otherwise copy the record to name it)."""
         delta = event.actions.state_delta if event.actions is not None else None

@@ -206,13 +206,14 @@ def test_an_append_retried_after_its_commit_landed_is_not_stale_and_stores_once(
     service_event = StarpodSessionService(manager)._stored_event
     store = AdkStore(manager)
     created = store.create_session(APP, USER)
-    event = service_event(text_event("user", "once", timestamp=2.0))
+    event = service_event(text_event("user", "once", timestamp=2.0), USER)
     seen = {"revision": created.revision, "last_update_time": created.last_update_time, "last_event_id": None}
     first = store.append_event(APP, USER, created.id, event, **seen)
     again = AdkStore(manager).append_event(APP, USER, created.id, event, **seen)  # nothing remembered
     assert (first.stored, again.stored) == (True, False) and again.revision == first.revision
+    late = service_event(text_event("user", "late", timestamp=3.0), USER)
     with pytest.raises(AdkStaleSession):  # another event at that old revision is a concurrent writer's loss
-        store.append_event(APP, USER, created.id, service_event(text_event("user", "late", timestamp=3.0)), **seen)
+        store.append_event(APP, USER, created.id, late, **seen)
     got = store.get_session(APP, USER, created.id)
     assert got is not None and len(got.events) == 1
 
@@ -448,12 +449,12 @@ def test_listed_sessions_hold_exactly_what_get_session_reads(service, backend, m
     from starpod_session import adk_store
 
     unpacked: list[object] = []
+    adk_store_unpacked = adk_store._unpacked
 
     def spied(*args: object) -> object:
         unpacked.append(adk_store_unpacked(*args))
         return unpacked[-1]
 
-    adk_store_unpacked = adk_store._unpacked
     monkeypatch.setattr(adk_store, "_unpacked", spied)
 
     async def scenario():
