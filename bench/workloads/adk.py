@@ -126,8 +126,33 @@ class _Bench:
             )
             for name, store in self.stores.items()
         ]
-        timings = interleaved(count, *sides, warmup=_WARMUP)
+        bound = _DurableBound(self.target) if self.target.backend != "sqlite" else None
+        if bound is not None:
+            # Beside the stores: the bare driver writing each event's JSON as one row and committing it.
+            texts = [event.model_dump_json() for event in events["ours"]]
+            sides.append(lambda n: bound.append(texts[(n + _WARMUP) % (count + _WARMUP)]))
+        try:
+            timings = interleaved(count, *sides, warmup=_WARMUP)
+        finally:
+            if bound is not None:
+                bound.close()
+        if bound is not None:
+            self.report_bound(timings[:-1], timings[-1])
+            timings = timings[:-1]
         self.compare_stores(f"append {count:,} events one by one", timings, {"Database": 10.0, "Sqlite": 3.0})
+
+    def report_bound(self, timings: list[Timing], bound: Timing) -> None:
+        """How much faster than each ADK store any store can append that commits each event (as they and we
+        do): their time over the bare driver's one row and commit, measured in the same run."""
+        for (name, _store), timing in zip(self.stores.items(), timings, strict=True):
+            if name == "ours":
+                continue
+            line = (
+                f"  append bound: the bare driver's one row and commit {bound.median * 1000:.3f} ms: no store "
+                f"committing each event can append more than {timing.median / bound.median:.1f}x faster than {name}"
+            )
+            print(line, flush=True)
+            self.report.lines.append(line)
 
     def reads(self, count: int, whole_calls: int, recent_calls: int) -> None:
         from google.adk.sessions.base_session_service import GetSessionConfig
@@ -210,6 +235,32 @@ class _Bench:
             self.report.check(f"adk {workload}: ours {times:.1f}x {comparison}", passed)
         if floor is not None:
             self.report.compare(f"adk {workload}", ours, floor, limit=1.5)
+
+
+class _DurableBound:
+    """The least a durable append costs: the bare driver (``floors``) inserting one event's JSON into a table
+    of ``adk_events``' shape and committing it; no store that commits each event can take less."""
+
+    def __init__(self, target: Target) -> None:
+        self.floor = target.floor(target.fresh("adk_bound"))
+        text = "TEXT" if target.backend == "postgresql" else "LONGTEXT"
+        with self.floor.write() as cur:
+            cur.execute(
+                f"CREATE TABLE bound_events (session_id VARCHAR(128) NOT NULL, id VARCHAR(128) NOT NULL, "
+                f"timestamp DOUBLE PRECISION NOT NULL, event_data {text} NOT NULL, PRIMARY KEY (session_id, id))"
+            )
+        self.insert = self.floor.sql(
+            "INSERT INTO bound_events (session_id, id, timestamp, event_data) VALUES (?, ?, ?, ?)"
+        )
+        self.made = 0
+
+    def append(self, event_data: str) -> None:
+        self.made += 1
+        with self.floor.write() as cur:
+            cur.execute(self.insert, ("bound", f"event-{self.made}", float(self.made), event_data))
+
+    def close(self) -> None:
+        self.floor.close()
 
 
 def _async_url(url: URL) -> str:
