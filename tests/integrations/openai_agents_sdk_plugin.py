@@ -16,6 +16,13 @@ the file; ``":memory:"`` a temporary file of the session's own).
 ``STARPOD_OPENAI_AGENTS_FACADE=async`` builds the sessions on an
 ``AsyncSessionManager`` instead of a ``SessionManager``.
 
+``STARPOD_OPENAI_AGENTS_URL=<PostgreSQL or MariaDB URL>`` keeps every session on
+that database instead, one manager for the run: each ``db_path`` (each
+``":memory:"`` session too) is then a user of its own (``sdk-1``, ``sdk-2``, ...),
+so that, as with the SDK's files, sessions of one id on two paths are two
+histories and sessions of one id on one path are one. The database should be a
+scratch one: the run leaves its sessions in it.
+
 This module is imported as a top-level module (the SDK's own ``tests`` package
 shadows ours there), so it imports nothing from this repository's ``tests``.
 """
@@ -25,6 +32,7 @@ from __future__ import annotations
 import os
 import tempfile
 import threading
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -34,17 +42,33 @@ from starpod_session import AsyncSessionManager, SessionManager
 from starpod_session.integrations.openai_agents import StarpodSession
 
 FACADE = os.environ.get("STARPOD_OPENAI_AGENTS_FACADE", "sync")
+SERVER_URL = os.environ.get("STARPOD_OPENAI_AGENTS_URL") or None  # empty: SQLite files
 _managers: dict[str, SessionManager | AsyncSessionManager] = {}
+#: On a server: the user standing for each db_path.
+_users: dict[str, str] = {}
 _lock = threading.Lock()
 _scratch = tempfile.TemporaryDirectory(prefix="starpod-sdk-sessions-")
+#: A fresh run's users never meet an earlier run's sessions on the same server database.
+_RUN = uuid.uuid4().hex[:8]
 
 
-def _manager(path: str) -> SessionManager | AsyncSessionManager:
+def _opened(target: str) -> SessionManager | AsyncSessionManager:
+    return SessionManager(target) if FACADE == "sync" else AsyncSessionManager(target)
+
+
+def _manager_and_user(path: str) -> tuple[SessionManager | AsyncSessionManager, str]:
+    """The manager keeping ``path``'s sessions, and the user they belong to."""
     with _lock:
-        manager = _managers.get(path)
+        if SERVER_URL is None:
+            manager = _managers.get(path)
+            if manager is None:
+                manager = _managers[path] = _opened(path)
+            return manager, "admin"
+        manager = _managers.get(SERVER_URL)
         if manager is None:
-            manager = _managers[path] = SessionManager(path) if FACADE == "sync" else AsyncSessionManager(path)
-        return manager
+            manager = _managers[SERVER_URL] = _opened(SERVER_URL)
+        user = _users.setdefault(path, f"sdk-{_RUN}-{len(_users) + 1}")
+        return manager, user
 
 
 class SQLiteSessionOnStarpod(StarpodSession):
@@ -62,7 +86,8 @@ class SQLiteSessionOnStarpod(StarpodSession):
             path = tempfile.mktemp(suffix=".db", dir=_scratch.name)
         else:
             path = str(Path(db_path).expanduser().resolve())
-        super().__init__(session_id, _manager(path), session_settings=session_settings)
+        manager, user = _manager_and_user(path)
+        super().__init__(session_id, manager, session_settings=session_settings, user_id=user)
         self.db_path = db_path
 
     def close(self) -> None:
@@ -126,7 +151,8 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_report_header(config: pytest.Config) -> str:
-    return f"SQLiteSession replaced by starpod_session's StarpodSession on a {FACADE} facade"
+    where = "each db_path's own SQLite file" if SERVER_URL is None else "one server database"
+    return f"SQLiteSession replaced by starpod_session's StarpodSession on a {FACADE} facade, on {where}"
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
