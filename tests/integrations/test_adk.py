@@ -24,6 +24,8 @@ from starpod_session.adk_store import AdkSessionExists, AdkStaleSession
 from starpod_session.storage.models import AdkSessionRow, SessionRow
 
 from ..backends import needs_packages
+from ..cli.run import as_json
+from ..cli.run import run_in_process as cli
 from ..helpers import raw_connection
 
 try:
@@ -632,6 +634,50 @@ def test_an_adk_conversation_is_searchable_exportable_and_in_the_tool_statistics
     manager.close_session(starpod_id, "asked about snow")
     transcript = manager.export_transcript(starpod_id).read_text()
     assert "Will it snow in Tromsø tomorrow?" in transcript and "Snow is likely." in transcript
+
+
+def test_the_command_line_lists_shows_searches_and_costs_an_adk_conversation(manager, db_target):
+    """``starpod-session`` run on the database an ADK agent wrote to sees its conversation like any other."""
+    service = StarpodSessionService(manager, prices={"gemini-2.5-flash": ModelPrice(input=0.3, output=2.5)})
+    usage = types.GenerateContentResponseUsageMetadata(prompt_token_count=1_000_000, candidates_token_count=100_000)
+
+    async def scenario():
+        session = await service.create_session(app_name=APP, user_id=USER, session_id="trip")
+        await service.append_event(session, text_event("user", "Will it snow in Tromsø tomorrow?"))
+        call = types.Part(function_call=types.FunctionCall(id="c1", name="forecast", args={"city": "Tromsø"}))
+        await service.append_event(session, Event(author="agent", content=types.Content(role="model", parts=[call])))
+        result = types.FunctionResponse(id="c1", name="forecast", response={"depth_cm": 12})
+        answer = types.Content(role="user", parts=[types.Part(function_response=result)])
+        await service.append_event(session, Event(author="agent", content=answer))
+        reply = text_event("agent", "Snow is likely.", usage_metadata=usage, model_version="gemini-2.5-flash-001")
+        await service.append_event(session, reply)
+        starpod_id = await service.starpod_session_id(app_name=APP, user_id=USER, session_id="trip")
+        await service.close()
+        return starpod_id
+
+    starpod_id = run(scenario())
+    cost = 1.0 * 0.3 + 0.1 * 2.5
+
+    [listed] = as_json(cli("sessions", "list", "--user", USER, "--json", db=db_target))
+    assert (listed["id"], listed["channel_session_key"], listed["triggered_by"], listed["title"]) == (
+        starpod_id,
+        f"adk:{APP}:trip",
+        "google-adk",
+        "Will it snow in Tromsø tomorrow?",
+    )
+    shown = as_json(cli("sessions", "show", starpod_id, "--json", db=db_target))
+    assert [m["role"] for m in shown["messages"]] == ["user", "tool_use", "tool_result", "assistant"]
+    assert shown["usage"]["total_cost_usd"] == pytest.approx(cost) and shown["usage"]["total_turns"] == 1
+    hits = as_json(cli("search", "snow", "--json", db=db_target))
+    assert {(hit["session_id"], hit["role"], hit["user_id"]) for hit in hits} == {
+        (starpod_id, "user", USER),
+        (starpod_id, "assistant", USER),
+    }
+    overview = as_json(cli("costs", "--json", db=db_target))["overview"]
+    assert [(u["user_id"], u["total_turns"]) for u in overview["by_user"]] == [(USER, 1)]
+    [model] = overview["by_model"]
+    assert model["model"] == "gemini-2.5-flash-001" and model["total_cost_usd"] == pytest.approx(cost)
+    assert [(t["tool_name"], t["invocations"], t["errors"]) for t in overview["by_tool"]] == [("forecast", 1, 0)]
 
 
 def test_model_events_with_usage_metadata_are_usage_rows_priced_from_the_table(manager):
