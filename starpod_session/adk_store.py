@@ -256,6 +256,10 @@ class AdkStore:
     ) -> AdkSession | None:
         """The session with its merged state and events, or ``None``; one snapshot.
 
+        ``session_id`` with whitespace around it names a session stored under
+        that exact id if there is one, else the stripped id (as in
+        :meth:`create_session`, :meth:`delete_session` and :meth:`starpod_session_id`).
+
         ``after_timestamp`` keeps the events with ``timestamp >= after_timestamp``
         (``None`` or 0 keeps all, as in ADK); ``num_recent_events`` the last N of
         those (0: none).
@@ -306,7 +310,8 @@ class AdkStore:
     def delete_session(self, app_name: str, user_id: str, session_id: str) -> bool:
         """Delete the session, its events and its starpod session (messages, search entries; usage rows stay).
 
-        Returns whether there was such a session (a missing one is no error).
+        Returns whether there was such a session (a missing one is no error);
+        ``session_id`` is resolved as :meth:`get_session` resolves it.
         """
         app_name, user_id = _check_owner(app_name, user_id)
         session_id = check_text("session_id", session_id)
@@ -331,12 +336,16 @@ class AdkStore:
         )
 
     def starpod_session_id(self, app_name: str, user_id: str, session_id: str) -> str | None:
-        """The id of the starpod session holding the ADK session's messages and usage, or ``None``."""
+        """The id of the starpod session holding the ADK session's messages and usage, or ``None``
+        (``session_id`` resolved as :meth:`get_session` resolves it)."""
         app_name, user_id = _check_owner(app_name, user_id)
         session_id = check_text("session_id", session_id)
-        return self._transactions.read_prepared(
-            lambda connection: AdkRepository(connection).starpod_session_id(app_name, user_id, session_id)
-        )
+
+        def work(connection: StatementRunner) -> str | None:
+            adk = AdkRepository(connection)
+            return adk.starpod_session_id(app_name, user_id, _resolved(adk, app_name, user_id, session_id))
+
+        return self._transactions.read_prepared(work)
 
     # -- events --------------------------------------------------------------------
 

@@ -7,7 +7,7 @@ Side by side in one run, interleaved in blocks, each store on a database of its 
 * ours: ``StarpodSessionService(SessionManager(url))``;
 * ``SqliteSessionService`` (SQLite only: it is SQLite-only);
 * ``DatabaseSessionService`` on the same backend (``sqlite+aiosqlite``, ``postgresql+psycopg``,
-  ``mysql+aiomysql``: it needs an async driver; aiomysql is not among our extras);
+  ``mysql+aiomysql``: it needs greenlet and an async driver, which the ``adk-bench`` extra installs);
 * the floor: the same ADK objects built from their stored JSON with nothing else
   (``Event.model_validate_json`` of each event, ``Session(...)`` around them, or
   ``Session(...)`` of each listed session with its state parsed), the JSON read
@@ -81,11 +81,14 @@ class _Bench:
         self.stores: dict[str, Any] = {"ours": StarpodSessionService(self.manager)}
         if target.backend == "sqlite":
             self.stores["SqliteSessionService"] = SqliteSessionService(str(target.workdir / "adk_sqlite.db"))
-        # ADK's SQLAlchemy store needs google-adk[db] (greenlet) and an async driver (aiomysql on MariaDB).
+        # ADK's SQLAlchemy store needs greenlet and an async driver (aiomysql on MariaDB): the adk-bench extra.
         needs = ["greenlet", {"sqlite": "aiosqlite", "postgresql": "psycopg"}.get(target.backend, "aiomysql")]
         missing = [module for module in needs if importlib.util.find_spec(module) is None]
         if missing:
-            print(f"(adk: DatabaseSessionService left out: pip install {' '.join(missing)})", flush=True)
+            print(
+                f"(adk: DatabaseSessionService left out: no {', '.join(missing)}; pip install -e '.[adk-bench]')",
+                flush=True,
+            )
         elif target.backend == "sqlite":
             url = f"sqlite+aiosqlite:///{target.workdir / 'adk_database.db'}"
             self.stores["DatabaseSessionService"] = DatabaseSessionService(url)

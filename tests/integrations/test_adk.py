@@ -17,11 +17,16 @@ from collections.abc import Coroutine, Iterator
 from typing import Any, TypeVar
 
 import pytest
+import sqlalchemy as sa
 
 from starpod_session import InvalidInput, ModelPrice, SessionManager, SessionNotFound, StarpodSessionError
 from starpod_session.adk_store import AdkSessionExists, AdkStaleSession
+from starpod_session.storage.models import AdkSessionRow, SessionRow
 
 from ..backends import needs_packages
+from ..cli.run import as_json
+from ..cli.run import run_in_process as cli
+from ..helpers import raw_connection
 
 try:
     from google.adk.errors.already_exists_error import AlreadyExistsError
@@ -100,16 +105,71 @@ def test_an_existing_id_is_already_exists_and_the_same_id_of_another_user_is_not
     assert other.user_id == "bob" and other.id == "s1"
 
 
-def test_ids_with_whitespace_are_stripped_unless_stored_as_they_are(service, manager):
+def test_ids_with_whitespace_are_stripped_by_create_get_and_delete(service):
+    """As ADK 2.13's SQLite store does (ADK 2.7.1's stores strip in ``create_session`` only)."""
+
     async def scenario():
         stripped = await service.create_session(app_name=APP, user_id=USER, session_id="  s2 ")
         blank = await service.create_session(app_name=APP, user_id=USER, session_id="   ")
         got = await service.get_session(app_name=APP, user_id=USER, session_id=" s2")
-        return stripped, blank, got
+        starpod_ids = {
+            await service.starpod_session_id(app_name=APP, user_id=USER, session_id=given) for given in ("s2", "\ts2 ")
+        }
+        await service.delete_session(app_name=APP, user_id=USER, session_id="s2  ")
+        gone = await service.get_session(app_name=APP, user_id=USER, session_id="s2")
+        return stripped, blank, got, starpod_ids, gone
 
-    stripped, blank, got = run(scenario())
+    stripped, blank, got, starpod_ids, gone = run(scenario())
     assert stripped.id == "s2" and got is not None and got.id == "s2"
+    assert len(starpod_ids) == 1 and None not in starpod_ids
+    assert gone is None
     assert len(blank.id) == 36  # a generated id, as for none
+
+
+def test_a_session_stored_under_an_id_with_whitespace_is_found_under_that_exact_id(service, db_target):
+    """A row written with its id as given (ADK's ``DatabaseSessionService`` keeps padded ids verbatim, and its
+    rows may be moved into these tables) is what create, get and delete of that exact id name, not the
+    stripped id's session; the service itself never stores such an id."""
+    padded = "  pad "
+
+    async def store_padded():
+        await service.create_session(app_name=APP, user_id=USER, session_id="pad", state={"which": "padded"})
+
+    run(store_padded())
+    # Given its id as it is: the ADK row and its starpod session's key, as create_session would have stored them.
+    sessions, adk_sessions = SessionRow.__table__, AdkSessionRow.__table__
+    with raw_connection(db_target, begin=True) as connection:
+        starpod_id = connection.execute(
+            sa.select(adk_sessions.c.session_id).where(adk_sessions.c.id == "pad")
+        ).scalar_one()
+        connection.execute(sa.update(adk_sessions).where(adk_sessions.c.id == "pad").values(id=padded))
+        connection.execute(
+            sa.update(sessions).where(sessions.c.id == starpod_id).values(channel_session_key=f"adk:{APP}:{padded}")
+        )
+
+    async def scenario():
+        found = await service.get_session(app_name=APP, user_id=USER, session_id=padded)
+        stripped_before = await service.get_session(app_name=APP, user_id=USER, session_id="pad")
+        with pytest.raises(AlreadyExistsError):
+            await service.create_session(app_name=APP, user_id=USER, session_id=padded)
+        plain = await service.create_session(app_name=APP, user_id=USER, session_id="pad", state={"which": "plain"})
+        await service.append_event(found, text_event("user", "to the padded one"))
+        again = await service.get_session(app_name=APP, user_id=USER, session_id=padded)
+        await service.delete_session(app_name=APP, user_id=USER, session_id=padded)
+        kept = await service.get_session(app_name=APP, user_id=USER, session_id="pad")
+        listed = await service.list_sessions(app_name=APP, user_id=USER)
+        # Once it is gone, the padded id names the stripped id's session.
+        then = await service.get_session(app_name=APP, user_id=USER, session_id=padded)
+        return found, stripped_before, plain, again, kept, listed, then
+
+    found, stripped_before, plain, again, kept, listed, then = run(scenario())
+    assert found is not None and found.id == padded and found.state == {"which": "padded"}
+    assert stripped_before is None
+    assert plain.id == "pad" and plain.state == {"which": "plain"}
+    assert [e.content.parts[0].text for e in again.events] == ["to the padded one"]
+    assert kept is not None and kept.state == {"which": "plain"} and kept.events == []
+    assert [s.id for s in listed.sessions] == ["pad"]
+    assert then == kept
 
 
 def test_appending_to_a_missing_or_deleted_session_is_session_not_found(service):
@@ -574,6 +634,50 @@ def test_an_adk_conversation_is_searchable_exportable_and_in_the_tool_statistics
     manager.close_session(starpod_id, "asked about snow")
     transcript = manager.export_transcript(starpod_id).read_text()
     assert "Will it snow in Tromsø tomorrow?" in transcript and "Snow is likely." in transcript
+
+
+def test_the_command_line_lists_shows_searches_and_costs_an_adk_conversation(manager, db_target):
+    """``starpod-session`` run on the database an ADK agent wrote to sees its conversation like any other."""
+    service = StarpodSessionService(manager, prices={"gemini-2.5-flash": ModelPrice(input=0.3, output=2.5)})
+    usage = types.GenerateContentResponseUsageMetadata(prompt_token_count=1_000_000, candidates_token_count=100_000)
+
+    async def scenario():
+        session = await service.create_session(app_name=APP, user_id=USER, session_id="trip")
+        await service.append_event(session, text_event("user", "Will it snow in Tromsø tomorrow?"))
+        call = types.Part(function_call=types.FunctionCall(id="c1", name="forecast", args={"city": "Tromsø"}))
+        await service.append_event(session, Event(author="agent", content=types.Content(role="model", parts=[call])))
+        result = types.FunctionResponse(id="c1", name="forecast", response={"depth_cm": 12})
+        answer = types.Content(role="user", parts=[types.Part(function_response=result)])
+        await service.append_event(session, Event(author="agent", content=answer))
+        reply = text_event("agent", "Snow is likely.", usage_metadata=usage, model_version="gemini-2.5-flash-001")
+        await service.append_event(session, reply)
+        starpod_id = await service.starpod_session_id(app_name=APP, user_id=USER, session_id="trip")
+        await service.close()
+        return starpod_id
+
+    starpod_id = run(scenario())
+    cost = 1.0 * 0.3 + 0.1 * 2.5
+
+    [listed] = as_json(cli("sessions", "list", "--user", USER, "--json", db=db_target))
+    assert (listed["id"], listed["channel_session_key"], listed["triggered_by"], listed["title"]) == (
+        starpod_id,
+        f"adk:{APP}:trip",
+        "google-adk",
+        "Will it snow in Tromsø tomorrow?",
+    )
+    shown = as_json(cli("sessions", "show", starpod_id, "--json", db=db_target))
+    assert [m["role"] for m in shown["messages"]] == ["user", "tool_use", "tool_result", "assistant"]
+    assert shown["usage"]["total_cost_usd"] == pytest.approx(cost) and shown["usage"]["total_turns"] == 1
+    hits = as_json(cli("search", "snow", "--json", db=db_target))
+    assert {(hit["session_id"], hit["role"], hit["user_id"]) for hit in hits} == {
+        (starpod_id, "user", USER),
+        (starpod_id, "assistant", USER),
+    }
+    overview = as_json(cli("costs", "--json", db=db_target))["overview"]
+    assert [(u["user_id"], u["total_turns"]) for u in overview["by_user"]] == [(USER, 1)]
+    [model] = overview["by_model"]
+    assert model["model"] == "gemini-2.5-flash-001" and model["total_cost_usd"] == pytest.approx(cost)
+    assert [(t["tool_name"], t["invocations"], t["errors"]) for t in overview["by_tool"]] == [("forecast", 1, 0)]
 
 
 def test_model_events_with_usage_metadata_are_usage_rows_priced_from_the_table(manager):
