@@ -11,12 +11,12 @@ import threading
 from pathlib import Path
 from typing import Any
 
+import anyio  # the test extra: imported here, never skipped for want of it
 import pytest
 from sqlalchemy import text
 
 from starpod_session import AsyncSessionManager, Channel, SessionManager, StarpodSessionError
 
-from ..backends import needs_packages
 from ..helpers import raw_connection
 
 
@@ -390,10 +390,7 @@ def test_run_to_completion_runs_a_queued_call_whose_await_was_cancelled(make_asy
     asyncio.run(main())
 
 
-@needs_packages("openai-agents", "anyio")
 def test_anyio_on_its_asyncio_backend_awaits_it_as_it_is(make_async, backend):
-    import anyio
-
     manager = make_async()
 
     async def main() -> list[str]:
