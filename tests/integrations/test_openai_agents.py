@@ -13,13 +13,16 @@ import sys
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from sqlalchemy import text
 
 from starpod_session import AsyncSessionManager, Channel, ModelPrice, PriceTable, SessionManager
 
 from ..backends import needs_packages
+from ..helpers import raw_connection
 
 pytestmark = needs_packages("openai-agents", "agents", "orjson")
 
@@ -307,6 +310,116 @@ def test_a_run_keeps_its_history_and_its_usage_costs_from_the_price_table(make_s
     assert (overview.total_input_tokens, overview.total_output_tokens) == (2 * 500, 2 * 200)
     assert (overview.total_cache_read, overview.total_cache_write) == (2 * 400, 2 * 100)
     assert overview.total_cost_usd == pytest.approx(2 * (500 * 2 + 200 * 8 + 400 * 0.5 + 100 * 3) / 1e6)
+
+
+def sdk_usage(input_tokens: int, cached: int, written: int, output: int) -> Any:
+    """The SDK's ``Usage`` of one model response, with its input count holding the cached and written tokens."""
+    from agents.usage import InputTokensDetails, OutputTokensDetails, Usage
+
+    return Usage(
+        requests=1,
+        input_tokens=input_tokens,
+        input_tokens_details=InputTokensDetails(cached_tokens=cached, cache_write_tokens=written),
+        output_tokens=output,
+        output_tokens_details=OutputTokensDetails(reasoning_tokens=0),
+        total_tokens=input_tokens + output,
+    )
+
+
+def usage_rows(db_target: str, session_id: str | None) -> list[tuple[Any, ...]]:
+    """The session's usage rows as stored: (turn, model, input, output, cache read, cache write, cost, key)."""
+    with raw_connection(db_target) as connection:
+        rows = connection.execute(
+            text(
+                "SELECT turn, model, input_tokens, output_tokens, cache_read, cache_write, cost_usd, usage_key"
+                " FROM usage_stats WHERE session_id = :id ORDER BY id"
+            ),
+            {"id": session_id},
+        )
+        return [(*row[:6], pytest.approx(float(row[6])), row[7]) for row in rows]
+
+
+@pytest.mark.parametrize("named", ["a model name", "a Model object", "no model"])
+def test_store_run_usage_takes_the_model_of_the_runs_last_agent_by_default(make_session, db_target, backend, named):
+    from agents import Agent, ModelResponse, OpenAIResponsesModel
+    from openai import AsyncOpenAI
+
+    model = {
+        "a model name": "gpt-agent",
+        "a Model object": OpenAIResponsesModel(model="gpt-agent", openai_client=AsyncOpenAI(api_key="unused")),
+        "no model": None,
+    }[named]
+    # What store_run_usage reads of the SDK's RunResult: its model responses and its last agent.
+    result = SimpleNamespace(
+        raw_responses=[ModelResponse(output=[], usage=sdk_usage(1000, 200, 0, 100), response_id="resp-a")],
+        last_agent=Agent(name="last", model=model),
+    )
+    session = make_session(prices={"gpt-agent": ModelPrice(input=2, output=8, cache_read=0.5)})
+    assert asyncio.run(session.store_run_usage(result)) == 1
+    if named == "no model":  # stored without a model: unpriced, and "unknown" to the reports
+        assert usage_rows(db_target, session.starpod_session_id) == [
+            (1, None, 800, 100, 200, 0, 0.0, "openai-agents:resp-a")
+        ]
+        [by_model] = sync_of(make_session).cost_overview().by_model
+        assert by_model.model == "unknown"
+    else:
+        cost = (800 * 2 + 100 * 8 + 200 * 0.5) / 1e6
+        assert usage_rows(db_target, session.starpod_session_id) == [
+            (1, "gpt-agent", 800, 100, 200, 0, cost, "openai-agents:resp-a")
+        ]
+
+
+def test_a_run_of_several_model_responses_stores_one_row_each_in_order_and_once(make_session, db_target, backend):
+    from agents import Agent, Runner, function_tool, set_tracing_disabled
+    from agents.testing import ModelStep, ScriptedModel, assistant_message, function_call
+
+    @function_tool
+    def forecast(city: str) -> str:
+        """Tomorrow's weather in a city."""
+        return f"snow in {city}"
+
+    model = ScriptedModel(
+        [
+            ModelStep(
+                output=[function_call("forecast", {"city": "Oslo"}, call_id="c1")],
+                usage=sdk_usage(1000, 400, 100, 20),
+                response_id="resp-1",
+            ),
+            ModelStep(
+                output=[function_call("forecast", {"city": "Tromsø"}, call_id="c2")],
+                usage=sdk_usage(1500, 1000, 0, 30),
+                response_id="resp-2",
+            ),
+            ModelStep(
+                output=[assistant_message("Snow in both.")], usage=sdk_usage(2000, 0, 300, 50), response_id="resp-3"
+            ),
+        ]
+    )
+    prices = PriceTable({"gpt-test": ModelPrice(input=2, output=8, cache_read=0.5, cache_write=3)})
+    session = make_session(prices=prices)
+    set_tracing_disabled(True)  # no network: the SDK's traces would go to OpenAI
+
+    async def main() -> None:
+        result = await Runner.run(
+            Agent(name="weather", model=model, tools=[forecast]), "Oslo and Tromsø?", session=session
+        )
+        assert [response.response_id for response in result.raw_responses] == ["resp-1", "resp-2", "resp-3"]
+        assert await session.store_run_usage(result, model="gpt-test") == 3
+        assert await session.store_run_usage(result, model="gpt-test") == 3  # its responses, already stored
+
+    asyncio.run(main())
+
+    def row(turn: int, input_tokens: int, output: int, cached: int, written: int, key: str) -> tuple[Any, ...]:
+        cost = (input_tokens * 2 + output * 8 + cached * 0.5 + written * 3) / 1e6
+        return (turn, "gpt-test", input_tokens, output, cached, written, cost, key)
+
+    # Ours counts neither cache reads nor cache writes as input tokens; the SDK's count both.
+    assert usage_rows(db_target, session.starpod_session_id) == [
+        row(1, 1000 - 400 - 100, 20, 400, 100, "openai-agents:resp-1"),
+        row(2, 1500 - 1000, 30, 1000, 0, "openai-agents:resp-2"),
+        row(3, 2000 - 300, 50, 0, 300, "openai-agents:resp-3"),
+    ]
+    assert sync_of(make_session).session_usage(session.starpod_session_id).total_turns == 3
 
 
 def test_importing_the_library_imports_no_sdk_and_a_missing_sdk_names_the_extra():
