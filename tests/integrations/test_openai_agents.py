@@ -499,6 +499,51 @@ def test_sixteen_concurrent_runs_lose_duplicate_and_reorder_nothing(make_session
     check_runs(stored, runs, count)
 
 
+def test_one_session_over_an_async_manager_serves_several_event_loops_in_several_threads(db_target, backend):
+    """One StarpodSession and one AsyncSessionManager shared by eight threads, each running its own event loop."""
+    from starpod_session.integrations.openai_agents import StarpodSession
+
+    runs, count = 8, 12
+    manager = AsyncSessionManager(db_target, pool_size=3)  # fewer threads than loops: calls queue too
+    shared = StarpodSession("shared", manager)
+    together = threading.Barrier(runs)
+    errors: list[BaseException] = []
+
+    async def run(number: int) -> None:
+        own = StarpodSession(f"own {number}", manager)  # made in this loop, as a request handler makes one
+        for pair in range(0, count, 2):
+            items = run_items(number, count)[pair : pair + 2]
+            await shared.add_items(items)
+            await own.add_items(items)
+            assert (await own.get_items(limit=2)) == items
+            await shared.get_items(limit=5)
+        assert await own.pop_item() == run_items(number, count)[-1]
+
+    def thread(number: int) -> None:
+        together.wait(30)
+        try:
+            asyncio.run(run(number))
+        except BaseException as error:
+            errors.append(error)
+
+    try:
+        # Daemon threads joined with a bound: a loop stuck on another loop's future fails the test, never hangs it.
+        threads = [threading.Thread(target=thread, args=(number,), daemon=True) for number in range(runs)]
+        for started in threads:
+            started.start()
+        for started in threads:
+            started.join(60)
+        assert [started for started in threads if started.is_alive()] == []
+        assert errors == []
+        check_runs(asyncio.run(shared.get_items()), runs, count)
+        for number in range(runs):
+            own_items = asyncio.run(StarpodSession(f"own {number}", manager).get_items())
+            assert own_items == run_items(number, count)[:-1]
+        assert len(manager.sync.list_sessions(20)) == runs + 1
+    finally:
+        asyncio.run(manager.aclose())
+
+
 def test_two_hundred_concurrent_awaits_across_twenty_sessions_store_each_message_once(db_target, backend):
     async def main() -> None:
         async with AsyncSessionManager(db_target) as manager:
