@@ -22,6 +22,8 @@ from sqlalchemy import text
 from starpod_session import AsyncSessionManager, Channel, ModelPrice, PriceTable, SessionManager
 
 from ..backends import needs_packages
+from ..cli.run import as_json
+from ..cli.run import run_in_process as cli
 from ..helpers import raw_connection
 
 pytestmark = needs_packages("openai-agents", "agents", "orjson")
@@ -54,6 +56,22 @@ ITEMS: list[dict[str, Any]] = [
     {"role": "assistant", "content": ""},
     {"role": "user", "content": "emoji 🙂 and accents é and NUL-free"},
     {"odd": True, "nested": {"numbers": [1, 2.5, -3e-7, 10**30], "none": None}},
+]
+
+#: The role of each of ``ITEMS``'s messages.
+ROLES = [
+    "user",
+    "user",
+    "system",
+    "user",
+    "user",
+    "assistant",
+    "tool_use",
+    "tool_result",
+    "reasoning",
+    "assistant",
+    "user",
+    "item",
 ]
 
 
@@ -103,20 +121,7 @@ def test_items_are_messages_with_roles_text_and_json(make_session, backend):
     asyncio.run(session.add_items(ITEMS))
     manager = sync_of(make_session)
     messages = manager.get_messages(session.starpod_session_id)
-    assert [m.role for m in messages] == [
-        "user",
-        "user",
-        "system",
-        "user",
-        "user",
-        "assistant",
-        "tool_use",
-        "tool_result",
-        "reasoning",
-        "assistant",
-        "user",
-        "item",
-    ]
+    assert [m.role for m in messages] == ROLES
     assert messages[0].content == "What is the weather in Paris?"  # plain text: what search and transcripts show
     assert json.loads(messages[1].content) == ITEMS[1]  # text starting with "{" is kept as JSON
     assert json.loads(messages[5].content) == ITEMS[5]
@@ -203,6 +208,50 @@ def test_any_string_is_a_session_id_and_one_id_is_one_history(make_session, back
 
     asyncio.run(main())
     assert first.starpod_session_id == again.starpod_session_id != other.starpod_session_id
+
+
+def test_an_sdk_sessions_items_are_in_its_transcript_and_on_the_command_line(db_target, tmp_path, backend, facade):
+    from starpod_session.integrations.openai_agents import StarpodSession
+
+    manager = (SessionManager if facade == "sync" else AsyncSessionManager)(db_target, tmp_path / "transcripts")
+    sync = manager.sync if isinstance(manager, AsyncSessionManager) else manager
+    try:
+        session = StarpodSession("conversation", manager)
+        asyncio.run(session.add_items(ITEMS))
+        starpod_id = session.starpod_session_id
+        contents = [m.content for m in sync.get_messages(starpod_id)]
+        # The SDK never closes a session; a transcript is of a closed one, so the host closes it. A new
+        # StarpodSession with the id then starts a new history (docs/guides/openai-agents.md).
+        sync.close_session(starpod_id, "Asked about the weather in Paris.")
+        assert asyncio.run(StarpodSession("conversation", manager).get_items()) == []
+        transcript = sync.export_transcript(starpod_id).read_text(encoding="utf-8")
+    finally:
+        if isinstance(manager, AsyncSessionManager):
+            asyncio.run(manager.aclose())
+        else:
+            manager.close()
+
+    assert "Asked about the weather in Paris." in transcript
+    sections = transcript.removesuffix("\n").split("\n\n---\n\n## ")[1:]
+    assert [section.split(" · ")[0] for section in sections] == ROLES
+    assert [section.split("\n\n", 1)[1] for section in sections] == contents
+    assert contents[0] == "What is the weather in Paris?"  # plain text, as people read it
+    assert json.loads(contents[5]) == ITEMS[5] and "Sunny, 24 °C ☀" in contents[5]
+
+    [listed] = as_json(cli("sessions", "list", "--json", db=db_target))
+    assert (listed["id"], listed["channel"], listed["channel_session_key"]) == (starpod_id, "main", "conversation")
+    assert listed["title"] == "What is the weather in Paris?"
+    shown = as_json(cli("sessions", "show", starpod_id, "--json", db=db_target))
+    assert [message["content"] for message in shown["messages"]] == contents
+    hits = as_json(cli("search", "sunny", "--json", db=db_target))
+    assert {(hit["session_id"], hit["role"]) for hit in hits} == {
+        (starpod_id, "assistant"),
+        (starpod_id, "tool_result"),
+    }
+    costs = as_json(cli("costs", "--json", db=db_target))["overview"]
+    assert costs["by_tool"] == [{"tool_name": "get_weather", "invocations": 1, "errors": 0}]
+    exported = as_json(cli("sessions", "export", "--all", tmp_path / "exported", "--json", db=db_target))
+    assert [Path(path).read_text(encoding="utf-8") for path in exported["transcripts"]] == [transcript]
 
 
 def test_it_is_the_sdks_session_and_can_be_subclassed(make_session):
