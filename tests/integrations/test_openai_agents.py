@@ -608,8 +608,9 @@ def test_two_hundred_concurrent_awaits_across_twenty_sessions_store_each_message
 
 
 def test_a_storm_of_cancelled_awaits_leaves_no_half_written_call(db_target, backend):
-    """Calls of three messages cancelled at random points: each is stored whole or not at all, and a
-    retry with the same keys stores the missing ones once; the manager keeps working."""
+    """Calls of three messages cancelled at random points: each is stored whole or not at all. Keyed saves
+    cancelled at random, then all retried with the same keys: each message stored exactly once (a cancelled
+    write may have committed, a queued one never ran). The manager keeps working."""
     from starpod_session.integrations.openai_agents import StarpodSession
 
     chance = random.Random(28)
@@ -631,6 +632,22 @@ def test_a_storm_of_cancelled_awaits_leaves_no_half_written_call(db_target, back
                 parts = [content for content in stored if content.startswith(f"c{n} ")]
                 assert parts in ([], [f"c{n} a", f"c{n} b", f"c{n} c"])
             assert any(call.cancelled() for call in calls)
+            # The caller's retry after a storm: every save again, with the key it had.
+            keyed = await manager.create_session(Channel.MAIN, "keyed")
+            saves = [
+                asyncio.ensure_future(manager.save_message(keyed, "user", f"k{n}", message_key=f"k{n}"))
+                for n in range(100)
+            ]
+            for _ in range(60):
+                await asyncio.sleep(0)
+                chance.choice(saves).cancel()
+            await asyncio.gather(*saves, return_exceptions=True)
+            before = [m.content for m in await manager.get_messages(keyed)]
+            assert len(before) < 100  # the retry has missing ones to store
+            ids = [await manager.save_message(keyed, "user", f"k{n}", message_key=f"k{n}") for n in range(100)]
+            after = await manager.get_messages(keyed)
+            assert sorted(m.content for m in after) == sorted(f"k{n}" for n in range(100))
+            assert sorted(ids) == [m.id for m in after]  # a stored one's retry gave its id back
             # The adapter's add_items completes despite cancellation (as the SDK's sessions do).
             session = StarpodSession("storm", manager)
             adds = [asyncio.ensure_future(session.add_items(run_items(n, 2))) for n in range(50)]
