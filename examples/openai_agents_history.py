@@ -3,6 +3,9 @@
     pip install 'starpod-session[openai-agents]'
     python examples/openai_agents_history.py [DATABASE]
 
+DATABASE is a SQLite file or a server URL (``postgresql+psycopg://...``,
+``mysql+pymysql://...``); a temporary SQLite file by default.
+
 The model is scripted (the SDK's ``ScriptedModel``), so the example needs no
 network and no API key: swap in ``model="gpt-4.1"`` for a real one. The agent
 answers two questions; the second sees the first in its history, which the
@@ -45,7 +48,7 @@ def answer(text: str, response_id: str) -> ModelStep:
     return ModelStep(output=[message], usage=usage, response_id=response_id)
 
 
-async def main(database: Path) -> None:
+async def main(database: str) -> None:
     set_tracing_disabled(True)  # the SDK would send traces to OpenAI
     model = ScriptedModel(
         [answer("The Golden Gate Bridge is in San Francisco.", "r1"), answer("San Francisco is in California.", "r2")]
@@ -65,5 +68,5 @@ async def main(database: Path) -> None:
 
 
 if __name__ == "__main__":
-    target = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(tempfile.mkdtemp()) / "sessions.db"
+    target = sys.argv[1] if len(sys.argv) > 1 else str(Path(tempfile.mkdtemp()) / "sessions.db")
     asyncio.run(main(target))

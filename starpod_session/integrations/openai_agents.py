@@ -194,7 +194,7 @@ class StarpodSession(SessionABC):
     # -- usage -----------------------------------------------------------------
 
     async def store_run_usage(self, result: RunResultBase, *, model: str | None = None) -> int:
-        """Record the usage of each model request of a finished run; returns how many rows were stored.
+        """Record the usage of each model request of a finished run; returns how many responses the run had.
 
         One usage row per model response of ``result`` (``result.raw_responses``),
         turn 1, 2, ... in order: ``output_tokens``; the SDK's cached input tokens

@@ -5,18 +5,20 @@ from __future__ import annotations
 import asyncio
 import inspect
 import os
+import sqlite3
 import subprocess
 import sys
 import threading
 from pathlib import Path
 from typing import Any
 
+import anyio  # the test extra: imported here, never skipped for want of it
 import pytest
-from sqlalchemy import text
+from sqlalchemy import event, text
+from sqlalchemy.pool import Pool
 
 from starpod_session import AsyncSessionManager, Channel, SessionManager, StarpodSessionError
 
-from ..backends import needs_packages
 from ..helpers import raw_connection
 
 
@@ -221,22 +223,50 @@ def open_files_under(folder: Path) -> list[str]:
     return found
 
 
-def test_aclose_twice_is_harmless_and_a_later_call_raises(tmp_path):
-    path = tmp_path / "db" / "sessions.db"
+def driver_connection_is_closed(connection: Any) -> bool:
+    """Whether a driver connection (sqlite3, psycopg or PyMySQL) has been closed."""
+    if isinstance(connection, sqlite3.Connection):
+        try:
+            connection.execute("SELECT 1")
+        except sqlite3.ProgrammingError:  # "Cannot operate on a closed database."
+            return True
+        return False
+    if hasattr(connection, "open"):  # PyMySQL
+        return not connection.open
+    return bool(connection.closed)  # psycopg
+
+
+def test_aclose_twice_is_harmless_and_a_later_call_raises(make_async, db_target, backend):
+    """Closing releases every connection the manager opened: on SQLite no descriptor on the file stays open."""
+    opened: list[Any] = []
+
+    def record(dbapi_connection: Any, _record: Any) -> None:
+        opened.append(dbapi_connection)
 
     async def main() -> None:
-        async with AsyncSessionManager(path) as manager:
+        async with make_async() as manager:
             session_id = await manager.create_session("main", "k")
-            await manager.save_message(session_id, "user", "hi")
-            assert open_files_under(path.parent)
+            await asyncio.gather(*(manager.save_message(session_id, "user", str(n)) for n in range(8)))
+            assert await manager.get_messages(session_id)
+            if backend == "sqlite":
+                assert open_files_under(Path(db_target))
         await manager.aclose()
         await manager.close()
         with pytest.raises(StarpodSessionError, match="closed"):
             await manager.get_messages(session_id)
+        with pytest.raises(StarpodSessionError, match="closed"):
+            await manager.save_message(session_id, "user", "after the close")
 
-    asyncio.run(main())
-    if Path("/proc/self/fd").is_dir():
-        assert open_files_under(path.parent) == []
+    # Every pool the manager makes reports the driver connections it opens (schema check included).
+    event.listen(Pool, "connect", record)
+    try:
+        asyncio.run(main())
+    finally:
+        event.remove(Pool, "connect", record)
+    assert opened
+    assert [connection for connection in opened if not driver_connection_is_closed(connection)] == []
+    if backend == "sqlite" and Path("/proc/self/fd").is_dir():  # the file and its -wal and -shm
+        assert open_files_under(Path(db_target)) == []
 
 
 def test_a_manager_never_closed_lets_the_program_exit_once_its_last_call_is_done(tmp_path):
@@ -390,10 +420,7 @@ def test_run_to_completion_runs_a_queued_call_whose_await_was_cancelled(make_asy
     asyncio.run(main())
 
 
-@needs_packages("openai-agents", "anyio")
 def test_anyio_on_its_asyncio_backend_awaits_it_as_it_is(make_async, backend):
-    import anyio
-
     manager = make_async()
 
     async def main() -> list[str]:

@@ -13,13 +13,18 @@ import sys
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from sqlalchemy import text
 
 from starpod_session import AsyncSessionManager, Channel, ModelPrice, PriceTable, SessionManager
 
 from ..backends import needs_packages
+from ..cli.run import as_json
+from ..cli.run import run_in_process as cli
+from ..helpers import raw_connection
 
 pytestmark = needs_packages("openai-agents", "agents", "orjson")
 
@@ -51,6 +56,22 @@ ITEMS: list[dict[str, Any]] = [
     {"role": "assistant", "content": ""},
     {"role": "user", "content": "emoji 🙂 and accents é and NUL-free"},
     {"odd": True, "nested": {"numbers": [1, 2.5, -3e-7, 10**30], "none": None}},
+]
+
+#: The role of each of ``ITEMS``'s messages.
+ROLES = [
+    "user",
+    "user",
+    "system",
+    "user",
+    "user",
+    "assistant",
+    "tool_use",
+    "tool_result",
+    "reasoning",
+    "assistant",
+    "user",
+    "item",
 ]
 
 
@@ -100,20 +121,7 @@ def test_items_are_messages_with_roles_text_and_json(make_session, backend):
     asyncio.run(session.add_items(ITEMS))
     manager = sync_of(make_session)
     messages = manager.get_messages(session.starpod_session_id)
-    assert [m.role for m in messages] == [
-        "user",
-        "user",
-        "system",
-        "user",
-        "user",
-        "assistant",
-        "tool_use",
-        "tool_result",
-        "reasoning",
-        "assistant",
-        "user",
-        "item",
-    ]
+    assert [m.role for m in messages] == ROLES
     assert messages[0].content == "What is the weather in Paris?"  # plain text: what search and transcripts show
     assert json.loads(messages[1].content) == ITEMS[1]  # text starting with "{" is kept as JSON
     assert json.loads(messages[5].content) == ITEMS[5]
@@ -200,6 +208,50 @@ def test_any_string_is_a_session_id_and_one_id_is_one_history(make_session, back
 
     asyncio.run(main())
     assert first.starpod_session_id == again.starpod_session_id != other.starpod_session_id
+
+
+def test_an_sdk_sessions_items_are_in_its_transcript_and_on_the_command_line(db_target, tmp_path, backend, facade):
+    from starpod_session.integrations.openai_agents import StarpodSession
+
+    manager = (SessionManager if facade == "sync" else AsyncSessionManager)(db_target, tmp_path / "transcripts")
+    sync = manager.sync if isinstance(manager, AsyncSessionManager) else manager
+    try:
+        session = StarpodSession("conversation", manager)
+        asyncio.run(session.add_items(ITEMS))
+        starpod_id = session.starpod_session_id
+        contents = [m.content for m in sync.get_messages(starpod_id)]
+        # The SDK never closes a session; a transcript is of a closed one, so the host closes it. A new
+        # StarpodSession with the id then starts a new history (docs/guides/openai-agents.md).
+        sync.close_session(starpod_id, "Asked about the weather in Paris.")
+        assert asyncio.run(StarpodSession("conversation", manager).get_items()) == []
+        transcript = sync.export_transcript(starpod_id).read_text(encoding="utf-8")
+    finally:
+        if isinstance(manager, AsyncSessionManager):
+            asyncio.run(manager.aclose())
+        else:
+            manager.close()
+
+    assert "Asked about the weather in Paris." in transcript
+    sections = transcript.removesuffix("\n").split("\n\n---\n\n## ")[1:]
+    assert [section.split(" · ")[0] for section in sections] == ROLES
+    assert [section.split("\n\n", 1)[1] for section in sections] == contents
+    assert contents[0] == "What is the weather in Paris?"  # plain text, as people read it
+    assert json.loads(contents[5]) == ITEMS[5] and "Sunny, 24 °C ☀" in contents[5]
+
+    [listed] = as_json(cli("sessions", "list", "--json", db=db_target))
+    assert (listed["id"], listed["channel"], listed["channel_session_key"]) == (starpod_id, "main", "conversation")
+    assert listed["title"] == "What is the weather in Paris?"
+    shown = as_json(cli("sessions", "show", starpod_id, "--json", db=db_target))
+    assert [message["content"] for message in shown["messages"]] == contents
+    hits = as_json(cli("search", "sunny", "--json", db=db_target))
+    assert {(hit["session_id"], hit["role"]) for hit in hits} == {
+        (starpod_id, "assistant"),
+        (starpod_id, "tool_result"),
+    }
+    costs = as_json(cli("costs", "--json", db=db_target))["overview"]
+    assert costs["by_tool"] == [{"tool_name": "get_weather", "invocations": 1, "errors": 0}]
+    exported = as_json(cli("sessions", "export", "--all", tmp_path / "exported", "--json", db=db_target))
+    assert [Path(path).read_text(encoding="utf-8") for path in exported["transcripts"]] == [transcript]
 
 
 def test_it_is_the_sdks_session_and_can_be_subclassed(make_session):
@@ -309,6 +361,116 @@ def test_a_run_keeps_its_history_and_its_usage_costs_from_the_price_table(make_s
     assert overview.total_cost_usd == pytest.approx(2 * (500 * 2 + 200 * 8 + 400 * 0.5 + 100 * 3) / 1e6)
 
 
+def sdk_usage(input_tokens: int, cached: int, written: int, output: int) -> Any:
+    """The SDK's ``Usage`` of one model response, with its input count holding the cached and written tokens."""
+    from agents.usage import InputTokensDetails, OutputTokensDetails, Usage
+
+    return Usage(
+        requests=1,
+        input_tokens=input_tokens,
+        input_tokens_details=InputTokensDetails(cached_tokens=cached, cache_write_tokens=written),
+        output_tokens=output,
+        output_tokens_details=OutputTokensDetails(reasoning_tokens=0),
+        total_tokens=input_tokens + output,
+    )
+
+
+def usage_rows(db_target: str, session_id: str | None) -> list[tuple[Any, ...]]:
+    """The session's usage rows as stored: (turn, model, input, output, cache read, cache write, cost, key)."""
+    with raw_connection(db_target) as connection:
+        rows = connection.execute(
+            text(
+                "SELECT turn, model, input_tokens, output_tokens, cache_read, cache_write, cost_usd, usage_key"
+                " FROM usage_stats WHERE session_id = :id ORDER BY id"
+            ),
+            {"id": session_id},
+        )
+        return [(*row[:6], pytest.approx(float(row[6])), row[7]) for row in rows]
+
+
+@pytest.mark.parametrize("named", ["a model name", "a Model object", "no model"])
+def test_store_run_usage_takes_the_model_of_the_runs_last_agent_by_default(make_session, db_target, backend, named):
+    from agents import Agent, ModelResponse, OpenAIResponsesModel
+    from openai import AsyncOpenAI
+
+    model = {
+        "a model name": "gpt-agent",
+        "a Model object": OpenAIResponsesModel(model="gpt-agent", openai_client=AsyncOpenAI(api_key="unused")),
+        "no model": None,
+    }[named]
+    # What store_run_usage reads of the SDK's RunResult: its model responses and its last agent.
+    result = SimpleNamespace(
+        raw_responses=[ModelResponse(output=[], usage=sdk_usage(1000, 200, 0, 100), response_id="resp-a")],
+        last_agent=Agent(name="last", model=model),
+    )
+    session = make_session(prices={"gpt-agent": ModelPrice(input=2, output=8, cache_read=0.5)})
+    assert asyncio.run(session.store_run_usage(result)) == 1
+    if named == "no model":  # stored without a model: unpriced, and "unknown" to the reports
+        assert usage_rows(db_target, session.starpod_session_id) == [
+            (1, None, 800, 100, 200, 0, 0.0, "openai-agents:resp-a")
+        ]
+        [by_model] = sync_of(make_session).cost_overview().by_model
+        assert by_model.model == "unknown"
+    else:
+        cost = (800 * 2 + 100 * 8 + 200 * 0.5) / 1e6
+        assert usage_rows(db_target, session.starpod_session_id) == [
+            (1, "gpt-agent", 800, 100, 200, 0, cost, "openai-agents:resp-a")
+        ]
+
+
+def test_a_run_of_several_model_responses_stores_one_row_each_in_order_and_once(make_session, db_target, backend):
+    from agents import Agent, Runner, function_tool, set_tracing_disabled
+    from agents.testing import ModelStep, ScriptedModel, assistant_message, function_call
+
+    @function_tool
+    def forecast(city: str) -> str:
+        """Tomorrow's weather in a city."""
+        return f"snow in {city}"
+
+    model = ScriptedModel(
+        [
+            ModelStep(
+                output=[function_call("forecast", {"city": "Oslo"}, call_id="c1")],
+                usage=sdk_usage(1000, 400, 100, 20),
+                response_id="resp-1",
+            ),
+            ModelStep(
+                output=[function_call("forecast", {"city": "Tromsø"}, call_id="c2")],
+                usage=sdk_usage(1500, 1000, 0, 30),
+                response_id="resp-2",
+            ),
+            ModelStep(
+                output=[assistant_message("Snow in both.")], usage=sdk_usage(2000, 0, 300, 50), response_id="resp-3"
+            ),
+        ]
+    )
+    prices = PriceTable({"gpt-test": ModelPrice(input=2, output=8, cache_read=0.5, cache_write=3)})
+    session = make_session(prices=prices)
+    set_tracing_disabled(True)  # no network: the SDK's traces would go to OpenAI
+
+    async def main() -> None:
+        result = await Runner.run(
+            Agent(name="weather", model=model, tools=[forecast]), "Oslo and Tromsø?", session=session
+        )
+        assert [response.response_id for response in result.raw_responses] == ["resp-1", "resp-2", "resp-3"]
+        assert await session.store_run_usage(result, model="gpt-test") == 3
+        assert await session.store_run_usage(result, model="gpt-test") == 3  # its responses, already stored
+
+    asyncio.run(main())
+
+    def row(turn: int, input_tokens: int, output: int, cached: int, written: int, key: str) -> tuple[Any, ...]:
+        cost = (input_tokens * 2 + output * 8 + cached * 0.5 + written * 3) / 1e6
+        return (turn, "gpt-test", input_tokens, output, cached, written, cost, key)
+
+    # Ours counts neither cache reads nor cache writes as input tokens; the SDK's count both.
+    assert usage_rows(db_target, session.starpod_session_id) == [
+        row(1, 1000 - 400 - 100, 20, 400, 100, "openai-agents:resp-1"),
+        row(2, 1500 - 1000, 30, 1000, 0, "openai-agents:resp-2"),
+        row(3, 2000 - 300, 50, 0, 300, "openai-agents:resp-3"),
+    ]
+    assert sync_of(make_session).session_usage(session.starpod_session_id).total_turns == 3
+
+
 def test_importing_the_library_imports_no_sdk_and_a_missing_sdk_names_the_extra():
     script = (
         "import sys, starpod_session, starpod_session.integrations\n"
@@ -323,20 +485,21 @@ def test_importing_the_library_imports_no_sdk_and_a_missing_sdk_names_the_extra(
     assert "pip install 'starpod-session[openai-agents]'" in done.stdout
 
 
-def test_the_example_agent_keeps_its_history_and_costs(tmp_path):
-    database = tmp_path / "example.db"
+def test_the_example_agent_keeps_its_history_and_costs(db_target, tmp_path, backend):
     done = subprocess.run(
-        [sys.executable, str(TOP / "examples" / "openai_agents_history.py"), str(database)],
+        [sys.executable, str(TOP / "examples" / "openai_agents_history.py"), db_target],
         capture_output=True,
         text=True,
-        check=True,
+        check=False,
         cwd=tmp_path,
+        timeout=300,
     )
+    assert done.returncode == 0, done.stderr
     assert "San Francisco is in California." in done.stdout
     assert "asked with 3 items" in done.stdout  # the first turn's question and answer, then the new question
     assert "keeps 4 messages: user, assistant, user, assistant" in done.stdout
     assert "cost: $0.002440 for 80 output tokens" in done.stdout
-    manager = SessionManager(database)
+    manager = SessionManager(db_target)
     try:
         [meta] = manager.list_sessions(10)
         assert (meta.channel_session_key, meta.title) == ("visitor-42", "Where is the Golden Gate Bridge?")
@@ -385,6 +548,51 @@ def test_sixteen_concurrent_runs_lose_duplicate_and_reorder_nothing(make_session
     check_runs(stored, runs, count)
 
 
+def test_one_session_over_an_async_manager_serves_several_event_loops_in_several_threads(db_target, backend):
+    """One StarpodSession and one AsyncSessionManager shared by eight threads, each running its own event loop."""
+    from starpod_session.integrations.openai_agents import StarpodSession
+
+    runs, count = 8, 12
+    manager = AsyncSessionManager(db_target, pool_size=3)  # fewer threads than loops: calls queue too
+    shared = StarpodSession("shared", manager)
+    together = threading.Barrier(runs)
+    errors: list[BaseException] = []
+
+    async def run(number: int) -> None:
+        own = StarpodSession(f"own {number}", manager)  # made in this loop, as a request handler makes one
+        for pair in range(0, count, 2):
+            items = run_items(number, count)[pair : pair + 2]
+            await shared.add_items(items)
+            await own.add_items(items)
+            assert (await own.get_items(limit=2)) == items
+            await shared.get_items(limit=5)
+        assert await own.pop_item() == run_items(number, count)[-1]
+
+    def thread(number: int) -> None:
+        together.wait(30)
+        try:
+            asyncio.run(run(number))
+        except BaseException as error:
+            errors.append(error)
+
+    try:
+        # Daemon threads joined with a bound: a loop stuck on another loop's future fails the test, never hangs it.
+        threads = [threading.Thread(target=thread, args=(number,), daemon=True) for number in range(runs)]
+        for started in threads:
+            started.start()
+        for started in threads:
+            started.join(60)
+        assert [started for started in threads if started.is_alive()] == []
+        assert errors == []
+        check_runs(asyncio.run(shared.get_items()), runs, count)
+        for number in range(runs):
+            own_items = asyncio.run(StarpodSession(f"own {number}", manager).get_items())
+            assert own_items == run_items(number, count)[:-1]
+        assert len(manager.sync.list_sessions(20)) == runs + 1
+    finally:
+        asyncio.run(manager.aclose())
+
+
 def test_two_hundred_concurrent_awaits_across_twenty_sessions_store_each_message_once(db_target, backend):
     async def main() -> None:
         async with AsyncSessionManager(db_target) as manager:
@@ -400,8 +608,9 @@ def test_two_hundred_concurrent_awaits_across_twenty_sessions_store_each_message
 
 
 def test_a_storm_of_cancelled_awaits_leaves_no_half_written_call(db_target, backend):
-    """Calls of three messages cancelled at random points: each is stored whole or not at all, and a
-    retry with the same keys stores the missing ones once; the manager keeps working."""
+    """Calls of three messages cancelled at random points: each is stored whole or not at all. Keyed saves
+    cancelled at random, then all retried with the same keys: each message stored exactly once (a cancelled
+    write may have committed, a queued one never ran). The manager keeps working."""
     from starpod_session.integrations.openai_agents import StarpodSession
 
     chance = random.Random(28)
@@ -423,6 +632,22 @@ def test_a_storm_of_cancelled_awaits_leaves_no_half_written_call(db_target, back
                 parts = [content for content in stored if content.startswith(f"c{n} ")]
                 assert parts in ([], [f"c{n} a", f"c{n} b", f"c{n} c"])
             assert any(call.cancelled() for call in calls)
+            # The caller's retry after a storm: every save again, with the key it had.
+            keyed = await manager.create_session(Channel.MAIN, "keyed")
+            saves = [
+                asyncio.ensure_future(manager.save_message(keyed, "user", f"k{n}", message_key=f"k{n}"))
+                for n in range(100)
+            ]
+            for _ in range(60):
+                await asyncio.sleep(0)
+                chance.choice(saves).cancel()
+            await asyncio.gather(*saves, return_exceptions=True)
+            before = [m.content for m in await manager.get_messages(keyed)]
+            assert len(before) < 100  # the retry has missing ones to store
+            ids = [await manager.save_message(keyed, "user", f"k{n}", message_key=f"k{n}") for n in range(100)]
+            after = await manager.get_messages(keyed)
+            assert sorted(m.content for m in after) == sorted(f"k{n}" for n in range(100))
+            assert sorted(ids) == [m.id for m in after]  # a stored one's retry gave its id back
             # The adapter's add_items completes despite cancellation (as the SDK's sessions do).
             session = StarpodSession("storm", manager)
             adds = [asyncio.ensure_future(session.add_items(run_items(n, 2))) for n in range(50)]
