@@ -18,7 +18,7 @@ the file; ``":memory:"`` a temporary file of the session's own).
 
 ``STARPOD_OPENAI_AGENTS_URL=<PostgreSQL or MariaDB URL>`` keeps every session on
 that database instead, one manager for the run: each ``db_path`` (each
-``":memory:"`` session too) is then a user of its own (``sdk-1``, ``sdk-2``, ...),
+``":memory:"`` session too) is then a user of its own (``sdk-<run>-1``, ``sdk-<run>-2``, ...),
 so that, as with the SDK's files, sessions of one id on two paths are two
 histories and sessions of one id on one path are one. The database should be a
 scratch one: the run leaves its sessions in it.
@@ -57,18 +57,15 @@ def _opened(target: str) -> SessionManager | AsyncSessionManager:
 
 
 def _manager_and_user(path: str) -> tuple[SessionManager | AsyncSessionManager, str]:
-    """The manager keeping ``path``'s sessions, and the user they belong to."""
+    """The manager keeping ``path``'s sessions (its own file, or the one server database), and their user."""
+    target = path if SERVER_URL is None else SERVER_URL
     with _lock:
-        if SERVER_URL is None:
-            manager = _managers.get(path)
-            if manager is None:
-                manager = _managers[path] = _opened(path)
-            return manager, "admin"
-        manager = _managers.get(SERVER_URL)
+        manager = _managers.get(target)
         if manager is None:
-            manager = _managers[SERVER_URL] = _opened(SERVER_URL)
-        user = _users.setdefault(path, f"sdk-{_RUN}-{len(_users) + 1}")
-        return manager, user
+            manager = _managers[target] = _opened(target)
+        if SERVER_URL is None:
+            return manager, "admin"
+        return manager, _users.setdefault(path, f"sdk-{_RUN}-{len(_users) + 1}")
 
 
 class SQLiteSessionOnStarpod(StarpodSession):
