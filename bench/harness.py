@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import os
 import platform
 import sqlite3
 import statistics
+import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -177,3 +179,35 @@ def machine() -> str:
         f"machine: {os.cpu_count()} cores, {cpu}; Python {platform.python_version()}, "
         f"SQLite {sqlite3.sqlite_version}, SQLAlchemy {sqlalchemy.__version__}"
     )
+
+
+def bare_thread_hop(work: Callable[[int], object] | None = None) -> Callable[[int], Awaitable[object]]:
+    """The least a hop to a waiting thread and back costs in asyncio: wake the thread (a lock), run
+    ``work(n)`` there (nothing by default), settle the loop's future from it (``call_soon_threadsafe``).
+    The thread (a daemon) serves every hop of the returned function."""
+    wake = threading.Lock()
+    wake.acquire()
+    handed: list[tuple[int, asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
+
+    def serve() -> None:
+        while True:
+            wake.acquire()
+            n, loop, future = handed.pop()
+            try:
+                if work is not None:
+                    work(n)
+            except BaseException as error:  # the awaiting side raises it
+                loop.call_soon_threadsafe(future.set_exception, error)
+            else:
+                loop.call_soon_threadsafe(future.set_result, None)
+
+    threading.Thread(target=serve, name="bare-hop", daemon=True).start()
+
+    async def hop(n: int) -> None:
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        handed.append((n, loop, future))
+        wake.release()
+        await future
+
+    return hop

@@ -37,14 +37,13 @@ from __future__ import annotations
 import asyncio
 import json
 import statistics
-import threading
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from datasets import Target
 from floors import SqliteFloor
-from harness import Report, Scale, Timing, frozen_heap, ms
+from harness import Report, Scale, Timing, bare_thread_hop, frozen_heap, ms
 
 from starpod_session import AsyncSessionManager, Channel, SessionManager
 
@@ -293,7 +292,7 @@ async def _async_overhead(manager: AsyncSessionManager, scale: Scale, report: Re
     # hop, a thread of a stack woken by a lock of its own and settling the loop's future with one
     # call_soon_threadsafe, running nothing; and asyncio.to_thread's. Measured beside ours, so that a
     # reader sees what this machine charges for a hop (the issue measured 24-57 µs on its own).
-    hop, to_thread = await interleaved_async(calls, _bare_hop(), _to_thread_hop())
+    hop, to_thread = await interleaved_async(calls, bare_thread_hop(), _to_thread_hop())
     print(
         f"    a bare thread hop (no call) {hop.median * 1e6:.0f} µs, asyncio.to_thread {to_thread.median * 1e6:.0f} µs",
         flush=True,
@@ -320,30 +319,5 @@ def _to_thread_hop() -> Callable[[int], Awaitable[object]]:
 
     async def hop(_n: int) -> None:
         await asyncio.to_thread(nothing)
-
-    return hop
-
-
-def _bare_hop() -> Callable[[int], Awaitable[object]]:
-    """The least a hop to a waiting thread and back costs in asyncio: wake the thread (a lock), settle the
-    loop's future from it (``call_soon_threadsafe``), nothing run in between."""
-    wake = threading.Lock()
-    wake.acquire()
-    handed: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
-
-    def serve() -> None:
-        while True:
-            wake.acquire()
-            loop, future = handed.pop()
-            loop.call_soon_threadsafe(future.set_result, None)
-
-    threading.Thread(target=serve, name="bare-hop", daemon=True).start()
-
-    async def hop(_n: int) -> None:
-        loop = asyncio.get_running_loop()
-        future = loop.create_future()
-        handed.append((loop, future))
-        wake.release()
-        await future
 
     return hop

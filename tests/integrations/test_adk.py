@@ -37,6 +37,8 @@ try:
     from google.genai import types
 
     from starpod_session.integrations.adk import StarpodSessionService
+
+    from .adk_event_kinds import shapes
 except ImportError:  # the module is skipped (pytestmark)
     pass
 else:
@@ -355,34 +357,20 @@ def test_an_event_its_delta_its_messages_and_its_usage_commit_together_or_not_at
 
 
 def test_events_round_trip_equal(service):
-    event = Event(
-        invocation_id="inv",
-        author="agent",
-        content=types.Content(
-            role="model",
-            parts=[
-                types.Part(text="look:"),
-                types.Part.from_bytes(data=b"\x89PNG\x00\xff", mime_type="image/png"),
-                types.Part(function_call=types.FunctionCall(id="c1", name="forecast", args={"city": "Oslo"})),
-                types.Part(function_response=types.FunctionResponse(id="c1", name="forecast", response={"t": -3})),
-            ],
-        ),
-        actions=EventActions(state_delta={"k": "v"}, artifact_delta={"f": 1}, transfer_to_agent="other", escalate=True),
-        usage_metadata=types.GenerateContentResponseUsageMetadata(prompt_token_count=10, candidates_token_count=2),
-        custom_metadata={"trace": {"id": [1, 2]}},
-        long_running_tool_ids={"c1"},
-        timestamp=1_700_000_000.123456,
-    )
+    # One event of each kind (text, thought, inline bytes, file data, function calls and responses, code,
+    # actions, usage metadata, grounding, custom metadata, errors), a second apart in that order.
+    events = [event.model_copy(update={"timestamp": 1_700_000_000.123456 + n}) for n, event in enumerate(shapes())]
 
     async def scenario():
         session = await service.create_session(app_name=APP, user_id=USER)
-        await service.append_event(session, event)
+        for event in events:
+            await service.append_event(session, event)
         return session, await service.get_session(app_name=APP, user_id=USER, session_id=session.id)
 
     session, got = run(scenario())
-    assert got.events == [event]
+    assert got.events == events
     assert got == session
-    assert got.last_update_time == event.timestamp
+    assert got.last_update_time == events[-1].timestamp
 
 
 def test_partial_events_are_not_stored_and_last_update_time_follows_the_events(service):
