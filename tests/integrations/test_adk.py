@@ -36,9 +36,8 @@ try:
     from google.adk.sessions.base_session_service import GetSessionConfig
     from google.genai import types
 
+    from starpod_session.integrations._adk_events import _probe_events as event_kinds
     from starpod_session.integrations.adk import StarpodSessionService
-
-    from .adk_event_kinds import shapes
 except ImportError:  # the module is skipped (pytestmark)
     pass
 else:
@@ -359,7 +358,7 @@ def test_an_event_its_delta_its_messages_and_its_usage_commit_together_or_not_at
 def test_events_round_trip_equal(service):
     # One event of each kind (text, thought, inline bytes, file data, function calls and responses, code,
     # actions, usage metadata, grounding, custom metadata, errors), a second apart in that order.
-    events = [event.model_copy(update={"timestamp": 1_700_000_000.123456 + n}) for n, event in enumerate(shapes())]
+    events = [event.model_copy(update={"timestamp": 1_700_000_000.123456 + n}) for n, event in enumerate(event_kinds())]
 
     async def scenario():
         session = await service.create_session(app_name=APP, user_id=USER)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -21,16 +22,20 @@ from ..backends import needs_packages
 
 try:
     from google.adk.events.event import Event
+    from google.adk.events.event_actions import EventActions
     from google.genai import _common as genai_common
     from google.genai import types
     from pydantic import BaseModel, ValidationError
 
     from starpod_session.adk_store import AdkStore
-    from starpod_session.integrations import _adk_events
+    from starpod_session.integrations import _adk_events, adk
+    from starpod_session.integrations._adk_events import _probe_events as event_kinds
     from starpod_session.integrations._adk_events import events_from_json
-    from starpod_session.integrations.adk import _EVENTS_BUILT_ON_THE_LOOP, StarpodSessionService
-
-    from .adk_event_kinds import shapes
+    from starpod_session.integrations.adk import (
+        _EVENTS_BUILT_ON_THE_LOOP,
+        _TEXT_BUILT_ON_THE_LOOP,
+        StarpodSessionService,
+    )
 except ImportError:  # the module is skipped (pytestmark)
     pass
 
@@ -99,6 +104,7 @@ def hook_calls() -> Iterator[list[str]]:
 @pytest.fixture
 def read_by_adk(monkeypatch) -> list[str]:
     """The texts ``events_from_json`` hands to ADK's own ``Event.model_validate_json``."""
+    assert _adk_events._reader() is not None  # built before the spy: its probes are not the test's texts
     texts: list[str] = []
     validate = _adk_events._validate_json
 
@@ -111,7 +117,7 @@ def read_by_adk(monkeypatch) -> list[str]:
 
 
 def test_every_kind_of_stored_event_reads_back_as_adk_reads_it():
-    texts = [dumps(event) for event in shapes()]
+    texts = [dumps(event) for event in event_kinds()]
     events = events_from_json(texts)
     assert len(events) == len(texts)
     for got, text in zip(events, texts, strict=True):
@@ -120,8 +126,8 @@ def test_every_kind_of_stored_event_reads_back_as_adk_reads_it():
 
 
 def test_a_dump_is_read_without_the_hooks_that_cannot_change_it(hook_calls):
-    assert _adk_events._stripped_validator() is not None, "this ADK's events take the stripped schema"
-    texts = [dumps(event) for event in shapes()]
+    assert _adk_events._reader() is not None, "this ADK's events take the stripped schema"
+    texts = [dumps(event) for event in event_kinds()]
     hook_calls.clear()
     events_from_json(texts)
     assert hook_calls == []
@@ -136,15 +142,35 @@ def test_a_dump_is_read_without_the_hooks_that_cannot_change_it(hook_calls):
         # _accept_convenience_kwargs moves a convenience key into its field
         '{"author": "user", "message": "hi", "id": "e1", "timestamp": 1.5}',
         '{"author": "user", "state": {"k": 1}, "id": "e2", "timestamp": 1.5}',
+        '{"author": "user", "route": "b", "id": "e3", "timestamp": 1.5}',
+        '{"author": "user", "node_path": "a/b", "id": "e4", "timestamp": 1.5}',
         # Part.__init__ drops the keywords it names whose value is None (the field is then unset)
-        '{"author": "agent", "id": "e3", "timestamp": 1.5, "content": {"parts": [{"text": null, "thought": true}]}}',
+        '{"author": "agent", "id": "e5", "timestamp": 1.5, "content": {"parts": [{"text": null, "thought": true}]}}',
     ],
-    ids=["message", "state", "null"],
+    ids=["message", "state", "route", "node_path", "null-part-keyword"],
 )
 def test_a_text_a_hook_would_change_is_read_by_adks_validator(text, read_by_adk):
     (got,) = events_from_json([text])
     assert read_by_adk == [text]
     assert_same_as_adks_reading(got, text)
+
+
+def test_a_null_no_hook_reads_is_read_by_the_stripped_schema(read_by_adk):
+    # A tool's response or a state delta holding None: common, and nothing a hook looks at.
+    event = Event(
+        author="tool",
+        content=types.Content(
+            role="user",
+            parts=[types.Part(function_response=types.FunctionResponse(name="f", response={"error": None}))],
+        ),
+        actions=EventActions(state_delta={"gone": None}),
+    )
+    text = dumps(event)
+    assert '"error":null' in text and '"gone":null' in text
+    (got,) = events_from_json([text])
+    assert read_by_adk == []
+    assert_same_as_adks_reading(got, text)
+    assert got == event
 
 
 def test_a_text_the_schema_refuses_raises_adks_own_validation_error():
@@ -160,10 +186,10 @@ def test_a_text_the_schema_refuses_raises_adks_own_validation_error():
 def test_a_stripped_schema_that_reads_the_probes_otherwise_is_never_taken(monkeypatch):
     # As if another ADK or pydantic-core read something differently: here the objects keep the private class.
     monkeypatch.setattr(_adk_events, "_real_class", lambda _cls: lambda value: value)
-    _adk_events._stripped_validator.cache_clear()
+    _adk_events._reader.cache_clear()
     try:
-        assert _adk_events._stripped_validator() is None
-        texts = [dumps(event) for event in shapes()]
+        assert _adk_events._reader() is None
+        texts = [dumps(event) for event in event_kinds()]
         read: list[str] = []
         validate = _adk_events._validate_json
         monkeypatch.setattr(_adk_events, "_validate_json", lambda text: read.append(text) or validate(text))
@@ -172,13 +198,13 @@ def test_a_stripped_schema_that_reads_the_probes_otherwise_is_never_taken(monkey
         assert read == texts, "ADK's own validator read them all"
     finally:
         monkeypatch.undo()
-        _adk_events._stripped_validator.cache_clear()
+        _adk_events._reader.cache_clear()
 
 
 def test_a_session_read_short_or_long_holds_adks_reading_of_its_events(manager: SessionManager):
     # Up to _EVENTS_BUILT_ON_THE_LOOP events are built on the event loop's thread, more in the worker.
     service = StarpodSessionService(manager)
-    kinds = shapes()
+    kinds = event_kinds()
 
     async def scenario() -> list[tuple[int, list[Event]]]:
         session = await service.create_session(app_name="app", user_id="ada", session_id="s")
@@ -197,3 +223,33 @@ def test_a_session_read_short_or_long_holds_adks_reading_of_its_events(manager: 
         assert len(events) == count
         for got, text in zip(events, stored, strict=True):
             assert_same_as_adks_reading(got, text)
+
+
+def test_short_reads_are_built_on_the_loop_and_long_or_large_ones_in_the_worker(manager, monkeypatch):
+    built_on: list[tuple[int, bool]] = []
+    build = adk.events_from_json
+
+    def spy(texts: list[str]) -> list[Event]:
+        built_on.append((len(texts), threading.current_thread() is threading.main_thread()))
+        return build(texts)
+
+    monkeypatch.setattr(adk, "events_from_json", spy)
+    service = StarpodSessionService(manager)
+    big = "x" * (_TEXT_BUILT_ON_THE_LOOP // 2)
+
+    async def scenario() -> None:
+        for session_id, texts in (
+            ("short", ["hi"] * _EVENTS_BUILT_ON_THE_LOOP),
+            ("long", ["hi"] * (_EVENTS_BUILT_ON_THE_LOOP + 1)),
+            ("large", [big, big]),
+        ):
+            session = await service.create_session(app_name="app", user_id="ada", session_id=session_id)
+            for n, text in enumerate(texts):
+                content = types.Content(role="user", parts=[types.Part(text=text)])
+                await service.append_event(session, Event(author="user", content=content, timestamp=1_000.0 + n))
+            got = await service.get_session(app_name="app", user_id="ada", session_id=session_id)
+            assert len(got.events) == len(texts)
+        await service.close()
+
+    asyncio.run(scenario())  # the loop runs in this, the main, thread
+    assert built_on == [(_EVENTS_BUILT_ON_THE_LOOP, True), (_EVENTS_BUILT_ON_THE_LOOP + 1, False), (2, False)]
