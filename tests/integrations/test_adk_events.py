@@ -15,6 +15,8 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from starpod_session import SessionManager
 
@@ -171,6 +173,49 @@ def test_a_null_no_hook_reads_is_read_by_the_stripped_schema(read_by_adk):
     assert read_by_adk == []
     assert_same_as_adks_reading(got, text)
     assert got == event
+
+
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=12,
+)
+JSON_OBJECTS = st.dictionaries(st.text(max_size=8), JSON_VALUES, max_size=4)
+
+
+@st.composite
+def events(draw: Any) -> Event:
+    """An event of random parts, state, metadata and text (texts that look like the hooks' keys included)."""
+    part = st.one_of(
+        st.builds(lambda text: types.Part(text=text), st.text()),
+        st.builds(lambda data: types.Part.from_bytes(data=data, mime_type="application/octet-stream"), st.binary()),
+        st.builds(
+            lambda name, args: types.Part(function_call=types.FunctionCall(name=name, args=args)),
+            st.text(min_size=1, max_size=8),
+            JSON_OBJECTS,
+        ),
+        st.builds(
+            lambda name, response: types.Part(function_response=types.FunctionResponse(name=name, response=response)),
+            st.text(min_size=1, max_size=8),
+            JSON_OBJECTS,
+        ),
+    )
+    return Event(
+        author=draw(st.sampled_from(["user", "agent", "tool"])),
+        invocation_id=draw(st.text(max_size=8)),
+        content=draw(st.none() | st.builds(lambda parts: types.Content(role="model", parts=parts), st.lists(part))),
+        actions=EventActions(state_delta=draw(JSON_OBJECTS)),
+        custom_metadata=draw(st.none() | JSON_OBJECTS),
+        timestamp=draw(st.floats(min_value=0, max_value=4e9)),
+    )
+
+
+@settings(max_examples=300, deadline=None)
+@given(events())
+def test_any_event_reads_back_as_adk_reads_it(event):
+    text = dumps(event)
+    (got,) = events_from_json([text])
+    assert_same_as_adks_reading(got, text)
 
 
 def test_a_text_the_schema_refuses_raises_adks_own_validation_error():
