@@ -135,8 +135,12 @@ class _Bench:
             # loop's thread, and again from the event loop through a bare hop to a thread (our shape: a sync
             # driver under an async adapter), each on events of its own.
             texts = [event.model_dump_json() for event in events["ours"]]
-            hopped = bare_thread_hop(lambda n: bound.append(texts[(n + _WARMUP) % (count + _WARMUP)]))
-            sides.append(lambda n: bound.append(texts[(n + _WARMUP) % (count + _WARMUP)]))
+
+            def bare_append(n: int) -> None:
+                bound.append(texts[(n + _WARMUP) % (count + _WARMUP)])
+
+            hopped = bare_thread_hop(bare_append)
+            sides.append(bare_append)
             sides.append(lambda n: self.await_(hopped(n)))
         try:
             timings = interleaved(count, *sides, warmup=_WARMUP)

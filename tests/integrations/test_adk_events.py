@@ -103,10 +103,8 @@ def hook_calls() -> Iterator[list[str]]:
         sys.setprofile(previous)
 
 
-@pytest.fixture
-def read_by_adk(monkeypatch) -> list[str]:
-    """The texts ``events_from_json`` hands to ADK's own ``Event.model_validate_json``."""
-    assert _adk_events._reader() is not None  # built before the spy: its probes are not the test's texts
+def spy_on_adks_validator(monkeypatch) -> list[str]:
+    """From now on, the texts ``events_from_json`` hands to ADK's own ``Event.model_validate_json``."""
     texts: list[str] = []
     validate = _adk_events._validate_json
 
@@ -116,6 +114,13 @@ def read_by_adk(monkeypatch) -> list[str]:
 
     monkeypatch.setattr(_adk_events, "_validate_json", spy)
     return texts
+
+
+@pytest.fixture
+def read_by_adk(monkeypatch) -> list[str]:
+    """The texts ``events_from_json`` hands to ADK's own validator while the test runs."""
+    assert _adk_events._reader() is not None  # built before the spy: its probes are not the test's texts
+    return spy_on_adks_validator(monkeypatch)
 
 
 def test_every_kind_of_stored_event_reads_back_as_adk_reads_it():
@@ -235,9 +240,7 @@ def test_a_stripped_schema_that_reads_the_probes_otherwise_is_never_taken(monkey
     try:
         assert _adk_events._reader() is None
         texts = [dumps(event) for event in event_kinds()]
-        read: list[str] = []
-        validate = _adk_events._validate_json
-        monkeypatch.setattr(_adk_events, "_validate_json", lambda text: read.append(text) or validate(text))
+        read = spy_on_adks_validator(monkeypatch)
         for got, text in zip(events_from_json(texts), texts, strict=True):
             assert_same_as_adks_reading(got, text)
         assert read == texts, "ADK's own validator read them all"
@@ -247,7 +250,8 @@ def test_a_stripped_schema_that_reads_the_probes_otherwise_is_never_taken(monkey
 
 
 def test_a_session_read_short_or_long_holds_adks_reading_of_its_events(manager: SessionManager):
-    # Up to _EVENTS_BUILT_ON_THE_LOOP events are built on the event loop's thread, more in the worker.
+    # 100 events of these kinds (52 KB of JSON) are built on the event loop's thread, 101 in the worker
+    # (test_short_reads_are_built_on_the_loop_and_long_or_large_ones_in_the_worker checks where).
     service = StarpodSessionService(manager)
     kinds = event_kinds()
 
